@@ -1,0 +1,138 @@
+"""Shared fixtures: every database test runs on SQLite and, with TEST_DATABASE_URL set, on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.orm import Session
+
+from triage import create_app, schema
+from triage.database import make_engine, make_session_factory
+from triage.models import Base
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip PostgreSQL variants with a clear reason when TEST_DATABASE_URL is not set."""
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL variant: set TEST_DATABASE_URL to run it (CI does)")
+    for item in items:
+        if "postgresql" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_seeded() -> Iterator[tuple[Engine, dict[str, list[dict[str, Any]]]]]:
+    """PostgreSQL migrated to head once, with a snapshot of the seed rows to restore between tests."""
+    engine = make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    schema.upgrade(engine)
+    with engine.connect() as conn:
+        snapshot = {t.name: [dict(r._mapping) for r in conn.execute(select(t))] for t in Base.metadata.sorted_tables}
+    yield engine, snapshot
+    engine.dispose()
+
+
+def _restore_pg(engine: Engine, snapshot: dict[str, list[dict[str, Any]]]) -> None:
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in Base.metadata.sorted_tables:
+            if snapshot[table.name]:
+                conn.execute(insert(table), snapshot[table.name])
+        for table in Base.metadata.sorted_tables:
+            if snapshot[table.name]:
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), (SELECT max(id) FROM {table.name}))"
+                    )
+                )
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, seeded, otherwise empty database for one test."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copy(template, path)
+        yield f"sqlite:///{path}"
+        return
+    engine, snapshot = request.getfixturevalue("pg_seeded")
+    _restore_pg(engine, snapshot)
+    yield PG_URL
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the test database."""
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session on the test database."""
+    with make_session_factory(engine)() as s:
+        yield s
+
+
+@pytest.fixture
+def instance_path(tmp_path: Path) -> Path:
+    """A fresh instance folder."""
+    path = tmp_path / "instance"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def app_config(database_url: str, instance_path: Path, tmp_path: Path) -> dict[str, Any]:
+    """Config overrides for a test app; tests may add to it before asking for `app`."""
+    models = tmp_path / "models"
+    models.mkdir()
+    return {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": instance_path,
+        "MODELS_DIR": models,
+        "SECRET_KEY": "test-secret-" + uuid.uuid4().hex,
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The app under test."""
+    application = create_app(app_config)
+    yield application
+    application.extensions["triage.engine"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client for the app."""
+    return app.test_client()

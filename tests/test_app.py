@@ -1,0 +1,96 @@
+"""App factory, configuration defaults, health endpoint and start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from triage import create_app
+from triage.config import ConfigError, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_flask(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_defaults_put_sqlite_and_a_generated_secret_in_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("TRIAGE_INSTANCE_PATH", str(tmp_path / "inst"))
+    first = Settings.from_env()
+    first.prepare_instance()
+    assert first.database_url == f"sqlite:///{tmp_path / 'inst' / 'triage.db'}"
+    assert len(first.secret_key) == 64
+    assert (tmp_path / "inst" / "secret_key").stat().st_mode & 0o077 == 0
+    second = Settings.from_env()
+    second.prepare_instance()
+    assert second.secret_key == first.secret_key
+
+
+def test_bad_number_in_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_PORT", "twenty-five")
+    with pytest.raises(ConfigError, match="SMTP_PORT must be a whole number"):
+        Settings.from_env()
+
+
+def test_health_reports_database_and_missing_model(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["database"] == {"ok": True}
+    assert body["model"]["version"] is None
+    assert "train" in body["model"]["error"]
+    assert body["outbox"] == {"pending": 0, "failed": 0}
+
+
+def test_health_is_503_when_database_is_unreachable(tmp_path: Path) -> None:
+    app = create_app({"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "INSTANCE_PATH": tmp_path})
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["database"]["ok"] is False
+
+
+def test_cli_lists_the_triage_commands() -> None:
+    result = run_flask("triage", "--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("migrate", "serve", "worker"):
+        assert command in result.stdout
+
+
+def test_unreachable_database_stops_startup_with_one_line(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "TRIAGE_INSTANCE_PATH": str(tmp_path)}
+    result = run_flask("triage", "migrate", env=env)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach the database" in lines[0], result.stderr
+
+
+def test_unwritable_instance_stops_startup_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_flask("triage", "migrate", env={"TRIAGE_INSTANCE_PATH": str(blocker / "instance")})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not writable" in lines[0], result.stderr
+
+
+def test_invalid_database_url_is_one_line(tmp_path: Path) -> None:
+    result = run_flask("triage", "migrate", env={"DATABASE_URL": "not a url", "TRIAGE_INSTANCE_PATH": str(tmp_path)})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "not a valid database URL" in result.stderr

@@ -1,0 +1,32 @@
+"""IMI centre-enquiry triage service: the Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from triage.config import Settings
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app from environment settings, with optional overrides (tests pass these)."""
+    settings = Settings.from_env()
+    if config:
+        settings.update(config)
+    settings.prepare_instance()
+
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config["SECRET_KEY"] = settings.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = settings.inbound_max_bytes
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config.update({k: v for k, v in settings.extra.items() if k.isupper()})
+    app.extensions["triage.settings"] = settings
+
+    from triage import cli
+    from triage.web import init_app as init_web
+
+    init_web(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,148 @@
+"""Service configuration read from the environment, with safe defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """Configuration that stops start-up; its message is one line meant for the operator."""
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass
+class Settings:
+    """Every setting the service reads; `from_env` fills it from environment variables."""
+
+    instance_path: Path = REPO_ROOT / "instance"
+    database_url: str = ""
+    secret_key: str = ""
+    models_dir: Path = REPO_ROOT / "models"
+    training_data_dir: Path = REPO_ROOT / "training_data"
+    # mail
+    support_address: str = "support@imi-awards.example"
+    support_name: str = "IMI Awards Centre Support"
+    mail_domain: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_timeout: int = 30
+    outbox_dir: Path | None = None
+    outbox_max_attempts: int = 8
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_user: str = ""
+    imap_password: str = ""
+    imap_folder: str = "INBOX"
+    imap_tls: bool = True
+    imap_processed_folder: str = ""
+    inbound_max_bytes: int = 10 * 1024 * 1024
+    attachment_max_bytes: int = 5 * 1024 * 1024
+    sender_hourly_cap: int = 10
+    worker_interval: float = 5.0
+    model_check_interval: float = 10.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Build settings from environment variables, applying defaults for anything unset."""
+        env = os.environ.get
+        instance = Path(env("TRIAGE_INSTANCE_PATH") or REPO_ROOT / "instance").resolve()
+        s = cls(instance_path=instance)
+        s.database_url = env("DATABASE_URL") or ""
+        s.secret_key = env("SECRET_KEY") or ""
+        s.models_dir = Path(env("MODELS_DIR") or s.models_dir).resolve()
+        s.training_data_dir = Path(env("TRAINING_DATA_DIR") or s.training_data_dir).resolve()
+        s.support_address = env("SUPPORT_ADDRESS") or s.support_address
+        s.support_name = env("SUPPORT_NAME") or s.support_name
+        s.mail_domain = env("MAIL_DOMAIN") or ""
+        s.smtp_host = env("SMTP_HOST") or ""
+        s.smtp_port = _env_int("SMTP_PORT", 25)
+        s.smtp_user = env("SMTP_USER") or ""
+        s.smtp_password = env("SMTP_PASSWORD") or ""
+        s.smtp_starttls = _env_bool("SMTP_STARTTLS", False)
+        s.smtp_timeout = _env_int("SMTP_TIMEOUT", 30)
+        outbox_dir = env("OUTBOX_DIR")
+        s.outbox_dir = Path(outbox_dir).resolve() if outbox_dir else None
+        s.outbox_max_attempts = _env_int("OUTBOX_MAX_ATTEMPTS", 8)
+        s.imap_host = env("IMAP_HOST") or ""
+        s.imap_port = _env_int("IMAP_PORT", 993)
+        s.imap_user = env("IMAP_USER") or ""
+        s.imap_password = env("IMAP_PASSWORD") or ""
+        s.imap_folder = env("IMAP_FOLDER") or "INBOX"
+        s.imap_tls = _env_bool("IMAP_TLS", True)
+        s.imap_processed_folder = env("IMAP_PROCESSED_FOLDER") or ""
+        s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
+        s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
+        s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
+        return s
+
+    def update(self, overrides: dict[str, object]) -> None:
+        """Apply overrides given by name (used by tests and by `create_app(config=...)`)."""
+        names = {f.name for f in fields(self)}
+        for key, value in overrides.items():
+            name = key.lower()
+            if name in names:
+                if name in {"instance_path", "models_dir", "training_data_dir", "outbox_dir"} and value:
+                    value = Path(str(value)).resolve()
+                setattr(self, name, value)
+            else:
+                self.extra[key] = value
+
+    def prepare_instance(self) -> None:
+        """Create the instance folder, and fill in the database URL and secret key defaults inside it."""
+        try:
+            self.instance_path.mkdir(parents=True, exist_ok=True)
+            probe = self.instance_path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"instance folder {self.instance_path} is not writable: {exc.strerror}") from None
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.instance_path / 'triage.db'}"
+        if not self.secret_key:
+            self.secret_key = _load_or_create_secret(self.instance_path / "secret_key")
+        if not self.mail_domain:
+            self.mail_domain = self.support_address.rpartition("@")[2] or "localhost"
+        if self.outbox_dir is None and not self.smtp_host:
+            self.outbox_dir = self.instance_path / "outbox"
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value

@@ -1,0 +1,55 @@
+"""The background worker: runs each periodic task (mail delivery, inbox polling, jobs) in a loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named unit of worker work; `run` returns how many items it handled."""
+
+    name: str
+    run: Callable[[sessionmaker[Session], Settings], int]
+
+
+class Worker:
+    """Runs tasks until stopped; a task's failure is logged and retried on the next round."""
+
+    def __init__(self, tasks: list[Task], sessions: sessionmaker[Session], settings: Settings) -> None:
+        self.tasks = tasks
+        self.sessions = sessions
+        self.settings = settings
+        self.stopping = threading.Event()
+
+    def run_once(self) -> dict[str, int]:
+        """Run every task once and return how many items each handled (-1 for a task that failed)."""
+        done: dict[str, int] = {}
+        for task in self.tasks:
+            if self.stopping.is_set():
+                break
+            try:
+                done[task.name] = task.run(self.sessions, self.settings)
+            except Exception:
+                log.exception("worker task %s failed; it will be retried", task.name)
+                done[task.name] = -1
+        return done
+
+    def run_forever(self) -> None:
+        """Loop over the tasks, sleeping between idle rounds, until SIGTERM/SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        while not self.stopping.is_set():
+            done = self.run_once()
+            if not any(n > 0 for n in done.values()):
+                self.stopping.wait(self.settings.worker_interval)
