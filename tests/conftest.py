@@ -136,3 +136,36 @@ def app(app_config: dict[str, Any]) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A test client for the app."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real model trained once per test session on training_data/train.jsonl, saved to a models dir."""
+    from triage import registry
+    from triage.dataset import TRAIN_FILE, load_jsonl
+    from triage.training import train
+
+    models_dir = tmp_path_factory.mktemp("models")
+    train_set = load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / TRAIN_FILE)
+    result = train(train_set, None, "vtest-1", n_jobs=2)
+    registry.save(result.model, models_dir)
+    return result, models_dir
+
+
+@pytest.fixture
+def model_app_config(app_config: dict[str, Any], trained_model) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """App config whose models directory holds the session's trained model."""
+    app_config["MODELS_DIR"] = trained_model[1]
+    return app_config
+
+
+@pytest.fixture
+def active_model(model_app_config: dict[str, Any], trained_model, session: Session):  # type: ignore[no-untyped-def]
+    """Register and activate the session's trained model in this test's database."""
+    from triage import registry
+
+    result, _models_dir = trained_model
+    registry.register(session, result.model, "test", True, "")
+    registry.activate(session, result.model.version, "test")
+    session.commit()
+    return result.model

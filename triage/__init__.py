@@ -24,9 +24,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in settings.extra.items() if k.isupper()})
     app.extensions["triage.settings"] = settings
 
-    from triage import cli
+    from triage import commands
     from triage.web import init_app as init_web
 
     init_web(app)
-    cli.init_app(app)
+    commands.init_app(app)
     return app

@@ -1,56 +1,17 @@
-"""The `flask triage ...` command group."""
+"""Service commands: migrate, serve (web and worker together), worker."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask import current_app
 
 from triage import schema
-from triage.config import ConfigError, Settings
+from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import check_connection
-
-triage_cli = AppGroup("triage", help="IMI centre-enquiry triage: database, model, mail and worker commands.")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def init_app(app: Flask) -> None:
-    """Register the command group on the app."""
-    app.cli.add_command(triage_cli)
-
-
-def app_settings() -> Settings:
-    """Settings of the app the command runs in."""
-    return current_app.extensions["triage.settings"]
-
-
-def reports_config_errors(func: F) -> F:
-    """Turn a ConfigError into one clear line on stderr and exit status 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def ready_engine():  # type: ignore[no-untyped-def]
-    """The app's engine after checking the database is reachable and migrated."""
-    engine = current_app.extensions["triage.engine"]
-    check_connection(engine)
-    schema.ensure_current(engine)
-    return engine
 
 
 @triage_cli.command("migrate")
@@ -113,7 +74,7 @@ def worker_command(once: bool) -> None:
 
     ready_engine()
     settings = app_settings()
-    worker = Worker(default_tasks(settings), current_app.extensions["triage.sessions"], settings)
+    worker = Worker(default_tasks(settings), sessions(), settings)
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")

@@ -1,0 +1,50 @@
+"""Helpers shared by the benchmarks: timing, percentiles, a trained model in a scratch folder."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of values, by nearest rank."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def timed(func: Callable[[], Any]) -> tuple[float, Any]:
+    """Run func once; return (seconds, result)."""
+    start = time.perf_counter()
+    result = func()
+    return time.perf_counter() - start, result
+
+
+def median_time(func: Callable[[], Any], repeat: int = 5) -> float:
+    """Median seconds over `repeat` runs."""
+    return statistics.median(timed(func)[0] for _ in range(repeat))
+
+
+def sample_emails(n: int, seed: int = 7) -> list[dict[str, str]]:
+    """n emails drawn (with replacement) from the training and test files, with unique ids."""
+    rows = []
+    for name in ("train.jsonl", "test.jsonl"):
+        rows += [json.loads(line) for line in (REPO / "training_data" / name).read_text().splitlines()]
+    rng = random.Random(seed)
+    return [{"id": f"e{i}", "subject": r["subject"], "body": r["body"]} for i, r in enumerate(rng.choices(rows, k=n))]
+
+
+def row(name: str, value: float, unit: str, baseline: float | None = None, better: str = "higher") -> str:
+    """One printed result line, with the ratio to the baseline when there is one."""
+    text = f"  {name:48} {value:12.3f} {unit}"
+    if baseline:
+        ratio = value / baseline
+        text += f"   (baseline {baseline:.3f}; ratio {ratio:.2f}, {better} is better)"
+    return text

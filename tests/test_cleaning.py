@@ -1,0 +1,76 @@
+"""Cleaning keeps only what the centre wrote now."""
+
+from __future__ import annotations
+
+from triage.cleaning import clean_body, clean_subject, html_to_text, latest_reply, model_text
+
+
+def test_strips_on_wrote_quote_and_iphone_footer() -> None:
+    body = (
+        "The exam has frozen again on PC 4.\n\nSent from my iPhone\n\n"
+        "On Tue, 3 Mar 2026 at 09:12, IMI Support <support@imi.example> wrote:\n"
+        "> Dear centre,\n> please turn the machine off and on again.\n"
+    )
+    text = latest_reply(body)
+    assert text == "The exam has frozen again on PC 4."
+
+
+def test_strips_outlook_header_block() -> None:
+    body = (
+        "Still not showing in invigilate.\n\n"
+        "________________________________\n"
+        "From: IMI Awards Support <support@imi.example>\n"
+        "Sent: Tuesday, March 3, 2026 9:12 AM\n"
+        "To: Jo Bloggs <jo@college.example>\n"
+        "Subject: RE: exam\n\n"
+        "Exams only show 48 hours before.\n"
+    )
+    assert latest_reply(body) == "Still not showing in invigilate."
+
+
+def test_strips_signature_and_disclaimer() -> None:
+    body = (
+        "Where do we download the secure client from?\n\n"
+        "Kind regards\n\nJane Doe\nExams Officer | Northfield College\nT: 0123 456789\n\n"
+        "This email and any attachments are confidential and intended solely for the addressee. "
+        "If you have received this email in error please notify the sender and delete it."
+    )
+    text = latest_reply(body)
+    assert text == "Where do we download the secure client from?"
+
+
+def test_greater_than_quoted_lines_only_after_new_text() -> None:
+    body = "thanks, that worked\n> old question\n> more old"
+    assert "old question" not in latest_reply(body)
+
+
+def test_html_only_body_is_converted_and_scripts_dropped() -> None:
+    html = "<html><body><p>Learner is <b>absent</b> today</p><script>alert('x')</script></body></html>"
+    text = clean_body("", html)
+    assert "Learner is absent today" in text
+    assert "alert" not in text
+    assert "<" not in html_to_text("<div>a &lt; b</div>").replace("a < b", "")
+
+
+def test_html_in_the_text_part_is_converted_too() -> None:
+    assert clean_body("<div>exam <i>frozen</i></div>") == "exam frozen"
+
+
+def test_subject_prefixes_and_reference_removed() -> None:
+    assert clean_subject("RE: Fwd: [IMI-000123] Exam locked") == "Exam locked"
+    assert clean_subject("AW: re:help") == "help"
+
+
+def test_subject_and_body_both_count() -> None:
+    assert model_text("Extra time", "see below\n\nSent from my iPhone") == "Extra time\nsee below"
+
+
+def test_message_that_is_only_quote_keeps_text() -> None:
+    body = "> only quoted text\n> nothing new"
+    assert latest_reply(body) == ""
+    assert model_text("Re: exam frozen", body) == "exam frozen"
+
+
+def test_huge_and_odd_input_is_bounded() -> None:
+    text = latest_reply("x" * 1_000_000 + "\x00\r\n")
+    assert len(text) <= 20_000

@@ -1,0 +1,76 @@
+"""Threshold selection from out-of-fold predictions, and the action rules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from triage.decision import AUTO_REPLY, NEVER, ROUTE, TRIAGE, Thresholds, action_for, choose_thresholds, decide_rows
+
+
+def _probs(rows: list[tuple[int, float, float]], n_classes: int) -> np.ndarray:
+    """Rows of (top class index, top prob, runner-up prob) spread over the other classes."""
+    out = np.zeros((len(rows), n_classes))
+    for i, (cls, top, second) in enumerate(rows):
+        out[i, :] = (1 - top - second) / (n_classes - 2)
+        out[i, cls] = top
+        out[i, (cls + 1) % n_classes] = second
+    return out
+
+
+CLASSES = ["candidate_absent", "errors_within_exam", "other"]
+
+
+def test_threshold_excludes_the_confident_mistakes_region() -> None:
+    # 40 right answers at 0.9, 10 right at 0.6, 5 wrong at 0.6: only >= 0.9 keeps precision >= 0.98
+    rows = [(0, 0.9, 0.05)] * 40 + [(0, 0.6, 0.3)] * 15
+    truth = ["candidate_absent"] * 50 + ["other"] * 5
+    t = choose_thresholds(truth, _probs(rows, 3), CLASSES)
+    decisions = decide_rows(_probs(rows, 3), CLASSES, t)
+    auto = [d for d, y in zip(decisions, truth, strict=True) if d.action == AUTO_REPLY]
+    assert len(auto) == 40 and all(d.category == "candidate_absent" for d in auto)
+
+
+def test_lowest_threshold_when_everything_is_right() -> None:
+    rows = [(0, 0.5, 0.4)] * 30
+    t = choose_thresholds(["candidate_absent"] * 30, _probs(rows, 3), CLASSES)
+    assert t.for_category("candidate_absent") == {"prob": 0.3, "margin": 0.0}
+
+
+def test_category_that_cannot_reach_precision_never_acts_alone() -> None:
+    rows = [(0, 0.95, 0.01)] * 20
+    truth = ["candidate_absent"] * 10 + ["other"] * 10
+    t = choose_thresholds(truth, _probs(rows, 3), CLASSES)
+    assert t.for_category("candidate_absent") == NEVER
+    assert action_for("candidate_absent", 0.999, 0.99, t) == TRIAGE
+
+
+def test_margin_separates_when_probability_does_not() -> None:
+    # right answers have a clear runner-up gap; wrong ones are close calls with the same top probability
+    probs = np.array([[0.6, 0.2, 0.2]] * 30 + [[0.6, 0.38, 0.02]] * 10)
+    truth = ["candidate_absent"] * 30 + ["other"] * 10
+    t = choose_thresholds(truth, probs, CLASSES)
+    limit = t.for_category("candidate_absent")
+    assert limit["prob"] <= 0.6
+    assert 0.22 < limit["margin"] <= 0.4
+    assert sum(d.action == AUTO_REPLY for d in decide_rows(probs, CLASSES, t)) == 30
+
+
+def test_actions_by_category_kind() -> None:
+    t = Thresholds(
+        {"candidate_absent": {"prob": 0.5, "margin": 0.1}, "errors_within_exam": {"prob": 0.5, "margin": 0.1}}
+    )
+    assert action_for("candidate_absent", 0.8, 0.5, t) == AUTO_REPLY
+    assert action_for("errors_within_exam", 0.8, 0.5, t) == ROUTE
+    assert action_for("candidate_absent", 0.8, 0.05, t) == TRIAGE
+    assert action_for("other", 0.99, 0.99, t) == TRIAGE
+    assert action_for("unknown_slug", 0.99, 0.99, t) == TRIAGE
+
+
+def test_decisions_carry_queue_and_alternatives() -> None:
+    t = Thresholds({"errors_within_exam": {"prob": 0.5, "margin": 0.0}})
+    probs = np.array([[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]])
+    first, second = decide_rows(probs, CLASSES, t, routing={"errors_within_exam": "assessment-content"})
+    assert (first.action, first.queue) == (ROUTE, "assessment-content")
+    assert first.alternatives[0][0] in {"candidate_absent", "other"}
+    assert (second.category, second.action, second.queue) == ("other", TRIAGE, "triage")
+    assert Thresholds.from_dict(t.to_dict()) == t

@@ -1,0 +1,64 @@
+"""The `flask triage ...` command group and helpers shared by its commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage import schema
+from triage.config import ConfigError, Settings
+from triage.database import check_connection
+
+triage_cli = AppGroup("triage", help="IMI centre-enquiry triage: database, model, mail and worker commands.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def init_app(app: Flask) -> None:
+    """Register the command group (with every command module) on the app."""
+    from triage.commands import model, service  # noqa: F401  (importing registers their commands)
+
+    app.cli.add_command(triage_cli)
+
+
+def app_settings() -> Settings:
+    """Settings of the app the command runs in."""
+    return current_app.extensions["triage.settings"]
+
+
+def reports_config_errors(func: F) -> F:
+    """Turn a ConfigError into one clear line on stderr and exit status 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ready_engine(migrate_sqlite: bool = False) -> Engine:
+    """The app's engine after checking the database is reachable and migrated.
+
+    With `migrate_sqlite`, an embedded SQLite database is brought to head instead (it has one user).
+    """
+    engine: Engine = current_app.extensions["triage.engine"]
+    check_connection(engine)
+    if migrate_sqlite and engine.dialect.name == "sqlite":
+        schema.upgrade(engine)
+    schema.ensure_current(engine)
+    return engine
+
+
+def sessions() -> sessionmaker[Session]:
+    """The app's session factory."""
+    return current_app.extensions["triage.sessions"]

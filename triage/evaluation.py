@@ -1,0 +1,120 @@
+"""Evaluation figures for a classifier: per-category scores and the auto-reply figures the gate checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from triage.catalogue import OTHER, SELF_SERVE_SLUGS, SLUGS, STAFF_ONLY_SLUGS
+from triage.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
+
+
+@dataclass(frozen=True)
+class QualityTargets:
+    """The quality gate's floors and ceilings."""
+
+    auto_reply_precision: float = 0.98
+    coverage: float = 0.75
+    macro_f1: float = 0.90
+    other_auto_replied: float = 0.02
+    staff_only_auto_replied: float = 0.01
+
+
+def _share(flags: np.ndarray) -> float:
+    return float(flags.mean()) if flags.size else 0.0
+
+
+def evaluate(y_true: Sequence[str], decisions: Sequence[Decision]) -> dict[str, Any]:
+    """All evaluation figures for true labels against decisions, as a JSON-ready dict."""
+    truth = np.asarray(y_true, dtype=object)
+    predicted = np.asarray([d.category for d in decisions], dtype=object)
+    actions = np.asarray([d.action for d in decisions], dtype=object)
+    labels = list(SLUGS)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    correct = truth == predicted
+    auto = actions == AUTO_REPLY
+    routed = actions == ROUTE
+    self_serve = np.isin(truth, list(SELF_SERVE_SLUGS))
+    staff_only = np.isin(truth, list(STAFF_ONLY_SLUGS))
+    per_category_auto = {}
+    for slug in sorted(SELF_SERVE_SLUGS):
+        sent = auto & (predicted == slug)
+        per_category_auto[slug] = {
+            "auto_replied": int(sent.sum()),
+            "wrong": int((sent & ~correct).sum()),
+            "precision": float(correct[sent].mean()) if sent.any() else None,
+            "coverage": _share(auto[truth == slug] & correct[truth == slug]),
+        }
+    return {
+        "n": len(truth),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
+        "per_category": {
+            slug: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for slug, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "labels": labels,
+        "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "auto_reply": {
+            "precision": float(correct[auto].mean()) if auto.any() else 1.0,
+            "count": int(auto.sum()),
+            "coverage": _share(auto[self_serve] & correct[self_serve]),
+            "other_auto_replied": _share(auto[truth == OTHER]),
+            "staff_only_auto_replied": _share(auto[staff_only]),
+            "per_category": per_category_auto,
+        },
+        "route": {"count": int(routed.sum()), "precision": float(correct[routed].mean()) if routed.any() else 1.0},
+        "triage_share": _share(actions == TRIAGE),
+    }
+
+
+def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) -> list[str]:
+    """Reasons a report misses the targets (empty when it passes); names the categories that failed."""
+    auto = report["auto_reply"]
+    reasons = []
+    if auto["precision"] < targets.auto_reply_precision:
+        culprits = [f"{slug} ({c['wrong']} wrong of {c['auto_replied']})"
+                    for slug, c in auto["per_category"].items() if c["wrong"]]  # fmt: skip
+        reasons.append(
+            f"{name}: auto-reply precision {auto['precision']:.3f} < {targets.auto_reply_precision}; "
+            f"wrong auto-replies in: {', '.join(culprits)}"
+        )
+    if auto["coverage"] < targets.coverage:
+        reasons.append(f"{name}: auto-reply coverage {auto['coverage']:.3f} < {targets.coverage}")
+    if report["macro_f1"] < targets.macro_f1:
+        weakest = sorted(report["per_category"].items(), key=lambda kv: kv[1]["f1"])[:3]
+        names = ", ".join(f"{slug} F1 {v['f1']:.2f}" for slug, v in weakest)
+        reasons.append(f"{name}: macro-F1 {report['macro_f1']:.3f} < {targets.macro_f1} (weakest: {names})")
+    if auto["other_auto_replied"] > targets.other_auto_replied:
+        reasons.append(
+            f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > {targets.other_auto_replied}"
+        )
+    if auto["staff_only_auto_replied"] > targets.staff_only_auto_replied:
+        reasons.append(
+            f"{name}: {auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied > {targets.staff_only_auto_replied}"
+        )
+    return reasons
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A human-readable summary of a report for the terminal."""
+    auto = report["auto_reply"]
+    lines = [
+        f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   macro-F1: {report['macro_f1']:.3f}",
+        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, coverage of self-serve "
+        f"{auto['coverage']:.3f}, 'other' auto-replied {auto['other_auto_replied']:.3f}, staff-only auto-replied "
+        f"{auto['staff_only_auto_replied']:.3f}",
+        f"routed: {report['route']['count']} (precision {report['route']['precision']:.3f}); "
+        f"sent to triage: {report['triage_share']:.3f}",
+        "",
+        f"{'category':34} {'prec':>6} {'recall':>6} {'F1':>6} {'n':>5}",
+    ]
+    for slug, v in report["per_category"].items():
+        lines.append(f"{slug:34} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted, in the order above):"]
+    lines += [" ".join(f"{n:3d}" for n in row) for row in report["confusion_matrix"]]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""The scikit-learn Pipeline and the loaded classifier that turns emails into decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn import config_context
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import LinearSVC
+
+from triage.cleaning import model_text
+from triage.decision import Decision, Thresholds, decide_rows
+
+SEED = 20261126
+
+
+def clean_pairs(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """Pipeline step: (subject, body) pairs to the cleaned text the vectorisers read."""
+    return [model_text(subject, body) for subject, body in pairs]
+
+
+def build_pipeline(seed: int = SEED) -> Pipeline:
+    """Cleaning, word and character TF-IDF, and a sigmoid-calibrated linear SVM, as one Pipeline.
+
+    The calibration is fitted on 5-fold cross-validated scores of the SVM (`ensemble=False`): one SVM
+    at prediction time, which keeps single-email latency low.
+    """
+    features = FeatureUnion(
+        [
+            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
+                                     token_pattern=r"(?u)\b\w+\b", min_df=1, dtype=np.float32)),  # noqa: S106
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                                     strip_accents="unicode", min_df=2, max_features=150_000, dtype=np.float32)),
+        ]
+    )  # fmt: skip
+    svm = LinearSVC(C=0.5, class_weight="balanced", random_state=seed, max_iter=5000)
+    return Pipeline(
+        [
+            ("clean", FunctionTransformer(clean_pairs)),
+            ("features", features),
+            ("classify", CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)),
+        ]
+    )
+
+
+@dataclass
+class TrainedModel:
+    """A fitted Pipeline with its abstention thresholds and metadata; the unit saved to disk."""
+
+    pipeline: Pipeline
+    thresholds: Thresholds
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        """The model version name."""
+        return str(self.metadata.get("version", "unsaved"))
+
+    @property
+    def classes(self) -> list[str]:
+        """Class slugs in the column order of predict_proba."""
+        return [str(c) for c in self.pipeline.classes_]
+
+    def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Class probabilities for (subject, body) pairs."""
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.pipeline.predict_proba(list(pairs))
+
+    def decide(self, pairs: Sequence[tuple[str, str]], routing: Mapping[str, str] | None = None) -> list[Decision]:
+        """Decisions for a batch of (subject, body) pairs."""
+        if not pairs:
+            return []
+        return decide_rows(self.probabilities(pairs), self.classes, self.thresholds, routing)
+
+    def decide_one(self, subject: str, body: str, routing: Mapping[str, str] | None = None) -> Decision:
+        """The decision for one email."""
+        return self.decide([(subject, body)], routing)[0]

@@ -1,0 +1,19 @@
+"""Category-to-queue routing as stored in the database (seeded from the catalogue, editable by admins)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage.models import Queue, RoutingRule
+
+
+def routing_map(session: Session) -> dict[str, str]:
+    """Map each category slug to the slug of the queue its tickets go to."""
+    rows = session.execute(select(RoutingRule.category, Queue.slug).join(Queue, RoutingRule.queue_id == Queue.id))
+    return {category: queue for category, queue in rows.tuples()}
+
+
+def queue_by_slug(session: Session, slug: str) -> Queue:
+    """The queue with this slug (raises if it does not exist)."""
+    return session.scalars(select(Queue).where(Queue.slug == slug)).one()
