@@ -49,9 +49,11 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
+    from triage.schema import migration_connection
+
     engine = make_engine(_url())
     try:
-        with engine.connect() as connection:
+        with migration_connection(engine) as connection:
             _configure(connection)
             with context.begin_transaction():
                 context.run_migrations()

@@ -169,3 +169,75 @@ def active_model(model_app_config: dict[str, Any], trained_model, session: Sessi
     registry.activate(session, result.model.version, "test")
     session.commit()
     return result.model
+
+
+# --- mail servers -------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SmtpRecorder:
+    """aiosmtpd handler that records every accepted message, or answers with queued failure codes first."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.answers: list[str] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.answers:
+            return self.answers.pop(0)
+        self.messages.append(envelope)
+        return "250 OK"
+
+    def parsed(self) -> list[Any]:
+        """The accepted messages as EmailMessage objects."""
+        from email import message_from_bytes, policy
+
+        return [message_from_bytes(e.content, policy=policy.default) for e in self.messages]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port."""
+    from aiosmtpd.controller import Controller
+
+    recorder = SmtpRecorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield recorder, port
+    controller.stop()
+
+
+@pytest.fixture
+def mail_app_config(model_app_config: dict[str, Any], smtp_server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """App config with the trained model and SMTP pointed at the test server."""
+    model_app_config.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_server[1], "SUPPORT_ADDRESS": "support@imi.test",
+                             "MODEL_CHECK_INTERVAL": 0.0})  # fmt: skip
+    return model_app_config
+
+
+@pytest.fixture
+def mail_app(mail_app_config: dict[str, Any], active_model) -> Iterator[Flask]:  # type: ignore[no-untyped-def]
+    """The app, wired to the test SMTP server, with an active model."""
+    application = create_app(mail_app_config)
+    yield application
+    application.extensions["triage.engine"].dispose()
+
+
+@pytest.fixture
+def api_token(mail_app: Flask) -> str:
+    """A live API token for the mail app."""
+    from triage import tokens
+
+    with mail_app.extensions["triage.sessions"]() as s:
+        _row, plain = tokens.create_token(s, "tests")
+        s.commit()
+    return plain

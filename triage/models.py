@@ -77,6 +77,7 @@ class Queue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    notify_address: Mapped[str | None] = mapped_column(String(254))  # told when a centre replies on a ticket
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -203,6 +204,24 @@ class Message(Base):
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(back_populates="message", cascade="all, delete-orphan")
+
+
+class InboundEmail(Base):
+    """Raw inbound mail as received, stored and committed before anything else is done with it."""
+
+    __tablename__ = "inbound_emails"
+    __table_args__ = (Index("ix_inbound_emails_status_received", "status", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(20))  # webhook | api | imap | ingest
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | processed | rejected
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
 
 
 class Attachment(Base):

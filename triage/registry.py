@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +100,14 @@ def load(models_dir: Path, version: str) -> TrainedModel:
     artifact = version_dir(models_dir, version) / ARTIFACT
     if not artifact.is_file():
         raise ModelLoadError(f"model version {version}: {ARTIFACT} is missing from {artifact.parent}")
-    pipeline = joblib.load(artifact)
+    pipeline = _load_pipeline(str(artifact), artifact.stat().st_mtime_ns)
     return TrainedModel(pipeline, Thresholds.from_dict(metadata["thresholds"]), metadata)
+
+
+@lru_cache(maxsize=4)
+def _load_pipeline(path: str, _mtime_ns: int) -> Any:
+    """Versions never change once written, so one process loads each artifact once (the mtime guards that)."""
+    return joblib.load(path)
 
 
 def register(

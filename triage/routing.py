@@ -11,7 +11,7 @@ from triage.models import Queue, RoutingRule
 def routing_map(session: Session) -> dict[str, str]:
     """Map each category slug to the slug of the queue its tickets go to."""
     rows = session.execute(select(RoutingRule.category, Queue.slug).join(Queue, RoutingRule.queue_id == Queue.id))
-    return {category: queue for category, queue in rows.tuples()}
+    return {category: queue for category, queue in rows}  # noqa: C416 (rows are Row objects)
 
 
 def queue_by_slug(session: Session, slug: str) -> Queue:

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
+from sqlalchemy.orm import Session, sessionmaker
+
 from triage.config import Settings
+from triage.inbound import InboundContext, process_pending, receive
+from triage.mail import imap
+from triage.outbox import deliver_due
+from triage.registry import ModelProvider
 from triage.worker import Task
 
 
-def default_tasks(settings: Settings) -> list[Task]:
-    """Tasks the worker runs each round, in order."""
+def worker_id() -> str:
+    """A name for this worker process, stored on the outbox rows it claims."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def default_tasks(settings: Settings, sessions: sessionmaker[Session]) -> list[Task]:
+    """Tasks the worker runs each round, in order: poll the inbox, finish stored mail, deliver the outbox."""
+    ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval))
+    me = worker_id()
     tasks: list[Task] = []
+    if settings.imap_host:
+        tasks.append(
+            Task(
+                "poll-imap",
+                lambda s, st: imap.poll(s, st, lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True)),
+            )
+        )
+    tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx)))
+    tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me)))
     return tasks

@@ -74,7 +74,7 @@ def worker_command(once: bool) -> None:
 
     ready_engine()
     settings = app_settings()
-    worker = Worker(default_tasks(settings), sessions(), settings)
+    worker = Worker(default_tasks(settings, sessions()), sessions(), settings)
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
+from triage.registry import ModelProvider
 
 
 def init_app(app: Flask) -> None:
@@ -16,11 +17,18 @@ def init_app(app: Flask) -> None:
     engine = make_engine(settings.database_url)
     app.extensions["triage.engine"] = engine
     app.extensions["triage.sessions"] = make_session_factory(engine)
+    app.extensions["triage.models"] = ModelProvider(
+        app.extensions["triage.sessions"], settings.models_dir, settings.model_check_interval
+    )
     app.teardown_appcontext(_close_session)
 
+    from triage.web import errors
+    from triage.web.api import bp as api_bp
     from triage.web.health import bp as health_bp
 
+    errors.init_app(app)
     app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
 
 
 def settings() -> Settings:

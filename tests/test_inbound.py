@@ -1,0 +1,296 @@
+"""The inbound webhook and JSON API end to end: store, classify, reply through a real SMTP server, thread."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from tests.mailutil import count, deliver, make_email, outbox_rows, post_email, ticket
+from triage.models import InboundEmail, Message, OutboxItem, Ticket
+
+
+def test_self_serve_email_gets_exactly_one_auto_reply(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    client = mail_app.test_client()
+    raw = make_email(message_id="<frozen-1@college.example>")
+    response = post_email(client, api_token, raw)
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "processed" and body["reference"].startswith("IMI-")
+    t = ticket(mail_app, body["reference"])
+    assert (t.status, t.predicted_category, t.action, t.queue.slug) == (
+        "auto_replied",
+        "exam_frozen",
+        "auto_reply",
+        "technical",
+    )
+    assert deliver(mail_app) == 1
+    recorder, _port = smtp_server
+    [sent] = recorder.parsed()
+    assert sent["Auto-Submitted"] == "auto-replied"
+    assert sent["X-Auto-Response-Suppress"] == "All"
+    assert sent["In-Reply-To"] == "<frozen-1@college.example>"
+    assert "<frozen-1@college.example>" in sent["References"]
+    assert sent["Subject"].startswith(f"[{body['reference']}] Re: ")
+    assert sent["Message-ID"].endswith("@imi.test>")
+    assert sent["To"] == "jo@college.example"
+    text = sent.get_content()
+    assert "turning off machine" in text and body["reference"] in text and "reply to this email" in text
+    assert recorder.messages[0].rcpt_tos == ["jo@college.example"]
+    assert deliver(mail_app) == 0  # nothing twice
+
+
+def test_same_email_twice_makes_one_ticket_and_one_reply(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    raw = make_email(message_id="<dup@college.example>")
+    first = post_email(client, api_token, raw).get_json()
+    second = post_email(client, api_token, raw).get_json()
+    assert second["reference"] == first["reference"] and second["duplicate"] is True
+    assert count(mail_app, Ticket) == 1 and count(mail_app, OutboxItem) == 1 and count(mail_app, InboundEmail) == 1
+
+
+def test_email_without_message_id_is_deduplicated_by_its_bytes(mail_app: Flask, api_token: str) -> None:
+    raw = b"From: a@centre.example\r\nSubject: results\r\n\r\nwhen are the results released for june?\r\n"
+    client = mail_app.test_client()
+    a = post_email(client, api_token, raw).get_json()
+    b = post_email(client, api_token, raw).get_json()
+    assert a["reference"] == b["reference"] and count(mail_app, Ticket) == 1
+
+
+def test_staff_only_email_is_routed_with_an_acknowledgement(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    raw = make_email(subject="Qualification missing",
+                     body="We cannot see the Level 3 Light Vehicle qualification for our centre at all when we try to book.")  # fmt: skip
+    body = post_email(mail_app.test_client(), api_token, raw).get_json()
+    t = ticket(mail_app, body["reference"])
+    assert t.predicted_category == "qualification_not_showing"
+    assert t.status == "open" and t.queue.slug in {"centre-admin", "triage"}
+    deliver(mail_app)
+    [ack] = smtp_server[0].parsed()
+    assert f"We have received your enquiry {body['reference']} and a member of staff will reply" in ack.get_content()
+
+
+def test_reply_to_auto_reply_reopens_into_technical_and_threads(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    client = mail_app.test_client()
+    first = post_email(client, api_token, make_email(message_id="<q1@college.example>")).get_json()
+    deliver(mail_app)
+    [auto] = smtp_server[0].parsed()
+    reply = make_email(subject="Re: " + auto["Subject"], body="Tried that, still frozen. Please help.",
+                       headers={"In-Reply-To": auto["Message-ID"], "References": auto["Message-ID"]})  # fmt: skip
+    second = post_email(client, api_token, reply).get_json()
+    assert second["reference"] == first["reference"]
+    t = ticket(mail_app, first["reference"])
+    assert t.status == "open" and t.queue.slug == "technical"
+    assert [m.direction for m in t.messages] == ["inbound", "outbound", "inbound"]
+    assert count(mail_app, Ticket) == 1
+
+
+def test_out_of_office_reply_to_our_auto_reply_gets_no_answer(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    client = mail_app.test_client()
+    first = post_email(client, api_token, make_email()).get_json()
+    deliver(mail_app)
+    [auto] = smtp_server[0].parsed()
+    ooo = make_email(subject="Automatic reply: " + auto["Subject"], body="I am out of the office until Monday.",
+                     headers={"Auto-Submitted": "auto-replied", "In-Reply-To": auto["Message-ID"]})  # fmt: skip
+    post_email(client, api_token, ooo)
+    assert deliver(mail_app) == 0
+    t = ticket(mail_app, first["reference"])
+    assert t.status == "auto_replied"
+    assert t.messages[-1].auto_submitted_reason == "Auto-Submitted: auto-replied"
+
+
+@pytest.mark.parametrize(
+    ("sender", "headers"),
+    [
+        ("jo@college.example", {"Auto-Submitted": "auto-generated"}),
+        ("jo@college.example", {"Precedence": "bulk"}),
+        ("jo@college.example", {"Precedence": "junk"}),
+        ("jo@college.example", {"List-Id": "<exams.lists.example>"}),
+        ("jo@college.example", {"List-Unsubscribe": "<mailto:u@lists.example>"}),
+        ("jo@college.example", {"X-Auto-Response-Suppress": "OOF, AutoReply"}),
+        ("jo@college.example", {"X-Autoreply": "yes"}),
+        ("jo@college.example", {"X-Autorespond": "yes"}),
+        ("jo@college.example", {"Return-Path": "<>"}),
+        ("MAILER-DAEMON@mx.college.example", {}),
+        ("postmaster@college.example", {}),
+        ("noreply@college.example", {}),
+        ("no-reply@college.example", {}),
+        ("support@imi.test", {}),
+    ],
+)
+def test_loop_risk_mail_is_stored_but_never_answered(
+    mail_app: Flask, api_token: str, sender: str, headers: dict[str, str]
+) -> None:
+    body = post_email(mail_app.test_client(), api_token, make_email(sender=sender, headers=headers)).get_json()
+    assert body["status"] == "processed"
+    t = ticket(mail_app, body["reference"])
+    assert t.messages[0].auto_submitted_reason
+    assert t.action == "none"
+    assert count(mail_app, OutboxItem) == 0
+
+
+def test_message_id_from_our_own_domain_is_not_answered(mail_app: Flask, api_token: str) -> None:
+    post_email(mail_app.test_client(), api_token, make_email(message_id="<looped@imi.test>"))
+    assert count(mail_app, OutboxItem) == 0
+
+
+def test_auto_reply_not_sent_twice_in_a_day_for_the_same_category(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    post_email(client, api_token, make_email())
+    second = post_email(
+        client, api_token, make_email(body="exam frozen again on another pc, screen wont move")
+    ).get_json()
+    assert count(mail_app, OutboxItem) == 1
+    t = ticket(mail_app, second["reference"])
+    assert t.status == "open" and t.action == "none"
+
+
+def test_hourly_cap_per_sender(mail_app: Flask, api_token: str) -> None:
+    mail_app.extensions["triage.settings"].sender_hourly_cap = 2
+    client = mail_app.test_client()
+    for i in range(4):
+        post_email(
+            client, api_token, make_email(subject=f"question {i}", body=f"random question number {i} about something")
+        )
+    assert count(mail_app, OutboxItem) == 2
+
+
+def test_subject_reference_threads_only_for_participants(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    first = post_email(client, api_token, make_email()).get_json()
+    ref = first["reference"]
+    same = post_email(client, api_token, make_email(subject=f"more on [{ref}]", body="any update?")).get_json()
+    assert same["reference"] == ref
+    stranger = make_email(subject=f"[{ref}] hello", body="any update?", sender="eve@elsewhere.example")
+    other = post_email(client, api_token, stranger).get_json()
+    assert other["reference"] != ref
+
+
+def test_forged_message_id_token_does_not_thread(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    first = post_email(client, api_token, make_email()).get_json()
+    ticket_id = int(first["reference"].split("-")[1])
+    forged = f"<imi.{ticket_id}.0123456789abcdef.00000000000000000000@imi.test>"
+    reply = make_email(subject="hello", body="where are the results?", sender="eve@elsewhere.example",
+                       headers={"In-Reply-To": forged})  # fmt: skip
+    assert post_email(client, api_token, reply).get_json()["reference"] != first["reference"]
+
+
+def test_header_injection_never_reaches_outgoing_headers(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    raw = (b"From: jo@college.example\r\nMessage-ID: <inj@college.example>\r\n"
+           b"Subject: exam frozen =?utf-8?q?=0D=0ABcc:_evil@attacker.example?=\r\n\r\n"
+           b"the learners exam has frozen, screen stuck\r\n")  # fmt: skip
+    post_email(mail_app.test_client(), api_token, raw)
+    deliver(mail_app)
+    [sent] = smtp_server[0].messages
+    headers = sent.content.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc:" not in headers and b"\r\nBcc" not in headers
+    assert sent.rcpt_tos == ["jo@college.example"]
+
+
+# --- HTTP errors -------------------------------------------------------------------------------------------
+
+
+def test_inbound_needs_a_valid_token(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    assert client.post("/api/v1/inbound", data=make_email()).status_code == 401
+    bad = client.post("/api/v1/inbound", data=make_email(), headers={"Authorization": "Bearer imi_nope"})
+    assert bad.status_code == 401 and "invalid" in bad.get_json()["error"]
+    assert count(mail_app, InboundEmail) == 0
+
+
+def test_revoked_token_is_refused(mail_app: Flask, api_token: str) -> None:
+    from triage import tokens
+    from triage.models import ApiToken
+
+    with mail_app.extensions["triage.sessions"]() as s:
+        tokens.revoke(s, s.query(ApiToken).one().id)
+        s.commit()
+    assert post_email(mail_app.test_client(), api_token, make_email()).status_code == 401
+
+
+def test_oversized_email_is_413_json(mail_app_config, active_model, api_token: str) -> None:  # type: ignore[no-untyped-def]
+    from triage import create_app
+
+    app = create_app({**mail_app_config, "INBOUND_MAX_BYTES": 2000})
+    response = post_email(app.test_client(), api_token, make_email(body="x" * 5000))
+    assert response.status_code == 413 and "error" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"   \r\n", b"just some text with no headers", b"Subject: no sender\r\n\r\nbody", b"\xff\xfe\x00garbage"],
+)
+def test_unparseable_body_is_400_json_and_nothing_stored(mail_app: Flask, api_token: str, raw: bytes) -> None:
+    response = post_email(mail_app.test_client(), api_token, raw)
+    assert response.status_code == 400
+    assert "not a parseable email" in response.get_json()["error"]
+    assert count(mail_app, InboundEmail) == 0 and count(mail_app, Ticket) == 0
+
+
+def test_wrong_content_type_is_415(mail_app: Flask, api_token: str) -> None:
+    response = mail_app.test_client().post(
+        "/api/v1/inbound", json={"a": 1}, headers={"Authorization": f"Bearer {api_token}"}
+    )
+    assert response.status_code == 415
+
+
+# --- JSON tickets -------------------------------------------------------------------------------------------
+
+
+def test_json_ticket_goes_through_the_same_path(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    payload = {"from": "coordinator@centre.example", "name": "Sam", "subject": "Extra time",
+               "body": "How do I give a dyslexic learner extra time on the online test?"}  # fmt: skip
+    client = mail_app.test_client()
+    response = client.post("/api/v1/tickets", json=payload, headers={"Authorization": f"Bearer {api_token}"})
+    assert response.status_code == 202
+    ref = response.get_json()["reference"]
+    again = client.post("/api/v1/tickets", json=payload, headers={"Authorization": f"Bearer {api_token}"})
+    assert again.get_json()["reference"] == ref
+    deliver(mail_app)
+    [sent] = smtp_server[0].parsed()
+    assert sent["To"] == "coordinator@centre.example" and "25%" in sent.get_content()
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"subject": "a", "body": "b"}, "from"),
+        ({"from": "not-an-address", "subject": "a", "body": "b"}, "from"),
+        ({"from": "a@b.example", "subject": "", "body": "b"}, "subject"),
+        ({"from": "a@b.example", "subject": "a", "body": 5}, "body"),
+        ({"from": "a@b.example", "subject": "a", "body": "x" * 100_001}, "body"),
+        ({"from": "a@b.example\r\nBcc: x@y.example", "subject": "a", "body": "b"}, "from"),
+    ],
+)
+def test_json_ticket_validation_names_the_field(mail_app: Flask, api_token: str, payload: dict, field: str) -> None:  # type: ignore[type-arg]
+    response = mail_app.test_client().post(
+        "/api/v1/tickets", json=payload, headers={"Authorization": f"Bearer {api_token}"}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+    assert count(mail_app, Ticket) == 0
+
+
+def test_json_ticket_rejects_non_objects(mail_app: Flask, api_token: str) -> None:
+    client = mail_app.test_client()
+    response = client.post(
+        "/api/v1/tickets",
+        data="[1]",
+        headers={"Authorization": f"Bearer {api_token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+
+
+def test_model_unavailable_still_makes_a_triage_ticket(mail_app_config, api_token: str, session) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from triage import create_app
+    from triage.models import ModelVersion
+
+    session.execute(update(ModelVersion).values(status="retired"))
+    session.commit()
+    app = create_app(mail_app_config)
+    body = post_email(app.test_client(), api_token, make_email()).get_json()
+    t = ticket(app, body["reference"])
+    assert t.queue.slug == "triage" and t.status == "open" and t.predicted_category is None
+    assert len(outbox_rows(app)) == 1  # the acknowledgement
+    assert count(app, Message) == 2

@@ -1,0 +1,101 @@
+"""Mail commands: create-token, ingest (.eml files, folders, mbox), poll-imap."""
+
+from __future__ import annotations
+
+import mailbox
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from triage import tokens
+from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
+from triage.database import transaction
+from triage.inbound import InboundContext, receive
+from triage.mail import imap
+from triage.registry import ModelProvider
+
+
+@triage_cli.command("create-token")
+@click.argument("name")
+@reports_config_errors
+def create_token_command(name: str) -> None:
+    """Create an API token called NAME; the token is printed once, alone on the last line."""
+    ready_engine(migrate_sqlite=True)
+    try:
+        with transaction(sessions()) as session:
+            row, plain = tokens.create_token(session, name)
+            row_id = row.id
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"API token {name!r} created (id {row_id}). It is shown only now; store it safely:")
+    click.echo(plain)
+
+
+def _context() -> InboundContext:
+    settings = app_settings()
+    return InboundContext(settings, ModelProvider(sessions(), settings.models_dir, settings.model_check_interval))
+
+
+def _is_mbox(path: Path) -> bool:
+    if path.suffix.lower() == ".mbox":
+        return True
+    with path.open("rb") as fh:
+        return fh.read(5) == b"From "
+
+
+def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
+    """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox files."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in {".eml", ".mbox"}):
+                yield from iter_raw([child])
+        elif _is_mbox(path):
+            box = mailbox.mbox(path, create=False)
+            for index, key in enumerate(box.keys()):
+                yield f"{path}#{index + 1}", box.get_bytes(key)
+        else:
+            yield str(path), path.read_bytes()
+
+
+@triage_cli.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@reports_config_errors
+def ingest_command(paths: tuple[Path, ...]) -> None:
+    """Feed .eml files, folders of them, or mbox files through the inbound path (a backlog, or the samples)."""
+    ready_engine(migrate_sqlite=True)
+    ctx = _context()
+    counts = {"new": 0, "duplicate": 0, "pending": 0, "rejected": 0}
+    for label, raw in iter_raw(list(paths)):
+        result = receive(sessions(), ctx, raw, "ingest", keep_unparseable=True)
+        if result.status == "rejected":
+            counts["rejected"] += 1
+            click.echo(f"{label}: rejected (not a usable email)", err=True)
+            continue
+        kind = "duplicate" if result.duplicate else ("pending" if result.status == "pending" else "new")
+        counts[kind] += 1
+        click.echo(
+            f"{label}: {result.reference or 'stored, pending'}{' (already received)' if result.duplicate else ''}"
+        )
+    click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["rejected"]:
+        sys.exit(1)
+
+
+@triage_cli.command("poll-imap")
+@reports_config_errors
+def poll_imap_command() -> None:
+    """Poll the configured IMAP folder once (IMAP_HOST, IMAP_USER, ...)."""
+    settings = app_settings()
+    if not settings.imap_host:
+        raise click.ClickException("IMAP_HOST is not set; nothing to poll")
+    ready_engine(migrate_sqlite=True)
+    ctx = _context()
+    try:
+        count = imap.poll(
+            sessions(), settings, lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True)
+        )
+    except (imap.ImapError, OSError, imap.imaplib.IMAP4.error) as exc:
+        raise click.ClickException(f"IMAP poll failed: {exc}") from None
+    click.echo(f"{count} message(s) fetched from {imap.mailbox_key(settings)}")

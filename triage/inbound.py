@@ -1,0 +1,365 @@
+"""The inbound decision path shared by the webhook, the JSON API, IMAP and file ingest.
+
+Raw mail is committed first (nothing is lost); then, in a second transaction, it is threaded onto an
+existing ticket or classified into a new one, and any reply is written to the outbox with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage import catalogue
+from triage.cleaning import clean_body
+from triage.config import Settings
+from triage.decision import AUTO_REPLY, ROUTE, TRIAGE
+from triage.mail import compose
+from triage.mail.loops import no_reply_reason
+from triage.mail.parse import ParsedEmail, UnparseableEmail, parse, single_line
+from triage.model import TrainedModel
+from triage.models import (
+    Attachment,
+    AuditEvent,
+    Classification,
+    InboundEmail,
+    Message,
+    Ticket,
+    format_reference,
+    parse_reference,
+    utcnow,
+)
+from triage.outbox import enqueue
+from triage.registry import ModelLoadError, ModelProvider
+from triage.routing import queue_by_slug, routing_map
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Received:
+    """The outcome of receiving one email."""
+
+    inbound_id: int
+    message_id: str
+    ticket_id: int | None
+    duplicate: bool
+    status: str  # processed | pending | rejected
+
+    @property
+    def reference(self) -> str | None:
+        """The ticket's public reference, once it has one."""
+        return format_reference(self.ticket_id) if self.ticket_id else None
+
+
+@dataclass
+class InboundContext:
+    """What processing needs: settings and the live model."""
+
+    settings: Settings
+    models: ModelProvider
+
+
+# --- storing --------------------------------------------------------------------------------------------
+
+
+def store(
+    sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool
+) -> tuple[InboundEmail, bool]:
+    """Commit the raw email (once per Message-ID, or per raw bytes without one); returns (row, was_duplicate).
+
+    Unparseable bytes raise UnparseableEmail, unless `keep_unparseable`, when they are kept as `rejected`.
+    """
+    error = None
+    try:
+        message_id = parse(raw).message_id
+    except UnparseableEmail as exc:
+        if not keep_unparseable:
+            raise
+        error, message_id = str(exc), f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>"
+    with sessions() as session:
+        existing = session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one_or_none()
+        if existing is not None:
+            return existing, True
+        row = InboundEmail(message_id=message_id, raw=raw, source=source)
+        if error:
+            row.status, row.last_error = "rejected", error
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError:  # the same mail arrived by another path at the same moment
+            session.rollback()
+            return session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one(), True
+        return row, False
+
+
+def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, source: str,
+            keep_unparseable: bool = False) -> Received:  # fmt: skip
+    """Store then process one raw email; processing errors leave it stored as pending for the worker."""
+    row, duplicate = store(sessions, raw, source, keep_unparseable)
+    if row.status == "pending":
+        try:
+            process(sessions, ctx, row.id)
+        except Exception as exc:  # stored already: the worker retries; the caller still gets an answer
+            log.exception("processing inbound %s failed; it stays pending", row.id)
+            _note_failure(sessions, row.id, exc)
+    with sessions() as session:
+        fresh = session.get(InboundEmail, row.id)
+        assert fresh is not None
+        return Received(fresh.id, fresh.message_id, fresh.ticket_id, duplicate, fresh.status)
+
+
+def _note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: Exception) -> None:
+    with sessions() as session, session.begin():
+        row = session.get(InboundEmail, inbound_id)
+        if row is not None:
+            row.attempts += 1
+            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = 50) -> int:
+    """Worker task: retry processing of stored mail that is still pending; returns how many were processed."""
+    with sessions() as session:
+        ids = list(
+            session.scalars(
+                select(InboundEmail.id)
+                .where(InboundEmail.status == "pending", InboundEmail.attempts < 20)
+                .order_by(InboundEmail.id)
+                .limit(limit)
+            )
+        )
+    done = 0
+    for inbound_id in ids:
+        try:
+            process(sessions, ctx, inbound_id)
+            done += 1
+        except Exception as exc:
+            log.exception("processing inbound %s failed again", inbound_id)
+            _note_failure(sessions, inbound_id, exc)
+    return done
+
+
+# --- processing -----------------------------------------------------------------------------------------
+
+
+def process(sessions: sessionmaker[Session], ctx: InboundContext, inbound_id: int) -> int | None:
+    """Thread or classify one stored email, in one transaction with its replies; returns the ticket id."""
+    model = _current_model(ctx)  # before the transaction: SQLite allows one writer, and this may read the DB
+    with sessions() as session, session.begin():
+        row = session.get(InboundEmail, inbound_id, with_for_update=True)
+        if row is None or row.status != "pending":
+            return row.ticket_id if row else None
+        parsed = parse(row.raw)
+        already = session.scalars(select(Message).where(Message.message_id == parsed.message_id)).one_or_none()
+        # a Message-ID we already hold (e.g. our own outbound mail copied back in) adds nothing new
+        ticket_id = already.ticket_id if already is not None else _handle(session, ctx.settings, model, parsed)
+        row.status, row.ticket_id, row.processed_at = "processed", ticket_id, utcnow()
+        return ticket_id
+
+
+def _handle(session: Session, settings: Settings, model: TrainedModel | None, parsed: ParsedEmail) -> int:
+    own = {settings.support_address.lower()}
+    reason = no_reply_reason(parsed, own, settings.mail_domain)
+    ticket = find_thread(session, parsed, settings.secret_key)
+    if ticket is not None:
+        _add_follow_up(session, settings, ticket, parsed, reason)
+        return ticket.id
+    return _new_ticket(session, settings, model, parsed, reason).id
+
+
+def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | None:
+    """The ticket this email continues: by In-Reply-To/References (and bounced IDs), then by subject reference."""
+    candidates = [i for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids] if i]
+    for message_id in candidates:
+        ticket_id = compose.ticket_from_message_id(secret, message_id)
+        if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
+            return ticket
+    if candidates:
+        known = session.scalars(select(Message.ticket_id).where(Message.message_id.in_(candidates))).first()
+        if known is not None:
+            return session.get(Ticket, known)
+    ticket_id = parse_reference(parsed.subject)
+    ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
+    if ticket is not None and _is_participant(session, ticket, parsed.from_address):
+        return ticket
+    return None
+
+
+def _is_participant(session: Session, ticket: Ticket, address: str) -> bool:
+    if ticket.centre_email == address:
+        return True
+    query = select(
+        exists().where(
+            Message.ticket_id == ticket.id,
+            or_(Message.from_address == address, Message.to_addresses == address),
+        )
+    )
+    return bool(session.scalar(query))
+
+
+def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail, reason: str | None,
+                   kind: str) -> Message:  # fmt: skip
+    message = Message(
+        ticket=ticket,
+        direction="inbound",
+        kind=kind,
+        message_id=parsed.message_id,
+        in_reply_to=parsed.in_reply_to,
+        references=" ".join(parsed.references) or None,
+        from_address=parsed.from_address,
+        from_name=parsed.from_name,
+        to_addresses=", ".join(parsed.to_addresses)[:5000],
+        subject=parsed.subject,
+        body_text=parsed.text,
+        clean_text=clean_body(parsed.text, parsed.html),
+        auto_submitted_reason=reason,
+    )
+    for att in parsed.attachments:
+        keep = len(att.data) <= settings.attachment_max_bytes
+        message.attachments.append(
+            Attachment(
+                filename=att.filename,
+                content_type=single_line(att.content_type, 255),
+                size=len(att.data),
+                sha256=hashlib.sha256(att.data).hexdigest(),
+                data=att.data if keep else None,
+                truncated=not keep,
+            )
+        )
+    session.add(message)
+    ticket.last_inbound_at = utcnow()
+    return message
+
+
+def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail,
+                   reason: str | None) -> None:  # fmt: skip
+    kind = "bounce" if parsed.is_delivery_report else "email"
+    message = _store_message(session, settings, ticket, parsed, reason, kind)
+    if reason is not None:  # an out-of-office or a bounce on the thread: keep it, change nothing
+        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="message.automatic",
+                               details={"message_id": message.message_id, "reason": reason}))  # fmt: skip
+        return
+    details: dict[str, object] = {"message_id": message.message_id, "previous_status": ticket.status}
+    if ticket.status in {"auto_replied", "resolved"}:
+        category = ticket.confirmed_category or ticket.predicted_category or catalogue.OTHER
+        queue_slug = routing_map(session).get(category, catalogue.TRIAGE_QUEUE)
+        ticket.queue = queue_by_slug(session, queue_slug)
+        ticket.resolved_at = None
+        details["queue"] = queue_slug
+        action = "ticket.reopened"
+    else:
+        action = "ticket.centre_replied"
+    ticket.status = "open"
+    session.add(AuditEvent(actor=f"centre:{parsed.from_address}", ticket_id=ticket.id, action=action, details=details))
+    if ticket.queue is not None and ticket.queue.notify_address:
+        body = compose.render("queue_notification.txt", reference=ticket.reference, subject=ticket.subject,
+                              queue=ticket.queue.slug, sender=parsed.from_address, excerpt=message.clean_text[:1500])  # fmt: skip
+        enqueue(session, settings, ticket, kind="notification", subject=f"[{ticket.reference}] Centre replied",
+                body=body, reply_to=None, auto_submitted=compose.AUTO_GENERATED, to=ticket.queue.notify_address)  # fmt: skip
+
+
+def _current_model(ctx: InboundContext) -> TrainedModel | None:
+    try:
+        return ctx.models.current()
+    except ModelLoadError as exc:
+        log.error("no usable model, new mail goes to triage: %s", exc)
+        return None
+
+
+def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None, parsed: ParsedEmail,
+                reason: str | None) -> Ticket:  # fmt: skip
+    routing = routing_map(session)
+    decision = model.decide_one(parsed.subject, parsed.text, routing) if model else None
+    version = model.version if model else "unavailable"
+    ticket = Ticket(
+        centre_email=parsed.from_address,
+        centre_name=parsed.from_name,
+        subject=parsed.subject,
+        predicted_category=decision.category if decision else None,
+        predicted_confidence=decision.confidence if decision else None,
+        status="open",
+    )
+    session.add(ticket)
+    session.flush()
+    message = _store_message(
+        session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
+    )
+    session.flush()
+    if decision is not None:
+        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,
+                                   category=decision.category, confidence=decision.confidence, margin=decision.margin,
+                                   action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
+    action = decision.action if decision else TRIAGE
+    category = decision.category if decision else catalogue.OTHER
+    queue_slug = (
+        routing.get(category, catalogue.TRIAGE_QUEUE) if action in {AUTO_REPLY, ROUTE} else catalogue.TRIAGE_QUEUE
+    )
+    suppressed = reason or _rate_limited(
+        session, settings, parsed.from_address, category if action == AUTO_REPLY else None
+    )
+    if suppressed and action == AUTO_REPLY:
+        action = TRIAGE if category not in routing else ROUTE  # a human looks at it instead
+    ticket.action = action if not suppressed else "none"
+    ticket.queue = queue_by_slug(session, queue_slug)
+    session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
+                           details={"category": category, "confidence": decision.confidence if decision else None,
+                                    "action": action, "queue": queue_slug, "reply_suppressed": suppressed}))  # fmt: skip
+    if suppressed:
+        return ticket
+    subject = compose.reply_subject(ticket.id, parsed.subject)
+    if action == AUTO_REPLY:
+        ticket.status = "auto_replied"
+        ticket.first_response_at = utcnow()
+        body = compose.auto_reply_text(catalogue.get(category), ticket.reference, parsed.from_name)
+        enqueue(session, settings, ticket, kind="auto_reply", subject=subject, body=body, reply_to=message,
+                auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    else:
+        body = compose.acknowledgement_text(ticket.reference, parsed.from_name)
+        enqueue(session, settings, ticket, kind="ack", subject=subject, body=body, reply_to=message,
+                auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    return ticket
+
+
+def _rate_limited(session: Session, settings: Settings, address: str, category: str | None) -> str | None:
+    """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, a cap an hour."""
+    now = utcnow()
+    automatic = (
+        select(func.count())
+        .select_from(Message)
+        .join(Ticket, Message.ticket_id == Ticket.id)
+        .where(Ticket.centre_email == address, Message.direction == "outbound", Message.kind.in_(("auto_reply", "ack")))
+    )
+    if session.scalar(automatic.where(Message.created_at >= now - timedelta(hours=1))) >= settings.sender_hourly_cap:
+        return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
+    if category is not None:
+        same = automatic.where(
+            Message.kind == "auto_reply",
+            Ticket.predicted_category == category,
+            Message.created_at >= now - timedelta(hours=24),
+        )
+        if session.scalar(same):
+            return f"{address} already had the {category} answer in the last 24 hours"
+    return None
+
+
+# --- building a message from a JSON contact form ---------------------------------------------------------
+
+
+def message_from_form(sender: str, name: str, subject: str, body: str, domain: str) -> bytes:
+    """Raw RFC 822 bytes for a ticket submitted as JSON; identical input gives identical bytes (idempotent)."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((single_line(name, 200), single_line(sender, 254)))
+    msg["To"] = f"support@{domain}"
+    msg["Subject"] = single_line(subject)
+    digest = hashlib.sha256("\x1f".join([sender, name, subject, body]).encode()).hexdigest()
+    msg["Message-ID"] = f"<form.{digest[:40]}@api.{domain}>"
+    msg["Date"] = format_datetime(utcnow().replace(hour=0, minute=0, second=0, microsecond=0))
+    msg.set_content(body)
+    return msg.as_bytes()

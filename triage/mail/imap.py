@@ -1,0 +1,117 @@
+"""Poll an IMAP folder: fetch without marking seen, store and commit, then flag (or move), with a UID checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import re
+import ssl
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import Settings
+from triage.models import ImapCheckpoint
+
+log = logging.getLogger(__name__)
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+FETCH_LIMIT = 100
+
+
+class ImapError(Exception):
+    """The IMAP server refused or dropped the conversation."""
+
+
+def mailbox_key(settings: Settings) -> str:
+    """The checkpoint key for the configured mailbox."""
+    return f"{settings.imap_user}@{settings.imap_host}:{settings.imap_port}/{settings.imap_folder}"
+
+
+def connect(settings: Settings) -> imaplib.IMAP4:
+    """Open and log in to the configured IMAP server (TLS unless IMAP_TLS=false)."""
+    if settings.imap_tls:
+        conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(settings.imap_host, settings.imap_port,
+                                                ssl_context=ssl.create_default_context(), timeout=30)  # fmt: skip
+    else:
+        conn = imaplib.IMAP4(settings.imap_host, settings.imap_port, timeout=30)
+    conn.login(settings.imap_user, settings.imap_password)
+    return conn
+
+
+def _ok(result: tuple[str, list[object]], what: str) -> list[object]:
+    status, data = result
+    if status != "OK":
+        raise ImapError(f"IMAP {what} failed: {data!r}")
+    return data
+
+
+def poll(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    store_one: Callable[[bytes], object],
+    limit: int = FETCH_LIMIT,
+) -> int:
+    """Fetch new mail after the checkpoint, hand each raw message to `store_one`, then advance and flag.
+
+    `store_one` must commit the message before returning. The checkpoint moves only after that, so a crash
+    repeats at most the message in hand, which storage de-duplicates by Message-ID.
+    """
+    conn = connect(settings)
+    try:
+        _ok(conn.select(_quote(settings.imap_folder)), "SELECT")
+        validity_line = b" ".join(x for x in conn.response("UIDVALIDITY")[1] if isinstance(x, bytes))
+        uidvalidity = int(validity_line) if validity_line.strip().isdigit() else _status_uidvalidity(conn, settings)
+        key = mailbox_key(settings)
+        last_uid = _checkpoint(sessions, key, uidvalidity)
+        data = _ok(conn.uid("SEARCH", None, f"UID {last_uid + 1}:*"), "UID SEARCH")
+        uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) > last_uid)[:limit]  # type: ignore[union-attr]
+        for uid in uids:
+            fetched = _ok(conn.uid("FETCH", str(uid), "(BODY.PEEK[])"), "UID FETCH")
+            raw = next((part[1] for part in fetched if isinstance(part, tuple)), None)
+            if raw is None:
+                log.warning("IMAP UID %s vanished before it was fetched", uid)
+            else:
+                store_one(raw)
+            _advance(sessions, key, uid)
+            if settings.imap_processed_folder:
+                _ok(conn.uid("MOVE", str(uid), _quote(settings.imap_processed_folder)), "UID MOVE")
+            else:
+                _ok(conn.uid("STORE", str(uid), "+FLAGS", r"(\Seen)"), "UID STORE")
+        return len(uids)
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            conn.logout()
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _status_uidvalidity(conn: imaplib.IMAP4, settings: Settings) -> int:
+    data = _ok(conn.status(_quote(settings.imap_folder), "(UIDVALIDITY)"), "STATUS")
+    match = _UIDVALIDITY.search(data[0] if isinstance(data[0], bytes) else b"")
+    if not match:
+        raise ImapError("server did not report UIDVALIDITY")
+    return int(match.group(1))
+
+
+def _checkpoint(sessions: sessionmaker[Session], key: str, uidvalidity: int) -> int:
+    """The last stored UID for this mailbox; a changed UIDVALIDITY starts again from the beginning."""
+    with sessions() as session, session.begin():
+        row = session.scalars(select(ImapCheckpoint).where(ImapCheckpoint.mailbox == key)).one_or_none()
+        if row is None:
+            session.add(ImapCheckpoint(mailbox=key, uidvalidity=uidvalidity, last_uid=0))
+            return 0
+        if row.uidvalidity != uidvalidity:
+            log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; duplicates are skipped by Message-ID",
+                        key, row.uidvalidity, uidvalidity)  # fmt: skip
+            row.uidvalidity, row.last_uid = uidvalidity, 0
+        return row.last_uid
+
+
+def _advance(sessions: sessionmaker[Session], key: str, uid: int) -> None:
+    with sessions() as session, session.begin():
+        row = session.scalars(select(ImapCheckpoint).where(ImapCheckpoint.mailbox == key)).one()
+        row.last_uid = max(row.last_uid, uid)

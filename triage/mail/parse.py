@@ -1,0 +1,192 @@
+"""Parse raw RFC 822 bytes with the standard library into what the service needs, never raising on odd mail."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parseaddr
+
+from triage.cleaning import html_to_text
+
+MAX_PARTS = 200
+MAX_DEPTH = 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MSGID = re.compile(r"<[^<>\s]{1,900}>")
+
+
+class UnparseableEmail(ValueError):
+    """Bytes that are not an email the service can store (no headers, no sender)."""
+
+
+@dataclass(frozen=True)
+class ParsedAttachment:
+    """An attachment's metadata and bytes (bytes are kept, never opened)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class ParsedEmail:
+    """The parts of an inbound email the service uses; header values are single-line and control-free."""
+
+    message_id: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    subject: str
+    in_reply_to: str | None
+    references: list[str]
+    text: str
+    html: str | None
+    headers: dict[str, str]
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    is_delivery_report: bool = False
+    bounced_message_ids: list[str] = field(default_factory=list)
+    generated_message_id: bool = False
+
+    def header(self, name: str) -> str:
+        """A header's value ('' if absent), case-insensitive."""
+        return self.headers.get(name.lower(), "")
+
+
+def single_line(value: object, limit: int = 998) -> str:
+    """A header value with CR/LF and control characters removed, safe to copy into an outgoing header."""
+    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+
+
+def message_ids(value: str) -> list[str]:
+    """The <message-id> tokens in a header value, in order."""
+    return _MSGID.findall(value or "")
+
+
+def _header(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # a header the policy cannot parse must not stop the mail
+        value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
+    return single_line(value)
+
+
+def _decode_part(part: Message) -> str:
+    try:
+        content = part.get_content()  # type: ignore[attr-defined]
+        if isinstance(content, str):
+            return content
+    except Exception:  # noqa: S110 — unknown charsets and broken encodings fall through to the bytes below
+        pass
+    payload = part.get_payload(decode=True) or b""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
+
+
+def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
+    """Depth-first parts, bounded in depth and count; embedded messages are not descended into."""
+    yield msg
+    if depth >= MAX_DEPTH or not msg.is_multipart():
+        return
+    payload = msg.get_payload()
+    if not isinstance(payload, list):
+        return
+    for sub in payload:
+        if isinstance(sub, Message):
+            yield from _walk(sub, depth + 1)
+
+
+def parse(raw: bytes) -> ParsedEmail:
+    """Parse raw bytes; raises UnparseableEmail only when there is no sender to answer or store against."""
+    if not raw or not raw.strip():
+        raise UnparseableEmail("empty message")
+    msg = message_from_bytes(raw, policy=policy.default)
+    if not msg.keys():
+        raise UnparseableEmail("no headers found: not an RFC 822 message")
+    headers = {}
+    for key in msg.keys():  # noqa: SIM118 (a Message is not a dict; keys() keeps duplicates in order)
+        headers.setdefault(key.lower(), _header(msg, key))
+    name, address = _sender(msg)
+    if not address:
+        raise UnparseableEmail("message has no valid From address")
+    message_id = next(iter(message_ids(headers.get("message-id", ""))), "")
+    generated = not message_id
+    if generated:
+        message_id = f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
+    text_parts, html_parts, attachments, bounced, is_report = [], [], [], [], False
+    for count, part in enumerate(_walk(msg)):
+        if count >= MAX_PARTS:
+            break
+        ctype = part.get_content_type()
+        if ctype == "multipart/report" and "delivery-status" in str(part.get_param("report-type") or ""):
+            is_report = True
+        if ctype in {"message/delivery-status"}:
+            is_report = True
+        if ctype in {"message/rfc822", "text/rfc822-headers"}:
+            bounced += message_ids(_embedded_message_id(part))
+            continue
+        if part.is_multipart():
+            continue
+        disposition = part.get_content_disposition()
+        filename = part.get_filename()
+        if disposition == "attachment" or filename or not ctype.startswith("text/"):
+            data = part.get_payload(decode=True) or b""
+            attachments.append(ParsedAttachment(single_line(filename or "attachment", 255), ctype, data))
+        elif ctype == "text/plain":
+            text_parts.append(_decode_part(part))
+        elif ctype == "text/html":
+            html_parts.append(_decode_part(part))
+    html = "\n".join(html_parts) if html_parts else None
+    text = "\n".join(p for p in text_parts if p.strip())
+    if not text.strip() and html:
+        text = html_to_text(html)
+    return ParsedEmail(
+        message_id=message_id,
+        from_address=address,
+        from_name=single_line(name, 200),
+        to_addresses=[a for _n, a in getaddresses([headers.get("to", ""), headers.get("cc", "")]) if "@" in a],
+        subject=headers.get("subject", ""),
+        in_reply_to=next(iter(message_ids(headers.get("in-reply-to", ""))), None),
+        references=message_ids(headers.get("references", "")),
+        text=text.replace("\x00", ""),
+        html=html,
+        headers=headers,
+        attachments=attachments,
+        is_delivery_report=is_report,
+        bounced_message_ids=bounced,
+        generated_message_id=generated,
+    )
+
+
+def _sender(msg: Message) -> tuple[str, str]:
+    raw_from = _header(msg, "from")
+    try:
+        addresses = msg["from"].addresses if msg["from"] is not None else ()  # type: ignore[union-attr]
+        if addresses:
+            first: Address = addresses[0]
+            if first.addr_spec and "@" in first.addr_spec:
+                return first.display_name, single_line(first.addr_spec.lower(), 254)
+    except Exception:  # noqa: S110 — fall back to the lenient parser below
+        pass
+    name, address = parseaddr(raw_from)
+    return name, single_line(address.lower(), 254) if "@" in address else ""
+
+
+def _embedded_message_id(part: Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return str(payload[0].get("message-id", ""))
+    if isinstance(payload, str):
+        match = re.search(r"^message-id:\s*(<[^>]+>)", payload, re.IGNORECASE | re.MULTILINE)
+        return match.group(1) if match else ""
+    return ""
+
+
+def as_email_message(raw: bytes) -> EmailMessage:
+    """The raw bytes as an EmailMessage (for tests and tools)."""
+    return message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]

@@ -1,0 +1,200 @@
+"""The outbox: outgoing mail written with the ticket change, then delivered by the worker over SMTP."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+from email.policy import SMTP
+from pathlib import Path
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import Settings
+from triage.mail.compose import build, new_message_id
+from triage.models import Message, OutboxItem, Ticket, utcnow
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 20
+LEASE = timedelta(minutes=10)  # a row claimed longer ago than this was left by a crashed worker
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_MAX_SECONDS = 3600
+
+
+def enqueue(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    *,
+    kind: str,
+    subject: str,
+    body: str,
+    reply_to: Message | None,
+    auto_submitted: str | None,
+    to: str | None = None,
+    author_id: int | None = None,
+) -> Message:
+    """Add an outbound message and its outbox row to the session (the caller's transaction)."""
+    recipient = to or ticket.centre_email
+    message_id = new_message_id(settings.secret_key, ticket.id, settings.mail_domain)
+    references = [*(reply_to.references or "").split(), reply_to.message_id] if reply_to is not None else []
+    email = build(
+        message_id=message_id,
+        from_name=settings.support_name,
+        from_address=settings.support_address,
+        to=recipient,
+        subject=subject,
+        body=body,
+        in_reply_to=reply_to.message_id if reply_to is not None else None,
+        references=references,
+        auto_submitted=auto_submitted,
+    )
+    message = Message(
+        ticket=ticket,
+        direction="outbound",
+        kind=kind,
+        message_id=message_id,
+        in_reply_to=email["In-Reply-To"],
+        references=email["References"],
+        from_address=settings.support_address,
+        from_name=settings.support_name,
+        to_addresses=recipient,
+        subject=str(email["Subject"]),
+        body_text=body,
+        clean_text=body,
+        raw=email.as_bytes(policy=SMTP),  # CRLF line ends: what goes on the wire, byte for byte
+        author_id=author_id,
+    )
+    session.add(message)
+    session.add(OutboxItem(message=message, ticket_id=ticket.id, recipient=recipient))
+    return message
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What happened to one delivery attempt."""
+
+    sent: bool
+    permanent: bool = False
+    error: str = ""
+
+
+class Transport:
+    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is set."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, sender: str, recipient: str, raw: bytes, name: str) -> DeliveryOutcome:
+        """Deliver one message; temporary failures are not permanent, 5xx answers are."""
+        if not self.settings.smtp_host:
+            return self._write_file(raw, name)
+        s = self.settings
+        try:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout) as smtp:
+                if s.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.smtp_user:
+                    smtp.login(s.smtp_user, s.smtp_password)
+                smtp.sendmail(sender, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return DeliveryOutcome(False, code >= 500, f"{code} {text!r}")
+        except smtplib.SMTPResponseException as exc:
+            return DeliveryOutcome(False, exc.smtp_code >= 500, f"{exc.smtp_code} {exc.smtp_error!r}")
+        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            return DeliveryOutcome(False, False, f"{type(exc).__name__}: {exc}")
+        return DeliveryOutcome(True)
+
+    def _write_file(self, raw: bytes, name: str) -> DeliveryOutcome:
+        folder: Path = self.settings.outbox_dir or self.settings.instance_path / "outbox"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name}.eml"
+        partial = target.with_suffix(".eml.part")
+        partial.write_bytes(raw)
+        partial.replace(target)
+        return DeliveryOutcome(True)
+
+
+def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH) -> list[int]:
+    """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same row."""
+    now = utcnow()
+    with sessions() as session, session.begin():
+        due = (
+            select(OutboxItem.id)
+            .where(
+                or_(
+                    (OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now),
+                    (OutboxItem.status == "sending") & (OutboxItem.claimed_at < now - LEASE),
+                )
+            )
+            .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(session.scalars(due))
+        if ids:
+            session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_(ids))
+                .values(status="sending", claimed_by=worker_id, claimed_at=now)
+            )
+    return ids
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next attempt after `attempts` failures: exponential, capped."""
+    return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+
+
+def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: str) -> int:
+    """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now)."""
+    transport = Transport(settings)
+    handled = 0
+    while True:
+        ids = claim(sessions, worker_id)
+        if not ids:
+            return handled
+        for item_id in ids:
+            with sessions() as session, session.begin():
+                item = session.get(OutboxItem, item_id)
+                if item is None or item.status != "sending" or item.claimed_by != worker_id:
+                    continue
+                raw, recipient = item.message.raw or b"", item.recipient
+                name = f"{item.id:08d}-{item.ticket_id}"
+            outcome = transport.send(settings.support_address, recipient, raw, name)
+            _record(sessions, settings, item_id, worker_id, outcome)
+            handled += 1
+
+
+def _record(sessions: sessionmaker[Session], settings: Settings, item_id: int, worker_id: str,
+            outcome: DeliveryOutcome) -> None:  # fmt: skip
+    now = utcnow()
+    with sessions() as session, session.begin():
+        item = session.get(OutboxItem, item_id)
+        if item is None or item.claimed_by != worker_id:
+            return
+        item.attempts += 1
+        item.claimed_by = None
+        if outcome.sent:
+            item.status, item.sent_at, item.last_error = "sent", now, None
+            log.info("outbox %s sent to %s", item.id, item.recipient)
+        elif outcome.permanent or item.attempts >= settings.outbox_max_attempts:
+            item.status, item.last_error = "failed", outcome.error
+            log.warning("outbox %s failed permanently: %s", item.id, outcome.error)
+        else:
+            item.status, item.last_error = "pending", outcome.error
+            item.next_attempt_at = now + backoff(item.attempts)
+            log.info("outbox %s will be retried: %s", item.id, outcome.error)
+
+
+def retry_failed(session: Session, item_id: int) -> OutboxItem | None:
+    """Put a failed row back in the queue for an immediate attempt (the admin retry button)."""
+    item = session.get(OutboxItem, item_id)
+    if item is not None and item.status == "failed":
+        item.status, item.next_attempt_at, item.attempts = "pending", utcnow(), 0
+    return item

@@ -1,0 +1,35 @@
+"""Bearer-token authentication for the API and the inbound webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import g, request
+
+from triage import tokens
+from triage.web import db
+from triage.web.errors import ApiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def token_required(func: F) -> F:
+    """Require `Authorization: Bearer <token>` naming a live API token; 401 JSON otherwise."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)")
+        token = tokens.authenticate(db(), value.strip())
+        if token is None:
+            db().rollback()
+            raise ApiError(401, "invalid or revoked API token")
+        db().commit()
+        g.api_token = token
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
