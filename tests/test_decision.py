@@ -74,3 +74,20 @@ def test_decisions_carry_queue_and_alternatives() -> None:
     assert first.alternatives[0][0] in {"candidate_absent", "other"}
     assert (second.category, second.action, second.queue) == ("other", TRIAGE, "triage")
     assert Thresholds.from_dict(t.to_dict()) == t
+
+
+def test_confident_mistakes_on_other_mail_are_capped() -> None:
+    # 100 right at 0.95, and 3 'other' emails the model is sure about at 0.9: a threshold above them wins
+    probs = np.array([[0.95, 0.03, 0.02]] * 100 + [[0.9, 0.05, 0.05]] * 3 + [[0.1, 0.1, 0.8]] * 200)
+    truth = ["candidate_absent"] * 100 + ["other"] * 3 + ["other"] * 200
+    t = choose_thresholds(truth, probs, CLASSES)
+    assert t.for_category("candidate_absent")["prob"] > 0.9
+    decisions = decide_rows(probs, CLASSES, t)
+    assert sum(d.action == AUTO_REPLY for d in decisions) == 100
+
+
+def test_routing_threshold_for_staff_only_categories() -> None:
+    probs = np.array([[0.05, 0.9, 0.05]] * 20 + [[0.2, 0.5, 0.3]] * 10)
+    truth = ["errors_within_exam"] * 20 + ["other"] * 10
+    t = choose_thresholds(truth, probs, CLASSES)
+    assert 0.5 < t.for_category("errors_within_exam")["prob"] <= 0.9

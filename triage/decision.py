@@ -97,6 +97,41 @@ def decide_rows(
     return decisions
 
 
+@dataclass(frozen=True)
+class _Option:
+    """One threshold for one category and what it would have done on the out-of-fold predictions."""
+
+    correct: int
+    errors: float  # weighted
+    other_accepted: int
+    staff_accepted: int
+    threshold: dict[str, float]
+
+
+def _frontier(p: np.ndarray, m: np.ndarray, truth: np.ndarray, slug: str, weight: np.ndarray,
+              min_support: int) -> list[_Option]:  # fmt: skip
+    """For one category, the threshold options that are best (fewest weighted errors) for their coverage."""
+    ok = truth == slug
+    is_other, is_staff = truth == OTHER, np.isin(truth, list(STAFF_ONLY_SLUGS))
+    best: dict[int, _Option] = {}
+    for m_min in MARGIN_GRID:
+        for p_min in PROB_GRID:
+            accepted = (p >= p_min) & (m >= m_min)
+            correct = int((accepted & ok).sum())
+            if correct < min_support:
+                break  # higher prob thresholds only accept fewer
+            option = _Option(correct, float(weight[accepted & ~ok].sum()), int((accepted & is_other).sum()),
+                             int((accepted & is_staff).sum()), {"prob": float(p_min), "margin": float(m_min)})  # fmt: skip
+            if correct not in best or option.errors < best[correct].errors:
+                best[correct] = option
+    options, lowest = [], float("inf")
+    for correct in sorted(best, reverse=True):  # keep only options that beat every larger one on errors
+        if best[correct].errors < lowest:
+            options.append(best[correct])
+            lowest = best[correct].errors
+    return sorted(options, key=lambda o: o.correct)
+
+
 def choose_thresholds(
     y_true: Sequence[str],
     probs: np.ndarray,
@@ -104,39 +139,67 @@ def choose_thresholds(
     auto_reply_target: float = 0.98,
     route_target: float = 0.9,
     min_support: int = 5,
-    costly_error_weight: float = 3.0,
+    costly_error_weight: float = 2.0,
+    category_floor: float = 0.95,
+    max_other_share: float = 0.004,
+    max_staff_only_share: float = 0.005,
 ) -> Thresholds:
-    """Pick, per category, the (prob, margin) pair with the most correct acceptances whose precision meets the target.
+    """Per-category (prob, margin) thresholds from out-of-fold predictions.
 
-    `probs` must be out-of-fold predictions. A wrong auto-reply to an `other` or staff-only email (which
-    the gate caps separately) counts as `costly_error_weight` errors. A category that cannot reach its
-    target with at least `min_support` correct acceptances never acts alone.
+    Self-serve categories are chosen together: starting from "never", the category whose next looser
+    threshold adds the most correct auto-replies per error is loosened, as long as, over all categories,
+    auto-reply precision stays at or above `auto_reply_target`, at most `max_other_share` of `other`
+    emails and `max_staff_only_share` of staff-only emails are auto-replied (well under the gate's caps, for
+    headroom on unseen mail), and each category's own precision stays at or above `category_floor`.
+    A wrong auto-reply to an `other` or staff-only email counts as `costly_error_weight` errors.
+    Staff-only categories get, each on its own, the loosest threshold whose routing precision meets
+    `route_target`.
     """
     truth = np.asarray(y_true)
     best, top, margin = top_two(probs)
     predicted = np.asarray(classes)[best]
     costly = np.isin(truth, [*STAFF_ONLY_SLUGS, OTHER])
+    n_other = max(1, int((truth == OTHER).sum()))
+    n_staff = max(1, int(np.isin(truth, list(STAFF_ONLY_SLUGS)).sum()))
+    frontiers: dict[str, list[_Option]] = {}
     chosen: dict[str, dict[str, float]] = {}
     for slug in classes:
         if slug == OTHER:
             continue
-        self_serve = slug in SELF_SERVE_SLUGS
-        target = auto_reply_target if self_serve else route_target
         mask = predicted == slug
-        p, m, ok = top[mask], margin[mask], truth[mask] == slug
-        error_weight = np.where(costly[mask] & self_serve, costly_error_weight, 1.0)
-        pick, pick_key = dict(NEVER), (0, 0.0, 0.0)
-        for m_min in MARGIN_GRID:
-            for p_min in PROB_GRID:
-                accepted = (p >= p_min) & (m >= m_min)
-                correct = int((accepted & ok).sum())
-                if correct < min_support:
-                    break  # higher prob thresholds only accept fewer
-                errors = float(error_weight[accepted & ~ok].sum())
-                if correct / (correct + errors) < target:
+        self_serve = slug in SELF_SERVE_SLUGS
+        weight = np.where(costly[mask] & self_serve, costly_error_weight, 1.0)
+        floor = category_floor if self_serve else route_target
+        options = [o for o in _frontier(top[mask], margin[mask], truth[mask], slug, weight, min_support)
+                   if o.correct / (o.correct + o.errors) >= floor]  # fmt: skip
+        if self_serve:
+            frontiers[slug] = options
+        chosen[slug] = options[-1].threshold if options and not self_serve else dict(NEVER)
+    none = _Option(0, 0.0, 0, 0, dict(NEVER))
+    current = dict.fromkeys(frontiers, none)
+    while True:
+        totals = [
+            sum(getattr(o, f) for o in current.values())
+            for f in ("correct", "errors", "other_accepted", "staff_accepted")
+        ]
+        best_move, best_rate = None, -1.0
+        for slug, options in frontiers.items():
+            here = current[slug]
+            for option in options:
+                if option.correct <= here.correct:
                     continue
-                key = (correct, -p_min, -m_min)  # most coverage, then the stricter pair
-                if key > pick_key:
-                    pick, pick_key = {"prob": float(p_min), "margin": float(m_min)}, key
-        chosen[slug] = pick
+                d = [option.correct - here.correct, option.errors - here.errors,
+                     option.other_accepted - here.other_accepted, option.staff_accepted - here.staff_accepted]  # fmt: skip
+                correct, errors, other, staff = (t + x for t, x in zip(totals, d, strict=True))
+                if (correct / (correct + errors) < auto_reply_target or other / n_other > max_other_share
+                        or staff / n_staff > max_staff_only_share):  # fmt: skip
+                    continue
+                rate = d[0] / (d[1] + 0.5)
+                if rate > best_rate:
+                    best_move, best_rate = (slug, option), rate
+        if best_move is None:
+            break
+        current[best_move[0]] = best_move[1]
+    for slug, option in current.items():
+        chosen[slug] = option.threshold
     return Thresholds(chosen, auto_reply_target, route_target)

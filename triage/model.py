@@ -39,7 +39,7 @@ def build_pipeline(seed: int = SEED) -> Pipeline:
                                      strip_accents="unicode", min_df=2, max_features=150_000, dtype=np.float32)),
         ]
     )  # fmt: skip
-    svm = LinearSVC(C=0.5, class_weight="balanced", random_state=seed, max_iter=5000)
+    svm = LinearSVC(C=2.0, random_state=seed, max_iter=10000)
     return Pipeline(
         [
             ("clean", FunctionTransformer(clean_pairs)),

@@ -9,7 +9,7 @@ import sys
 import click
 from flask import current_app
 
-from triage import schema
+from triage import registry, schema
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import check_connection
 
@@ -36,6 +36,12 @@ def serve_command(host: str, port: int, no_worker: bool) -> None:
 
     ready_engine()
     settings = app_settings()
+    with sessions()() as session:
+        active = registry.active_version(session)
+    if active is None:
+        click.echo(
+            "WARNING: no active model: every email goes to the triage queue. See: flask --app app triage models list"
+        )
     worker: subprocess.Popen[bytes] | None = None
     if not no_worker:
         worker = subprocess.Popen(
