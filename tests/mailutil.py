@@ -57,7 +57,7 @@ def ticket(app: Flask, reference: str) -> Ticket:
         t = s.get(Ticket, parse_reference(reference))
         assert t is not None
         _ = [(m.attachments, m.kind) for m in t.messages]
-        _ = t.queue
+        _ = (t.queue, t.assignee)
         return t
 
 

@@ -94,3 +94,50 @@ def test_invalid_database_url_is_one_line(tmp_path: Path) -> None:
     result = run_flask("triage", "migrate", env={"DATABASE_URL": "not a url", "TRIAGE_INSTANCE_PATH": str(tmp_path)})
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "not a valid database URL" in result.stderr
+
+
+def test_serve_starts_web_and_worker_and_stops_cleanly(tmp_path: Path) -> None:
+    """What `make run` ends with: the web app answers, the worker runs, Ctrl-C stops both."""
+    import json
+    import signal
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    env.update({"TRIAGE_INSTANCE_PATH": str(tmp_path / "inst"), "MODELS_DIR": str(tmp_path / "models")})
+    assert run_flask("triage", "migrate", env=env).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "triage", "serve", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                body = json.loads(exc.read())
+            except OSError:
+                time.sleep(0.2)
+                continue
+            break
+        assert body is not None and body["database"] == {"ok": True}
+        for _ in range(150):  # the worker is a second process; give it time to import and start
+            if any("worker started" in line for line in lines):
+                break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        reader.join(timeout=5)
+    output = "".join(lines)
+    assert f"http://127.0.0.1:{port}/" in output
+    assert "no active model" in output and "create-user" in output
+    assert "worker started" in output

@@ -21,6 +21,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.inbound_max_bytes
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
+    app.config["REMEMBER_COOKIE_SECURE"] = settings.secure_cookies
+    app.config["REMEMBER_COOKIE_HTTPONLY"] = True
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead; a long shift must not lose a reply
     app.config.update({k: v for k, v in settings.extra.items() if k.isupper()})
     app.extensions["triage.settings"] = settings
 

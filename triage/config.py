@@ -67,6 +67,7 @@ class Settings:
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
+    secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     worker_interval: float = 5.0
     model_check_interval: float = 10.0
     extra: dict[str, object] = field(default_factory=dict)
@@ -103,6 +104,7 @@ class Settings:
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
+        s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         return s
 
     def update(self, overrides: dict[str, object]) -> None:

@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def init_app(app: Flask) -> None:
     """Register the command group (with every command module) on the app."""
-    from triage.commands import mail, model, service  # noqa: F401  (importing registers their commands)
+    from triage.commands import mail, model, service, users  # noqa: F401  (importing registers their commands)
 
     app.cli.add_command(triage_cli)
 

@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
@@ -68,8 +69,12 @@ def message_ids(value: str) -> list[str]:
 def _header(msg: Message, name: str) -> str:
     try:
         value = msg.get(name)
-    except Exception:  # a header the policy cannot parse must not stop the mail
-        value = msg.get_all(name, failobj=[""])[0] if hasattr(msg, "get_all") else ""
+    except Exception:  # a header the policy refuses (e.g. an encoded CR/LF in an address) must not stop the mail
+        raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")  # type: ignore[attr-defined]
+        try:
+            value = str(make_header(decode_header(str(raw))))
+        except Exception:
+            value = str(raw)
     return single_line(value)
 
 
@@ -91,7 +96,7 @@ def _decode_part(part: Message) -> str:
 def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
     """Depth-first parts, bounded in depth and count; embedded messages are not descended into."""
     yield msg
-    if depth >= MAX_DEPTH or not msg.is_multipart():
+    if depth >= MAX_DEPTH or not msg.is_multipart() or msg.get_content_maintype() == "message":
         return
     payload = msg.get_payload()
     if not isinstance(payload, list):
@@ -102,7 +107,16 @@ def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
 
 
 def parse(raw: bytes) -> ParsedEmail:
-    """Parse raw bytes; raises UnparseableEmail only when there is no sender to answer or store against."""
+    """Parse raw bytes; raises UnparseableEmail (and nothing else) when there is no usable email in them."""
+    try:
+        return _parse(raw)
+    except UnparseableEmail:
+        raise
+    except Exception as exc:  # the standard parser is lenient, but hostile input must never escape as a crash
+        raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse(raw: bytes) -> ParsedEmail:
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
     msg = message_from_bytes(raw, policy=policy.default)
@@ -166,7 +180,7 @@ def parse(raw: bytes) -> ParsedEmail:
 def _sender(msg: Message) -> tuple[str, str]:
     raw_from = _header(msg, "from")
     try:
-        addresses = msg["from"].addresses if msg["from"] is not None else ()  # type: ignore[union-attr]
+        addresses = msg["from"].addresses if msg["from"] is not None else ()
         if addresses:
             first: Address = addresses[0]
             if first.addr_spec and "@" in first.addr_spec:

@@ -1,18 +1,26 @@
-"""Flask glue: per-request database sessions and blueprint registration."""
+"""Flask glue: per-request database sessions, security headers, template filters and blueprints."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+import secrets
+from datetime import datetime
+
+from flask import Flask, Response, current_app, g
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage import catalogue
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
+from triage.models import utcnow
 from triage.registry import ModelProvider
+
+csrf = CSRFProtect()
 
 
 def init_app(app: Flask) -> None:
-    """Attach the engine, session factory and blueprints to the app."""
+    """Attach the engine, session factory, model provider, security and blueprints to the app."""
     settings: Settings = app.extensions["triage.settings"]
     engine = make_engine(settings.database_url)
     app.extensions["triage.engine"] = engine
@@ -21,14 +29,21 @@ def init_app(app: Flask) -> None:
         app.extensions["triage.sessions"], settings.models_dir, settings.model_check_interval
     )
     app.teardown_appcontext(_close_session)
+    app.before_request(_new_nonce)
+    app.after_request(_security_headers)
+    app.add_template_filter(_age, "age")
+    app.add_template_filter(lambda slug: catalogue.BY_SLUG[slug].title if slug in catalogue.BY_SLUG else slug,
+                            "category_title")  # fmt: skip
+    app.context_processor(lambda: {"csp_nonce": g.get("csp_nonce", "")})
 
-    from triage.web import errors
-    from triage.web.api import bp as api_bp
-    from triage.web.health import bp as health_bp
+    from triage.web import admin, api, api_tickets, dashboard, errors, health, login, openapi, staff  # noqa: F401
 
+    csrf.init_app(app)
+    csrf.exempt(api.bp)
+    login.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(health_bp)
-    app.register_blueprint(api_bp)
+    for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
+        app.register_blueprint(blueprint)
 
 
 def settings() -> Settings:
@@ -59,3 +74,28 @@ def _close_session(exc: BaseException | None) -> None:
         if exc is not None:
             session.rollback()
         session.close()
+
+
+def _new_nonce() -> None:
+    g.csp_nonce = secrets.token_urlsafe(16)
+
+
+def _security_headers(response: Response) -> Response:
+    nonce = g.get("csp_nonce", "")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def _age(when: datetime) -> str:
+    seconds = max(0, int((utcnow() - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

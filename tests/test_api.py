@@ -1,0 +1,109 @@
+"""The REST API: listing, reading, changing and replying to tickets; errors as JSON; OpenAPI matches routes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+
+from tests.mailutil import deliver, make_email, post_email, ticket
+from tests.webutil import make_user
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    make_user(mail_app)
+    client = mail_app.test_client()
+    ref = post_email(
+        client, api_token, make_email(subject="question", body="please send a copy of invoice 4471")
+    ).get_json()["reference"]
+    t = ticket(mail_app, ref)
+    listing = client.get("/api/v1/tickets?status=open&per_page=5", headers=_auth(api_token)).get_json()
+    assert listing["total"] == 1 and listing["tickets"][0]["reference"] == ref
+    one = client.get(f"/api/v1/tickets/{t.id}", headers=_auth(api_token)).get_json()
+    assert one["messages"][0]["direction"] == "inbound"
+    changed = client.patch(f"/api/v1/tickets/{t.id}", json={"category": "other", "queue": "centre-admin", "assignee": "agent@imi.test"},
+                           headers=_auth(api_token))  # fmt: skip
+    assert changed.status_code == 200
+    assert changed.get_json()["confirmed_category"] == "other" and changed.get_json()["queue"] == "centre-admin"
+    reply = client.post(
+        f"/api/v1/tickets/{t.id}/replies", json={"body": "We have sent the invoice."}, headers=_auth(api_token)
+    )
+    assert reply.status_code == 201
+    resolved = client.patch(f"/api/v1/tickets/{t.id}", json={"status": "resolved"}, headers=_auth(api_token))
+    assert resolved.get_json()["status"] == "resolved"
+    deliver(mail_app)
+    assert "We have sent the invoice." in smtp_server[0].parsed()[-1].get_content()
+    queues = client.get("/api/v1/queues", headers=_auth(api_token)).get_json()["queues"]
+    assert queues[0]["slug"] == "triage"
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status", "field"),
+    [
+        ("get", "/api/v1/tickets?status=bogus", None, 400, "status"),
+        ("get", "/api/v1/tickets?per_page=0", None, 400, "per_page"),
+        ("get", "/api/v1/tickets?category=nope", None, 400, "category"),
+        ("get", "/api/v1/tickets/999999", None, 404, None),
+        ("patch", "/api/v1/tickets/{id}", {"category": "nope"}, 400, "category"),
+        ("patch", "/api/v1/tickets/{id}", {"colour": "red"}, 400, "colour"),
+        ("patch", "/api/v1/tickets/{id}", {"status": "resolved"}, 409, "status"),
+        ("patch", "/api/v1/tickets/{id}", {"queue": 5}, 400, "queue"),
+        ("patch", "/api/v1/tickets/{id}", [], 400, None),
+        ("post", "/api/v1/tickets/{id}/replies", {"body": ""}, 400, "body"),
+        ("delete", "/api/v1/tickets/{id}", None, 405, None),
+    ],
+)
+def test_errors_are_json_with_the_right_code(mail_app: Flask, api_token: str, method: str, url: str, body: object,
+                                             status: int, field: str | None) -> None:  # fmt: skip
+    client = mail_app.test_client()
+    ref = post_email(client, api_token, make_email()).get_json()["reference"]
+    url = url.replace("{id}", str(ticket(mail_app, ref).id))
+    response = client.open(url, method=method.upper(), json=body, headers=_auth(api_token))
+    assert response.status_code == status, response.get_data(as_text=True)
+    data = response.get_json()
+    assert isinstance(data, dict) and data["error"]
+    if field:
+        assert data.get("field") == field
+
+
+def test_openapi_document_matches_the_routes(mail_app: Flask, api_token: str) -> None:
+    spec = mail_app.test_client().get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
+    documented = {
+        (re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper()) for path, ops in spec["paths"].items() for method in ops
+    }
+    routed = set()
+    for rule in mail_app.url_map.iter_rules():
+        if rule.rule.startswith("/api/"):
+            path = re.sub(r"<(?:int:)?(\w+)>", r"<\1>", rule.rule)
+            routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == routed
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            assert "401" in op["responses"], path
+            for response in op["responses"].values():
+                schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if "$ref" in schema:
+                    assert schema["$ref"].split("/")[-1] in spec["components"]["schemas"]
+
+
+def test_responses_follow_the_documented_schemas(mail_app: Flask, api_token: str) -> None:
+    """Each documented JSON response carries its schema's required fields."""
+    client = mail_app.test_client()
+    spec = client.get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
+    schemas = spec["components"]["schemas"]
+    accepted = post_email(client, api_token, make_email()).get_json()
+    assert set(schemas["Accepted"]["required"]) <= set(accepted)
+    ticket_id = ticket(mail_app, accepted["reference"]).id
+    one = client.get(f"/api/v1/tickets/{ticket_id}", headers=_auth(api_token)).get_json()
+    assert set(schemas["Ticket"]["required"]) <= set(one)
+    assert all(set(schemas["Message"]["required"]) <= set(m) for m in one["messages"])
+    assert set(schemas["TicketList"]["required"]) <= set(
+        client.get("/api/v1/tickets", headers=_auth(api_token)).get_json()
+    )
+    err = client.get("/api/v1/tickets/0", headers=_auth(api_token)).get_json()
+    assert set(schemas["Error"]["required"]) <= set(err)

@@ -1,0 +1,223 @@
+"""The staff web app: authentication everywhere, CSRF, escaping, queue and ticket pages, staff actions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from tests.mailutil import deliver, make_email, post_email, ticket
+from tests.webutil import login, make_user, post_form
+from triage.models import AuditEvent
+
+PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
+
+
+def test_every_route_but_login_health_and_inbound_needs_authentication(mail_app: Flask) -> None:
+    client = mail_app.test_client()
+    checked = 0
+    for rule in mail_app.url_map.iter_rules():
+        if rule.rule in PUBLIC:
+            continue
+        url = re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(url, method=method)
+            checked += 1
+            if url.startswith("/api/"):
+                assert response.status_code == 401, (method, url, response.status_code)
+            else:
+                # pages redirect to the login form; forms without a session are refused before anything happens
+                assert response.status_code in {302, 400}, (method, url, response.status_code)
+                if response.status_code == 302:
+                    assert "/login" in response.headers["Location"], (method, url)
+    assert checked >= 25
+    inbound = client.post("/api/v1/inbound", data=b"x")
+    assert inbound.status_code == 401
+
+
+def test_login_logout_and_wrong_password(mail_app: Flask) -> None:
+    make_user(mail_app)
+    client = mail_app.test_client()
+    bad = login(client, password="wrong password!!")
+    assert bad.status_code == 401 and "Wrong email or password" in bad.get_data(as_text=True)
+    ok = login(client)
+    assert ok.status_code == 302
+    assert client.get("/queues").status_code == 200
+    post_form(client, "/queues", "/logout", {})
+    assert client.get("/queues").status_code == 302
+
+
+def test_login_is_rate_limited(mail_app: Flask) -> None:
+    make_user(mail_app)
+    client = mail_app.test_client()
+    for _ in range(5):
+        assert login(client, password="nope nope nope").status_code == 401
+    blocked = login(client)  # even the right password waits now
+    assert blocked.status_code == 429
+    with mail_app.extensions["triage.sessions"]() as s:
+        details = [e.details for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "login.failed"))]
+    assert all("password" not in str(d) for d in details)
+
+
+def test_forms_need_a_csrf_token(mail_app: Flask) -> None:
+    make_user(mail_app)
+    client = mail_app.test_client()
+    assert client.post("/login", data={"email": "agent@imi.test", "password": "x" * 12}).status_code == 400
+    login(client)
+    assert client.post("/tickets/1/claim").status_code == 400
+
+
+def test_session_cookie_flags(mail_app: Flask) -> None:
+    make_user(mail_app)
+    client = mail_app.test_client()
+    response = login(client)
+    [cookie] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_hostile_email_is_shown_inert(mail_app: Flask, api_token: str) -> None:
+    make_user(mail_app)
+    raw = make_email(subject="<script>alert('subject')</script> exam frozen",
+                     body="<img src=x onerror=alert(1)> <b>bold</b> the exam froze", sender="\"<i>Evil</i>\" <x@evil.example>")  # fmt: skip
+    ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
+    client = mail_app.test_client()
+    login(client)
+    t = ticket(mail_app, ref)
+    for page in (f"/tickets/{t.id}", f"/queues/{t.queue.slug}?status=all"):
+        html = client.get(page).get_data(as_text=True)
+        assert "<script>alert" not in html and "<img src=x" not in html and "<i>Evil" not in html
+        assert "&lt;script&gt;" in html
+
+
+def test_queue_page_filters_search_and_pages(mail_app: Flask, api_token: str) -> None:
+    make_user(mail_app)
+    api = mail_app.test_client()
+    refs = [post_email(api, api_token, make_email(subject=f"invoice query {i}", body=f"please send a copy of invoice number {i} to our finance team",
+                                                  sender=f"c{i}@centre{i}.example")).get_json()["reference"] for i in range(30)]  # fmt: skip
+    slug = ticket(mail_app, refs[0]).queue.slug
+    assert all(ticket(mail_app, ref).queue.slug == slug for ref in refs)
+    client = mail_app.test_client()
+    login(client)
+    queues = client.get("/queues").get_data(as_text=True)
+    assert queues.index("triage") < queues.index("technical")
+    page1 = client.get(f"/queues/{slug}?status=all").get_data(as_text=True)
+    assert "page 1 of 2" in page1
+    page2 = client.get(f"/queues/{slug}?status=all&page=2").get_data(as_text=True)
+    assert page2.count("invoice query") == 5
+    found = client.get(f"/queues/{slug}?status=all&q=number+17").get_data(as_text=True)
+    assert "invoice query 17" in found and "invoice query 16" not in found
+    assert "invoice query" not in client.get(f"/queues/{slug}?status=resolved").get_data(as_text=True)
+    assert client.get("/queues/nope").status_code == 404
+
+
+def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    make_user(mail_app)
+    ref = post_email(mail_app.test_client(), api_token,
+                     make_email(subject="hmm", body="zebra crossing outside the test centre")).get_json()["reference"]  # fmt: skip
+    deliver(mail_app)  # the acknowledgement
+    t = ticket(mail_app, ref)
+    page = f"/tickets/{t.id}"
+    client = mail_app.test_client()
+    login(client)
+    html = client.get(page).get_data(as_text=True)
+    assert "Why it is here" in html and "automatic acknowledgement" in html
+    refused = post_form(client, page, f"{page}/resolve", {})
+    assert "confirm the category before resolving" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    post_form(client, page, f"{page}/claim", {})
+    post_form(client, page, f"{page}/category", {"category": "exam_frozen"})
+    post_form(client, page, f"{page}/note", {"body": "called the centre, PC restarted"})
+    post_form(client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."})
+    post_form(client, page, f"{page}/move", {"queue": "technical"})
+    post_form(client, page, f"{page}/resolve", {})
+    t = ticket(mail_app, ref)
+    assert (t.status, t.confirmed_category, t.queue.slug, t.assignee.email) == (
+        "resolved",
+        "exam_frozen",
+        "technical",
+        "agent@imi.test",
+    )
+    deliver(mail_app)
+    staff_reply = smtp_server[0].parsed()[-1]
+    assert "re-enter the keycode" in staff_reply.get_content() and "Auto-Submitted" not in staff_reply
+    assert staff_reply["In-Reply-To"] == t.messages[0].message_id
+    with mail_app.extensions["triage.sessions"]() as s:
+        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))]
+    assert {
+        "ticket.assigned",
+        "ticket.category_confirmed",
+        "ticket.note_added",
+        "ticket.replied",
+        "ticket.resolved",
+    } <= set(actions)
+    post_form(client, page, f"{page}/reopen", {})
+    assert ticket(mail_app, ref).status == "open"
+
+
+def test_raw_source_and_attachment_download(mail_app: Flask, api_token: str) -> None:
+    from email.message import EmailMessage
+
+    make_user(mail_app)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
+        "a@centre.example",
+        "s@imi.test",
+        "form",
+        "<att@centre.example>",
+    )
+    msg.set_content("please see the attached form 45")
+    msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="form45.pdf")
+    ref = post_email(mail_app.test_client(), api_token, msg.as_bytes()).get_json()["reference"]
+    t = ticket(mail_app, ref)
+    client = mail_app.test_client()
+    login(client)
+    raw = client.get(f"/messages/{t.messages[0].id}/raw")
+    assert (
+        raw.status_code == 200
+        and b"<att@centre.example>" in raw.data
+        and "attachment" in raw.headers["Content-Disposition"]
+    )
+    att = t.messages[0].attachments[0]
+    download = client.get(f"/attachments/{att.id}")
+    assert download.data == b"%PDF-1.4 fake" and download.mimetype == "application/octet-stream"
+
+
+def test_dashboard_renders_svg_charts(mail_app: Flask, api_token: str) -> None:
+    make_user(mail_app)
+    post_email(mail_app.test_client(), api_token, make_email())
+    client = mail_app.test_client()
+    login(client)
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert html.count("<svg") >= 2 and "answered automatically" in html
+
+
+def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
+    make_user(mail_app)
+    make_user(mail_app, "boss@imi.test", "admin")
+    agent = mail_app.test_client()
+    login(agent)
+    assert agent.get("/admin/users").status_code == 403
+    admin = mail_app.test_client()
+    login(admin, "boss@imi.test")
+    for page in ("/admin/users", "/admin/queues", "/admin/routing", "/admin/tokens", "/admin/outbox"):
+        assert admin.get(page).status_code == 200, page
+    post_form(admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"})
+    from triage.routing import routing_map
+
+    with mail_app.extensions["triage.sessions"]() as s:
+        assert routing_map(s)["extra_time"] == "scheduling"
+    created = post_form(admin, "/admin/tokens", "/admin/tokens", {"name": "gateway"})
+    token = re.search(r'id="new-token">(imi_[^<]+)<', created.get_data(as_text=True))
+    assert token is not None
+    assert post_email(mail_app.test_client(), token.group(1), make_email()).status_code == 202
+
+
+@pytest.mark.parametrize("payload", ["' OR 1=1 --", "%' UNION SELECT password_hash FROM users --", "\\x00"])
+def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None:
+    make_user(mail_app)
+    client = mail_app.test_client()
+    login(client)
+    response = client.get("/queues/triage", query_string={"q": payload, "status": "all"})
+    assert response.status_code == 200 and "No tickets match" in response.get_data(as_text=True)

@@ -1,0 +1,57 @@
+"""Small server-side SVG charts (no JavaScript): stacked bars per day and horizontal bars."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from html import escape
+
+PALETTE = ("#0b5cad", "#d98e04", "#2d7a3e", "#a83232", "#6a4fa3", "#1f8a8a", "#8a6d1f", "#c2185b", "#455a64",
+           "#7cb342", "#5c6bc0", "#ef6c00", "#00897b", "#8d6e63", "#9e9d24", "#3949ab", "#d81b60", "#757575", "#26a69a")  # fmt: skip
+
+
+def stacked_days(
+    days: Sequence[date], per_day: Mapping[date, Mapping[str, int]], width: int = 560, height: int = 220
+) -> str:
+    """Tickets per day, stacked by category, with a legend."""
+    keys = sorted({k for counts in per_day.values() for k in counts})
+    colours = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(keys)}
+    peak = max([sum(c.values()) for c in per_day.values()] + [1])
+    plot_h, left, bar_w = height - 40, 30, (width - 40) / max(1, len(days))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 16 * len(keys)}" role="img" '
+             f'aria-label="Tickets per day by category">', f'<text x="0" y="12" font-size="11">{peak}</text>']  # fmt: skip
+    for i, day in enumerate(days):
+        y = plot_h
+        for key in keys:
+            n = per_day.get(day, {}).get(key, 0)
+            if n:
+                h = n / peak * (plot_h - 20)
+                y -= h
+                parts.append(f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{bar_w * 0.8:.1f}" height="{h:.1f}" '
+                             f'fill="{colours[key]}"><title>{escape(day.isoformat())} {escape(key)}: {n}</title></rect>')  # fmt: skip
+        if i % 2 == 0:
+            parts.append(f'<text x="{left + i * bar_w:.1f}" y="{plot_h + 14}" font-size="10">{day:%d %b}</text>')
+    for j, key in enumerate(keys):
+        y = height + 16 * j
+        parts.append(f'<rect x="{left}" y="{y - 9}" width="10" height="10" fill="{colours[key]}"/>'
+                     f'<text x="{left + 16}" y="{y}" font-size="11">{escape(key)}</text>')  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bars(values: Mapping[str, float], label: str, percent: bool = False, width: int = 560) -> str:
+    """Horizontal bars, one per key."""
+    if not values:
+        return f'<p class="meta">No data yet for {escape(label)}.</p>'
+    peak = max([*values.values(), 1e-9])
+    row_h, left = 20, 220
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {row_h * len(values) + 4}" role="img" '
+             f'aria-label="{escape(label)}">']  # fmt: skip
+    for i, (key, value) in enumerate(values.items()):
+        w = value / peak * (width - left - 60)
+        text = f"{value:.0%}" if percent else f"{value:g}"
+        parts.append(f'<text x="0" y="{i * row_h + 14}" font-size="11">{escape(key)}</text>'
+                     f'<rect x="{left}" y="{i * row_h + 3}" width="{w:.1f}" height="{row_h - 6}" fill="#0b5cad"/>'
+                     f'<text x="{left + w + 4:.1f}" y="{i * row_h + 14}" font-size="11">{text}</text>')  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,150 @@
+"""Admin pages: users, queues, category routing, API tokens, and outbox failures with retry."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from triage import catalogue, outbox
+from triage import tokens as api_tokens
+from triage import users as accounts
+from triage.models import ApiToken, AuditEvent, OutboxItem, Queue, RoutingRule, User
+from triage.web import db
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+@login_required
+def _require_admin() -> None:
+    """Admins only."""
+    if not current_user.is_admin:
+        abort(403)
+
+
+def _audit(action: str, **details: object) -> None:
+    db().add(
+        AuditEvent(actor=f"user:{current_user.row.email}", user_id=current_user.row.id, action=action, details=details)
+    )
+
+
+@bp.route("/users", methods=["GET", "POST"])
+def users() -> ResponseReturnValue:
+    """List users; create one; change role or deactivate."""
+    session = db()
+    if request.method == "POST":
+        form = request.form
+        try:
+            if form.get("op") == "create":
+                user = accounts.create_user(session, form.get("email", ""), form.get("password", ""),
+                                         form.get("role", "agent"), form.get("name", ""))  # fmt: skip
+                _audit("user.created", email=user.email, role=user.role)
+            else:
+                user = session.get(User, int(form.get("user_id", "0") or 0))
+                if user is None:
+                    raise accounts.UserError("no such user")
+                if user.id == current_user.row.id:
+                    raise accounts.UserError("you cannot change your own account here")
+                if form.get("op") == "toggle":
+                    user.is_active = not user.is_active
+                elif form.get("role") in accounts.ROLES:
+                    user.role = form["role"]
+                _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+            session.commit()
+            flash("Saved.")
+        except accounts.UserError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+        return redirect(url_for("admin.users"))
+    return render_template("admin.html", section="users", rows=session.scalars(select(User).order_by(User.email)).all(),
+                           roles=accounts.ROLES)  # fmt: skip
+
+
+@bp.route("/queues", methods=["GET", "POST"])
+def queues() -> ResponseReturnValue:
+    """List queues; add one; set the address told of centre replies."""
+    session = db()
+    if request.method == "POST":
+        form = request.form
+        slug = form.get("slug", "").strip().lower()
+        notify = form.get("notify_address", "").strip() or None
+        if notify and "@" not in notify:
+            flash("notify address must be an email address", "error")
+            return redirect(url_for("admin.queues"))
+        queue = session.scalars(select(Queue).where(Queue.slug == slug)).one_or_none()
+        if queue is None:
+            if not slug.replace("-", "").isalnum() or len(slug) > 64:
+                flash("queue slug: letters, digits and dashes only", "error")
+                return redirect(url_for("admin.queues"))
+            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug)
+            session.add(queue)
+        queue.notify_address = notify
+        _audit("queue.saved", slug=slug, notify_address=notify)
+        session.commit()
+        flash("Saved.")
+        return redirect(url_for("admin.queues"))
+    return render_template(
+        "admin.html", section="queues", rows=session.scalars(select(Queue).order_by(Queue.slug)).all()
+    )
+
+
+@bp.route("/routing", methods=["GET", "POST"])
+def routing() -> ResponseReturnValue:
+    """Which queue each category goes to."""
+    session = db()
+    queues_by_slug = {q.slug: q for q in session.scalars(select(Queue))}
+    if request.method == "POST":
+        rule = session.scalars(
+            select(RoutingRule).where(RoutingRule.category == request.form.get("category"))
+        ).one_or_none()
+        queue = queues_by_slug.get(request.form.get("queue", ""))
+        if rule is None or queue is None:
+            flash("unknown category or queue", "error")
+        else:
+            rule.queue = queue
+            _audit("routing.changed", category=rule.category, queue=queue.slug)
+            session.commit()
+            flash("Saved.")
+        return redirect(url_for("admin.routing"))
+    rules = session.scalars(select(RoutingRule).order_by(RoutingRule.id)).all()
+    return render_template("admin.html", section="routing", rows=rules, queues=sorted(queues_by_slug),
+                           titles={c.slug: c.title for c in catalogue.CATEGORIES})  # fmt: skip
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+def tokens() -> ResponseReturnValue:
+    """List API tokens; create one (shown once); revoke."""
+    session = db()
+    new_token = None
+    if request.method == "POST":
+        if request.form.get("op") == "revoke":
+            row = api_tokens.revoke(session, int(request.form.get("token_id", "0") or 0))
+            if row is not None:
+                _audit("token.revoked", name=row.name)
+            flash("Token revoked.")
+        else:
+            try:
+                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id)
+                _audit("token.created", name=row.name)
+            except ValueError as exc:
+                flash(str(exc), "error")
+        session.commit()
+    rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
+    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token)
+
+
+@bp.route("/outbox", methods=["GET", "POST"])
+def outbox_page() -> ResponseReturnValue:
+    """Outgoing mail that failed permanently, with a retry button."""
+    session = db()
+    if request.method == "POST":
+        item = outbox.retry_failed(session, int(request.form.get("item_id", "0") or 0))
+        if item is not None:
+            _audit("outbox.retried", item=item.id)
+        session.commit()
+        flash("Queued for another attempt.")
+        return redirect(url_for("admin.outbox_page"))
+    rows = session.scalars(select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())).all()
+    return render_template("admin.html", section="outbox", rows=rows)

@@ -1,0 +1,189 @@
+"""REST API (/api/v1, bearer token): list and read tickets, change them, reply, list queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from triage import catalogue, tickets
+from triage.models import Message, Queue, Ticket, User
+from triage.web import db, settings
+from triage.web.api import bp
+from triage.web.auth import token_required
+from triage.web.errors import ApiError
+
+
+def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
+    """The API's view of a ticket."""
+    body: dict[str, Any] = {
+        "id": t.id,
+        "reference": t.reference,
+        "centre_email": t.centre_email,
+        "centre_name": t.centre_name,
+        "subject": t.subject,
+        "status": t.status,
+        "action": t.action,
+        "predicted_category": t.predicted_category,
+        "predicted_confidence": t.predicted_confidence,
+        "confirmed_category": t.confirmed_category,
+        "queue": t.queue.slug if t.queue else None,
+        "assignee": t.assignee.email if t.assignee else None,
+        "created_at": t.created_at.isoformat(),
+        "updated_at": t.updated_at.isoformat(),
+    }
+    if with_messages:
+        body["messages"] = [message_json(m) for m in t.messages]
+    return body
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    """The API's view of a message."""
+    return {"id": m.id, "direction": m.direction, "kind": m.kind, "message_id": m.message_id,
+            "from": m.from_address, "to": m.to_addresses, "subject": m.subject, "body": m.body_text,
+            "automatic_reason": m.auto_submitted_reason, "created_at": m.created_at.isoformat()}  # fmt: skip
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", field=name)
+    return int(raw)
+
+
+def _choice(name: str, allowed: tuple[str, ...] | set[str]) -> str | None:
+    value = request.args.get(name)
+    if value is not None and value not in allowed:
+        raise ApiError(400, f"{name} must be one of: {', '.join(sorted(allowed))}", field=name)
+    return value
+
+
+@bp.get("/tickets")
+@token_required
+def list_tickets() -> ResponseReturnValue:
+    """Tickets filtered by queue, status, category, assignee and text; paginated."""
+    session = db()
+    queues = set(session.scalars(select(Queue.slug)))
+    assignee = request.args.get("assignee")
+    assignee_id = None
+    if assignee:
+        assignee_id = session.scalar(select(User.id).where(User.email == assignee.lower()))
+        if assignee_id is None:
+            raise ApiError(400, "assignee must be a staff email address", field="assignee")
+    f = tickets.TicketFilter(
+        queue=_choice("queue", queues),
+        status=_choice("status", tickets.STATUSES),
+        category=_choice("category", set(catalogue.SLUGS)),
+        assignee_id=assignee_id,
+        text=(request.args.get("q") or "")[:200] or None,
+        oldest_first=_choice("sort", ("oldest", "newest")) != "newest",
+        page=_int_arg("page", 1, 1, 100_000),
+        page_size=_int_arg("per_page", tickets.PAGE_SIZE, 1, 200),
+    )
+    rows, total = tickets.list_tickets(session, f)
+    return jsonify({"tickets": [ticket_json(t) for t in rows], "total": total, "page": f.page, "per_page": f.page_size})
+
+
+def _ticket_or_404(ticket_id: int) -> Ticket:
+    try:
+        return tickets.get_ticket(db(), ticket_id)
+    except tickets.TicketError:
+        raise ApiError(404, f"no ticket {ticket_id}") from None
+
+
+@bp.get("/tickets/<int:ticket_id>")
+@token_required
+def get_ticket(ticket_id: int) -> ResponseReturnValue:
+    """One ticket with its messages."""
+    return jsonify(ticket_json(_ticket_or_404(ticket_id), with_messages=True))
+
+
+def _actor() -> tickets.Actor:
+    return tickets.Actor.of_token(g.api_token.name)
+
+
+@bp.patch("/tickets/<int:ticket_id>")
+@token_required
+def update_ticket(ticket_id: int) -> ResponseReturnValue:
+    """Change status (resolved/open), category, queue or assignee; all or nothing."""
+    data = request.get_json(silent=True)
+    allowed = {"status", "category", "queue", "assignee"}
+    if not isinstance(data, dict) or not data:
+        raise ApiError(400, f"send a JSON object with any of: {', '.join(sorted(allowed))}")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ApiError(400, f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    for name, value in data.items():
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, f"{name} must be a string", field=name)
+    session = db()
+    t = _ticket_or_404(ticket_id)
+    actor = _actor()
+    for name in ("category", "queue", "assignee", "status"):
+        if name not in data:
+            continue
+        try:
+            _apply(session, actor, t, name, data[name])
+        except tickets.TicketError as exc:
+            session.rollback()
+            raise ApiError(409 if name == "status" else 400, str(exc), field=name) from None
+        except ApiError:
+            session.rollback()
+            raise
+    session.commit()
+    return jsonify(ticket_json(t))
+
+
+def _apply(session: Session, actor: tickets.Actor, t: Ticket, name: str, value: str | None) -> None:
+    """Apply one field of a PATCH."""
+    if name == "category":
+        tickets.set_category(session, actor, t, value or "")
+    elif name == "queue":
+        tickets.move(session, actor, t, value or "")
+    elif name == "assignee":
+        assignee = None
+        if value:
+            assignee = session.scalars(select(User).where(User.email == value.lower())).one_or_none()
+            if assignee is None:
+                raise ApiError(400, "assignee must be a staff email address", field="assignee")
+        tickets.assign(session, actor, t, assignee)
+    elif value == "resolved":
+        tickets.resolve(session, actor, t)
+    elif value == "open":
+        tickets.reopen(session, actor, t)
+    else:
+        raise ApiError(400, "status can be set to resolved or open", field="status")
+
+
+@bp.post("/tickets/<int:ticket_id>/replies")
+@token_required
+def post_reply(ticket_id: int) -> ResponseReturnValue:
+    """Reply to the centre (queued in the outbox, threaded)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("body"), str) or not data["body"].strip():
+        raise ApiError(400, "body is required", field="body")
+    if len(data["body"]) > 100_000:
+        raise ApiError(400, "body is longer than 100000 characters", field="body")
+    session = db()
+    t = _ticket_or_404(ticket_id)
+    try:
+        message = tickets.reply(session, settings(), _actor(), t, data["body"])
+    except tickets.TicketError as exc:
+        session.rollback()
+        raise ApiError(409, str(exc)) from None
+    session.commit()
+    return jsonify(message_json(message)), 201
+
+
+@bp.get("/queues")
+@token_required
+def list_queues() -> ResponseReturnValue:
+    """Queues with open counts and the oldest waiting ticket's time."""
+    return jsonify({"queues": [{"slug": q.slug, "name": q.name, "open": q.open_count,
+                                "oldest_open_at": q.oldest.isoformat() if q.oldest else None}
+                               for q in tickets.queue_summaries(db())]})  # fmt: skip
