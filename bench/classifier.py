@@ -95,7 +95,11 @@ def main() -> None:
         print(row("p50 latency", percentile(api, 50), "ms", percentile(bare, 50), "lower"))
         print(row("p99 latency", percentile(api, 99), "ms", percentile(bare, 99), "lower"))
 
-        load_s = median_time(lambda: registry.load(models_dir, "vbench"))
+        def cold_load() -> object:
+            registry._load_pipeline.cache_clear()  # measure a real load from disk, not the in-process cache
+            return registry.load(models_dir, "vbench")
+
+        load_s = median_time(cold_load)
         bare_load_s = median_time(lambda: joblib.load(artifact))
         print(row("model load time (registry.load, target < 1 s)", load_s, "s", bare_load_s, "lower"))
         print(row("artifact size", artifact.stat().st_size / 2**20, "MiB"))

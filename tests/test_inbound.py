@@ -294,3 +294,27 @@ def test_model_unavailable_still_makes_a_triage_ticket(mail_app_config, api_toke
     assert t.queue.slug == "triage" and t.status == "open" and t.predicted_category is None
     assert len(outbox_rows(app)) == 1  # the acknowledgement
     assert count(app, Message) == 2
+
+
+def test_centre_reply_on_a_routed_ticket_notifies_its_queue(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    from triage.models import Queue
+
+    client = mail_app.test_client()
+    first = post_email(
+        client, api_token, make_email(subject="zebra", body="please send a copy of invoice 4471")
+    ).get_json()
+    t = ticket(mail_app, first["reference"])
+    with mail_app.extensions["triage.sessions"]() as s:
+        s.get(Queue, t.queue_id).notify_address = "queue-team@imi.test"  # type: ignore[union-attr]
+        s.commit()
+    deliver(mail_app)
+    [ack] = smtp_server[0].parsed()
+    reply = make_email(
+        subject="Re: " + ack["Subject"], body="Any news on this?", headers={"In-Reply-To": ack["Message-ID"]}
+    )
+    assert post_email(client, api_token, reply).get_json()["reference"] == first["reference"]
+    deliver(mail_app)
+    note = smtp_server[0].parsed()[-1]
+    assert note["To"] == "queue-team@imi.test" and note["Auto-Submitted"] == "auto-generated"
+    assert first["reference"] in note["Subject"] and "Any news on this?" in note.get_content()
+    assert ticket(mail_app, first["reference"]).status == "open"

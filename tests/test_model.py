@@ -189,3 +189,17 @@ def test_train_refuses_to_activate_a_model_that_misses_the_gate(app_config: dict
     assert "rejected" in listing.stdout
     activate = app.test_cli_runner().invoke(args=["triage", "models", "activate", listing.stdout.split()[0]])
     assert activate.exit_code != 0 and "failed the quality gate" in activate.output
+
+
+def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from triage.dataset import load_jsonl
+
+    model = trained_model[0].model
+    pairs = [e.pair for e in load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / "test.jsonl")[:200]]
+    assert model._calibration() is not None
+    np.testing.assert_allclose(model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        model.probabilities(pairs[:1]), model.pipeline.predict_proba(pairs[:1]), rtol=1e-6, atol=1e-9
+    )

@@ -221,3 +221,61 @@ def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None
     login(client)
     response = client.get("/queues/triage", query_string={"q": payload, "status": "all"})
     assert response.status_code == 200 and "No tickets match" in response.get_data(as_text=True)
+
+
+def test_create_user_command_prompts_for_the_password(mail_app: Flask) -> None:
+    runner = mail_app.test_cli_runner()
+    result = runner.invoke(args=["triage", "create-user", "New@IMI.test", "--role", "admin"],
+                           input="a long enough password\na long enough password\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "created admin new@imi.test" in result.output
+    client = mail_app.test_client()
+    assert login(client, "new@imi.test", "a long enough password").status_code == 302
+    again = runner.invoke(
+        args=["triage", "create-user", "new@imi.test"], input="a long enough password\na long enough password\n"
+    )
+    assert again.exit_code != 0 and "already exists" in again.output
+    short = runner.invoke(args=["triage", "create-user", "x@imi.test"], input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 10 characters" in short.output
+
+
+def test_models_page_and_drift_panel(mail_app: Flask, api_token: str) -> None:
+    make_user(mail_app, "boss@imi.test", "admin")
+    for i in range(3):
+        post_email(mail_app.test_client(), api_token, make_email(sender=f"x{i}@c{i}.example"))
+    client = mail_app.test_client()
+    login(client, "boss@imi.test")
+    html = client.get("/admin/models").get_data(as_text=True)
+    assert ("vtest-1" in html and "Confusion matrix" not in html) or "<svg" in html
+    queued = post_form(client, "/admin/models", "/admin/models", {"op": "retrain"})
+    assert "Retrain job" in client.get(queued.headers["Location"]).get_data(as_text=True)
+    from triage.models import Job
+
+    with mail_app.extensions["triage.sessions"]() as s:
+        assert s.scalars(select(Job)).one().status == "queued"
+    dashboard = client.get("/dashboard").get_data(as_text=True)
+    assert "Drift" in dashboard and "Not enough mail yet" in dashboard
+
+
+def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from triage.models import Ticket, utcnow
+    from triage.stats import drift
+
+    now = utcnow()
+    for i in range(40):
+        session.add(Ticket(centre_email="a@b.example", predicted_category="exam_frozen", action="auto_reply",
+                           created_at=now - timedelta(days=10 + i % 20)))  # fmt: skip
+    for _ in range(30):
+        session.add(
+            Ticket(
+                centre_email="a@b.example",
+                predicted_category="other",
+                action="triage",
+                created_at=now - timedelta(days=1),
+            )
+        )
+    session.commit()
+    report = drift(session)
+    assert report["enough_data"] and len(report["flags"]) == 2

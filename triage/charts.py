@@ -55,3 +55,27 @@ def bars(values: Mapping[str, float], label: str, percent: bool = False, width: 
                      f'<text x="{left + w + 4:.1f}" y="{i * row_h + 14}" font-size="11">{text}</text>')  # fmt: skip
     parts.append("</svg>")
     return "".join(parts)
+
+
+def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: int = 22) -> str:
+    """A confusion-matrix heatmap: rows are true labels, columns predicted; darker is more."""
+    n = len(labels)
+    left, top = 230, 10
+    peak = max([max(row) for row in matrix] + [1])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {left + n * cell + 10} {top + n * cell + 10}" '
+             f'role="img" aria-label="Confusion matrix">']  # fmt: skip
+    for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
+        parts.append(f'<text x="0" y="{top + i * cell + 15}" font-size="11">{escape(label)}</text>')
+        for j, value in enumerate(row):
+            shade = 255 - int(200 * value / peak) if value else 250
+            colour = (
+                f"rgb({shade},{shade},255)"
+                if i == j
+                else (f"rgb(255,{shade},{shade})" if value else "rgb(250,250,250)")
+            )
+            parts.append(f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
+                         f'fill="{colour}"><title>true {escape(label)}, predicted {escape(labels[j])}: {value}</title></rect>')  # fmt: skip
+            if value:
+                parts.append(f'<text x="{left + j * cell + 3}" y="{top + i * cell + 15}" font-size="9">{value}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

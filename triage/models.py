@@ -299,6 +299,24 @@ class ModelVersion(Base):
     activated_at: Mapped[datetime | None]
 
 
+class Job(Base):
+    """Background work asked for from the web app (e.g. a retrain), run by a worker, with its progress."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # retrain
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    progress: Mapped[str] = mapped_column(Text, default="")
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requested_by: Mapped[str] = mapped_column(String(200), default="")
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
 class ImapCheckpoint(Base):
     """The last IMAP UID stored per mailbox and UIDVALIDITY, so polling neither skips nor repeats."""
 

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -34,8 +35,8 @@ class ModelLoadError(Exception):
 
 
 def new_version_name(now: datetime | None = None) -> str:
-    """A sortable version name from the time, e.g. v20261126-103000."""
-    return (now or utcnow()).strftime("v%Y%m%d-%H%M%S")
+    """A sortable, unique version name from the time, e.g. v20261126-103000-3fa2."""
+    return (now or utcnow()).strftime("v%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def version_dir(models_dir: Path, version: str) -> Path:

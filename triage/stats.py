@@ -24,10 +24,12 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
     ).all()  # fmt: skip
     per_day: dict[date, Counter[str]] = defaultdict(Counter)
     auto, corrected, confirmed = 0, Counter[str](), Counter[str]()
+    auto_by_day: Counter[date] = Counter()
     first_reply_hours = []
     for created, predicted, confirmed_cat, action, first_response, _status, _resolved in rows:
         per_day[created.date()][predicted or "unclassified"] += 1
         auto += action == "auto_reply"
+        auto_by_day[created.date()] += action == "auto_reply"
         if confirmed_cat:
             confirmed[confirmed_cat] += 1
             if confirmed_cat != predicted:
@@ -49,7 +51,67 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
         "per_day": {d: dict(per_day.get(d, {})) for d in day_list},
         "total": len(rows),
         "auto_reply_share": auto / len(rows) if rows else 0.0,
+        "auto_reply_share_by_day": {
+            f"{d:%d %b}": auto_by_day[d] / sum(per_day[d].values()) for d in day_list if per_day.get(d)
+        },
         "corrected_share": {c: corrected[c] / n for c, n in confirmed.items()},
         "median_first_reply_hours": statistics.median(first_reply_hours) if first_reply_hours else None,
         "backlog": dict(sorted(backlog_counts.items())),
     }
+
+
+def production_quality(session: Session) -> dict[str, Any]:
+    """What staff corrections say about the live model: auto-reply precision and the most corrected categories."""
+    rows = session.execute(
+        select(Ticket.action, Ticket.predicted_category, Ticket.confirmed_category).where(
+            Ticket.confirmed_category.is_not(None)
+        )
+    ).all()
+    auto = [(p, c) for action, p, c in rows if action == "auto_reply"]
+    corrections = Counter((p or "none", c) for _a, p, c in rows if p != c)
+    return {
+        "confirmed": len(rows),
+        "auto_replied_confirmed": len(auto),
+        "auto_reply_precision": sum(p == c for p, c in auto) / len(auto) if auto else None,
+        "top_corrections": corrections.most_common(10),
+    }
+
+
+DRIFT_TRIAGE_POINTS = 0.10  # flag a change of 10 points or more in the share sent to triage
+DRIFT_DISTANCE = 0.20  # flag a total variation distance of 0.2 or more between category mixes
+DRIFT_MIN_TICKETS = 20
+
+
+def drift(session: Session) -> dict[str, Any]:
+    """This week's share sent to triage and category mix against the four weeks before, with flags."""
+    now = utcnow()
+    week, before = now - timedelta(days=7), now - timedelta(days=35)
+    rows = session.execute(select(Ticket.created_at, Ticket.predicted_category, Ticket.action)
+                           .where(Ticket.created_at >= before)).all()  # fmt: skip
+    this = [(p or "unclassified", a) for created, p, a in rows if created >= week]
+    past = [(p or "unclassified", a) for created, p, a in rows if created < week]
+
+    def mix(items: list[tuple[str, str | None]]) -> dict[str, float]:
+        counts = Counter(p for p, _a in items)
+        return {k: v / len(items) for k, v in counts.items()} if items else {}
+
+    def triage_share(items: list[tuple[str, str | None]]) -> float | None:
+        return sum(a in {"triage", "none", None} for _p, a in items) / len(items) if items else None
+
+    this_mix, past_mix = mix(this), mix(past)
+    distance = 0.5 * sum(abs(this_mix.get(k, 0) - past_mix.get(k, 0)) for k in set(this_mix) | set(past_mix))
+    share_now, share_before = triage_share(this), triage_share(past)
+    enough = len(this) >= DRIFT_MIN_TICKETS and len(past) >= DRIFT_MIN_TICKETS
+    flags = []
+    if (
+        enough
+        and share_now is not None
+        and share_before is not None
+        and abs(share_now - share_before) >= DRIFT_TRIAGE_POINTS
+    ):
+        flags.append(f"share sent to triage moved from {share_before:.0%} to {share_now:.0%}")
+    if enough and distance >= DRIFT_DISTANCE:
+        flags.append(f"the category mix changed (total variation distance {distance:.2f})")
+    return {"this_week": len(this), "previous_four_weeks": len(past), "triage_share_now": share_now,
+            "triage_share_before": share_before, "distance": distance, "this_mix": this_mix, "past_mix": past_mix,
+            "flags": flags, "enough_data": enough}  # fmt: skip

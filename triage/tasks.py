@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.inbound import InboundContext, process_pending, receive
+from triage.jobs import run_queued
 from triage.mail import imap
 from triage.outbox import deliver_due
 from triage.registry import ModelProvider
@@ -34,4 +35,5 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session]) -> list[T
         )
     tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx)))
     tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me)))
+    tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks

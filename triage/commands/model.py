@@ -130,6 +130,44 @@ def classify_command(version: str | None) -> None:
         sys.exit(1)
 
 
+@triage_cli.command("retrain")
+@click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
+@reports_config_errors
+def retrain_command(jobs: int) -> None:
+    """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the champion."""
+    from triage.retraining import retrain
+
+    settings = app_settings()
+    ready_engine(migrate_sqlite=True)
+    outcome = retrain(sessions(), settings, f"cli:{getpass.getuser()}", n_jobs=jobs, progress=click.echo)
+    c = outcome.challenger
+    click.echo(
+        f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), sha256 {outcome.data_sha256}"
+    )
+    click.echo(f"frozen evaluation set: {outcome.n_eval} emails")
+    line = "{}: macro-F1 {:.3f}, auto-reply precision {:.3f}, coverage {:.3f}"
+    click.echo(
+        line.format(
+            f"challenger {outcome.version}", c["macro_f1"], c["auto_reply"]["precision"], c["auto_reply"]["coverage"]
+        )
+    )
+    if outcome.champion:
+        ch = outcome.champion
+        click.echo(
+            line.format(
+                f"champion {outcome.champion_version}",
+                ch["macro_f1"],
+                ch["auto_reply"]["precision"],
+                ch["auto_reply"]["coverage"],
+            )
+        )
+    if outcome.promoted:
+        click.echo(f"promoted {outcome.version}")
+    else:
+        click.echo("kept the champion: " + "; ".join(outcome.reasons))
+        sys.exit(1)
+
+
 @triage_cli.group("models")
 def models_group() -> None:
     """The model registry: list versions, activate one, roll back."""

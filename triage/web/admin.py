@@ -5,13 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from sqlalchemy import select
 
-from triage import catalogue, outbox
+from triage import catalogue, charts, jobs, outbox, registry, stats
 from triage import tokens as api_tokens
 from triage import users as accounts
-from triage.models import ApiToken, AuditEvent, OutboxItem, Queue, RoutingRule, User
-from triage.web import db
+from triage.models import ApiToken, AuditEvent, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
+from triage.web import db, settings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -148,3 +149,40 @@ def outbox_page() -> ResponseReturnValue:
         return redirect(url_for("admin.outbox_page"))
     rows = session.scalars(select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())).all()
     return render_template("admin.html", section="outbox", rows=rows)
+
+
+@bp.route("/models", methods=["GET", "POST"])
+def models() -> ResponseReturnValue:
+    """Model versions side by side, quality from staff corrections, retrain (in the worker), activate, roll back."""
+    session = db()
+    by = f"user:{current_user.row.email}"
+    if request.method == "POST":
+        op = request.form.get("op")
+        try:
+            if op == "retrain":
+                job = jobs.request_retrain(session, by)
+                flash(f"Retrain job {job.id} queued; a worker picks it up within seconds.")
+            elif op == "activate":
+                version = request.form.get("version", "")
+                registry.load(settings().models_dir, version)
+                registry.activate(session, version, by)
+                flash(f"Model {version} is now active.")
+            elif op == "rollback":
+                version = registry.previous_version(session)
+                if version is None:
+                    raise registry.ModelLoadError("no earlier active version to roll back to")
+                registry.load(settings().models_dir, version)
+                registry.activate(session, version, by + " (rollback)")
+                flash(f"Rolled back to {version}.")
+            session.commit()
+        except registry.ModelLoadError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+        return redirect(url_for("admin.models"))
+    versions = session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc()).limit(6)).all()
+    active = next((v for v in versions if v.status == "active"), None)
+    report = ((active.metrics or {}).get("test") or {}) if active else {}
+    heatmap = Markup(charts.confusion(report["labels"], report["confusion_matrix"])) if report else None  # noqa: S704
+    latest_job = session.scalars(select(Job).order_by(Job.id.desc()).limit(1)).first()
+    return render_template("models.html", versions=versions, active=active, heatmap=heatmap, latest_job=latest_job,
+                           quality=stats.production_quality(session), slugs=catalogue.SLUGS)  # fmt: skip

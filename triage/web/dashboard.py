@@ -26,6 +26,7 @@ def dashboard() -> ResponseReturnValue:
     svg = {
         "per_day": Markup(charts.stacked_days(figures["days"], figures["per_day"])),  # noqa: S704 (escaped in charts)
         "corrected": Markup(charts.bars(figures["corrected_share"], "share corrected by staff", percent=True)),  # noqa: S704
+        "auto": Markup(charts.bars(figures["auto_reply_share_by_day"], "share answered automatically", percent=True)),  # noqa: S704
         "backlog": Markup(charts.bars(figures["backlog"], "open tickets per queue")),  # noqa: S704
     }
-    return render_template("dashboard.html", figures=figures, svg=svg)
+    return render_template("dashboard.html", figures=figures, svg=svg, drift=stats.drift(db()))

@@ -1,0 +1,165 @@
+"""Retraining from resolved tickets: data set, frozen evaluation, champion/challenger gate, promotion."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from triage import registry
+from triage.config import Settings
+from triage.dataset import TEST_FILE, TRAIN_FILE, Example, load_jsonl, sha256_of
+from triage.evaluation import QualityTargets, evaluate
+from triage.model import TrainedModel
+from triage.models import AuditEvent, Message, Ticket
+from triage.training import train
+
+log = logging.getLogger(__name__)
+
+RECENT_SHARE = 0.2  # the newest fifth of confirmed tickets is held out for evaluation, never trained on
+RECENT_MAX = 2000
+MACRO_F1_TOLERANCE = 0.01
+
+
+@dataclass
+class RetrainResult:
+    """What a retrain did and why."""
+
+    version: str
+    promoted: bool
+    reasons: list[str]
+    challenger: dict[str, Any]
+    champion: dict[str, Any] | None
+    champion_version: str | None
+    n_train: int
+    n_tickets_train: int
+    n_eval: int
+    data_sha256: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def confirmed_examples(session: Session) -> list[tuple[Any, Example]]:
+    """(resolved_at, example) for resolved tickets with a staff-confirmed category, oldest first.
+
+    The text is the centre's own first inbound message (subject and cleaned body).
+    """
+    rows = session.scalars(
+        select(Ticket)
+        .where(Ticket.status == "resolved", Ticket.confirmed_category.is_not(None))
+        .options(selectinload(Ticket.messages))
+        .order_by(Ticket.resolved_at, Ticket.id)
+    ).all()
+    out = []
+    for t in rows:
+        first: Message | None = next((m for m in t.messages if m.direction == "inbound"), None)
+        if first is None or not (first.clean_text or first.subject).strip():
+            continue
+        domain = t.centre_email.rpartition("@")[2] or "unknown"
+        example = Example(first.subject, first.clean_text, t.confirmed_category or "other", f"centre:{domain}",
+                          f"ticket:{t.id}")  # fmt: skip
+        out.append((t.resolved_at, example))
+    return out
+
+
+def _dedupe(examples: list[Example], exclude: set[str]) -> list[Example]:
+    seen = set(exclude)
+    out = []
+    for ex in examples:
+        key = hashlib.sha256(_normalise(f"{ex.subject}\n{ex.body}").encode()).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out
+
+
+def _keys(examples: list[Example]) -> set[str]:
+    return {hashlib.sha256(_normalise(f"{e.subject}\n{e.body}").encode()).hexdigest() for e in examples}
+
+
+def build_datasets(session: Session, settings: Settings) -> tuple[list[Example], list[Example], int]:
+    """(training set, frozen evaluation set, tickets used for training).
+
+    Evaluation: the held-out test file plus the newest confirmed tickets (time-based slice).
+    Training: training_data/train.jsonl plus the older confirmed tickets, de-duplicated against both.
+    """
+    confirmed = [ex for _when, ex in confirmed_examples(session)]
+    n_recent = min(RECENT_MAX, int(len(confirmed) * RECENT_SHARE))
+    older, recent = confirmed[: len(confirmed) - n_recent], confirmed[len(confirmed) - n_recent :]
+    test_file = load_jsonl(settings.training_data_dir / TEST_FILE)
+    evaluation = _dedupe(test_file + recent, set())
+    base = load_jsonl(settings.training_data_dir / TRAIN_FILE)
+    training = _dedupe(base + older, _keys(evaluation))
+    return training, evaluation, len(training) - len(_dedupe(base, _keys(evaluation)))
+
+
+def _score(model: TrainedModel, evaluation: list[Example]) -> dict[str, Any]:
+    return evaluate([e.label for e in evaluation], model.decide([e.pair for e in evaluation]))
+
+
+def retrain(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    by: str,
+    targets: QualityTargets | None = None,
+    n_jobs: int = 2,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> RetrainResult:
+    """Train a challenger on confirmed tickets plus the hand-written data; promote it only if it is no worse.
+
+    Reads and writes happen in short transactions; training runs outside any, so the service keeps working.
+    """
+    targets = targets or QualityTargets()
+    progress("building the data set")
+    with sessions() as session:
+        training, evaluation, n_tickets = build_datasets(session, settings)
+        champion_version = registry.active_version(session)
+    data_hash = sha256_of(training)
+    version = registry.new_version_name()
+    progress(f"training {version} on {len(training)} emails ({n_tickets} from tickets)")
+    result = train(training, None, version, targets, n_jobs=n_jobs)
+    challenger = result.model
+    progress(f"evaluating on the frozen set of {len(evaluation)} emails")
+    challenger_report = _score(challenger, evaluation)
+    champion_report = None
+    if champion_version is not None:
+        try:
+            champion_report = _score(registry.load(settings.models_dir, champion_version), evaluation)
+        except registry.ModelLoadError as exc:
+            log.warning(
+                "champion %s cannot be loaded (%s); judging the challenger on the floor alone", champion_version, exc
+            )
+    reasons = []
+    precision = challenger_report["auto_reply"]["precision"]
+    if precision < targets.auto_reply_precision:
+        reasons.append(f"auto-reply precision {precision:.3f} is below the floor {targets.auto_reply_precision}")
+    if champion_report is not None:
+        drop = champion_report["macro_f1"] - challenger_report["macro_f1"]
+        if drop > MACRO_F1_TOLERANCE:
+            reasons.append(f"macro-F1 {challenger_report['macro_f1']:.3f} is {drop:.3f} below the champion's "
+                           f"{champion_report['macro_f1']:.3f} (allowed: {MACRO_F1_TOLERANCE})")  # fmt: skip
+    promoted = not reasons
+    challenger.metadata["metrics"]["test"] = challenger_report
+    challenger.metadata.update({"training_data_sha256": data_hash, "n_tickets": n_tickets,
+                                "evaluation": {"n": len(evaluation), "champion": champion_version,
+                                               "champion_report": champion_report}})  # fmt: skip
+    challenger.metadata["gate"] = {"passed": promoted, "reasons": reasons}
+    registry.save(challenger, settings.models_dir)
+    with sessions() as session, session.begin():
+        registry.register(session, challenger, by, promoted, "; ".join(reasons))
+        if promoted:
+            registry.activate(session, version, by)
+        details = {"version": version, "promoted": promoted, "reasons": reasons, "champion": champion_version,
+                   "n_train": len(training), "n_tickets": n_tickets, "n_eval": len(evaluation)}  # fmt: skip
+        session.add(AuditEvent(actor=by, action="model.retrained", details=details))
+    progress(("promoted " if promoted else "kept the champion: ") + (version if promoted else "; ".join(reasons)))
+    return RetrainResult(version, promoted, reasons, challenger_report, champion_report, champion_version,
+                         len(training), n_tickets, len(evaluation), data_hash)  # fmt: skip
