@@ -1,0 +1,72 @@
+"""Retraining benchmark: `flask triage retrain`'s work on N resolved tickets against one bare Pipeline fit.
+
+N defaults to 5,000 so `make bench` stays bounded; BENCH_RETRAIN_TICKETS=50000 runs the issue's full size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from bench.common import REPO, row, timed
+from triage import registry, schema
+from triage.config import Settings
+from triage.database import make_engine, make_session_factory
+from triage.dataset import TRAIN_FILE, load_jsonl
+from triage.model import build_pipeline
+from triage.models import Message, Ticket, utcnow
+from triage.retraining import build_datasets, retrain
+from triage.training import train
+
+
+def _tickets(n: int, seed: int = 11) -> list[tuple[str, str, str]]:
+    rows = [json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()]
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        r = rng.choice(rows)
+        out.append((r["subject"], f"{r['body']}\nCentre {rng.randint(10000, 99999)}, learner ref {i}", r["label"]))
+    return out
+
+
+def main() -> None:
+    """Store N resolved tickets in a scratch database, time a retrain, and a bare fit on the same texts."""
+    n = int(os.environ.get("BENCH_RETRAIN_TICKETS", "5000"))
+    print(f"== retrain on {n} resolved tickets (target at 50,000: under 120 s) ==")
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        settings = Settings(instance_path=scratch, database_url=f"sqlite:///{scratch / 'bench.db'}",
+                            models_dir=scratch / "models", training_data_dir=REPO / "training_data")  # fmt: skip
+        engine = make_engine(settings.database_url)
+        schema.upgrade(engine)
+        sessions = make_session_factory(engine)
+        with sessions() as s:
+            for i, (subject, body, label) in enumerate(_tickets(n)):
+                t = Ticket(centre_email=f"c{i % 500}@centre{i % 500}.example", subject=subject, status="resolved",
+                           predicted_category=label, confirmed_category=label, resolved_at=utcnow())  # fmt: skip
+                t.messages.append(Message(direction="inbound", message_id=f"<b{i}@bench>", subject=subject,
+                                          body_text=body, clean_text=body, from_address=t.centre_email))  # fmt: skip
+                s.add(t)
+            s.commit()
+        champion = train(load_jsonl(REPO / "training_data" / TRAIN_FILE), None, "vchamp", n_jobs=2)
+        registry.save(champion.model, settings.models_dir)
+        with sessions() as s:
+            registry.register(s, champion.model, "bench", True, "")
+            registry.activate(s, "vchamp", "bench")
+            s.commit()
+        with sessions() as s:
+            training, _evaluation, _n = build_datasets(s, settings)
+        bare_s, _ = timed(lambda: build_pipeline().fit([e.pair for e in training], [e.label for e in training]))
+        retrain_s, outcome = timed(lambda: retrain(sessions, settings, "bench", n_jobs=2))
+        print(row("retrain (data set, grouped CV, fit, evaluation, save)", retrain_s, "s", bare_s, "lower"))
+        print(row("one bare Pipeline fit on the same training set", bare_s, "s"))
+        print(f"  training emails {outcome.n_train}, from tickets {outcome.n_tickets_train}, frozen evaluation {outcome.n_eval}, "
+              f"promoted {outcome.promoted}")  # fmt: skip
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
