@@ -203,3 +203,24 @@ def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type:
     np.testing.assert_allclose(
         model.probabilities(pairs[:1]), model.pipeline.predict_proba(pairs[:1]), rtol=1e-6, atol=1e-9
     )
+
+
+def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above SCALABLE_FROM examples, training hashes once, holds out 20 % by group and keeps that model."""
+    import numpy as np
+
+    from triage import training
+    from triage.dataset import load_jsonl
+
+    data = Path(__file__).resolve().parent.parent / "training_data"
+    monkeypatch.setattr(training, "SCALABLE_FROM", 1000)
+    result = training.train(load_jsonl(data / "train.jsonl"), load_jsonl(data / "test.jsonl"), "vscale", n_jobs=2)
+    model = result.model
+    assert "holdout" in model.metadata["validation"]
+    assert result.test_report is not None and result.test_report["macro_f1"] > 0.9
+    pairs = [
+        ("URGENT", "learners exam has frozen half way through, screen wont move"),
+        ("invoice", "copy of invoice 4471 please"),
+    ]
+    np.testing.assert_allclose(model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9)
+    assert model.decide_one(*pairs[0]).category == "exam_frozen"
