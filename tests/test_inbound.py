@@ -318,3 +318,21 @@ def test_centre_reply_on_a_routed_ticket_notifies_its_queue(mail_app: Flask, api
     assert note["To"] == "queue-team@imi.test" and note["Auto-Submitted"] == "auto-generated"
     assert first["reference"] in note["Subject"] and "Any news on this?" in note.get_content()
     assert ticket(mail_app, first["reference"]).status == "open"
+
+
+def test_database_down_is_503_then_the_retry_succeeds(
+    mail_app_config, api_token: str, mail_app: Flask, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A webhook POST while the database is unreachable gets 503 JSON (retry later); the retry then stores it once."""
+    from triage import create_app
+
+    down = create_app({**mail_app_config, "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+                       "INSTANCE_PATH": tmp_path / "down"})  # fmt: skip
+    raw = make_email(message_id="<during-outage@college.example>")
+    response = post_email(down.test_client(), api_token, raw)
+    assert response.status_code == 503
+    assert response.get_json()["error"].startswith("database unavailable") and response.headers["Retry-After"]
+    assert count(mail_app, InboundEmail) == 0 and count(mail_app, Ticket) == 0
+    retry = post_email(mail_app.test_client(), api_token, raw)
+    assert retry.status_code == 202 and retry.get_json()["duplicate"] is False
+    assert count(mail_app, Ticket) == 1
