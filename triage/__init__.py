@@ -16,6 +16,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings.update(config)
     settings.prepare_instance()
 
+    if settings.log_format == "json":
+        from triage.web.observability import configure_json_logging
+
+        configure_json_logging()
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.inbound_max_bytes

@@ -68,6 +68,7 @@ class Settings:
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
+    log_format: str = "text"  # LOG_FORMAT=json for JSON lines (production)
     worker_interval: float = 5.0
     model_check_interval: float = 10.0
     extra: dict[str, object] = field(default_factory=dict)
@@ -105,6 +106,9 @@ class Settings:
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
+        s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
+        if s.log_format not in {"text", "json"}:
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {s.log_format!r}")
         return s
 
     def update(self, overrides: dict[str, object]) -> None:

@@ -36,10 +36,12 @@ def init_app(app: Flask) -> None:
                             "category_title")  # fmt: skip
     app.context_processor(lambda: {"csp_nonce": g.get("csp_nonce", "")})
 
-    from triage.web import admin, api, api_tickets, dashboard, errors, health, login, openapi, staff  # noqa: F401
+    from triage.web import admin, api, api_tickets, dashboard, errors, health, login, observability, openapi, staff  # noqa: F401
 
     csrf.init_app(app)
     csrf.exempt(api.bp)
+    csrf.exempt(observability.bp)
+    observability.init_app(app)
     login.init_app(app)
     errors.init_app(app)
     for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):

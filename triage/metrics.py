@@ -1,0 +1,52 @@
+"""Prometheus metrics: business figures read from the database at scrape time, request latency per process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.models import InboundEmail, OutboxItem, Ticket
+
+REQUEST_LATENCY = Histogram(
+    "triage_http_request_seconds", "HTTP request latency by endpoint", ["endpoint", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+
+
+class DatabaseCollector:
+    """Counts that every process sees alike, because they come from the shared database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        """Yield the metric families (called by the registry on each scrape)."""
+        with self.sessions() as session:
+            received = CounterMetricFamily(
+                "triage_emails_received", "Inbound emails stored, by source", labels=["source"]
+            )
+            for source, n in session.execute(select(InboundEmail.source, func.count()).group_by(InboundEmail.source)):
+                received.add_metric([source], n)
+            yield received
+            decisions = CounterMetricFamily("triage_decisions", "New tickets by action and predicted category",
+                                            labels=["action", "category"])  # fmt: skip
+            query = select(Ticket.action, Ticket.predicted_category, func.count()).group_by(
+                Ticket.action, Ticket.predicted_category
+            )
+            for action, category, n in session.execute(query):
+                decisions.add_metric([action or "none", category or "unclassified"], n)
+            yield decisions
+            outbox = GaugeMetricFamily("triage_outbox", "Outbox rows by status", labels=["status"])
+            for status, n in session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status)):
+                outbox.add_metric([status], n)
+            yield outbox
+
+
+def render(sessions: sessionmaker[Session]) -> bytes:
+    """The exposition text: database figures plus this process's request latency."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(sessions))
+    registry.register(REQUEST_LATENCY)
+    return generate_latest(registry)
