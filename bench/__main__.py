@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["classifier", "retrain"]
+BENCHMARKS = ["classifier", "retrain", "load"]
 
 
 def main() -> None:

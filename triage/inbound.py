@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage import catalogue
 from triage.cleaning import clean_body
 from triage.config import Settings
-from triage.decision import AUTO_REPLY, ROUTE, TRIAGE
+from triage.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.parse import ParsedEmail, UnparseableEmail, parse, single_line
@@ -71,7 +71,7 @@ class InboundContext:
 
 
 def store(
-    sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool
+    sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool, parsed: ParsedEmail | None = None
 ) -> tuple[InboundEmail, bool]:
     """Commit the raw email (once per Message-ID, or per raw bytes without one); returns (row, was_duplicate).
 
@@ -79,7 +79,7 @@ def store(
     """
     error = None
     try:
-        message_id = parse(raw).message_id
+        message_id = (parsed or parse(raw)).message_id
     except UnparseableEmail as exc:
         if not keep_unparseable:
             raise
@@ -103,10 +103,16 @@ def store(
 def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, source: str,
             keep_unparseable: bool = False) -> Received:  # fmt: skip
     """Store then process one raw email; processing errors leave it stored as pending for the worker."""
-    row, duplicate = store(sessions, raw, source, keep_unparseable)
+    try:
+        parsed: ParsedEmail | None = parse(raw)
+    except UnparseableEmail:
+        if not keep_unparseable:
+            raise
+        parsed = None
+    row, duplicate = store(sessions, raw, source, keep_unparseable, parsed)
     if row.status == "pending":
         try:
-            process(sessions, ctx, row.id)
+            process(sessions, ctx, row.id, parsed)
         except Exception as exc:  # stored already: the worker retries; the caller still gets an answer
             log.exception("processing inbound %s failed; it stays pending", row.id)
             _note_failure(sessions, row.id, exc)
@@ -149,29 +155,43 @@ def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit:
 # --- processing -----------------------------------------------------------------------------------------
 
 
-def process(sessions: sessionmaker[Session], ctx: InboundContext, inbound_id: int) -> int | None:
-    """Thread or classify one stored email, in one transaction with its replies; returns the ticket id."""
-    model = _current_model(ctx)  # before the transaction: SQLite allows one writer, and this may read the DB
+def process(sessions: sessionmaker[Session], ctx: InboundContext, inbound_id: int,
+            parsed: ParsedEmail | None = None) -> int | None:  # fmt: skip
+    """Thread or classify one stored email, in one transaction with its replies; returns the ticket id.
+
+    The model runs before the transaction opens (SQLite has one writer at a time, so the lock is held
+    only for database work); `parsed` saves parsing the same bytes twice when the caller has them.
+    """
+    model = _current_model(ctx)
+    if parsed is None:
+        with sessions() as session:
+            raw = session.scalar(select(InboundEmail.raw).where(InboundEmail.id == inbound_id))
+        if raw is None:
+            return None
+        parsed = parse(raw)
+    decision = model.decide_one(parsed.subject, parsed.text) if model else None
     with sessions() as session, session.begin():
         row = session.get(InboundEmail, inbound_id, with_for_update=True)
         if row is None or row.status != "pending":
             return row.ticket_id if row else None
-        parsed = parse(row.raw)
         already = session.scalars(select(Message).where(Message.message_id == parsed.message_id)).one_or_none()
         # a Message-ID we already hold (e.g. our own outbound mail copied back in) adds nothing new
-        ticket_id = already.ticket_id if already is not None else _handle(session, ctx.settings, model, parsed)
+        ticket_id = (
+            already.ticket_id if already is not None else _handle(session, ctx.settings, model, decision, parsed)
+        )
         row.status, row.ticket_id, row.processed_at = "processed", ticket_id, utcnow()
         return ticket_id
 
 
-def _handle(session: Session, settings: Settings, model: TrainedModel | None, parsed: ParsedEmail) -> int:
+def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
+            parsed: ParsedEmail) -> int:  # fmt: skip
     own = {settings.support_address.lower()}
     reason = no_reply_reason(parsed, own, settings.mail_domain)
     ticket = find_thread(session, parsed, settings.secret_key)
     if ticket is not None:
         _add_follow_up(session, settings, ticket, parsed, reason)
         return ticket.id
-    return _new_ticket(session, settings, model, parsed, reason).id
+    return _new_ticket(session, settings, model, decision, parsed, reason).id
 
 
 def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | None:
@@ -273,10 +293,9 @@ def _current_model(ctx: InboundContext) -> TrainedModel | None:
         return None
 
 
-def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None, parsed: ParsedEmail,
-                reason: str | None) -> Ticket:  # fmt: skip
+def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
+                parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
     routing = routing_map(session)
-    decision = model.decide_one(parsed.subject, parsed.text, routing) if model else None
     version = model.version if model else "unavailable"
     ticket = Ticket(
         centre_email=parsed.from_address,

@@ -17,6 +17,7 @@ MAX_PARTS = 200
 MAX_DEPTH = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
+_DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are decoded for display
 
 
 class UnparseableEmail(ValueError):
@@ -122,9 +123,13 @@ def _parse(raw: bytes) -> ParsedEmail:
     msg = message_from_bytes(raw, policy=policy.default)
     if not msg.keys():
         raise UnparseableEmail("no headers found: not an RFC 822 message")
-    headers = {}
-    for key in msg.keys():  # noqa: SIM118 (a Message is not a dict; keys() keeps duplicates in order)
-        headers.setdefault(key.lower(), _header(msg, key))
+    headers: dict[str, str] = {}
+    for key, value in msg.raw_items():  # type: ignore[attr-defined]
+        # raw (still encoded) values are enough for the loop checks; the few shown to people are decoded below
+        headers.setdefault(key.lower(), single_line(value))
+    for key in _DECODED:
+        if key in headers:
+            headers[key] = _header(msg, key)
     name, address = _sender(msg)
     if not address:
         raise UnparseableEmail("message has no valid From address")

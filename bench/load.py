@@ -1,0 +1,168 @@
+"""Load benchmark: N realistic emails POSTed to /api/v1/inbound at concurrency C against gunicorn.
+
+Runs the service on SQLite and (when TEST_DATABASE_URL or BENCH_DATABASE_URL names one) PostgreSQL,
+and a bare Flask endpoint as the floor, in the same run. Loopback only. BENCH_LOAD_EMAILS (default
+20,000) and BENCH_LOAD_CONCURRENCY (16) bound it; every server is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+
+from bench.common import REPO, percentile
+from triage import registry, schema, tokens
+from triage.database import make_engine, make_session_factory
+from triage.dataset import TRAIN_FILE, load_jsonl
+from triage.models import Base, OutboxItem, Ticket
+from triage.training import train
+
+WORKERS = 4
+
+
+def _emails(n: int) -> list[bytes]:
+    rows = [json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()]
+    rng = random.Random(5)
+    out = []
+    for i in range(n):
+        r = rng.choice(rows)
+        msg = EmailMessage()
+        msg["From"] = f"centre{i}@centre{i % 997}.example"  # one sender each: no per-sender caps in the way
+        msg["To"] = "support@imi-awards.example"
+        msg["Subject"] = r["subject"]
+        msg["Message-ID"] = f"<load{i}@centre{i % 997}.example>"
+        msg.set_content(r["body"])
+        out.append(msg.as_bytes())
+    return out
+
+
+def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError("server exited during start-up")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def _fire(port: int, emails: list[bytes], token: str, concurrency: int) -> tuple[float, list[float], int]:
+    local = threading.local()
+
+    def send(raw: bytes) -> tuple[float, int]:
+        if not hasattr(local, "conn"):
+            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start = time.perf_counter()
+        try:
+            local.conn.request("POST", "/api/v1/inbound", body=raw, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"})  # fmt: skip
+            response = local.conn.getresponse()
+            response.read()
+            status = response.status
+        except OSError:
+            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            status = 0
+        return time.perf_counter() - start, status
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(send, emails))
+    elapsed = time.perf_counter() - start
+    return elapsed, [r[0] * 1000 for r in results], sum(1 for r in results if r[1] != 202)
+
+
+def _serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}",
+                             "--log-level", "warning", module], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def _report(name: str, n: int, elapsed: float, latencies: list[float], errors: int, floor: float | None) -> None:
+    rate = n / elapsed
+    ratio = f"   (ratio to the bare endpoint {rate / floor:.2f})" if floor else ""
+    print(f"  {name:28} {rate:9.1f} emails/s  p50 {percentile(latencies, 50):7.1f} ms  "
+          f"p99 {percentile(latencies, 99):7.1f} ms  errors {errors}{ratio}")  # fmt: skip
+
+
+def main() -> None:
+    """Run the floor, then the service on each database, and check the counts afterwards."""
+    n = int(os.environ.get("BENCH_LOAD_EMAILS", "20000"))
+    concurrency = int(os.environ.get("BENCH_LOAD_CONCURRENCY", "16"))
+    print(f"== load: {n} emails to POST /api/v1/inbound, concurrency {concurrency}, gunicorn {WORKERS} workers ==")
+    emails = _emails(n)
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        models = scratch / "models"
+        result = train(load_jsonl(REPO / "training_data" / TRAIN_FILE), None, "vload", n_jobs=2)
+        registry.save(result.model, models)
+        base_env = {**os.environ, "MODELS_DIR": str(models), "TRIAGE_INSTANCE_PATH": str(scratch), "SECRET_KEY": "bench",
+                    "OUTBOX_DIR": str(scratch / "outbox")}  # fmt: skip
+        port = 18100
+        proc = _serve("bench.bare_app:app", port, base_env)
+        try:
+            time.sleep(2)
+            elapsed, lat, errors = _fire(port, emails, "none", concurrency)
+        finally:
+            _stop(proc)
+        floor = n / elapsed
+        _report("bare Flask endpoint (floor)", n, elapsed, lat, errors, None)
+        targets = [("SQLite", f"sqlite:///{scratch / 'load.db'}")]
+        pg = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+        if pg:
+            targets.append(("PostgreSQL", pg))
+        for name, url in targets:
+            engine = make_engine(url)
+            if engine.dialect.name == "postgresql":
+                with engine.begin() as conn:
+                    conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                    conn.execute(text("CREATE SCHEMA public"))
+            schema.upgrade(engine)
+            sessions = make_session_factory(engine)
+            with sessions() as s:
+                registry.register(s, result.model, "bench", True, "")
+                registry.activate(s, "vload", "bench")
+                _row, token = tokens.create_token(s, "load")
+                s.commit()
+            port += 1
+            proc = _serve("app:app", port, {**base_env, "DATABASE_URL": url})
+            try:
+                _wait_for(port, proc)
+                elapsed, lat, errors = _fire(port, emails, token, concurrency)
+            finally:
+                _stop(proc)
+            _report(f"service on {name}", n, elapsed, lat, errors, floor)
+            with sessions() as s:
+                tickets = s.scalar(select(func.count()).select_from(Ticket))
+                outbox = s.scalar(select(func.count()).select_from(OutboxItem))
+            print(f"  {'':28} afterwards: {tickets} tickets (expected {n}), {outbox} outbox rows (expected {n}: "
+                  "one auto-reply or acknowledgement each)")  # fmt: skip
+            if engine.dialect.name == "postgresql":
+                Base.metadata.drop_all(engine)
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
