@@ -255,6 +255,10 @@ def test_models_page_and_drift_panel(mail_app: Flask, api_token: str) -> None:
         assert s.scalars(select(Job)).one().status == "queued"
     dashboard = client.get("/dashboard").get_data(as_text=True)
     assert "Drift" in dashboard and "Not enough mail yet" in dashboard
+    refused = post_form(client, "/admin/models", "/admin/models", {"op": "rollback"})
+    assert "no earlier active version" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    missing = post_form(client, "/admin/models", "/admin/models", {"op": "activate", "version": "vnothere"})
+    assert "not found" in client.get(missing.headers["Location"]).get_data(as_text=True)
 
 
 def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def]

@@ -145,6 +145,21 @@ def activate(session: Session, version: str, by: str, allow_rejected: bool = Fal
     return row
 
 
+def activate_checked(session: Session, models_dir: Path, version: str, by: str, allow_rejected: bool = False) -> None:
+    """Activate a version only after checking it loads here (artifact present, same scikit-learn)."""
+    load(models_dir, version)
+    activate(session, version, by, allow_rejected)
+
+
+def rollback(session: Session, models_dir: Path, by: str) -> str:
+    """Re-activate the version that was active before the current one; returns its name."""
+    version = previous_version(session)
+    if version is None:
+        raise ModelLoadError("no earlier active version to roll back to")
+    activate_checked(session, models_dir, version, f"{by} (rollback)")
+    return version
+
+
 def previous_version(session: Session) -> str | None:
     """The most recently activated version other than the active one, for rollback."""
     query = (

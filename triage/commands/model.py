@@ -198,9 +198,8 @@ def models_activate(version: str, force: bool) -> None:
     """Make VERSION the active model (running processes pick it up within seconds)."""
     ready_engine(migrate_sqlite=True)
     try:
-        registry.load(app_settings().models_dir, version)
         with transaction(sessions()) as session:
-            registry.activate(session, version, f"cli:{getpass.getuser()}", allow_rejected=force)
+            registry.activate_checked(session, app_settings().models_dir, version, f"cli:{getpass.getuser()}", force)
     except registry.ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"model {version} is now active")
@@ -213,11 +212,7 @@ def models_rollback() -> None:
     ready_engine(migrate_sqlite=True)
     try:
         with transaction(sessions()) as session:
-            version = registry.previous_version(session)
-            if version is None:
-                raise registry.ModelLoadError("no earlier active version to roll back to")
-            registry.load(app_settings().models_dir, version)
-            registry.activate(session, version, f"cli:{getpass.getuser()} (rollback)")
+            version = registry.rollback(session, app_settings().models_dir, f"cli:{getpass.getuser()}")
     except registry.ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"rolled back: model {version} is now active")

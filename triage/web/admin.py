@@ -164,15 +164,10 @@ def models() -> ResponseReturnValue:
                 flash(f"Retrain job {job.id} queued; a worker picks it up within seconds.")
             elif op == "activate":
                 version = request.form.get("version", "")
-                registry.load(settings().models_dir, version)
-                registry.activate(session, version, by)
+                registry.activate_checked(session, settings().models_dir, version, by)
                 flash(f"Model {version} is now active.")
             elif op == "rollback":
-                version = registry.previous_version(session)
-                if version is None:
-                    raise registry.ModelLoadError("no earlier active version to roll back to")
-                registry.load(settings().models_dir, version)
-                registry.activate(session, version, by + " (rollback)")
+                version = registry.rollback(session, settings().models_dir, by)
                 flash(f"Rolled back to {version}.")
             session.commit()
         except registry.ModelLoadError as exc:
