@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from triage.models import Queue, Ticket, utcnow
-from triage.tickets import OPEN_STATUSES
+from triage.models import Ticket, utcnow
+from triage.tickets import queue_summaries
 
 
 def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
@@ -36,14 +36,6 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
                 corrected[confirmed_cat] += 1
         if first_response:
             first_reply_hours.append((first_response - created).total_seconds() / 3600)
-    backlog = session.execute(
-        select(Queue.slug, Ticket.id).outerjoin(
-            Ticket, (Ticket.queue_id == Queue.id) & Ticket.status.in_(OPEN_STATUSES)
-        )
-    ).all()
-    backlog_counts = Counter(slug for slug, ticket_id in backlog if ticket_id is not None)
-    for slug, _ in backlog:
-        backlog_counts.setdefault(slug, 0)
     today = utcnow().date()
     day_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
     return {
@@ -56,7 +48,7 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
         },
         "corrected_share": {c: corrected[c] / n for c, n in confirmed.items()},
         "median_first_reply_hours": statistics.median(first_reply_hours) if first_reply_hours else None,
-        "backlog": dict(sorted(backlog_counts.items())),
+        "backlog": {q.slug: q.open_count for q in sorted(queue_summaries(session), key=lambda q: q.slug)},
     }
 
 
