@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.utils import getaddresses, parseaddr
 
 from triage.cleaning import html_to_text
@@ -204,8 +204,3 @@ def _embedded_message_id(part: Message) -> str:
         match = re.search(r"^message-id:\s*(<[^>]+>)", payload, re.IGNORECASE | re.MULTILINE)
         return match.group(1) if match else ""
     return ""
-
-
-def as_email_message(raw: bytes) -> EmailMessage:
-    """The raw bytes as an EmailMessage (for tests and tools)."""
-    return message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]

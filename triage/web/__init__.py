@@ -7,7 +7,6 @@ from datetime import datetime
 
 from flask import Flask, Response, current_app, g
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
@@ -51,11 +50,6 @@ def init_app(app: Flask) -> None:
 def settings() -> Settings:
     """The running app's settings."""
     return current_app.extensions["triage.settings"]
-
-
-def engine() -> Engine:
-    """The running app's database engine."""
-    return current_app.extensions["triage.engine"]
 
 
 def session_factory() -> sessionmaker[Session]:

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from triage import catalogue, tickets
-from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User
+from triage.models import Attachment, Classification, InboundEmail, Message, Queue, User
 from triage.web import db, settings
 
 bp = Blueprint("staff", __name__)
@@ -167,8 +167,3 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     return Response(att.data, mimetype="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{safe_name}"',
                              "X-Content-Type-Options": "nosniff"})  # fmt: skip
-
-
-def ticket_link(t: Ticket) -> str:
-    """URL of a ticket page."""
-    return url_for("staff.ticket", ticket_id=t.id)
