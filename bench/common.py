@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,21 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
     return ordered[index]
+
+
+def wait_for_http(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until a server started as `proc` answers GET /healthz on the loopback port (raises if it dies)."""
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError("server exited during start-up")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
 
 
 def timed(func: Callable[[], Any]) -> tuple[float, Any]:

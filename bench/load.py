@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from bench.common import REPO, percentile
+from bench.common import REPO, percentile, wait_for_http
 from triage import registry, schema, tokens
 from triage.database import make_engine, make_session_factory
 from triage.dataset import TRAIN_FILE, load_jsonl
@@ -47,20 +47,6 @@ def _emails(n: int) -> list[bytes]:
         msg.set_content(r["body"])
         out.append(msg.as_bytes())
     return out
-
-
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError("server exited during start-up")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 def _fire(port: int, emails: list[bytes], token: str, concurrency: int) -> tuple[float, list[float], int]:
@@ -89,9 +75,11 @@ def _fire(port: int, emails: list[bytes], token: str, concurrency: int) -> tuple
 
 
 def _serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}",
-                             "--log-level", "warning", module], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    # the production config (triage/web/gunicorn_conf.py: multi-process metrics) with bench-sized workers
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:triage.web.gunicorn_conf",
+                             "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                             module], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     return proc
 
 
@@ -119,7 +107,7 @@ def main() -> None:
         result = train(load_jsonl(REPO / "training_data" / TRAIN_FILE), None, "vload", n_jobs=2)
         registry.save(result.model, models)
         base_env = {**os.environ, "MODELS_DIR": str(models), "TRIAGE_INSTANCE_PATH": str(scratch), "SECRET_KEY": "bench",
-                    "OUTBOX_DIR": str(scratch / "outbox")}  # fmt: skip
+                    "OUTBOX_DIR": str(scratch / "outbox"), "API_RATE_PER_MINUTE": "1000000"}  # fmt: skip
         port = 18100
         proc = _serve("bench.bare_app:app", port, base_env)
         try:
@@ -149,7 +137,7 @@ def main() -> None:
             port += 1
             proc = _serve("app:app", port, {**base_env, "DATABASE_URL": url})
             try:
-                _wait_for(port, proc)
+                wait_for_http(port, proc)
                 elapsed, lat, errors = _fire(port, emails, token, concurrency)
             finally:
                 _stop(proc)

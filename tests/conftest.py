@@ -241,3 +241,23 @@ def api_token(mail_app: Flask) -> str:
         _row, plain = tokens.create_token(s, "tests")
         s.commit()
     return plain
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[int]:
+    """A running Dovecot for the requesting test module (skips when it cannot run here); yields its port."""
+    import tempfile
+
+    from tests.imapserver import Dovecot, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    # not under pytest's 0700 temp folders: Dovecot's mail process runs as vmail and must reach the mail dir
+    folder = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
+    folder.chmod(0o755)
+    server = Dovecot(folder, free_port())
+    server.start()
+    yield server.port
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
+from typing import Any
 
 import pytest
 from flask import Flask
 
-from tests.mailutil import deliver, make_email, post_email, ticket
+from app import create_app
+from tests.mailutil import count, deliver, make_email, post_email, ticket
 from tests.webutil import make_user
+from triage import tokens
+from triage.config import ConfigError, Settings
+from triage.models import Ticket
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -107,3 +113,44 @@ def test_responses_follow_the_documented_schemas(mail_app: Flask, api_token: str
     )
     err = client.get("/api/v1/tickets/0", headers=_auth(api_token)).get_json()
     assert set(schemas["Error"]["required"]) <= set(err)
+
+
+def _fresh_rate_window() -> None:
+    """Wait out the last seconds of a rate window so a test's requests all fall in one window."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
+
+
+def test_api_token_rate_limit_is_shared_by_processes_and_per_token(mail_app_config: dict[str, Any],
+                                                                   active_model) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    config = {**mail_app_config, "API_RATE_PER_MINUTE": 3}
+    first, second = create_app(config), create_app(config)  # two web processes sharing one database
+    try:
+        with first.extensions["triage.sessions"]() as s:
+            _row, busy = tokens.create_token(s, "gateway")
+            _row, other = tokens.create_token(s, "form")
+            s.commit()
+        _fresh_rate_window()
+        a, b = first.test_client(), second.test_client()
+        statuses = [post_email(c, busy, make_email(subject=f"q{i}", body="where is my certificate")).status_code
+                    for i, c in enumerate([a, b, a, b])]  # fmt: skip
+        assert statuses == [202, 202, 202, 429]
+        refused = b.get("/api/v1/tickets", headers=_auth(busy))
+        assert refused.status_code == 429 and "at most 3 requests a minute" in refused.get_json()["error"]
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert a.get("/api/v1/tickets", headers=_auth(other)).status_code == 200  # another token has its own count
+        assert count(first, Ticket) == 3  # the refused email was not stored
+    finally:
+        for application in (first, second):
+            application.extensions["triage.engine"].dispose()
+
+
+def test_api_rate_limit_setting_is_checked() -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("API_RATE_PER_MINUTE", "-1")
+        with pytest.raises(ConfigError, match="API_RATE_PER_MINUTE"):
+            Settings.from_env()
+        mp.setenv("API_RATE_PER_MINUTE", "lots")
+        with pytest.raises(ConfigError, match="whole number"):
+            Settings.from_env()

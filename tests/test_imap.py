@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,30 +13,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from tests.conftest import free_port
-from tests.imapserver import Dovecot, unavailable_reason
 from tests.mailutil import count, deliver, make_email
 from triage.inbound import InboundContext, receive
 from triage.mail import imap
 from triage.models import ImapCheckpoint, OutboxItem, Ticket
 from triage.tasks import default_tasks
 from triage.worker import Worker
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[int]:
-    """A running Dovecot for this module; yields its port."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    # not under pytest's 0700 temp folders: Dovecot's mail process runs as vmail and must reach the mail dir
-    folder = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
-    folder.chmod(0o755)
-    server = Dovecot(folder, free_port())
-    server.start()
-    yield server.port
-    server.stop()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

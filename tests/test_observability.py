@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 
+from bench.common import wait_for_http
+from tests.conftest import free_port
 from tests.mailutil import make_email, post_email
 from triage.web.observability import JsonLines
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_metrics_need_a_token_and_report_mail_and_decisions(mail_app: Flask, api_token: str) -> None:
@@ -41,3 +54,46 @@ def test_json_log_lines_carry_request_id_and_reference(
     line = json.loads(JsonLines().format(record))
     assert line["reference"] == body["reference"] and line["status"] == 202 and line["request_id"]
     assert "password" not in line and api_token not in json.dumps(line)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_gunicorn_workers_share_one_latency_histogram(app_config: dict[str, Any], tmp_path: Path) -> None:
+    """Under the production gunicorn config, any worker's /metrics counts the requests every worker served."""
+    from triage import create_app, tokens
+
+    app = create_app(app_config)  # migrates the database the server will use
+    with app.extensions["triage.sessions"]() as s:
+        _row, token = tokens.create_token(s, "metrics")
+        s.commit()
+    app.extensions["triage.engine"].dispose()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": app_config["DATABASE_URL"], "SECRET_KEY": app_config["SECRET_KEY"],
+           "TRIAGE_INSTANCE_PATH": str(app_config["INSTANCE_PATH"]), "MODELS_DIR": str(app_config["MODELS_DIR"]),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "WEB_CONCURRENCY": "3",
+           "BIND": f"127.0.0.1:{port}"}  # fmt: skip
+    (tmp_path / "prom").mkdir()
+    (tmp_path / "prom" / "counter_999.db").write_bytes(b"stale")  # left by an earlier server: must be cleared
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:triage.web.gunicorn_conf", "app:app"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        wait_for_http(port, proc)
+
+        def healthz(_: int) -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(healthz, range(60)))
+        totals = set()
+        for _ in range(6):  # whichever worker answers, it reports all 61 health checks (60 + the start-up probe)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
+            text = conn.getresponse().read().decode()
+            counts = re.findall(r'triage_http_request_seconds_count\{endpoint="/healthz".*?\} (\S+)', text)
+            totals.add(sum(float(c) for c in counts))
+        assert totals == {61.0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not (tmp_path / "prom" / "counter_999.db").exists()

@@ -122,6 +122,26 @@ def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
         assert s.get(OutboxItem, row.id).message.message_id == sent["Message-ID"]  # type: ignore[union-attr]
 
 
+def test_a_message_that_crashes_every_worker_ends_failed(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    from triage.outbox import LEASE, claim
+
+    post_email(mail_app.test_client(), api_token, make_email())
+    sessions = mail_app.extensions["triage.sessions"]
+    limit = mail_app.extensions["triage.settings"].outbox_max_attempts
+    claims = 0
+    for _ in range(limit + 2):  # each worker claims the row and dies before recording anything
+        claimed = claim(sessions, f"doomed-{claims}", max_attempts=limit)
+        claims += len(claimed)
+        with sessions() as s:
+            s.execute(update(OutboxItem).values(claimed_at=utcnow() - LEASE - timedelta(seconds=1)))
+            s.commit()
+    [row] = outbox_rows(mail_app)
+    assert claims == limit  # the first claim plus limit - 1 retries; the crash that reaches the limit fails it
+    assert row.status == "failed" and row.attempts == limit and row.claimed_by is None
+    assert "stopped before recording the outcome" in (row.last_error or "")
+    assert deliver(mail_app) == 0 and smtp_server[0].messages == []
+
+
 def test_without_smtp_mail_is_written_to_the_instance_outbox(model_app_config, active_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from triage import create_app
     from triage import tokens as tokens_mod

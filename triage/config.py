@@ -67,6 +67,7 @@ class Settings:
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
+    api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     log_format: str = "text"  # LOG_FORMAT=json for JSON lines (production)
     worker_interval: float = 5.0
@@ -105,6 +106,9 @@ class Settings:
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
+        s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
+        if s.api_rate_per_minute < 0:
+            raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
         if s.log_format not in {"text", "json"}:

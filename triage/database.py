@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ConfigError
@@ -21,7 +26,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     except ArgumentError:
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
-        kwargs.setdefault("connect_args", {"timeout": 30})
+        # how long a writer waits for the lock: 30 s, or ?timeout=SECONDS in the URL
+        connect_args: dict[str, Any] = {} if "timeout" in parsed.query else {"timeout": 30}
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            connect_args["factory"] = _writer_lock_factory(parsed.database + ".writelock")
+        kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -40,13 +49,95 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # Take the write lock at BEGIN so two writers queue on busy_timeout instead of failing to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Take the write lock at BEGIN so two writers queue instead of failing to upgrade a read lock.
+    dbapi_conn = conn.connection.dbapi_connection
+    if isinstance(dbapi_conn, _WriterLockConnection):
+        dbapi_conn.acquire_writer_lock()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(dbapi_conn, _WriterLockConnection):
+            dbapi_conn.release_writer_lock()
+        raise
+
+
+_held = threading.local()
+
+
+class _WriterLockConnection(sqlite3.Connection):
+    """A SQLite connection that queues for the write lock on a lock file (flock) before BEGIN IMMEDIATE.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so under load most of the waiting is
+    sleeping; this polls the lock file every few milliseconds, so the next writer starts almost as soon
+    as the lock is free. The wait is bounded by the connection's timeout (then "database is locked",
+    which the web app answers with 503), and the kernel drops the lock if its holder dies. A thread that
+    already holds the lock (a nested transaction) does not queue behind itself: it falls back to
+    SQLite's busy timeout.
+    """
+
+    lock_path = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock_fd: int | None = None
+        self._lock_timeout = float(kwargs.get("timeout", 5.0))
+
+    def acquire_writer_lock(self) -> None:
+        """Wait for this database's writer lock (no-op if this thread already holds it)."""
+        if getattr(_held, "depth", 0):
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline, pause = time.monotonic() + self._lock_timeout, 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+                        f"database is locked (no write lock within {self._lock_timeout:g} s)")) from None  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+        self._lock_fd = fd
+        _held.depth = 1
+
+    def release_writer_lock(self) -> None:
+        """Release the writer lock if this connection holds it."""
+        fd = self._lock_fd
+        if fd is not None:
+            self._lock_fd = None
+            _held.depth = 0
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def commit(self) -> None:
+        """Commit, then let the next writer in."""
+        try:
+            super().commit()
+        finally:
+            self.release_writer_lock()
+
+    def rollback(self) -> None:
+        """Roll back, then let the next writer in."""
+        try:
+            super().rollback()
+        finally:
+            self.release_writer_lock()
+
+    def close(self) -> None:
+        """Close, releasing the writer lock if held."""
+        try:
+            super().close()
+        finally:
+            self.release_writer_lock()
+
+
+def _writer_lock_factory(lock_path: str) -> type[_WriterLockConnection]:
+    return type("WriterLockConnection", (_WriterLockConnection,), {"lock_path": lock_path})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

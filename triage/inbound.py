@@ -13,7 +13,7 @@ from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, case, exists, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,17 +85,15 @@ def store(
             raise
         error, message_id = str(exc), f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>"
     with sessions() as session:
-        existing = session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one_or_none()
-        if existing is not None:
-            return existing, True
         row = InboundEmail(message_id=message_id, raw=raw, source=source)
         if error:
             row.status, row.last_error = "rejected", error
         session.add(row)
-        try:
+        try:  # insert first: new mail is the common case, and the unique Message-ID settles any race
             session.commit()
-        except IntegrityError:  # the same mail arrived by another path at the same moment
+        except IntegrityError:  # held already (a retry, or the same mail by another path)
             session.rollback()
+            session.expunge_all()
             return session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one(), True
         return row, False
 
@@ -110,16 +108,15 @@ def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, so
             raise
         parsed = None
     row, duplicate = store(sessions, raw, source, keep_unparseable, parsed)
-    if row.status == "pending":
+    status, ticket_id = row.status, row.ticket_id
+    if status == "pending":
         try:
-            process(sessions, ctx, row.id, parsed)
+            ticket_id = process(sessions, ctx, row.id, parsed)
+            status = "processed"
         except Exception as exc:  # stored already: the worker retries; the caller still gets an answer
             log.exception("processing inbound %s failed; it stays pending", row.id)
             _note_failure(sessions, row.id, exc)
-    with sessions() as session:
-        fresh = session.get(InboundEmail, row.id)
-        assert fresh is not None
-        return Received(fresh.id, fresh.message_id, fresh.ticket_id, duplicate, fresh.status)
+    return Received(row.id, row.message_id, ticket_id, duplicate, status)
 
 
 def _note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: Exception) -> None:
@@ -297,24 +294,6 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
                 parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
     routing = routing_map(session)
     version = model.version if model else "unavailable"
-    ticket = Ticket(
-        centre_email=parsed.from_address,
-        centre_name=parsed.from_name,
-        subject=parsed.subject,
-        predicted_category=decision.category if decision else None,
-        predicted_confidence=decision.confidence if decision else None,
-        status="open",
-    )
-    session.add(ticket)
-    session.flush()
-    message = _store_message(
-        session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
-    )
-    session.flush()
-    if decision is not None:
-        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,
-                                   category=decision.category, confidence=decision.confidence, margin=decision.margin,
-                                   action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
     action = decision.action if decision else TRIAGE
     category = decision.category if decision else catalogue.OTHER
     queue_slug = (
@@ -325,46 +304,65 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
     )
     if suppressed and action == AUTO_REPLY:
         action = TRIAGE if category not in routing else ROUTE  # a human looks at it instead
-    ticket.action = action if not suppressed else "none"
-    ticket.queue = queue_by_slug(session, queue_slug)
+    replying = not suppressed and action == AUTO_REPLY
+    now = utcnow()
+    ticket = Ticket(  # complete before the INSERT, so it is one statement
+        centre_email=parsed.from_address,
+        centre_name=parsed.from_name,
+        subject=parsed.subject,
+        predicted_category=decision.category if decision else None,
+        predicted_confidence=decision.confidence if decision else None,
+        status="auto_replied" if replying else "open",
+        action=action if not suppressed else "none",
+        queue=queue_by_slug(session, queue_slug),
+        first_response_at=now if replying else None,
+    )
+    session.add(ticket)
+    message = _store_message(
+        session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
+    )
+    session.flush()
+    if decision is not None:
+        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,
+                                   category=decision.category, confidence=decision.confidence, margin=decision.margin,
+                                   action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
     session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
                            details={"category": category, "confidence": decision.confidence if decision else None,
                                     "action": action, "queue": queue_slug, "reply_suppressed": suppressed}))  # fmt: skip
     if suppressed:
         return ticket
     subject = compose.reply_subject(ticket.id, parsed.subject)
-    if action == AUTO_REPLY:
-        ticket.status = "auto_replied"
-        ticket.first_response_at = utcnow()
+    if replying:
         body = compose.auto_reply_text(catalogue.get(category), ticket.reference, parsed.from_name)
-        enqueue(session, settings, ticket, kind="auto_reply", subject=subject, body=body, reply_to=message,
-                auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+        kind = "auto_reply"
     else:
         body = compose.acknowledgement_text(ticket.reference, parsed.from_name)
-        enqueue(session, settings, ticket, kind="ack", subject=subject, body=body, reply_to=message,
-                auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+        kind = "ack"
+    enqueue(session, settings, ticket, kind=kind, subject=subject, body=body, reply_to=message,
+            auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
     return ticket
 
 
 def _rate_limited(session: Session, settings: Settings, address: str, category: str | None) -> str | None:
     """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, a cap an hour."""
     now = utcnow()
-    automatic = (
-        select(func.count())
+    last_hour = Message.created_at >= now - timedelta(hours=1)
+    same_answer = and_(Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
+    hourly, same_today = session.execute(  # one query: both counts over the sender's last day of automatic mail
+        select(func.count(case((last_hour, 1))), func.count(case((same_answer, 1))))
         .select_from(Message)
         .join(Ticket, Message.ticket_id == Ticket.id)
-        .where(Ticket.centre_email == address, Message.direction == "outbound", Message.kind.in_(("auto_reply", "ack")))
-    )
-    if session.scalar(automatic.where(Message.created_at >= now - timedelta(hours=1))) >= settings.sender_hourly_cap:
-        return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
-    if category is not None:
-        same = automatic.where(
-            Message.kind == "auto_reply",
-            Ticket.predicted_category == category,
+        .where(
+            Ticket.centre_email == address,
+            Message.direction == "outbound",
+            Message.kind.in_(("auto_reply", "ack")),
             Message.created_at >= now - timedelta(hours=24),
         )
-        if session.scalar(same):
-            return f"{address} already had the {category} answer in the last 24 hours"
+    ).one()
+    if hourly >= settings.sender_hourly_cap:
+        return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
+    if same_today:
+        return f"{address} already had the {category} answer in the last 24 hours"
     return None
 
 

@@ -1,8 +1,14 @@
-"""Prometheus metrics: business figures read from the database at scrape time, request latency per process."""
+"""Prometheus metrics: business figures read from the database at scrape time, plus request latency.
+
+Under gunicorn (triage.web.gunicorn_conf) PROMETHEUS_MULTIPROC_DIR is set, every worker writes its
+latency observations there, and a scrape answered by any worker adds them all up.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,8 +51,11 @@ class DatabaseCollector:
 
 
 def render(sessions: sessionmaker[Session]) -> bytes:
-    """The exposition text: database figures plus this process's request latency."""
+    """The exposition text: database figures plus request latency (of all workers, in multi-process mode)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
-    registry.register(REQUEST_LATENCY)
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(REQUEST_LATENCY)
     return generate_latest(registry)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -122,6 +123,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # fixed-window request counter for the per-token rate limit (shared by every process through the row)
+    rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Ticket(Base):

@@ -120,12 +120,17 @@ class Transport:
         return DeliveryOutcome(True)
 
 
-def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH) -> list[int]:
-    """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same row."""
+def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH,
+          max_attempts: int = 8) -> list[int]:  # fmt: skip
+    """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same row.
+
+    A row whose lease expired was being sent by a worker that died: that counts as a failed attempt, so a
+    message that crashes every worker ends as `failed` after `max_attempts` instead of looping forever.
+    """
     now = utcnow()
     with sessions() as session, session.begin():
         due = (
-            select(OutboxItem.id)
+            select(OutboxItem.id, OutboxItem.status, OutboxItem.attempts)
             .where(
                 or_(
                     (OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now),
@@ -136,7 +141,20 @@ def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BA
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        ids = list(session.scalars(due))
+        ids = []
+        for item_id, status, attempts in session.execute(due):
+            if status != "sending":
+                ids.append(item_id)
+                continue
+            crashed = "the worker sending it stopped before recording the outcome"
+            if attempts + 1 >= max_attempts:
+                session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(
+                    status="failed", claimed_by=None, attempts=attempts + 1, last_error=crashed))  # fmt: skip
+                log.warning("outbox %s failed permanently: %s %s times", item_id, crashed, attempts + 1)
+            else:
+                session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(
+                    attempts=attempts + 1, last_error=crashed))  # fmt: skip
+                ids.append(item_id)
         if ids:
             session.execute(
                 update(OutboxItem)
@@ -156,7 +174,7 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
     transport = Transport(settings)
     handled = 0
     while True:
-        ids = claim(sessions, worker_id)
+        ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
         for item_id in ids:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from triage.models import ApiToken, utcnow
 
 PREFIX = "imi_"
+RATE_WINDOW_SECONDS = 60
 
 
 def _hash(token: str) -> str:
@@ -36,10 +37,30 @@ def authenticate(session: Session, presented: str) -> ApiToken | None:
     row = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(presented))).one_or_none()
     if row is None or row.revoked_at is not None:
         return None
-    now = utcnow()
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        row.last_used_at = now  # at most one write a minute per token, not one per request
     return row
+
+
+def count_request(session: Session, token: ApiToken) -> tuple[int, int]:
+    """Count one request against the token's current one-minute window; returns (requests so far, seconds left).
+
+    One UPDATE on the token's row, so every web process shares the count and concurrent requests queue on
+    the row lock instead of losing increments. It also records when the token was last used.
+    """
+    now = utcnow()
+    epoch = int(now.timestamp())
+    window = epoch // RATE_WINDOW_SECONDS
+    count = session.execute(
+        update(ApiToken)
+        .where(ApiToken.id == token.id)
+        .values(
+            rate_window=window,
+            rate_count=case((ApiToken.rate_window == window, ApiToken.rate_count + 1), else_=1),
+            last_used_at=now,
+        )
+        .returning(ApiToken.rate_count)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    return count, (window + 1) * RATE_WINDOW_SECONDS - epoch
 
 
 def revoke(session: Session, token_id: int) -> ApiToken | None:

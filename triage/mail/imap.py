@@ -80,6 +80,8 @@ def poll(
             else:
                 _ok(conn.uid("STORE", str(uid), "+FLAGS", r"(\Seen)"), "UID STORE")
         return len(uids)
+    except imaplib.IMAP4.abort as exc:  # the server or the network dropped the connection mid-command
+        raise ImapError(f"IMAP connection dropped: {exc}") from exc
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
             conn.logout()

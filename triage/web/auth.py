@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from triage import tokens
-from triage.web import db
+from triage.web import db, settings
 from triage.web.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def token_required(func: F) -> F:
-    """Require `Authorization: Bearer <token>` naming a live API token; 401 JSON otherwise."""
+    """Require `Authorization: Bearer <token>` naming a live API token (401), within its rate limit (429)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,7 +28,13 @@ def token_required(func: F) -> F:
         if token is None:
             db().rollback()
             raise ApiError(401, "invalid or revoked API token")
+        count, retry_after = tokens.count_request(db(), token)
         db().commit()
+        limit = settings().api_rate_per_minute
+        if limit and count > limit:
+            raise ApiError(
+                429, f"rate limit: at most {limit} requests a minute for this token", retry_after=retry_after
+            )
         g.api_token = token
         return func(*args, **kwargs)
 

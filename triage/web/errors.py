@@ -16,19 +16,23 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error answered as JSON with a status code, optionally naming the offending field."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+        self.status, self.message, self.field, self.retry_after = status, message, field, retry_after
 
 
-def _json_error(status: int, message: str, field: str | None = None) -> ResponseReturnValue:
+def _json_error(
+    status: int, message: str, field: str | None = None, retry_after: int | None = None
+) -> ResponseReturnValue:
     body: dict[str, object] = {"error": message, "status": status}
     if field:
         body["field"] = field
     response = jsonify(body)
     response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = "5"
+    if retry_after is None and status == 503:
+        retry_after = 5
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -41,7 +45,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> ResponseReturnValue:
-        return _json_error(exc.status, exc.message, exc.field)
+        return _json_error(exc.status, exc.message, exc.field, exc.retry_after)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
