@@ -29,9 +29,12 @@ test: install
 bench: install
 	$(PY) -m bench
 
+# pip-audit checks every pinned requirement against the PyPI advisory data; --strict fails when a package
+# cannot be checked (no network to pypi.org), rather than passing with nothing audited.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pip-audit --requirement requirements.txt --no-deps --disable-pip --strict --progress-spinner off
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import func, select
 
-from triage.mail.parse import UnparseableEmail, parse
+from triage.mail.parse import MAX_DEPTH, MAX_PARTS, UnparseableEmail, parse
+from triage.models import InboundEmail, Message, OutboxItem, Ticket, format_reference
 
 HEADER_NAMES = ["From", "To", "Subject", "Message-ID", "In-Reply-To", "References", "Content-Type",
                 "Content-Transfer-Encoding", "Auto-Submitted", "List-Id", "Return-Path", "X-Weird"]  # fmt: skip
@@ -50,12 +50,11 @@ def emails(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=st.one_of(emails(), st.binary(max_size=3000)))
 def test_parser_never_crashes_and_is_bounded(raw: bytes) -> None:
-    start = time.perf_counter()
     try:
         email = parse(raw)
     except UnparseableEmail:
         return
-    assert time.perf_counter() - start < 2.0
+    assert len(email.attachments) <= MAX_PARTS
     for value in (email.subject, email.from_address, email.from_name, *email.headers.values()):
         assert "\n" not in value and "\r" not in value
     assert email.message_id.startswith("<")
@@ -63,6 +62,7 @@ def test_parser_never_crashes_and_is_bounded(raw: bytes) -> None:
 
 def test_inbound_endpoint_never_answers_500(mail_app: Flask, api_token: str) -> None:
     client = mail_app.test_client()
+    sessions = mail_app.extensions["triage.sessions"]
     seen = {"n": 0}
 
     @settings(
@@ -77,6 +77,50 @@ def test_inbound_endpoint_never_answers_500(mail_app: Flask, api_token: str) -> 
                                                                       "Content-Type": "message/rfc822"})  # fmt: skip
         assert response.status_code in {202, 400}, (response.status_code, response.get_data(as_text=True)[:300])
         assert response.is_json
+        with sessions() as s:
+            if response.status_code == 400:
+                assert s.scalars(select(InboundEmail.id).where(InboundEmail.raw == raw)).all() == []  # nothing kept
+                return
+            body = response.get_json()
+            row = s.scalars(select(InboundEmail).where(InboundEmail.message_id == body["message_id"])).one()
+            if not body["duplicate"]:
+                assert row.raw == raw  # kept whole, byte for byte
+            assert row.status == "processed" and row.ticket_id is not None
+            assert body["reference"] == format_reference(row.ticket_id)
+            assert s.get(Ticket, row.ticket_id) is not None
 
     check()
     assert seen["n"] >= 50
+    with sessions() as s:  # nothing half-written anywhere: every ticket has its email, every reply its outbox row
+        bare = select(Ticket.id).where(~select(Message.id).where(Message.ticket_id == Ticket.id).exists())
+        assert s.scalars(bare).all() == []
+        outbound = s.scalar(select(func.count()).select_from(Message).where(Message.direction == "outbound"))
+        assert outbound == s.scalar(select(func.count()).select_from(OutboxItem))
+        assert s.scalar(select(func.count()).select_from(InboundEmail).where(InboundEmail.status != "processed")) == 0
+
+
+def _nested(depth: int) -> bytes:
+    head = b"From: jo@college.example\r\nSubject: nested\r\nMessage-ID: <deep@college.example>\r\n"
+    opening = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+                       for i in range(depth))  # fmt: skip
+    closing = b"".join(f"\r\n--b{i}--\r\n".encode() for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nhello\r\n" + closing
+
+
+def _many_parts(n: int) -> bytes:
+    parts = b"".join(b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" for _ in range(n))
+    return (b"From: jo@college.example\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" + parts + b"--b--\r\n")  # fmt: skip
+
+
+def test_pathological_shapes_are_cut_to_the_parser_limits() -> None:
+    """Deep nesting, thousands of parts and megabyte headers parse, within the part and depth limits."""
+    deep = parse(_nested(1000))
+    assert deep.subject == "nested" and deep.text == ""  # the text sits below the depth limit: not walked
+    assert parse(_nested(MAX_DEPTH - 2)).text.strip() == "hello"
+    many = parse(_many_parts(5000))
+    assert len(many.attachments) < MAX_PARTS and many.text.strip() == "see attached"
+    huge = parse(b"From: jo@college.example\r\nSubject: " + b"A" * 1_000_000 + b"\r\n\r\nbody\r\n")
+    assert len(huge.subject) <= 998 and huge.text.strip() == "body"
+    long_line = parse(b"From: jo@college.example\r\nSubject: x\r\n\r\n" + b"word " * 400_000)
+    assert long_line.text.startswith("word word")

@@ -114,6 +114,8 @@ def test_out_of_office_reply_to_our_auto_reply_gets_no_answer(mail_app: Flask, a
         ("noreply@college.example", {}),
         ("no-reply@college.example", {}),
         ("support@imi.test", {}),
+        ("jo@college.example", {"Reply-To": "support@imi.test"}),  # an answer would come straight back to us
+        ("jo@college.example", {"Reply-To": "Exams <no-reply@college.example>"}),
     ],
 )
 def test_loop_risk_mail_is_stored_but_never_answered(
@@ -336,3 +338,26 @@ def test_database_down_is_503_then_the_retry_succeeds(
     retry = post_email(mail_app.test_client(), api_token, raw)
     assert retry.status_code == 202 and retry.get_json()["duplicate"] is False
     assert count(mail_app, Ticket) == 1
+
+
+def test_replies_go_to_the_reply_to_address(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    """A centre system sending on a coordinator's behalf: the answer goes where Reply-To says, and threads."""
+    client = mail_app.test_client()
+    raw = make_email(sender="SecureAssess <alerts@centre-system.example>",
+                     headers={"Reply-To": "Jo Coordinator <Jo.Coordinator@College.example>"})  # fmt: skip
+    body = post_email(client, api_token, raw).get_json()
+    t = ticket(mail_app, body["reference"])
+    assert t.centre_email == "jo.coordinator@college.example"
+    assert t.messages[0].from_address == "alerts@centre-system.example"
+    assert deliver(mail_app) == 1
+    [sent] = smtp_server[0].messages
+    assert sent.rcpt_tos == ["jo.coordinator@college.example"]
+    # the coordinator answers with the reference in the subject only (no In-Reply-To): it threads
+    follow = make_email(sender="jo.coordinator@college.example", subject=f"Re: [{body['reference']}] still frozen")
+    assert post_email(client, api_token, follow).get_json()["reference"] == body["reference"]
+
+
+def test_a_broken_reply_to_falls_back_to_the_sender(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    raw = make_email(headers={"Reply-To": "not an address at all"})
+    t = ticket(mail_app, post_email(mail_app.test_client(), api_token, raw).get_json()["reference"])
+    assert t.centre_email == "jo@college.example"

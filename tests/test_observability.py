@@ -33,6 +33,7 @@ def test_metrics_need_a_token_and_report_mail_and_decisions(mail_app: Flask, api
     assert 'triage_emails_received_total{source="webhook"} 1.0' in text
     assert 'triage_decisions_total{action="auto_reply",category="exam_frozen"} 1.0' in text
     assert 'triage_outbox{status="pending"} 1.0' in text
+    assert 'triage_inbound{state="processed"} 1.0' in text
     assert "triage_http_request_seconds_bucket" in text
 
 

@@ -201,7 +201,7 @@ def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
     assert agent.get("/admin/users").status_code == 403
     admin = mail_app.test_client()
     login(admin, "boss@imi.test")
-    for page in ("/admin/users", "/admin/queues", "/admin/routing", "/admin/tokens", "/admin/outbox"):
+    for page in ("/admin/users", "/admin/queues", "/admin/routing", "/admin/tokens", "/admin/outbox", "/admin/inbound"):
         assert admin.get(page).status_code == 200, page
     post_form(admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"})
     from triage.routing import routing_map
@@ -283,3 +283,39 @@ def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def
     session.commit()
     report = drift(session)
     assert report["enough_data"] and len(report["flags"]) == 2
+
+
+def test_inbound_problems_page_shows_stuck_mail_and_retries_it(mail_app: Flask, api_token: str) -> None:
+    """Mail that was stored but never became a ticket is visible to admins, downloadable, and retryable."""
+    from triage.inbound import MAX_PROCESS_ATTEMPTS, InboundContext, process_pending, receive
+    from triage.models import InboundEmail
+
+    sessions = mail_app.extensions["triage.sessions"]
+    ctx = InboundContext(mail_app.extensions["triage.settings"], mail_app.extensions["triage.models"])
+    hostile = make_email(subject="<script>alert(1)</script>", message_id="<stuck@college.example>")
+    with sessions() as s:
+        s.add(InboundEmail(message_id="<stuck@college.example>", raw=hostile, source="imap",
+                           attempts=MAX_PROCESS_ATTEMPTS, last_error="OperationalError: <b>disk full</b>"))  # fmt: skip
+        s.commit()
+    receive(sessions, ctx, b"\x00\x01 not mail", "imap", keep_unparseable=True)
+    assert process_pending(sessions, ctx) == 0  # the worker has given up on it
+    make_user(mail_app, "boss@imi.test", "admin")
+    admin = mail_app.test_client()
+    login(admin, "boss@imi.test")
+    html = admin.get("/admin/inbound").get_data(as_text=True)
+    assert f"gave up after {MAX_PROCESS_ATTEMPTS} attempts" in html and "unparseable" in html
+    assert "<b>disk full</b>" not in html and "&lt;b&gt;disk full&lt;/b&gt;" in html
+    with sessions() as s:
+        stuck = s.query(InboundEmail).filter_by(message_id="<stuck@college.example>").one()
+    raw = admin.get(f"/admin/inbound/{stuck.id}/raw")
+    assert raw.data == hostile and raw.mimetype == "application/octet-stream"
+    assert "attachment" in raw.headers["Content-Disposition"]
+    post_form(admin, "/admin/inbound", "/admin/inbound", {"inbound_id": str(stuck.id)})
+    assert process_pending(sessions, ctx) == 1  # retried by the worker: it becomes a ticket now
+    with sessions() as s:
+        assert s.get(InboundEmail, stuck.id).status == "processed"  # type: ignore[union-attr]
+    assert "stuck@college.example" not in admin.get("/admin/inbound").get_data(as_text=True)
+    agent_only = mail_app.test_client()
+    make_user(mail_app)
+    login(agent_only)
+    assert agent_only.get(f"/admin/inbound/{stuck.id}/raw").status_code == 403

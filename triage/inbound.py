@@ -41,6 +41,7 @@ from triage.registry import ModelLoadError, ModelProvider
 from triage.routing import queue_by_slug, routing_map
 
 log = logging.getLogger(__name__)
+MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit:
         ids = list(
             session.scalars(
                 select(InboundEmail.id)
-                .where(InboundEmail.status == "pending", InboundEmail.attempts < 20)
+                .where(InboundEmail.status == "pending", InboundEmail.attempts < MAX_PROCESS_ATTEMPTS)
                 .order_by(InboundEmail.id)
                 .limit(limit)
             )
@@ -147,6 +148,28 @@ def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit:
             log.exception("processing inbound %s failed again", inbound_id)
             _note_failure(sessions, inbound_id, exc)
     return done
+
+
+def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
+    """Stored mail that did not become a ticket: unparseable (rejected) or failing to process, newest first."""
+    query = (
+        select(InboundEmail)
+        .where(
+            or_(InboundEmail.status == "rejected", and_(InboundEmail.status == "pending", InboundEmail.attempts > 0))
+        )
+        .order_by(InboundEmail.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def retry_processing(session: Session, inbound_id: int) -> InboundEmail | None:
+    """Give a pending email that kept failing a fresh set of attempts (the worker picks it up); None if not one."""
+    row = session.get(InboundEmail, inbound_id)
+    if row is None or row.status != "pending":
+        return None
+    row.attempts = 0
+    return row
 
 
 # --- processing -----------------------------------------------------------------------------------------
@@ -204,18 +227,19 @@ def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | 
             return session.get(Ticket, known)
     ticket_id = parse_reference(parsed.subject)
     ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
-    if ticket is not None and _is_participant(session, ticket, parsed.from_address):
+    addresses = {parsed.from_address, parsed.reply_address}
+    if ticket is not None and _is_participant(session, ticket, addresses):
         return ticket
     return None
 
 
-def _is_participant(session: Session, ticket: Ticket, address: str) -> bool:
-    if ticket.centre_email == address:
+def _is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bool:
+    if ticket.centre_email in addresses:
         return True
     query = select(
         exists().where(
             Message.ticket_id == ticket.id,
-            or_(Message.from_address == address, Message.to_addresses == address),
+            or_(Message.from_address.in_(addresses), Message.to_addresses.in_(addresses)),
         )
     )
     return bool(session.scalar(query))
@@ -300,14 +324,14 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
         routing.get(category, catalogue.TRIAGE_QUEUE) if action in {AUTO_REPLY, ROUTE} else catalogue.TRIAGE_QUEUE
     )
     suppressed = reason or _rate_limited(
-        session, settings, parsed.from_address, category if action == AUTO_REPLY else None
+        session, settings, parsed.reply_address, category if action == AUTO_REPLY else None
     )
     if suppressed and action == AUTO_REPLY:
         action = TRIAGE if category not in routing else ROUTE  # a human looks at it instead
     replying = not suppressed and action == AUTO_REPLY
     now = utcnow()
     ticket = Ticket(  # complete before the INSERT, so it is one statement
-        centre_email=parsed.from_address,
+        centre_email=parsed.reply_address,
         centre_name=parsed.from_name,
         subject=parsed.subject,
         predicted_category=decision.category if decision else None,

@@ -10,9 +10,10 @@ import os
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.inbound import MAX_PROCESS_ATTEMPTS
 from triage.models import InboundEmail, OutboxItem, Ticket
 
 REQUEST_LATENCY = Histogram(
@@ -44,6 +45,13 @@ class DatabaseCollector:
             for action, category, n in session.execute(query):
                 decisions.add_metric([action or "none", category or "unclassified"], n)
             yield decisions
+            stored = GaugeMetricFamily("triage_inbound", "Stored inbound mail by state (gave_up: the worker stopped "
+                                       "retrying; see Admin > Inbound problems)", labels=["state"])  # fmt: skip
+            gave_up = (InboundEmail.status == "pending") & (InboundEmail.attempts >= MAX_PROCESS_ATTEMPTS)
+            state = case((gave_up, "gave_up"), else_=InboundEmail.status)
+            for name, n in session.execute(select(state, func.count()).group_by(state)):
+                stored.add_metric([name], n)
+            yield stored
             outbox = GaugeMetricFamily("triage_outbox", "Outbox rows by status", labels=["status"])
             for status, n in session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status)):
                 outbox.add_metric([status], n)

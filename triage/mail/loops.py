@@ -32,11 +32,15 @@ def no_reply_reason(email: ParsedEmail, own_addresses: Collection[str], own_doma
         return "empty Return-Path (a bounce or notification)"
     if email.is_delivery_report:
         return "delivery status report (bounce)"
-    local = email.from_address.partition("@")[0]
-    if any(local == p or local.startswith(p + "+") or local.startswith(p + "-") for p in _NO_REPLY_LOCALPARTS):
-        return f"sender {email.from_address} does not take replies"
-    if email.from_address in {a.lower() for a in own_addresses}:
-        return "sent from one of our own addresses"
+    own = {a.lower() for a in own_addresses}
+    for role, address in (("sender", email.from_address), ("Reply-To", email.reply_to_address)):
+        if not address:
+            continue
+        local = address.partition("@")[0]
+        if any(local == p or local.startswith(p + "+") or local.startswith(p + "-") for p in _NO_REPLY_LOCALPARTS):
+            return f"{role} {address} does not take replies"
+        if address in own:
+            return "sent from one of our own addresses" if role == "sender" else "Reply-To is one of our own addresses"
     if own_domain and email.message_id.lower().endswith("@" + own_domain.lower() + ">"):
         return "Message-ID from our own domain (our own mail came back)"
     return None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
+from email import policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
 from triage.cleaning import html_to_text
@@ -51,6 +52,12 @@ class ParsedEmail:
     is_delivery_report: bool = False
     bounced_message_ids: list[str] = field(default_factory=list)
     generated_message_id: bool = False
+    reply_to_address: str = ""  # the first valid Reply-To address, if any
+
+    @property
+    def reply_address(self) -> str:
+        """Where answers go: the Reply-To address when there is a valid one, else the sender."""
+        return self.reply_to_address or self.from_address
 
     def header(self, name: str) -> str:
         """A header's value ('' if absent), case-insensitive."""
@@ -110,17 +117,20 @@ def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
 def parse(raw: bytes) -> ParsedEmail:
     """Parse raw bytes; raises UnparseableEmail (and nothing else) when there is no usable email in them."""
     try:
-        return _parse(raw)
+        try:
+            return _parse(raw)
+        except RecursionError:  # MIME nested thousands deep: keep the headers, leave the body to the raw source
+            return _parse(raw, headers_only=True)
     except UnparseableEmail:
         raise
     except Exception as exc:  # the standard parser is lenient, but hostile input must never escape as a crash
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(raw: bytes) -> ParsedEmail:
+def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
-    msg = message_from_bytes(raw, policy=policy.default)
+    msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=headers_only)
     if not msg.keys():
         raise UnparseableEmail("no headers found: not an RFC 822 message")
     headers: dict[str, str] = {}
@@ -138,7 +148,7 @@ def _parse(raw: bytes) -> ParsedEmail:
     if generated:
         message_id = f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
     text_parts, html_parts, attachments, bounced, is_report = [], [], [], [], False
-    for count, part in enumerate(_walk(msg)):
+    for count, part in enumerate(_walk(msg) if not headers_only else ()):
         if count >= MAX_PARTS:
             break
         ctype = part.get_content_type()
@@ -179,20 +189,22 @@ def _parse(raw: bytes) -> ParsedEmail:
         is_delivery_report=is_report,
         bounced_message_ids=bounced,
         generated_message_id=generated,
+        reply_to_address=_sender(msg, "reply-to")[1] if "reply-to" in headers else "",
     )
 
 
-def _sender(msg: Message) -> tuple[str, str]:
-    raw_from = _header(msg, "from")
+def _sender(msg: Message, header: str = "from") -> tuple[str, str]:
+    """(display name, lower-cased address) of the first valid address in a header, or ("", "")."""
+    raw_value = _header(msg, header)
     try:
-        addresses = msg["from"].addresses if msg["from"] is not None else ()
+        addresses = msg[header].addresses if msg[header] is not None else ()
         if addresses:
             first: Address = addresses[0]
             if first.addr_spec and "@" in first.addr_spec:
                 return first.display_name, single_line(first.addr_spec.lower(), 254)
     except Exception:  # noqa: S110 — fall back to the lenient parser below
         pass
-    name, address = parseaddr(raw_from)
+    name, address = parseaddr(raw_value)
     return name, single_line(address.lower(), 254) if "@" in address else ""
 
 

@@ -1,17 +1,17 @@
-"""Admin pages: users, queues, category routing, API tokens, and outbox failures with retry."""
+"""Admin pages: users, queues, routing, API tokens, outbox failures and inbound mail problems (with retry)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 
-from triage import catalogue, charts, jobs, outbox, registry, stats
+from triage import catalogue, charts, inbound, jobs, outbox, registry, stats
 from triage import tokens as api_tokens
 from triage import users as accounts
-from triage.models import ApiToken, AuditEvent, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
+from triage.models import ApiToken, AuditEvent, InboundEmail, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
 from triage.web import db, settings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -149,6 +149,31 @@ def outbox_page() -> ResponseReturnValue:
         return redirect(url_for("admin.outbox_page"))
     rows = session.scalars(select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())).all()
     return render_template("admin.html", section="outbox", rows=rows)
+
+
+@bp.route("/inbound", methods=["GET", "POST"])
+def inbound_page() -> ResponseReturnValue:
+    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
+    session = db()
+    if request.method == "POST":
+        row = inbound.retry_processing(session, int(request.form.get("inbound_id", "0") or 0))
+        if row is not None:
+            _audit("inbound.retried", inbound=row.id, message_id=row.message_id)
+            flash("The worker will process it again.")
+        session.commit()
+        return redirect(url_for("admin.inbound_page"))
+    rows = inbound.problem_mail(session)
+    return render_template("admin.html", section="inbound", rows=rows, max_attempts=inbound.MAX_PROCESS_ATTEMPTS)
+
+
+@bp.get("/inbound/<int:inbound_id>/raw")
+def inbound_raw(inbound_id: int) -> ResponseReturnValue:
+    """The stored bytes of one inbound email, as a download (never rendered)."""
+    row = db().get(InboundEmail, inbound_id)
+    if row is None:
+        abort(404)
+    return Response(row.raw, mimetype="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="inbound-{row.id}.eml"'})  # fmt: skip
 
 
 @bp.route("/models", methods=["GET", "POST"])
