@@ -16,6 +16,7 @@ from triage.cleaning import html_to_text
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
+MAX_BOUNDARY_LINES = 2 * MAX_PARTS + 2  # each part opens with a boundary line; nested ones close too
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 _DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are decoded for display
@@ -127,10 +128,27 @@ def parse(raw: bytes) -> ParsedEmail:
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
 
 
+def _first_parts(raw: bytes) -> bytes:
+    """The raw bytes cut after the first MAX_BOUNDARY_LINES boundary-like lines of a multipart message.
+
+    Only the first MAX_PARTS parts are used, but the standard parser would build every part first: tens
+    of thousands of tiny parts in one message cost seconds. The stored raw bytes are never cut.
+    """
+    header_end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    if b"multipart/" not in raw[:header_end].lower():
+        return raw
+    index = header_end
+    for _ in range(MAX_BOUNDARY_LINES):
+        index = raw.find(b"\n--", index + 1)
+        if index < 0:
+            return raw
+    return raw[: index + 1]
+
+
 def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
-    msg = BytesParser(policy=policy.default).parsebytes(raw, headersonly=headers_only)
+    msg = BytesParser(policy=policy.default).parsebytes(_first_parts(raw), headersonly=headers_only)
     if not msg.keys():
         raise UnparseableEmail("no headers found: not an RFC 822 message")
     headers: dict[str, str] = {}
