@@ -193,6 +193,58 @@ def test_worker_killed_mid_send_loses_nothing_and_resends_the_same_message(
         assert sorted(delivered) == sorted(expected)  # exactly once each
 
 
+class SlowSmtp:
+    """aiosmtpd handler that takes a while over each message, so a worker can be stopped between two."""
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.3)
+        self.delivered.append(envelope.content)
+        return "250 OK"
+
+
+def test_sigterm_finishes_the_message_in_hand_and_hands_the_rest_back(app_config: dict[str, Any],
+                                                                      tmp_path: Path) -> None:  # fmt: skip
+    from aiosmtpd.controller import Controller
+
+    handler, port = SlowSmtp(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    app = create_app({**app_config, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "SUPPORT_ADDRESS": "support@imi.test"})
+    try:
+        client, token = app.test_client(), _token(app)
+        for i in range(8):
+            assert (
+                post_email(client, token, make_email(subject=f"q{i}", sender=f"c{i}@centre{i}.example")).status_code
+                == 202
+            )
+        expected = _outbox_message_ids(app)
+        command, env = _worker_command(app, tmp_path / "worker-instance")
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while len(handler.delivered) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert len(handler.delivered) >= 2, proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0  # a clean exit, not the lease-holding death of SIGKILL
+        time.sleep(0.5)  # let the server finish the DATA it may still be answering
+        rows = outbox_rows(app)
+        sent_by_first = len(handler.delivered)
+        assert 2 <= sent_by_first < 8  # stopped early ...
+        assert sum(r.status == "sent" for r in rows) == sent_by_first  # ... recorded what it sent ...
+        assert {(r.status, r.claimed_by) for r in rows if r.status != "sent"} == {
+            ("pending", None)
+        }  # ... gave back the rest
+        assert deliver(app, "next-worker") == 8 - sent_by_first  # at once, no lease to wait out
+        delivered = [_message_id(raw) for raw in handler.delivered]
+        assert sorted(delivered) == sorted(expected)  # every reply exactly once
+    finally:
+        app.extensions["triage.engine"].dispose()
+        controller.stop()
+
+
 # --- 2. the IMAP connection cut in the middle of a FETCH ----------------------------------------------------
 
 

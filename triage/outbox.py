@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.policy import SMTP
@@ -169,15 +170,23 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
 
 
-def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: str) -> int:
-    """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now)."""
+def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: str,
+                should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
+    """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now).
+
+    When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of its
+    claim back, so another worker sends them at once instead of after the lease.
+    """
     transport = Transport(settings)
     handled = 0
     while True:
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
-        for item_id in ids:
+        for position, item_id in enumerate(ids):
+            if should_stop():
+                release(sessions, ids[position:], worker_id)
+                return handled
             with sessions() as session, session.begin():
                 item = session.get(OutboxItem, item_id)
                 if item is None or item.status != "sending" or item.claimed_by != worker_id:
@@ -187,6 +196,17 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
             outcome = transport.send(settings.support_address, recipient, raw, name)
             _record(sessions, settings, item_id, worker_id, outcome)
             handled += 1
+
+
+def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> None:
+    """Hand claimed rows that were not attempted back to the queue, due now."""
+    with sessions() as session, session.begin():
+        session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id.in_(ids), OutboxItem.claimed_by == worker_id, OutboxItem.status == "sending")
+            .values(status="pending", claimed_by=None, claimed_at=None)
+        )
+    log.info("outbox: handed %s claimed rows back on shutdown", len(ids))
 
 
 def _record(sessions: sessionmaker[Session], settings: Settings, item_id: int, worker_id: str,

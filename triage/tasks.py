@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,8 +22,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def default_tasks(settings: Settings, sessions: sessionmaker[Session]) -> list[Task]:
-    """Tasks the worker runs each round, in order: poll the inbox, finish stored mail, deliver the outbox."""
+def default_tasks(settings: Settings, sessions: sessionmaker[Session],
+                  stopping: threading.Event | None = None) -> list[Task]:  # fmt: skip
+    """Tasks the worker runs each round, in order: poll the inbox, finish stored mail, deliver the outbox.
+
+    `stopping` (the worker's shutdown flag) lets long tasks end early and hand unfinished work back.
+    """
+    stop = stopping or threading.Event()
     ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval))
     me = worker_id()
     tasks: list[Task] = []
@@ -34,6 +40,6 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session]) -> list[T
             )
         )
     tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx)))
-    tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me)))
+    tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stop.is_set)))
     tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks

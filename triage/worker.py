@@ -26,11 +26,12 @@ class Task:
 class Worker:
     """Runs tasks until stopped; a task's failure is logged and retried on the next round."""
 
-    def __init__(self, tasks: list[Task], sessions: sessionmaker[Session], settings: Settings) -> None:
+    def __init__(self, tasks: list[Task], sessions: sessionmaker[Session], settings: Settings,
+                 stopping: threading.Event | None = None) -> None:  # fmt: skip
         self.tasks = tasks
         self.sessions = sessions
         self.settings = settings
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()  # shared with tasks that can stop midway
 
     def run_once(self) -> dict[str, int]:
         """Run every task once and return how many items each handled (-1 for a task that failed)."""

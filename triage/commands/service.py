@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import click
 from flask import current_app
@@ -80,7 +81,8 @@ def worker_command(once: bool) -> None:
 
     ready_engine()
     settings = app_settings()
-    worker = Worker(default_tasks(settings, sessions()), sessions(), settings)
+    stopping = threading.Event()
+    worker = Worker(default_tasks(settings, sessions(), stopping), sessions(), settings, stopping)
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")

@@ -35,3 +35,14 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Load the active model as each worker starts, so the first centre's email does not wait for it."""
+    extensions = getattr(worker.wsgi, "extensions", {})
+    models = extensions.get("triage.models")
+    if models is not None:
+        try:
+            models.current()
+        except Exception as exc:  # no model yet: mail goes to triage until one is activated
+            worker.log.warning("no model loaded at start: %s", exc)
