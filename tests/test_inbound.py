@@ -188,6 +188,26 @@ def test_header_injection_never_reaches_outgoing_headers(mail_app: Flask, api_to
     assert sent.rcpt_tos == ["jo@college.example"]
 
 
+@pytest.mark.parametrize(
+    "reply_to",
+    [
+        b"=?utf-8?q?jo@college.example=0D=0ABcc:_evil@attacker.example?=",
+        b'"jo\r\nBcc: evil@attacker.example" <jo@college.example>',
+        b"jo@college.example, evil@attacker.example",
+    ],
+)
+def test_reply_to_cannot_add_recipients_or_headers(mail_app: Flask, api_token: str, smtp_server,
+                                                   reply_to: bytes) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    raw = (b"From: jo@college.example\r\nMessage-ID: <inj-rt@college.example>\r\nReply-To: " + reply_to +
+           b"\r\nSubject: exam frozen\r\n\r\nthe learners exam has frozen, screen stuck\r\n")  # fmt: skip
+    assert post_email(mail_app.test_client(), api_token, raw).status_code == 202
+    deliver(mail_app)
+    [sent] = smtp_server[0].messages
+    headers = sent.content.split(b"\r\n\r\n", 1)[0]
+    assert b"Bcc" not in headers and b"evil@attacker.example" not in headers
+    assert len(sent.rcpt_tos) == 1 and "evil" not in sent.rcpt_tos[0]
+
+
 # --- HTTP errors -------------------------------------------------------------------------------------------
 
 

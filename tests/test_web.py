@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.mailutil import deliver, make_email, post_email, ticket
-from tests.webutil import login, make_user, post_form
+from tests.webutil import PASSWORD, login, make_user, post_form
 from triage.models import AuditEvent
 
 PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
@@ -59,6 +59,33 @@ def test_login_is_rate_limited(mail_app: Flask) -> None:
     with mail_app.extensions["triage.sessions"]() as s:
         details = [e.details for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "login.failed"))]
     assert all("password" not in str(d) for d in details)
+
+
+def test_passwords_never_reach_the_logs_or_the_audit_trail(mail_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """Every log record and audit row written around logins and user creation is free of the passwords."""
+    import logging
+
+    make_user(mail_app, "boss@imi.test", "admin")
+    wrong, new_password = "Wrong-Horse-42-secret", "Brand-New-Staff-Pass-99"
+    with caplog.at_level(logging.DEBUG):
+        client = mail_app.test_client()
+        login(client, "boss@imi.test", password=wrong)
+        login(client, "nobody@imi.test", password=wrong)
+        login(client, "boss@imi.test")
+        post_form(client, "/admin/users", "/admin/users", {"op": "create", "email": "new@imi.test", "name": "New",
+                                                           "password": new_password, "role": "agent"})  # fmt: skip
+        mail_app.test_cli_runner().invoke(args=["triage", "create-user", "cli@imi.test", "--role", "agent"],
+                                          input=f"{new_password}\n{new_password}\n")  # fmt: skip
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records  # the requests were logged ...
+    for secret in (wrong, new_password, PASSWORD):
+        assert secret not in logged  # ... without any password
+    with mail_app.extensions["triage.sessions"]() as s:
+        events = s.scalars(select(AuditEvent)).all()
+    assert {"login.failed", "login.ok", "user.created"} <= {e.action for e in events}
+    audit = " ".join(f"{e.actor} {e.details}" for e in events)
+    for secret in (wrong, new_password, PASSWORD):
+        assert secret not in audit
 
 
 def test_forms_need_a_csrf_token(mail_app: Flask) -> None:
