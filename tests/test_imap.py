@@ -104,6 +104,23 @@ def test_crash_midway_neither_skips_nor_repeats(imap_app: Flask) -> None:
     assert _seen_uids(imap_app) == {1, 2, 3}
 
 
+def test_a_stop_request_ends_the_poll_between_two_messages(imap_app: Flask) -> None:
+    """SIGTERM reaches the poll as should_stop: it stops after the message in hand; the next poll resumes."""
+    sessions, settings = imap_app.extensions["triage.sessions"], imap_app.extensions["triage.settings"]
+    ctx = InboundContext(settings, imap_app.extensions["triage.models"])
+    _append(imap_app, *_emails(4))
+    stored: list[object] = []
+
+    def store_one(raw: bytes) -> object:
+        stored.append(receive(sessions, ctx, raw, "imap", keep_unparseable=True))
+        return stored[-1]
+
+    assert imap.poll(sessions, settings, store_one, should_stop=lambda: len(stored) >= 2) == 2
+    assert count(imap_app, Ticket) == 2 and _seen_uids(imap_app) == {1, 2}
+    assert _poll(imap_app) == 2
+    assert count(imap_app, Ticket) == 4 and _seen_uids(imap_app) == {1, 2, 3, 4}
+
+
 def test_stored_but_not_checkpointed_is_not_duplicated(imap_app: Flask) -> None:
     _append(imap_app, *_emails(2))
     assert _poll(imap_app) == 2

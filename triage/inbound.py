@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
@@ -128,7 +129,8 @@ def _note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: Excepti
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = 50) -> int:
+def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = 50,
+                    should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
     """Worker task: retry processing of stored mail that is still pending; returns how many were processed."""
     with sessions() as session:
         ids = list(
@@ -141,6 +143,8 @@ def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit:
         )
     done = 0
     for inbound_id in ids:
+        if should_stop():
+            break
         try:
             process(sessions, ctx, inbound_id)
             done += 1

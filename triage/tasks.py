@@ -36,10 +36,12 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session],
         tasks.append(
             Task(
                 "poll-imap",
-                lambda s, st: imap.poll(s, st, lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True)),
+                lambda s, st: imap.poll(
+                    s, st, lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True), should_stop=stop.is_set
+                ),
             )
         )
-    tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx)))
+    tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx, should_stop=stop.is_set)))
     tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stop.is_set)))
     tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks

@@ -52,11 +52,13 @@ def poll(
     settings: Settings,
     store_one: Callable[[bytes], object],
     limit: int = FETCH_LIMIT,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Fetch new mail after the checkpoint, hand each raw message to `store_one`, then advance and flag.
 
     `store_one` must commit the message before returning. The checkpoint moves only after that, so a crash
-    repeats at most the message in hand, which storage de-duplicates by Message-ID.
+    repeats at most the message in hand, which storage de-duplicates by Message-ID. When `should_stop`
+    turns true (SIGTERM) it stops between two messages; the next poll carries on from the checkpoint.
     """
     conn = connect(settings)
     try:
@@ -67,7 +69,10 @@ def poll(
         last_uid = _checkpoint(sessions, key, uidvalidity)
         data = _ok(conn.uid("SEARCH", None, f"UID {last_uid + 1}:*"), "UID SEARCH")
         uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) > last_uid)[:limit]  # type: ignore[union-attr]
+        done = 0
         for uid in uids:
+            if should_stop():
+                break
             fetched = _ok(conn.uid("FETCH", str(uid), "(BODY.PEEK[])"), "UID FETCH")
             raw = next((part[1] for part in fetched if isinstance(part, tuple)), None)
             if raw is None:
@@ -79,7 +84,8 @@ def poll(
                 _ok(conn.uid("MOVE", str(uid), _quote(settings.imap_processed_folder)), "UID MOVE")
             else:
                 _ok(conn.uid("STORE", str(uid), "+FLAGS", r"(\Seen)"), "UID STORE")
-        return len(uids)
+            done += 1
+        return done
     except imaplib.IMAP4.abort as exc:  # the server or the network dropped the connection mid-command
         raise ImapError(f"IMAP connection dropped: {exc}") from exc
     finally:
