@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
 from sqlalchemy import and_, case, exists, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -400,7 +401,10 @@ def _rate_limited(session: Session, settings: Settings, address: str, category: 
 def message_from_form(sender: str, name: str, subject: str, body: str, domain: str) -> bytes:
     """Raw RFC 822 bytes for a ticket submitted as JSON; identical input gives identical bytes (idempotent)."""
     msg = EmailMessage()
-    msg["From"] = formataddr((single_line(name, 200), single_line(sender, 254)))
+    local, _, domain_part = single_line(sender, 254).rpartition("@")
+    msg["From"] = Address(
+        display_name=single_line(name, 200), username=local, domain=domain_part
+    )  # quotes/encodes the name
     msg["To"] = f"support@{domain}"
     msg["Subject"] = single_line(subject)
     digest = hashlib.sha256("\x1f".join([sender, name, subject, body]).encode()).hexdigest()

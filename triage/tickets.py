@@ -75,10 +75,13 @@ def _filtered(f: TicketFilter) -> Select[Any]:
         query = query.where(Ticket.assignee_id == f.assignee_id)
     if f.unassigned:
         query = query.where(Ticket.assignee_id.is_(None))
-    if f.text:
-        needle = f"%{f.text.strip().lower()[:200]}%"
-        in_body = select(Message.ticket_id).where(func.lower(Message.body_text).like(needle))
-        query = query.where(or_(func.lower(Ticket.subject).like(needle), func.lower(Ticket.centre_email).like(needle),
+    # literal text: NUL cannot be sent to PostgreSQL, and %, _ and \ are not wildcards for the person searching
+    words = (f.text or "").replace("\x00", "").strip().lower()[:200]
+    if words:
+        needle = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_body = select(Message.ticket_id).where(func.lower(Message.body_text).like(needle, escape="\\"))
+        query = query.where(or_(func.lower(Ticket.subject).like(needle, escape="\\"),
+                                func.lower(Ticket.centre_email).like(needle, escape="\\"),
                                 Ticket.id.in_(in_body)))  # fmt: skip
     return query
 

@@ -17,7 +17,7 @@ from triage.cleaning import html_to_text
 MAX_PARTS = 200
 MAX_DEPTH = 20
 MAX_BOUNDARY_LINES = 2 * MAX_PARTS + 2  # each part opens with a boundary line; nested ones close too
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1, and Unicode line/paragraph separators
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 _DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are decoded for display
 
@@ -65,9 +65,18 @@ class ParsedEmail:
         return self.headers.get(name.lower(), "")
 
 
+def storable(value: str) -> str:
+    """Text any database can hold: undecodable bytes (surrogate escapes) as U+FFFD, and no NUL."""
+    try:
+        valid = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte
+        valid = value.encode("utf-8", "replace").decode("utf-8")
+    return valid.replace("\x00", "")
+
+
 def single_line(value: object, limit: int = 998) -> str:
     """A header value with CR/LF and control characters removed, safe to copy into an outgoing header."""
-    return _CONTROL.sub(" ", str(value or "")).strip()[:limit]
+    return _CONTROL.sub(" ", storable(str(value or ""))).strip()[:limit]
 
 
 def message_ids(value: str) -> list[str]:
@@ -188,19 +197,20 @@ def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
             text_parts.append(_decode_part(part))
         elif ctype == "text/html":
             html_parts.append(_decode_part(part))
-    html = "\n".join(html_parts) if html_parts else None
-    text = "\n".join(p for p in text_parts if p.strip())
+    # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column can hold them
+    html = storable("\n".join(html_parts)) if html_parts else None
+    text = storable("\n".join(p for p in text_parts if p.strip()))
     if not text.strip() and html:
         text = html_to_text(html)
     return ParsedEmail(
         message_id=message_id,
         from_address=address,
         from_name=single_line(name, 200),
-        to_addresses=[a for _n, a in getaddresses([headers.get("to", ""), headers.get("cc", "")]) if "@" in a],
+        to_addresses=_addresses(headers),
         subject=headers.get("subject", ""),
         in_reply_to=next(iter(message_ids(headers.get("in-reply-to", ""))), None),
         references=message_ids(headers.get("references", "")),
-        text=text.replace("\x00", ""),
+        text=text,
         html=html,
         headers=headers,
         attachments=attachments,
@@ -212,18 +222,37 @@ def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
 
 
 def _sender(msg: Message, header: str = "from") -> tuple[str, str]:
-    """(display name, lower-cased address) of the first valid address in a header, or ("", "")."""
+    """(display name, lower-cased address) of the first usable address in a header, or ("", "")."""
     raw_value = _header(msg, header)
     try:
         addresses = msg[header].addresses if msg[header] is not None else ()
         if addresses:
             first: Address = addresses[0]
-            if first.addr_spec and "@" in first.addr_spec:
-                return first.display_name, single_line(first.addr_spec.lower(), 254)
+            address = single_line(first.addr_spec.lower(), 254)
+            if _can_answer(address):
+                return first.display_name, address
     except Exception:  # noqa: S110 — fall back to the lenient parser below
         pass
     name, address = parseaddr(raw_value)
-    return name, single_line(address.lower(), 254) if "@" in address else ""
+    address = single_line(address.lower(), 254)
+    return (name, address) if _can_answer(address) else (name, "")
+
+
+def _addresses(headers: dict[str, str]) -> list[str]:
+    """The To and Cc addresses, each a clean single line."""
+    pairs = getaddresses([headers.get("to", ""), headers.get("cc", "")])
+    return [single_line(address, 254) for _name, address in pairs if "@" in address]
+
+
+def _can_answer(address: str) -> bool:
+    """True if an answer could be addressed to it: a local part and a domain our own mail headers accept."""
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain):
+        return False
+    try:
+        return Address(addr_spec=address).addr_spec != ""
+    except Exception:  # the header parser refuses it: no reply could carry it in To
+        return False
 
 
 def _embedded_message_id(part: Message) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, abort, current_app, g
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +27,7 @@ def init_app(app: Flask) -> None:
     app.extensions["triage.models"] = ModelProvider(
         app.extensions["triage.sessions"], settings.models_dir, settings.model_check_interval
     )
+    app.url_value_preprocessor(_ids_within_integer_range)
     app.teardown_appcontext(_close_session)
     app.before_request(_new_nonce)
     app.after_request(_security_headers)
@@ -45,6 +46,15 @@ def init_app(app: Flask) -> None:
     errors.init_app(app)
     for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
         app.register_blueprint(blueprint)
+
+
+MAX_ID = 2**31 - 1  # the largest value an INTEGER primary key holds (PostgreSQL int4)
+
+
+def _ids_within_integer_range(_endpoint: str | None, values: dict[str, object] | None) -> None:
+    """A route's <int:...> id past what the database can hold names nothing: 404, not a database error."""
+    if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
+        abort(404)
 
 
 def settings() -> Settings:

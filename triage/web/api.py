@@ -11,7 +11,7 @@ from triage.inbound import InboundContext, Received, message_from_form, receive
 from triage.mail.parse import UnparseableEmail
 from triage.web import session_factory, settings
 from triage.web.auth import token_required
-from triage.web.errors import ApiError
+from triage.web.errors import ApiError, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
@@ -69,7 +69,7 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 @token_required
 def create_ticket() -> ResponseReturnValue:
     """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email."""
-    data = request.get_json(silent=True)
+    data = json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object with from, subject and body")
     sender = _text_field(data, "from", True, 254).strip()

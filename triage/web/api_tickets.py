@@ -14,7 +14,7 @@ from triage.models import Message, Queue, Ticket, User
 from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
-from triage.web.errors import ApiError
+from triage.web.errors import ApiError, json_body
 
 
 def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def _actor() -> tickets.Actor:
 @token_required
 def update_ticket(ticket_id: int) -> ResponseReturnValue:
     """Change status (resolved/open), category, queue or assignee; all or nothing."""
-    data = request.get_json(silent=True)
+    data = json_body()
     allowed = {"status", "category", "queue", "assignee"}
     if not isinstance(data, dict) or not data:
         raise ApiError(400, f"send a JSON object with any of: {', '.join(sorted(allowed))}")
@@ -164,7 +164,7 @@ def _apply(session: Session, actor: tickets.Actor, t: Ticket, name: str, value: 
 @token_required
 def post_reply(ticket_id: int) -> ResponseReturnValue:
     """Reply to the centre (queued in the outbox, threaded)."""
-    data = request.get_json(silent=True)
+    data = json_body()
     if not isinstance(data, dict) or not isinstance(data.get("body"), str) or not data["body"].strip():
         raise ApiError(400, "body is required", field="body")
     if len(data["body"]) > 100_000:
