@@ -12,12 +12,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from triage import create_app, schema
 from triage.database import make_engine, make_session_factory
 from triage.models import Base
+
+# Property tests draw the same examples on every run, so CI is repeatable; HYPOTHESIS_PROFILE=explore
+# draws new ones (run it now and then to look for new failures, then pin what it finds as a test).
+hypothesis_settings.register_profile("repeatable", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]

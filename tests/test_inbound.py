@@ -381,3 +381,17 @@ def test_a_broken_reply_to_falls_back_to_the_sender(mail_app: Flask, api_token: 
     raw = make_email(headers={"Reply-To": "not an address at all"})
     t = ticket(mail_app, post_email(mail_app.test_client(), api_token, raw).get_json()["reference"])
     assert t.centre_email == "jo@college.example"
+
+
+def test_long_loop_reason_and_sender_still_make_a_ticket(mail_app: Flask, api_token: str) -> None:
+    """A 230-character no-reply sender gives a long reason and audit actor: they are cut, never a failure.
+
+    (Found by the fuzz test on PostgreSQL, which enforces VARCHAR(200): the mail stayed pending for good.)
+    """
+    sender = "noreply-" + "x" * 200 + "@college.example"
+    body = post_email(mail_app.test_client(), api_token, make_email(sender=sender)).get_json()
+    assert body["status"] == "processed"
+    t = ticket(mail_app, body["reference"])
+    assert t.action == "none" and len(t.messages[0].auto_submitted_reason or "") <= 200
+    follow = make_email(sender=sender, subject=f"Re: [{body['reference']}] more", headers={"Auto-Submitted": "no"})
+    assert post_email(mail_app.test_client(), api_token, follow).get_json()["status"] == "processed"

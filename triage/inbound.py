@@ -265,7 +265,7 @@ def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed:
         subject=parsed.subject,
         body_text=parsed.text,
         clean_text=clean_body(parsed.text, parsed.html),
-        auto_submitted_reason=reason,
+        auto_submitted_reason=reason[:200] if reason else None,
     )
     for att in parsed.attachments:
         keep = len(att.data) <= settings.attachment_max_bytes
@@ -303,7 +303,9 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
     else:
         action = "ticket.centre_replied"
     ticket.status = "open"
-    session.add(AuditEvent(actor=f"centre:{parsed.from_address}", ticket_id=ticket.id, action=action, details=details))
+    session.add(
+        AuditEvent(actor=f"centre:{parsed.from_address}"[:200], ticket_id=ticket.id, action=action, details=details)
+    )
     if ticket.queue is not None and ticket.queue.notify_address:
         body = compose.render("queue_notification.txt", reference=ticket.reference, subject=ticket.subject,
                               queue=ticket.queue.slug, sender=parsed.from_address, excerpt=message.clean_text[:1500])  # fmt: skip
