@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from triage.database import make_engine
@@ -24,6 +24,14 @@ def _lock_is_free(lock_path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _engine_with_table(path: Path, **kwargs: object) -> Engine:
+    """A SQLite engine on a fresh file holding an empty table t (x INTEGER)."""
+    engine = make_engine(f"sqlite:///{path}", **kwargs)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    return engine
 
 
 def _increment(url: str, times: int) -> None:
@@ -56,9 +64,7 @@ def test_writers_in_several_processes_never_lose_an_update(tmp_path: Path) -> No
 def test_the_writer_lock_is_released_by_commit_rollback_and_close(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     lock = tmp_path / "t.db.writelock"
-    engine = make_engine(f"sqlite:///{db}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(db)
     assert _lock_is_free(lock)
     conn = engine.connect()
     conn.execute(text("INSERT INTO t VALUES (1)"))
@@ -84,9 +90,7 @@ def test_the_writer_lock_is_released_by_commit_rollback_and_close(tmp_path: Path
 
 
 def test_a_nested_transaction_in_one_thread_does_not_wait_for_itself(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}", connect_args={"timeout": 0.2})
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    engine = _engine_with_table(tmp_path / "n.db", connect_args={"timeout": 0.2})
     outer = engine.connect()
     outer.execute(text("INSERT INTO t VALUES (1)"))
     # SQLite itself refuses the second writer after its busy timeout; the lock file must not hang the thread
@@ -99,9 +103,7 @@ def test_a_nested_transaction_in_one_thread_does_not_wait_for_itself(tmp_path: P
 
 def test_a_stuck_writer_makes_others_fail_after_the_timeout_not_hang(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    holder = make_engine(url)
-    with holder.begin() as conn:
-        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    holder = _engine_with_table(tmp_path / "s.db")
     stuck = holder.connect()
     stuck.execute(text("INSERT INTO t VALUES (1)"))  # holds the write lock and never finishes
     waiter = make_engine(url, connect_args={"timeout": 0.3})

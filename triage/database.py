@@ -55,13 +55,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     # Take the write lock at BEGIN so two writers queue instead of failing to upgrade a read lock.
     dbapi_conn = conn.connection.dbapi_connection
-    if isinstance(dbapi_conn, _WriterLockConnection):
-        dbapi_conn.acquire_writer_lock()
+    if not isinstance(dbapi_conn, _WriterLockConnection):  # :memory: and file: URLs have no lock file
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    dbapi_conn.acquire_writer_lock()
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     except BaseException:
-        if isinstance(dbapi_conn, _WriterLockConnection):
-            dbapi_conn.release_writer_lock()
+        dbapi_conn.release_writer_lock()
         raise
 
 

@@ -75,8 +75,8 @@ def _filtered(f: TicketFilter) -> Select[Any]:
         query = query.where(Ticket.assignee_id == f.assignee_id)
     if f.unassigned:
         query = query.where(Ticket.assignee_id.is_(None))
-    # literal text: NUL cannot be sent to PostgreSQL, and %, _ and \ are not wildcards for the person searching
-    words = (f.text or "").replace("\x00", "").strip().lower()[:200]
+    # literal text: %, _ and \ are not wildcards for the person searching (NUL is refused at the web boundary)
+    words = (f.text or "").strip().lower()[:200]
     if words:
         needle = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         in_body = select(Message.ticket_id).where(func.lower(Message.body_text).like(needle, escape="\\"))
