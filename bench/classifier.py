@@ -14,10 +14,11 @@ from pathlib import Path
 import joblib
 
 from bench.common import REPO, median_time, percentile, row, sample_emails, timed
-from triage import registry, schema
+from triage import schema
+from triage.classifier import registry
+from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+from triage.classifier.training import train
 from triage.database import make_engine, make_session_factory
-from triage.dataset import TRAIN_FILE, load_jsonl
-from triage.training import train
 
 BATCH_EMAILS = 10_000
 SINGLE_EMAILS = 1_000

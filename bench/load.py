@@ -26,11 +26,13 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 
 from bench.common import REPO, percentile, wait_for_http
-from triage import registry, schema, tokens
+from triage import schema
+from triage.classifier import registry
+from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+from triage.classifier.training import train
 from triage.database import make_engine, make_session_factory
-from triage.dataset import TRAIN_FILE, load_jsonl
+from triage.helpdesk import tokens
 from triage.models import Base, OutboxItem, Ticket
-from triage.training import train
 
 WORKERS = 4
 

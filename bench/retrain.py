@@ -12,14 +12,15 @@ import tempfile
 from pathlib import Path
 
 from bench.common import REPO, row, timed
-from triage import registry, schema
+from triage import schema
+from triage.classifier import registry
+from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+from triage.classifier.model import build_pipeline, build_scalable_pipeline
+from triage.classifier.retraining import build_datasets, retrain
+from triage.classifier.training import SCALABLE_FROM, train
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
-from triage.dataset import TRAIN_FILE, load_jsonl
-from triage.model import build_pipeline, build_scalable_pipeline
 from triage.models import Message, Ticket, utcnow
-from triage.retraining import build_datasets, retrain
-from triage.training import SCALABLE_FROM, train
 
 
 def _tickets(n: int, seed: int = 11) -> list[tuple[str, str, str]]:

@@ -148,9 +148,9 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A real model trained once per test session on training_data/train.jsonl, saved to a models dir."""
-    from triage import registry
-    from triage.dataset import TRAIN_FILE, load_jsonl
-    from triage.training import train
+    from triage.classifier import registry
+    from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+    from triage.classifier.training import train
 
     models_dir = tmp_path_factory.mktemp("models")
     train_set = load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / TRAIN_FILE)
@@ -169,7 +169,7 @@ def model_app_config(app_config: dict[str, Any], trained_model) -> dict[str, Any
 @pytest.fixture
 def active_model(model_app_config: dict[str, Any], trained_model, session: Session):  # type: ignore[no-untyped-def]
     """Register and activate the session's trained model in this test's database."""
-    from triage import registry
+    from triage.classifier import registry
 
     result, _models_dir = trained_model
     registry.register(session, result.model, "test", True, "")
@@ -242,7 +242,7 @@ def mail_app(mail_app_config: dict[str, Any], active_model) -> Iterator[Flask]: 
 @pytest.fixture
 def api_token(mail_app: Flask) -> str:
     """A live API token for the mail app."""
-    from triage import tokens
+    from triage.helpdesk import tokens
 
     with mail_app.extensions["triage.sessions"]() as s:
         _row, plain = tokens.create_token(s, "tests")

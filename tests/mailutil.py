@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from triage.mail.outbox import deliver_due
 from triage.models import Message, OutboxItem, Ticket
-from triage.outbox import deliver_due
 
 
 def make_email(

@@ -12,8 +12,8 @@ from flask import Flask
 from app import create_app
 from tests.mailutil import count, deliver, make_email, post_email, ticket
 from tests.webutil import make_user
-from triage import tokens
 from triage.config import ConfigError, Settings
+from triage.helpdesk import tokens
 from triage.models import Ticket
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from triage.cleaning import clean_body, clean_subject, html_to_text, latest_reply, model_text
+from triage.classifier.cleaning import clean_body, clean_subject, html_to_text, latest_reply, model_text
 
 
 def test_strips_on_wrote_quote_and_iphone_footer() -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from triage.decision import AUTO_REPLY, NEVER, ROUTE, TRIAGE, Thresholds, action_for, choose_thresholds, decide_rows
+from triage.classifier.decision import (
+    AUTO_REPLY,
+    NEVER,
+    ROUTE,
+    TRIAGE,
+    Thresholds,
+    action_for,
+    choose_thresholds,
+    decide_rows,
+)
 
 
 def _probs(rows: list[tuple[int, float, float]], n_classes: int) -> np.ndarray:

@@ -34,15 +34,15 @@ from tests.faultproxy import TcpProxy
 from tests.mailutil import deliver, make_email, outbox_rows, post_email
 from tests.test_imap import _append, _emails, _poll, _seen_uids
 from triage import create_app
+from triage.mail.outbox import LEASE
 from triage.models import ImapCheckpoint, InboundEmail, Message, OutboxItem, Ticket, utcnow
-from triage.outbox import LEASE
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
 def _token(app: Flask) -> str:
-    from triage import tokens
+    from triage.helpdesk import tokens
 
     with app.extensions["triage.sessions"]() as s:
         _row, plain = tokens.create_token(s, "faults")

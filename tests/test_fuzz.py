@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from triage.inbound import message_from_form
+from triage.mail.inbound import message_from_form
 from triage.mail.parse import MAX_DEPTH, MAX_PARTS, UnparseableEmail, parse
 from triage.models import InboundEmail, Message, OutboxItem, Ticket, format_reference
 

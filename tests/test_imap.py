@@ -14,8 +14,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.mailutil import count, deliver, make_email
-from triage.inbound import InboundContext, receive
 from triage.mail import imap
+from triage.mail.inbound import InboundContext, receive
 from triage.models import ImapCheckpoint, OutboxItem, Ticket
 from triage.tasks import default_tasks
 from triage.worker import Worker

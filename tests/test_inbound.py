@@ -220,7 +220,7 @@ def test_inbound_needs_a_valid_token(mail_app: Flask, api_token: str) -> None:
 
 
 def test_revoked_token_is_refused(mail_app: Flask, api_token: str) -> None:
-    from triage import tokens
+    from triage.helpdesk import tokens
     from triage.models import ApiToken
 
     with mail_app.extensions["triage.sessions"]() as s:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from triage import registry
 from triage.catalogue import SLUGS
-from triage.evaluation import QualityTargets, evaluate, gate_failures
-from triage.model import TrainedModel
+from triage.classifier import registry
+from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
+from triage.classifier.model import TrainedModel
 
 
 def test_model_is_confident_on_clear_mail_and_abstains_on_noise(trained_model) -> None:  # type: ignore[no-untyped-def]
@@ -194,7 +194,7 @@ def test_train_refuses_to_activate_a_model_that_misses_the_gate(app_config: dict
 def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
 
-    from triage.dataset import load_jsonl
+    from triage.classifier.dataset import load_jsonl
 
     model = trained_model[0].model
     pairs = [e.pair for e in load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / "test.jsonl")[:200]]
@@ -209,8 +209,8 @@ def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> N
     """Above SCALABLE_FROM examples, training hashes once, holds out 20 % by group and keeps that model."""
     import numpy as np
 
-    from triage import training
-    from triage.dataset import load_jsonl
+    from triage.classifier import training
+    from triage.classifier.dataset import load_jsonl
 
     data = Path(__file__).resolve().parent.parent / "training_data"
     monkeypatch.setattr(training, "SCALABLE_FROM", 1000)

@@ -60,7 +60,8 @@ def test_json_log_lines_carry_request_id_and_reference(
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_gunicorn_workers_share_one_latency_histogram(app_config: dict[str, Any], tmp_path: Path) -> None:
     """Under the production gunicorn config, any worker's /metrics counts the requests every worker served."""
-    from triage import create_app, tokens
+    from triage import create_app
+    from triage.helpdesk import tokens
 
     app = create_app(app_config)  # migrates the database the server will use
     with app.extensions["triage.sessions"]() as s:

@@ -9,8 +9,8 @@ from flask import Flask
 from sqlalchemy import update
 
 from tests.mailutil import deliver, make_email, outbox_rows, post_email
+from triage.mail.outbox import backoff
 from triage.models import OutboxItem, utcnow
-from triage.outbox import backoff
 
 
 def _make_due(app: Flask) -> None:
@@ -46,7 +46,7 @@ def test_permanent_failure_is_kept_for_staff(mail_app: Flask, api_token: str, sm
     [row] = outbox_rows(mail_app)
     assert row.status == "failed" and "550" in (row.last_error or "")
     assert deliver(mail_app) == 0
-    from triage.outbox import retry_failed
+    from triage.mail.outbox import retry_failed
 
     with mail_app.extensions["triage.sessions"]() as s:
         retry_failed(s, row.id)
@@ -105,7 +105,7 @@ def test_two_workers_never_send_the_same_row(mail_app: Flask, api_token: str, sm
 def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
     mail_app: Flask, api_token: str, smtp_server
 ) -> None:  # type: ignore[no-untyped-def]
-    from triage.outbox import LEASE, claim
+    from triage.mail.outbox import LEASE, claim
 
     post_email(mail_app.test_client(), api_token, make_email())
     sessions = mail_app.extensions["triage.sessions"]
@@ -123,7 +123,7 @@ def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
 
 
 def test_a_message_that_crashes_every_worker_ends_failed(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
-    from triage.outbox import LEASE, claim
+    from triage.mail.outbox import LEASE, claim
 
     post_email(mail_app.test_client(), api_token, make_email())
     sessions = mail_app.extensions["triage.sessions"]
@@ -144,7 +144,7 @@ def test_a_message_that_crashes_every_worker_ends_failed(mail_app: Flask, api_to
 
 def test_without_smtp_mail_is_written_to_the_instance_outbox(model_app_config, active_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from triage import create_app
-    from triage import tokens as tokens_mod
+    from triage.helpdesk import tokens as tokens_mod
 
     app = create_app(model_app_config)
     with app.extensions["triage.sessions"]() as s:

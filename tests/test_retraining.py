@@ -11,10 +11,11 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from triage import create_app, registry
-from triage.dataset import load_jsonl
+from triage import create_app
+from triage.classifier import registry
+from triage.classifier.dataset import load_jsonl
+from triage.classifier.training import train
 from triage.models import Message, Ticket, utcnow
-from triage.training import train
 
 DATA = Path(__file__).resolve().parent.parent / "training_data"
 BASE_WRITERS = {"w2", "w3", "w9"}

@@ -291,8 +291,8 @@ def test_models_page_and_drift_panel(mail_app: Flask, api_token: str) -> None:
 def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
+    from triage.helpdesk.stats import drift
     from triage.models import Ticket, utcnow
-    from triage.stats import drift
 
     now = utcnow()
     for i in range(40):
@@ -314,7 +314,7 @@ def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def
 
 def test_inbound_problems_page_shows_stuck_mail_and_retries_it(mail_app: Flask, api_token: str) -> None:
     """Mail that was stored but never became a ticket is visible to admins, downloadable, and retryable."""
-    from triage.inbound import MAX_PROCESS_ATTEMPTS, InboundContext, process_pending, receive
+    from triage.mail.inbound import MAX_PROCESS_ATTEMPTS, InboundContext, process_pending, receive
     from triage.models import InboundEmail
 
     sessions = mail_app.extensions["triage.sessions"]

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from triage import users
+from triage.helpdesk import users
 
 PASSWORD = "correct horse battery"
 

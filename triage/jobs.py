@@ -8,9 +8,9 @@ from dataclasses import asdict
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.classifier.retraining import retrain
 from triage.config import Settings
 from triage.models import Job, utcnow
-from triage.retraining import retrain
 
 log = logging.getLogger(__name__)
 

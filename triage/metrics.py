@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.inbound import MAX_PROCESS_ATTEMPTS
+from triage.mail.inbound import MAX_PROCESS_ATTEMPTS
 from triage.models import InboundEmail, OutboxItem, Ticket
 
 REQUEST_LATENCY = Histogram(

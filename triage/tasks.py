@@ -8,12 +8,12 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.classifier.registry import ModelProvider
 from triage.config import Settings
-from triage.inbound import InboundContext, process_pending, receive
 from triage.jobs import run_queued
 from triage.mail import imap
-from triage.outbox import deliver_due
-from triage.registry import ModelProvider
+from triage.mail.inbound import InboundContext, process_pending, receive
+from triage.mail.outbox import deliver_due
 from triage.worker import Task
 
 

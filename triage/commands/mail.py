@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
-from triage import tokens
+from triage.classifier.registry import ModelProvider
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
-from triage.inbound import InboundContext, receive
+from triage.helpdesk import tokens
 from triage.mail import imap
-from triage.registry import ModelProvider
+from triage.mail.inbound import InboundContext, receive
 
 
 @triage_cli.command("create-token")

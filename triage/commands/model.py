@@ -10,15 +10,15 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from triage import registry
-from triage.classify_stream import run as classify_run
+from triage.classifier import registry
+from triage.classifier.classify_stream import run as classify_run
+from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl
+from triage.classifier.evaluation import evaluate, format_report
+from triage.classifier.training import train
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
-from triage.dataset import TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl
-from triage.evaluation import evaluate, format_report
 from triage.models import ModelVersion
 from triage.routing import routing_map
-from triage.training import train
 
 
 def _load_model(version: str | None) -> registry.TrainedModel:
@@ -135,7 +135,7 @@ def classify_command(version: str | None) -> None:
 @reports_config_errors
 def retrain_command(jobs: int) -> None:
     """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the champion."""
-    from triage.retraining import retrain
+    from triage.classifier.retraining import retrain
 
     settings = app_settings()
     ready_engine(migrate_sqlite=True)

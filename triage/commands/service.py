@@ -10,7 +10,8 @@ import threading
 import click
 from flask import current_app
 
-from triage import registry, schema
+from triage import schema
+from triage.classifier import registry
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import check_connection
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from triage import users
 from triage.commands import ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
+from triage.helpdesk import users
 
 
 @triage_cli.command("create-user")

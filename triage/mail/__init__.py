@@ -1,1 +1,1 @@
-"""Email: parsing, loop safety, threading, composing replies, the outbox, and the IMAP poller."""
+"""Mail: bytes in (parsing, loop safety, storing and processing inbound mail, the IMAP poller) and mail out (composing replies, the outbox)."""

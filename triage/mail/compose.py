@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from triage.catalogue import Category
-from triage.cleaning import clean_subject
+from triage.classifier.cleaning import clean_subject
 from triage.mail.parse import single_line
 from triage.models import format_reference, utcnow
 

@@ -12,7 +12,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr
 
-from triage.cleaning import html_to_text
+from triage.classifier.cleaning import html_to_text
 
 MAX_PARTS = 200
 MAX_DEPTH = 20

@@ -10,10 +10,10 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
+from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
 from triage.models import utcnow
-from triage.registry import ModelProvider
 
 csrf = CSRFProtect()
 

@@ -8,11 +8,14 @@ from flask_login import current_user, login_required
 from markupsafe import Markup
 from sqlalchemy import select
 
-from triage import catalogue, charts, inbound, jobs, outbox, registry, stats
-from triage import tokens as api_tokens
-from triage import users as accounts
+from triage import catalogue, jobs
+from triage.classifier import registry
+from triage.helpdesk import stats
+from triage.helpdesk import tokens as api_tokens
+from triage.helpdesk import users as accounts
+from triage.mail import inbound, outbox
 from triage.models import ApiToken, AuditEvent, InboundEmail, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
-from triage.web import db, settings
+from triage.web import charts, db, settings
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

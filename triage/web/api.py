@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from triage.inbound import InboundContext, Received, message_from_form, receive
+from triage.mail.inbound import InboundContext, Received, message_from_form, receive
 from triage.mail.parse import UnparseableEmail
 from triage.web import session_factory, settings
 from triage.web.auth import token_required

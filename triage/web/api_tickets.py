@@ -9,7 +9,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from triage import catalogue, tickets
+from triage import catalogue
+from triage.helpdesk import tickets
 from triage.models import Message, Queue, Ticket, User
 from triage.web import db, settings
 from triage.web.api import bp

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import g, request
 
-from triage import tokens
+from triage.helpdesk import tokens
 from triage.web import db, settings
 from triage.web.errors import ApiError
 

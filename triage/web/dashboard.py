@@ -7,8 +7,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from markupsafe import Markup
 
-from triage import charts, stats
-from triage.web import db
+from triage.helpdesk import stats
+from triage.web import charts, db
 
 bp = Blueprint("dashboard", __name__)
 

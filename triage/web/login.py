@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, u
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, login_user, logout_user
 
-from triage import users
+from triage.helpdesk import users
 from triage.models import User
 from triage.web import db
 

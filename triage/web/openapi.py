@@ -7,7 +7,8 @@ from typing import Any
 from flask import jsonify
 from flask.typing import ResponseReturnValue
 
-from triage import catalogue, tickets
+from triage import catalogue
+from triage.helpdesk import tickets
 from triage.web.api import bp
 from triage.web.auth import token_required
 

@@ -9,7 +9,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from triage import catalogue, tickets
+from triage import catalogue
+from triage.helpdesk import tickets
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, User
 from triage.web import db, settings
 

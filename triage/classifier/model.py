@@ -16,8 +16,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
-from triage.cleaning import model_text
-from triage.decision import Decision, Thresholds, decide_rows
+from triage.classifier.cleaning import model_text
+from triage.classifier.decision import Decision, Thresholds, decide_rows
 
 SEED = 20261126
 

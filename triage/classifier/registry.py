@@ -21,8 +21,8 @@ import sklearn
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage.decision import Thresholds
-from triage.model import TrainedModel
+from triage.classifier.decision import Thresholds
+from triage.classifier.model import TrainedModel
 from triage.models import AuditEvent, ModelVersion, utcnow
 
 ARTIFACT = "model.joblib"

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from triage.helpdesk.tickets import queue_summaries
 from triage.models import Ticket, utcnow
-from triage.tickets import queue_summaries
 
 
 def dashboard(session: Session, days: int = 14) -> dict[str, Any]:

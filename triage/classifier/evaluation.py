@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from triage.catalogue import OTHER, SELF_SERVE_SLUGS, SLUGS, STAFF_ONLY_SLUGS
-from triage.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
+from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any, TextIO
 
-from triage.model import TrainedModel
+from triage.classifier.model import TrainedModel
 
 BATCH = 512
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, selectinload
 from triage import catalogue
 from triage.config import Settings
 from triage.mail import compose
+from triage.mail.outbox import enqueue
 from triage.models import AuditEvent, Message, Note, Queue, Ticket, User, utcnow
-from triage.outbox import enqueue
 
 STATUSES = ("open", "pending", "auto_replied", "resolved")
 OPEN_STATUSES = ("open", "pending")

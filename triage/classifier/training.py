@@ -14,10 +14,10 @@ from sklearn import config_context
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from triage.dataset import Example, sha256_of
-from triage.decision import choose_thresholds, decide_rows
-from triage.evaluation import QualityTargets, evaluate, gate_failures
-from triage.model import SEED, TrainedModel, build_pipeline, build_scalable_pipeline
+from triage.classifier.dataset import Example, sha256_of
+from triage.classifier.decision import choose_thresholds, decide_rows
+from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
+from triage.classifier.model import SEED, TrainedModel, build_pipeline, build_scalable_pipeline
 from triage.models import utcnow
 
 

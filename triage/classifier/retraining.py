@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from triage import registry
+from triage.classifier import registry
+from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, Example, load_jsonl, sha256_of
+from triage.classifier.evaluation import QualityTargets, evaluate
+from triage.classifier.model import TrainedModel
+from triage.classifier.training import train
 from triage.config import Settings
-from triage.dataset import TEST_FILE, TRAIN_FILE, Example, load_jsonl, sha256_of
-from triage.evaluation import QualityTargets, evaluate
-from triage.model import TrainedModel
 from triage.models import AuditEvent, Message, Ticket
-from triage.training import train
 
 log = logging.getLogger(__name__)
 

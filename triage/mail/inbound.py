@@ -20,13 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
-from triage.cleaning import clean_body
+from triage.classifier.cleaning import clean_body
+from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
+from triage.classifier.model import TrainedModel
+from triage.classifier.registry import ModelLoadError, ModelProvider
 from triage.config import Settings
-from triage.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
+from triage.mail.outbox import enqueue
 from triage.mail.parse import ParsedEmail, UnparseableEmail, parse, single_line
-from triage.model import TrainedModel
 from triage.models import (
     Attachment,
     AuditEvent,
@@ -38,8 +40,6 @@ from triage.models import (
     parse_reference,
     utcnow,
 )
-from triage.outbox import enqueue
-from triage.registry import ModelLoadError, ModelProvider
 from triage.routing import queue_by_slug, routing_map
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Helpdesk: tickets and their actions, staff users, API tokens and queue statistics."""
