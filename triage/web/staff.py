@@ -10,7 +10,8 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from triage import catalogue
-from triage.helpdesk import tickets
+from triage.helpdesk import macros, tickets
+from triage.mail.forwards import split_forward
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, User
 from triage.web import db, settings
 
@@ -95,8 +96,9 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "categories": catalogue.CATEGORIES,
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
-        "canned": [c for c in catalogue.CATEGORIES if c.answer],
+        "macros": macros.for_category(session, t.confirmed_category or t.predicted_category),
         "me": me(),
+        "forwards": {m.id: f for m in t.messages if m.direction == "inbound" and (f := split_forward(m.body_text))},
     }
     return render_template("ticket.html", **context)
 
