@@ -700,3 +700,29 @@ def test_every_client_shape_through_webhook_and_worker_header_by_header(mail_app
         else:
             assert "will reply within one working day" in text, name
         _assert_reads_well(sent)
+
+
+def test_an_address_no_mail_can_go_to_is_refused_clearly(mail_app: Flask, api_token: str) -> None:
+    """A staff reply to an unusable address is a clear error, and a bad queue address never stops a centre's reply."""
+    from triage.models import Queue
+
+    ref = post_email(
+        mail_app.test_client(), api_token, make_email(subject="zebra", body="invoice 4471 please")
+    ).get_json()
+    t = ticket(mail_app, ref["reference"])
+    with _session(mail_app) as s:
+        row = s.get(Ticket, t.id)
+        row.centre_email = "two words@college.example"  # type: ignore[union-attr]
+        s.get(Queue, t.queue_id).notify_address = "queue team@imi.test"  # type: ignore[union-attr]
+        s.commit()
+    rows_before = count(mail_app, OutboxItem)
+    follow = make_email(sender="jo@college.example", subject=f"Re: [{ref['reference']}] any news?", body="any news?")
+    assert post_email(mail_app.test_client(), api_token, follow).get_json()["status"] == "processed"
+    make_user(mail_app)
+    client = mail_app.test_client()
+    login(client)
+    page = f"/tickets/{t.id}"
+    response = post_form(client, page, f"{page}/reply", {"body": "Here it is."})
+    assert response.status_code == 302
+    assert "cannot take a reply" in client.get(page).get_data(as_text=True)
+    assert count(mail_app, OutboxItem) == rows_before
