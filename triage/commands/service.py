@@ -117,21 +117,82 @@ def _safe_url(url: str) -> str:
 
 @triage_cli.command("worker")
 @click.option("--once", is_flag=True, help="Do what is due now and exit (for cron and tests).")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes on this host (PostgreSQL; SQLite keeps one): the extra ones process "
+                   "mail and deliver replies.")  # fmt: skip
+@click.option("--helper", is_flag=True, hidden=True, help="Run as an extra process of --processes N.")
 @reports_config_errors
-def worker_command(once: bool) -> None:
-    """Run the background worker: outbox delivery, IMAP polling, queued jobs."""
+def worker_command(once: bool, processes: int, helper: bool) -> None:
+    """Run the background worker: inbound mail processing, outbox delivery, IMAP polling, queued jobs."""
     from triage.tasks import default_tasks
+    from triage.wakeup import Waker
     from triage.worker import Worker
 
-    ready_engine()
+    engine = ready_engine()
     settings = app_settings()
     stopping = threading.Event()
-    worker = Worker(default_tasks(settings, sessions(), stopping), sessions(), settings, stopping)
+    waker = Waker(engine)
+    worker = Worker(default_tasks(settings, sessions(), stopping, helper=helper), sessions(), settings, stopping,
+                    waker.wait)  # fmt: skip
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")
         if any(count < 0 for count in done.values()):
             sys.exit(1)
         return
-    click.echo("worker started; stop with Ctrl-C")
-    worker.run_forever()
+    if processes > 1 and engine.dialect.name != "postgresql":
+        click.echo(f"SQLite has one writer at a time: running 1 worker process, not {processes}")
+        processes = 1
+    supervisor = _Helpers(processes - 1, stopping)
+    click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
+    try:
+        supervisor.start()
+        worker.run_forever()
+    finally:
+        stopping.set()
+        supervisor.stop()
+        waker.close()
+
+
+class _Helpers(threading.Thread):
+    """Keeps N helper worker processes running (restarting one that dies) until stopped; SIGTERMs them at the end."""
+
+    def __init__(self, count: int, stopping: threading.Event) -> None:
+        super().__init__(name="worker-helpers", daemon=True)
+        self.count = count
+        self.stopping = stopping
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.lock = threading.Lock()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "flask", "--app", "app", "triage", "worker", "--helper"]
+        return subprocess.Popen(command, env=os.environ.copy())  # noqa: S603 — this interpreter, fixed arguments
+
+    def start(self) -> None:
+        """Start the helpers, and the thread that watches them."""
+        if self.count:
+            with self.lock:
+                self.procs = [self._spawn() for _ in range(self.count)]
+            super().start()
+
+    def run(self) -> None:
+        """Restart a helper that exited while the worker is running."""
+        while not self.stopping.wait(1.0):
+            with self.lock:
+                for index, proc in enumerate(self.procs):
+                    if proc.poll() is not None and not self.stopping.is_set():
+                        click.echo(f"worker helper {proc.pid} exited ({proc.returncode}); starting another", err=True)
+                        self.procs[index] = self._spawn()
+
+    def stop(self) -> None:
+        """SIGTERM every helper (each finishes the batch in hand) and wait for them."""
+        with self.lock:
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in self.procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
