@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +17,8 @@ from triage import schema
 from triage.classifier import registry
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import check_connection
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @triage_cli.command("migrate")
@@ -44,26 +49,64 @@ def serve_command(host: str, port: int, no_worker: bool) -> None:
         click.echo(
             "WARNING: no active model: every email goes to the triage queue. See: flask --app app triage models list"
         )
+    _check_port_free(host, port)
     worker: subprocess.Popen[bytes] | None = None
     if not no_worker:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "app", "triage", "worker"], env=os.environ.copy()
+            [sys.executable, "-m", "flask", "--app", "app", "triage", "worker"],
+            env=os.environ.copy(),
+            preexec_fn=_stop_with_parent,  # no threads yet: the web server starts below
         )
+    # SIGTERM would end this process without running `finally`; make it unwind like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     click.echo(f"IMI triage service on http://{host}:{port}/  (database: {_safe_url(settings.database_url)})")
     if settings.outbox_dir is not None:
         click.echo(f"No SMTP_HOST configured: outgoing mail is written as .eml files into {settings.outbox_dir}")
     click.echo(
-        "First time? Create a staff login with: .venv/bin/flask --app app triage create-user you@example.org --role admin"
+        "First time? Create a staff login with: .venv/bin/flask --app app triage create-user you@example.org "
+        '--name "Your Name" --role admin'
     )
     try:
         run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        pass
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            _stop_worker(worker)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with a hint when the port is taken, before anything is started."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            f"choose another port: make run PORT=5001 (or flask --app app triage serve --port 5001)"
+        ) from None
+
+
+def _stop_with_parent() -> None:
+    """In the worker child (Linux): get SIGTERM if the serve process dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """Turn SIGTERM into a normal exit so the worker is stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Ask the worker to stop (it finishes the message in hand), kill it if it does not within 10 s."""
+    if worker.poll() is None:
+        worker.terminate()
+    try:
+        worker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def _safe_url(url: str) -> str:
