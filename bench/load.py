@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import REPO, percentile
+from bench.common import REPO, full_profile, percentile
 from triage import schema
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE, load_jsonl
@@ -447,8 +447,7 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
 def main() -> None:
     """Floors, then the service on each database, then the per-stage profile and the RESULT line."""
     _guard()
-    full = os.environ.get("BENCH_FULL") == "1"
-    n = int(os.environ.get("BENCH_LOAD_EMAILS", "3000" if full else "300"))
+    n = int(os.environ.get("BENCH_LOAD_EMAILS", "3000" if full_profile() else "300"))
     concurrency = int(os.environ.get("BENCH_LOAD_CONCURRENCY", "16"))
     pg_processes = int(os.environ.get("BENCH_LOAD_WORKERS", "2"))
     max_seconds = float(os.environ.get("BENCH_LOAD_MAX_SECONDS", "600"))

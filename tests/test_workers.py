@@ -154,6 +154,22 @@ def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> N
         assert parsed.clean_text is not None  # kept for the stored message: not cleaned a second time
 
 
+def test_the_webhook_header_check_stores_mail_under_the_message_id_the_parser_gives() -> None:
+    from triage.mail.parse import UnparseableEmail, identify, parse
+
+    raws = [p.read_bytes() for p in sorted((REPO / "tests" / "corpus").glob("*.eml"))]
+    raws += [make_email(message_id="<a@b.example> <second@b.example>"),
+             b"From: a@centre.example\r\nSubject: no id\r\n\r\nbody\r\n",
+             b"From: a@centre.example\nMessage-ID: <" + b"x" * 20000 + b"@long.example>\n\nbody\n"]  # fmt: skip
+    for raw in raws:
+        assert identify(raw) == parse(raw).message_id
+    for bad in [b"", b"  \r\n", b"just some text with no headers", b"Subject: no sender\r\n\r\nbody"]:
+        with pytest.raises(UnparseableEmail):
+            identify(bad)
+        with pytest.raises(UnparseableEmail):
+            parse(bad)
+
+
 # --- real worker processes ----------------------------------------------------------------------------------
 
 

@@ -166,7 +166,8 @@ class _Helpers(threading.Thread):
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "flask", "--app", "app", "triage", "worker", "--helper"]
-        return subprocess.Popen(command, env=os.environ.copy())  # noqa: S603 — this interpreter, fixed arguments
+        # a helper gets SIGTERM if the worker that started it dies (even by SIGKILL): no orphans
+        return subprocess.Popen(command, env=os.environ.copy(), preexec_fn=_stop_with_parent)  # noqa: S603
 
     def start(self) -> None:
         """Start the helpers, and the thread that watches them."""
