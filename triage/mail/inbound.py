@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
-from triage.classifier.cleaning import clean_body
+from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
@@ -264,7 +264,7 @@ def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed:
         to_addresses=", ".join(parsed.to_addresses)[:5000],
         subject=parsed.subject,
         body_text=parsed.text,
-        clean_text=clean_body(parsed.text, parsed.html),
+        clean_text=clean_body(parsed.text, parsed.html, forwarded=is_forward(parsed.subject)),
         auto_submitted_reason=reason[:200] if reason else None,
     )
     for att in parsed.attachments:

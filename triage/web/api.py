@@ -11,6 +11,7 @@ from triage.mail.inbound import InboundContext, Received, message_from_form, rec
 from triage.mail.parse import UnparseableEmail
 from triage.web import session_factory, settings
 from triage.web.auth import token_required
+from triage.web.body import read_body
 from triage.web.errors import ApiError, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -42,13 +43,13 @@ def _receive(raw: bytes, source: str) -> ResponseReturnValue:
 
 
 @bp.post("/inbound")
-@token_required
+@token_required(scope="inbound")
 def inbound() -> ResponseReturnValue:
     """Take one raw RFC 822 message; 202 with the ticket reference once it is committed."""
     mimetype = request.mimetype
     if mimetype not in {"message/rfc822", "application/octet-stream", "text/plain"}:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
-    raw = request.get_data(cache=False)
+    raw = read_body(settings().inbound_max_bytes)
     return _receive(raw, "webhook")
 
 
@@ -66,7 +67,7 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 
 
 @bp.post("/tickets")
-@token_required
+@token_required(scope="inbound")
 def create_ticket() -> ResponseReturnValue:
     """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email."""
     data = json_body()

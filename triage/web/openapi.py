@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from triage import catalogue
 from triage.helpdesk import tickets
 from triage.web.api import bp
-from triage.web.auth import token_required
+from triage.web.auth import ANY_SCOPE, token_required
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -27,12 +27,16 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
-_AUTH = {"401": _error("missing, invalid or revoked token")}
+_AUTH = {"401": _error("missing, invalid or revoked token"), "403": _error("the token lacks this operation's scope"),
+         "429": _error("over the token's rate limit")}  # fmt: skip
 _TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "IMI centre-enquiry triage API", "version": "1"},
+    "info": {"title": "IMI centre-enquiry triage API", "version": "1",
+             "description": "Bearer tokens carry scopes: inbound (POST /inbound, POST /tickets), read (GET), "
+                            "write (PATCH, replies), metrics (/metrics, /healthz details). A token without "
+                            "the operation's scope gets 403."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "components": {
@@ -119,7 +123,7 @@ SPEC: dict[str, Any] = {
 
 
 @bp.get("/openapi.json")
-@token_required
+@token_required(scope=ANY_SCOPE)
 def openapi() -> ResponseReturnValue:
     """The OpenAPI document."""
     return jsonify(SPEC)

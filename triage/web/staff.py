@@ -13,6 +13,8 @@ from triage import catalogue
 from triage.helpdesk import tickets
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, User
 from triage.web import db, settings
+from triage.web.downloads import attachment_disposition
+from triage.web.params import BadParameter, int_param
 
 bp = Blueprint("staff", __name__)
 
@@ -43,8 +45,7 @@ def queues() -> ResponseReturnValue:
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else default
+    return int_param(request.args.get(name), name, default)
 
 
 @bp.get("/queues/<slug>")
@@ -63,11 +64,11 @@ def queue(slug: str) -> ResponseReturnValue:
         queue=slug,
         status=None if status == "all" else status,
         category=category,
-        assignee_id=me().id if assignee == "me" else _int_arg("assignee"),
+        assignee_id=me().id if assignee == "me" else None if assignee == "none" else _int_arg("assignee"),
         unassigned=assignee == "none",
         text=(request.args.get("q") or "").strip() or None,
         oldest_first=request.args.get("sort", "oldest") != "newest",
-        page=_int_arg("page", 1) or 1,
+        page=int_param(request.args.get("page"), "page", 1, high=100_000) or 1,
     )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
@@ -118,8 +119,8 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
         if action == "claim":
             tickets.assign(session, actor, t, user)
         elif action == "assign":
-            assignee_id = form.get("assignee_id", "")
-            assignee = session.get(User, int(assignee_id)) if assignee_id.isdigit() else None
+            assignee_id = int_param(form.get("assignee_id"), "assignee_id")
+            assignee = session.get(User, assignee_id) if assignee_id is not None else None
             tickets.assign(session, actor, t, assignee)
         elif action == "category":
             tickets.set_category(session, actor, t, form.get("category", ""))
@@ -135,9 +136,9 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
             tickets.reopen(session, actor, t)
         session.commit()
         flash({"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(action, "Saved."))
-    except tickets.TicketError as exc:
+    except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
     return redirect(url_for("staff.ticket", ticket_id=ticket_id))
 
 
@@ -164,7 +165,6 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     att = db().get(Attachment, attachment_id)
     if att is None or att.data is None:
         abort(404)
-    safe_name = "".join(ch for ch in att.filename if ch.isalnum() or ch in "._- ")[:100] or "attachment"
     return Response(att.data, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{safe_name}"',
+                    headers={"Content-Disposition": attachment_disposition(att.filename),
                              "X-Content-Type-Options": "nosniff"})  # fmt: skip
