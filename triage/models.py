@@ -35,6 +35,7 @@ NAMING_CONVENTION = {
 }
 
 REFERENCE_PREFIX = "IMI-"
+API_SCOPES = "inbound read write metrics"  # a token's scopes, space-separated; tokens get all by default
 _REFERENCE_RE = re.compile(r"\bIMI-(\d{6,})\b", re.IGNORECASE)
 
 
@@ -118,6 +119,8 @@ class User(Base):
     notify_centre_replies: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # raised by logout, a password change or deactivation: sessions signed with an older value are void
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -136,6 +139,14 @@ class ApiToken(Base):
     # fixed-window request counter for the per-token rate limit (shared by every process through the row)
     rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    scopes: Mapped[str] = mapped_column(String(100), default=API_SCOPES, server_default=API_SCOPES)
+
+    created_by: Mapped[User | None] = relationship()
+
+    @property
+    def scope_list(self) -> list[str]:
+        """The token's scopes (inbound, read, write, metrics)."""
+        return self.scopes.split()
 
 
 class Ticket(Base):

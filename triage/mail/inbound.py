@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
 from triage.classifier import urgency
-from triage.classifier.cleaning import clean_body, clean_subject
+from triage.classifier.cleaning import clean_body, clean_subject, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
@@ -301,7 +301,7 @@ def _model_text(parsed: ParsedEmail) -> str:
 def _clean(parsed: ParsedEmail) -> str:
     """The cleaned body, computed once per email (the model and the stored message both use it)."""
     if parsed.clean_text is None:
-        parsed.clean_text = clean_body(parsed.text, parsed.html)
+        parsed.clean_text = clean_body(parsed.text, parsed.html, forwarded=is_forward(parsed.subject))
     return parsed.clean_text
 
 

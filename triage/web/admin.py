@@ -16,6 +16,7 @@ from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
 from triage.models import ApiToken, AuditEvent, InboundEmail, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
 from triage.web import charts, db, settings
+from triage.web.params import required_int
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -46,7 +47,7 @@ def users() -> ResponseReturnValue:
                                          form.get("role", "agent"), form.get("name", ""))  # fmt: skip
                 _audit("user.created", email=user.email, role=user.role)
             else:
-                user = session.get(User, int(form.get("user_id", "0") or 0))
+                user = session.get(User, required_int(form.get("user_id"), "user_id"))
                 if user is None:
                     raise accounts.UserError("no such user")
                 if user.id == current_user.row.id and form.get("op") not in ("rename", "password"):
@@ -59,8 +60,12 @@ def users() -> ResponseReturnValue:
                     accounts.set_password(user, form.get("password", ""))
                     _audit("user.password_reset", email=user.email)
                 elif op == "toggle":
-                    user.is_active = not user.is_active
+                    revoked = accounts.set_active(session, user, not user.is_active)
                     _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                    for row in revoked:
+                        _audit("token.revoked", name=row.name, reason=f"creator {user.email} deactivated")
+                    if revoked:
+                        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
                 elif form.get("role") in accounts.ROLES:
                     user.role = form["role"]
                     _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
@@ -152,19 +157,22 @@ def tokens() -> ResponseReturnValue:
     new_token = None
     if request.method == "POST":
         if request.form.get("op") == "revoke":
-            row = api_tokens.revoke(session, int(request.form.get("token_id", "0") or 0))
+            row = api_tokens.revoke(session, required_int(request.form.get("token_id"), "token_id"))
             if row is not None:
                 _audit("token.revoked", name=row.name)
             flash("Token revoked.")
         else:
             try:
-                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id)
-                _audit("token.created", name=row.name)
+                scopes = request.form.getlist("scope")
+                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id,
+                                                         scopes)  # fmt: skip
+                _audit("token.created", name=row.name, scopes=row.scopes)
             except ValueError as exc:
                 flash(str(exc), "error")
         session.commit()
     rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
-    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token)
+    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token,
+                           scopes=api_tokens.SCOPE_HELP)  # fmt: skip
 
 
 @bp.route("/outbox", methods=["GET", "POST"])
@@ -172,7 +180,7 @@ def outbox_page() -> ResponseReturnValue:
     """Outgoing mail that failed permanently, with a retry button."""
     session = db()
     if request.method == "POST":
-        item = outbox.retry_failed(session, int(request.form.get("item_id", "0") or 0))
+        item = outbox.retry_failed(session, required_int(request.form.get("item_id"), "item_id"))
         if item is not None:
             _audit("outbox.retried", item=item.id)
         session.commit()
@@ -187,7 +195,7 @@ def inbound_page() -> ResponseReturnValue:
     """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
     session = db()
     if request.method == "POST":
-        row = inbound.retry_processing(session, int(request.form.get("inbound_id", "0") or 0))
+        row = inbound.retry_processing(session, required_int(request.form.get("inbound_id"), "inbound_id"))
         if row is not None:
             _audit("inbound.retried", inbound=row.id, message_id=row.message_id)
             flash("The worker will process it again.")

@@ -16,6 +16,7 @@ from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
 from triage.web.errors import ApiError, json_body
+from triage.web.params import int_param
 
 
 def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
@@ -53,12 +54,8 @@ def message_json(m: Message) -> dict[str, Any]:
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", field=name)
-    return int(raw)
+    value = int_param(request.args.get(name), name, default, low, high)
+    return default if value is None else value
 
 
 def _choice(name: str, allowed: tuple[str, ...] | set[str]) -> str | None:

@@ -11,7 +11,7 @@ from flask_login import current_user
 from triage import catalogue
 from triage.helpdesk import tickets
 from triage.web.api import bp
-from triage.web.auth import token_required
+from triage.web.auth import ANY_SCOPE, token_required
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -28,12 +28,16 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
-_AUTH = {"401": _error("missing, invalid or revoked token")}
+_AUTH = {"401": _error("missing, invalid or revoked token"), "403": _error("the token lacks this operation's scope"),
+         "429": _error("over the token's rate limit")}  # fmt: skip
 _TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "IMI centre-enquiry triage API", "version": "1"},
+    "info": {"title": "IMI centre-enquiry triage API", "version": "1",
+             "description": "Bearer tokens carry scopes: inbound (POST /inbound, POST /tickets), read (GET), "
+                            "write (PATCH, replies), metrics (/metrics, /healthz details). A token without "
+                            "the operation's scope gets 403."},
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "components": {
@@ -151,6 +155,6 @@ def openapi() -> ResponseReturnValue:
     return _openapi_for_token()
 
 
-@token_required
+@token_required(scope=ANY_SCOPE)
 def _openapi_for_token() -> ResponseReturnValue:
     return jsonify(SPEC)

@@ -15,6 +15,8 @@ from triage.helpdesk import bulk, centres, due, search, tickets, views
 from triage.helpdesk.history import describe
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User, utcnow
 from triage.web import db, settings
+from triage.web.downloads import attachment_disposition
+from triage.web.params import BadParameter, int_param
 
 bp = Blueprint("staff", __name__)
 
@@ -76,8 +78,7 @@ def queues() -> ResponseReturnValue:
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else default
+    return int_param(request.args.get(name), name, default)
 
 
 def _list_context(session: Any) -> dict[str, Any]:
@@ -102,11 +103,11 @@ def queue(slug: str) -> ResponseReturnValue:
         queue=slug,
         status=None if status == "all" else status,
         category=category,
-        assignee_id=me().id if assignee == "me" else _int_arg("assignee"),
+        assignee_id=me().id if assignee == "me" else None if assignee == "none" else _int_arg("assignee"),
         unassigned=assignee == "none",
         text=(request.args.get("q") or "").strip() or None,
         oldest_first=request.args.get("sort", "oldest") != "newest",
-        page=_int_arg("page", 1) or 1,
+        page=int_param(request.args.get("page"), "page", 1, high=100_000) or 1,
     )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
@@ -221,8 +222,8 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
         if action == "claim":
             tickets.assign(session, actor, t, user)
         elif action == "assign":
-            assignee_id = form.get("assignee_id", "")
-            assignee = session.get(User, int(assignee_id)) if assignee_id.isdigit() else None
+            assignee_id = int_param(form.get("assignee_id"), "assignee_id")
+            assignee = session.get(User, assignee_id) if assignee_id is not None else None
             tickets.assign(session, actor, t, assignee)
         elif action == "category":
             tickets.set_category(session, actor, t, form.get("category", ""))
@@ -252,9 +253,9 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
         if action == "reply" and then == "resolve":
             done = "Reply queued for sending. Ticket resolved."
         flash(done)
-    except tickets.TicketError as exc:
+    except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
         destination = url_for("staff.ticket", ticket_id=ticket_id)
     return redirect(destination)
 
@@ -309,7 +310,6 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     att = db().get(Attachment, attachment_id)
     if att is None or att.data is None:
         abort(404)
-    safe_name = "".join(ch for ch in att.filename if ch.isalnum() or ch in "._- ")[:100] or "attachment"
     return Response(att.data, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{safe_name}"',
+                    headers={"Content-Disposition": attachment_disposition(att.filename),
                              "X-Content-Type-Options": "nosniff"})  # fmt: skip
