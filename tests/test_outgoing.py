@@ -221,13 +221,14 @@ def _answered_ticket(app: Flask, api_token: str, smtp_server: Any) -> tuple[str,
 def test_reports_about_our_mail_attach_silently(mail_app: Flask, api_token: str, smtp_server, shape: str) -> None:  # type: ignore[no-untyped-def]
     reference, ours = _answered_ticket(mail_app, api_token, smtp_server)
     our_id, subject = ours["Message-ID"], ours["Subject"]
+    status = ticket(mail_app, reference).status
     read = make_email(subject="Read: " + subject, body="Your message was read.", headers={"In-Reply-To": our_id})
     delivered = make_email(subject="Delivered: " + subject, body="Delivered.", headers={"References": our_id})
     # the MDN and the DSN name our message only inside their report parts
     raw = {"mdn": mdn(our_id, subject), "read-subject": read, "dsn": dsn(our_id), "delivered-subject": delivered}[shape]
     assert post_email(mail_app.test_client(), api_token, raw).get_json()["reference"] == reference
     t = ticket(mail_app, reference)
-    assert t.status == "auto_replied" and count(mail_app, Ticket) == 1  # no new ticket, not reopened
+    assert t.status == status and count(mail_app, Ticket) == 1  # no new ticket, nothing changed
     assert t.messages[-1].auto_submitted_reason and t.messages[-1].direction == "inbound"
     assert deliver(mail_app) == 0 and len(smtp_server[0].messages) == 1
 
@@ -693,7 +694,7 @@ def test_every_client_shape_through_webhook_and_worker_header_by_header(mail_app
         assert text.startswith(f"Dear {greeting or 'colleague'},\n\n"), (name, text[:80])
         assert reference in text, name
         t = ticket(mail_app, reference)
-        if t.status == "auto_replied":
+        if any(m.kind == "auto_reply" for m in t.messages):
             category = t.predicted_category or ""
             first_line = (ANSWERS / f"{category}.txt").read_text().splitlines()[0]
             assert first_line in text, (name, category)
