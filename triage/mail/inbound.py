@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
 from triage.classifier import urgency
-from triage.classifier.cleaning import clean_body, clean_subject, is_forward
+from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
@@ -274,28 +274,23 @@ def _prepare(rows: list[Any], given: dict[int, ParsedEmail], model: TrainedModel
         items.append(item)
     timings["parse"] = _lap(clock)
     clock = time.perf_counter()
-    texts: list[str] = []
+    emails: list[tuple[str, str, str]] = []
     for item in items:
         if item.parsed is None:
             continue
         try:
-            texts.append(_model_text(item.parsed))
+            emails.append((item.parsed.subject, _clean(item.parsed), item.parsed.text))
         except Exception as exc:
             item.error, item.parsed = exc, None
     timings["clean"] = _lap(clock)
     clock = time.perf_counter()
-    if model is not None and texts:
-        decisions = iter(model.decide_texts(texts))
+    if model is not None and emails:
+        decisions = iter(model.decide_cleaned(emails))
         for item in items:
             if item.parsed is not None:
                 item.decision = next(decisions)
     timings["classify"] = _lap(clock)
     return items
-
-
-def _model_text(parsed: ParsedEmail) -> str:
-    """What the model reads, as `model_text(subject, text)` builds it, from the body cleaned once."""
-    return f"{clean_subject(parsed.subject)}\n{_clean(parsed)}".strip()
 
 
 def _clean(parsed: ParsedEmail) -> str:
