@@ -33,6 +33,16 @@ def make_email(
     return msg.as_bytes()
 
 
+def email_with_attachment(filename: str, data: bytes, subject: str = "form", message_id: str = "<att@centre.example>",
+                          body: str = "please see the attached form 45") -> bytes:  # fmt: skip
+    """Raw bytes of a centre's email with one PDF attachment."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "a@centre.example", "s@imi.test", subject, message_id
+    msg.set_content(body)
+    msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
+    return msg.as_bytes()
+
+
 class Posted:
     """The webhook's answer to a POST, and what the API says about that email after the worker's processing step.
 
@@ -109,4 +119,5 @@ def outbox_rows(app: Flask) -> list[OutboxItem]:
         return list(s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
 
 
-__all__ = ["Message", "count", "deliver", "make_email", "outbox_rows", "post_email", "process_all", "ticket"]
+__all__ = ["Message", "count", "deliver", "email_with_attachment", "make_email", "outbox_rows", "post_email", "process_all",
+           "ticket"]  # fmt: skip

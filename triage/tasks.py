@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
+from triage.helpdesk import notifications
 from triage.jobs import run_queued
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
@@ -47,6 +48,7 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session],
             )
         )
     tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx, should_stop=stop.is_set)))
+    tasks.append(Task("notify-staff", notifications.run))
     tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stop.is_set)))
     if not helper:
         tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))

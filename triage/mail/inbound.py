@@ -26,7 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
-from triage.classifier.cleaning import clean_body, clean_subject
+from triage.classifier import urgency
+from triage.classifier.cleaning import clean_body, clean_subject, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
@@ -302,7 +303,7 @@ def _model_text(parsed: ParsedEmail) -> str:
 def _clean(parsed: ParsedEmail) -> str:
     """The cleaned body, computed once per email (the model and the stored message both use it)."""
     if parsed.clean_text is None:
-        parsed.clean_text = clean_body(parsed.text, parsed.html)
+        parsed.clean_text = clean_body(parsed.text, parsed.html, forwarded=is_forward(parsed.subject))
     return parsed.clean_text
 
 
@@ -478,7 +479,7 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
         action = "ticket.reopened"
     else:
         action = "ticket.centre_replied"
-    ticket.status = "open"
+    ticket.status, ticket.centre_replied_at = "open", utcnow()
     session.add(
         AuditEvent(actor=f"centre:{parsed.from_address}"[:200], ticket_id=ticket.id, action=action, details=details)
     )
@@ -528,6 +529,9 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
     message = _store_message(
         session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
     )
+    if reason is None:  # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
+        ticket.urgent, ticket.urgent_reason = urgency.assess(category, parsed.subject, message.clean_text)
+        ticket.status = "open" if ticket.urgent else ticket.status
     session.flush()
     if decision is not None:
         session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,

@@ -12,6 +12,7 @@ from triage.mail.parse import UnparseableEmail
 from triage.models import InboundEmail, format_reference
 from triage.web import db, session_factory, settings
 from triage.web.auth import token_required
+from triage.web.body import read_body
 from triage.web.errors import ApiError, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -36,13 +37,13 @@ def _accepted(result: Received, pending_note: str) -> ResponseReturnValue:
 
 
 @bp.post("/inbound")
-@token_required
+@token_required(scope="inbound")
 def inbound() -> ResponseReturnValue:
     """Take one raw RFC 822 message: store it and answer 202 at once; a worker makes the ticket."""
     mimetype = request.mimetype
     if mimetype not in {"message/rfc822", "application/octet-stream", "text/plain"}:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
-    raw = request.get_data(cache=False)
+    raw = read_body(settings().inbound_max_bytes)
     try:
         result = accept(session_factory(), raw, "webhook")
     except UnparseableEmail as exc:
@@ -51,7 +52,7 @@ def inbound() -> ResponseReturnValue:
 
 
 @bp.get("/inbound/<int:inbound_id>")
-@token_required
+@token_required(scope="inbound")
 def inbound_status(inbound_id: int) -> ResponseReturnValue:
     """Where one stored email is: pending, processed (with its ticket reference) or rejected."""
     row = db().get(InboundEmail, inbound_id)
@@ -78,7 +79,7 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 
 
 @bp.post("/tickets")
-@token_required
+@token_required(scope="inbound")
 def create_ticket() -> ResponseReturnValue:
     """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email, at once."""
     data = json_body()
