@@ -168,6 +168,11 @@ def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> N
         + [
             make_email(subject="Re: [IMI-000123] frozen", body="still frozen\n\n> On Monday you wrote:\n> restart it"),
             make_email(body="<html><body><p>exam <b>frozen</b></p></body></html>"),
+            make_email(
+                subject="Fwd: exam frozen",
+                body="Can you help with this?\n\n---------- Forwarded message "
+                "---------\nFrom: Sam <sam@college.example>\nSubject: exam frozen\n\nThe screen froze on question 4.",
+            ),
         ]
     )
     assert len(corpus) >= 10
