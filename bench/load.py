@@ -427,7 +427,7 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
         f"p50 {percentile(fired.latencies, 50):6.1f} ms  p99 {accept_p99:6.1f} ms  errors {errors}"
     )
     cut = "  STOPPED at the time bound: figures cover what was done" if drained.timed_out else ""
-    print(f"  {'processing, ' + name + f', {processes} worker process(es)':36} {drained.processed_per_s:9.1f} "
+    print(f"  {'processing, ' + name + f', {processes} worker proc.':36} {drained.processed_per_s:9.1f} "
           f"emails/s (ratio to the components floor {drained.processed_per_s / floor:.2f}); drained in "
           f"{drained.seconds:.1f} s{cut}")  # fmt: skip
     if drained.reply_ms:

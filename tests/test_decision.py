@@ -100,3 +100,39 @@ def test_routing_threshold_for_staff_only_categories() -> None:
     truth = ["errors_within_exam"] * 20 + ["other"] * 10
     t = choose_thresholds(truth, probs, CLASSES)
     assert 0.5 < t.for_category("errors_within_exam")["prob"] <= 0.9
+
+
+def test_family_margin_holds_close_calls_between_siblings() -> None:
+    classes = ["cannot_unlock_exam", "exam_locked_after_keycode", "extra_time", "other"]
+    t = Thresholds({slug: {"prob": 0.5, "margin": 0.0} for slug in classes[:3]}, family_margin=0.3)
+    probs = np.array(
+        [
+            [0.6, 0.35, 0.03, 0.02],  # sibling close behind: held
+            [0.6, 0.05, 0.33, 0.02],  # runner-up is no sibling: answered
+            [0.9, 0.05, 0.03, 0.02],  # clear of the sibling: answered
+            [0.05, 0.6, 0.33, 0.02],  # the other sibling on top, the first far behind: answered
+        ]
+    )
+    actions = [d.action for d in decide_rows(probs, classes, t)]
+    assert actions == [TRIAGE, AUTO_REPLY, AUTO_REPLY, AUTO_REPLY]
+    assert action_for("cannot_unlock_exam", 0.9, 0.5, t, family_gap=0.1) == TRIAGE
+    assert action_for("extra_time", 0.9, 0.5, t) == AUTO_REPLY
+
+
+def test_thresholds_written_before_policies_still_load() -> None:
+    old = {"auto_reply_target": 0.98, "route_target": 0.9, "per_category": {"extra_time": {"prob": 0.7, "margin": 0.1}}}
+    t = Thresholds.from_dict(old)
+    assert (t.family_margin, t.policy) == (0.0, "per_category")
+    new = Thresholds({"extra_time": {"prob": 0.7, "margin": 0.0}}, family_margin=0.2, policy="global")
+    assert Thresholds.from_dict(new.to_dict()) == new
+
+
+def test_held_for_staff_is_other_in_triage_with_the_reason() -> None:
+    from triage.classifier.decision import hold_for_staff
+
+    probs = np.array([[0.7, 0.2, 0.1]])
+    (decision,) = decide_rows(probs, CLASSES, Thresholds({"candidate_absent": {"prob": 0.5, "margin": 0.0}}))
+    assert decision.action == AUTO_REPLY
+    held = hold_for_staff(decision, probs[0], CLASSES, "thanks only")
+    assert (held.category, held.action, held.queue, held.reason) == ("other", TRIAGE, "triage", "thanks only")
+    assert held.confidence == 0.1 and [s for s, _p in held.alternatives] == ["candidate_absent", "errors_within_exam"]

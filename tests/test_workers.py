@@ -83,6 +83,29 @@ def test_a_batch_classifies_and_writes_many_emails_at_once(mail_app: Flask, api_
     assert deliver(mail_app) == BATCH_SIZE + 5
 
 
+def test_caps_per_sender_hold_inside_one_batch(mail_app: Flask, api_token: str) -> None:
+    """One centre's three emails in one batch: one auto-reply, the same answer is not sent twice, the hourly cap holds."""
+    mail_app.extensions["triage.settings"].sender_hourly_cap = 1
+    client = mail_app.test_client()
+    raws = [make_email(message_id=f"<same-{i}@college.example>") for i in range(2)]  # the same frozen-exam question
+    raws.append(make_email(subject="results", body="when will the june results be released?",
+                           message_id="<same-2@college.example>"))  # fmt: skip
+    raws += _emails(3, "others")  # other senders in the same batch
+    for raw in raws:
+        post_email(client, api_token, raw, process=False)
+    assert process_all(mail_app) == 6
+    with mail_app.extensions["triage.sessions"]() as s:
+        outbound = Counter(s.execute(select(Ticket.centre_email, Message.kind).join(Message, Message.ticket_id == Ticket.id)
+                                     .where(Message.direction == "outbound")).all())  # fmt: skip
+        actions = list(
+            s.scalars(select(Ticket.action).where(Ticket.centre_email == "jo@college.example").order_by(Ticket.id))
+        )
+    assert outbound[("jo@college.example", "auto_reply")] == 1
+    assert sum(n for (sender, _kind), n in outbound.items() if sender == "jo@college.example") == 1
+    assert actions == ["auto_reply", "none", "none"]  # the second and third were held back by the caps
+    assert sum(n for (sender, _kind), n in outbound.items() if sender != "jo@college.example") == 3
+
+
 def _poison(engine: Engine, on: bool) -> None:
     """A real database fault: a trigger that refuses any ticket whose subject is 'poison'."""
     with engine.begin() as conn:
@@ -134,8 +157,8 @@ def test_a_failing_email_fails_alone_and_is_retried(mail_app: Flask, api_token: 
 
 def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> None:
     """The batch feeds the model its cleaned text directly: it must equal `model_text` of the same email."""
-    from triage.classifier.cleaning import model_text
-    from triage.mail.inbound import _model_text
+    from triage.classifier.cleaning import cleaned_text, model_text
+    from triage.mail.inbound import _clean
     from triage.mail.parse import parse
 
     corpus = sorted((REPO / "tests" / "corpus").glob("*.eml"))
@@ -145,12 +168,17 @@ def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> N
         + [
             make_email(subject="Re: [IMI-000123] frozen", body="still frozen\n\n> On Monday you wrote:\n> restart it"),
             make_email(body="<html><body><p>exam <b>frozen</b></p></body></html>"),
+            make_email(
+                subject="Fwd: exam frozen",
+                body="Can you help with this?\n\n---------- Forwarded message "
+                "---------\nFrom: Sam <sam@college.example>\nSubject: exam frozen\n\nThe screen froze on question 4.",
+            ),
         ]
     )
     assert len(corpus) >= 10
     for raw in raws:
         parsed = parse(raw)
-        assert _model_text(parsed) == model_text(parsed.subject, parsed.text)
+        assert cleaned_text(parsed.subject, _clean(parsed)) == model_text(parsed.subject, parsed.text)
         assert parsed.clean_text is not None  # kept for the stored message: not cleaned a second time
 
 

@@ -1,7 +1,7 @@
 """Ticket resolution and sender domain; admin-editable macros seeded for every category.
 
 Revision ID: 0006
-Revises: 0007, 0008 (joins the two heads that branched from 0005)
+Revises: 0008
 Create Date: 2026-12-01 17:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | tuple[str, ...] | None = ("0007", "0008")
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -257,4 +257,9 @@ def clean_body(body: str, html: str | None = None, forwarded: bool = False) -> s
 
 def model_text(subject: str, body: str) -> str:
     """The text the classifier sees: cleaned subject and cleaned body."""
-    return f"{clean_subject(subject)}\n{clean_body(body, forwarded=is_forward(subject))}".strip()
+    return cleaned_text(subject, clean_body(body, forwarded=is_forward(subject)))
+
+
+def cleaned_text(subject: str, cleaned_body: str) -> str:
+    """model_text for a body the caller has already cleaned (with clean_body, once)."""
+    return f"{clean_subject(subject)}\n{cleaned_body}".strip()

@@ -1,4 +1,4 @@
-"""Per-category abstention thresholds and the action taken on a prediction."""
+"""Abstention thresholds and the action taken on a prediction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from triage.catalogue import BY_SLUG, OTHER, SELF_SERVE_SLUGS, STAFF_ONLY_SLUGS, TRIAGE_QUEUE
+from triage.catalogue import BY_SLUG, OTHER, SELF_SERVE_SLUGS, SIBLINGS, STAFF_ONLY_SLUGS, TRIAGE_QUEUE
 
 AUTO_REPLY, ROUTE, TRIAGE = "auto_reply", "route", "triage"
 PROB_GRID = tuple(round(x, 2) for x in np.arange(0.30, 1.0001, 0.01))
@@ -18,11 +18,17 @@ NEVER = {"prob": 1.01, "margin": 1.01}  # a threshold nothing reaches: the categ
 
 @dataclass
 class Thresholds:
-    """Minimum top probability and margin per category before acting without a human."""
+    """Minimum top probability and margin per category before acting without a human.
+
+    `family_margin`: an auto-reply also needs the top category's probability to beat its best sibling in a
+    confusable family (catalogue.FAMILIES) by this much. `policy` names how the thresholds were chosen.
+    """
 
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
     auto_reply_target: float = 0.98
     route_target: float = 0.9
+    family_margin: float = 0.0
+    policy: str = "per_category"
 
     def for_category(self, slug: str) -> dict[str, float]:
         """The (prob, margin) pair for a category; unknown categories never pass."""
@@ -31,12 +37,13 @@ class Thresholds:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for metadata.json."""
         return {"auto_reply_target": self.auto_reply_target, "route_target": self.route_target,
-                "per_category": self.per_category}  # fmt: skip
+                "per_category": self.per_category, "family_margin": self.family_margin, "policy": self.policy}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
-        """Inverse of to_dict."""
-        return cls(dict(data["per_category"]), float(data["auto_reply_target"]), float(data["route_target"]))
+        """Inverse of to_dict (metadata written before families and policies had neither: 0 and per_category)."""
+        return cls(dict(data["per_category"]), float(data["auto_reply_target"]), float(data["route_target"]),
+                   float(data.get("family_margin", 0.0)), str(data.get("policy", "per_category")))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Decision:
     action: str
     queue: str
     alternatives: list[tuple[str, float]]
+    reason: str = ""  # why the action is not the model's own (e.g. a thank-you forced to triage)
 
     def as_json(self) -> dict[str, Any]:
         """The classify contract's fields (without id)."""
@@ -65,15 +73,32 @@ def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order[:, 0], top, top - second
 
 
-def action_for(slug: str, prob: float, margin: float, thresholds: Thresholds) -> str:
-    """auto_reply for a confident self-serve category, route for a confident staff-only one, else triage."""
+def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> np.ndarray:
+    """Row by row, the top class's probability minus its best sibling's (1.0 for a class with no family)."""
+    index = {slug: i for i, slug in enumerate(classes)}
+    siblings = np.zeros((len(classes), len(classes)), dtype=bool)
+    for slug, i in index.items():
+        for sibling in SIBLINGS.get(slug, ()):
+            if sibling in index:
+                siblings[i, index[sibling]] = True
+    rows = np.arange(probs.shape[0])
+    sibling_best = np.where(siblings[best], probs, -np.inf).max(axis=1, initial=-np.inf)
+    gap = probs[rows, best] - sibling_best
+    return np.where(np.isfinite(gap), gap, 1.0)
+
+
+def action_for(slug: str, prob: float, margin: float, thresholds: Thresholds, family_gap: float = 1.0) -> str:
+    """auto_reply for a confident self-serve category (clear of its family), route for a confident staff-only
+    one, else triage."""
     if slug == OTHER:
         return TRIAGE
     limit = thresholds.for_category(slug)
     confident = prob >= limit["prob"] and margin >= limit["margin"]
     if not confident:
         return TRIAGE
-    return AUTO_REPLY if slug in SELF_SERVE_SLUGS else ROUTE
+    if slug not in SELF_SERVE_SLUGS:
+        return ROUTE
+    return AUTO_REPLY if family_gap >= thresholds.family_margin else TRIAGE
 
 
 def decide_rows(
@@ -86,15 +111,23 @@ def decide_rows(
     """Turn a matrix of class probabilities into decisions (queue from routing, else the catalogue)."""
     routing = routing or {}
     best, top, margin = top_two(probs)
+    gaps = family_gaps(probs, classes, best)
     order = np.argsort(-probs, axis=1)[:, 1 : 1 + n_alternatives]
     decisions = []
     for i in range(probs.shape[0]):
         slug = classes[best[i]]
-        action = action_for(slug, float(top[i]), float(margin[i]), thresholds)
+        action = action_for(slug, float(top[i]), float(margin[i]), thresholds, float(gaps[i]))
         queue = TRIAGE_QUEUE if action == TRIAGE else routing.get(slug, BY_SLUG[slug].default_queue)
         alts = [(classes[j], float(probs[i, j])) for j in order[i]]
         decisions.append(Decision(slug, float(top[i]), float(margin[i]), action, queue, alts))
     return decisions
+
+
+def hold_for_staff(decision: Decision, probs: np.ndarray, classes: Sequence[str], reason: str) -> Decision:
+    """The decision for mail that must not be answered or routed automatically: `other`, to triage, with why."""
+    other = float(probs[list(classes).index(OTHER)]) if OTHER in classes else 0.0
+    ranked = [(classes[j], float(probs[j])) for j in np.argsort(-probs) if classes[j] != OTHER]
+    return Decision(OTHER, other, 0.0, TRIAGE, TRIAGE_QUEUE, ranked[: len(decision.alternatives)], reason)
 
 
 @dataclass(frozen=True)
@@ -143,6 +176,7 @@ def choose_thresholds(
     category_floor: float = 0.95,
     max_other_share: float = 0.004,
     max_staff_only_share: float = 0.005,
+    eligible: np.ndarray | None = None,
 ) -> Thresholds:
     """Per-category (prob, margin) thresholds from out-of-fold predictions.
 
@@ -153,10 +187,12 @@ def choose_thresholds(
     headroom on unseen mail), and each category's own precision stays at or above `category_floor`.
     A wrong auto-reply to an `other` or staff-only email counts as `costly_error_weight` errors.
     Staff-only categories get, each on its own, the loosest threshold whose routing precision meets
-    `route_target`.
+    `route_target`. Rows where `eligible` is False (thank-you mail, family close calls) are never auto-replied.
     """
     truth = np.asarray(y_true)
     best, top, margin = top_two(probs)
+    if eligible is not None:
+        top = np.where(eligible, top, -1.0)  # below every threshold: the row never acts alone
     predicted = np.asarray(classes)[best]
     costly = np.isin(truth, [*STAFF_ONLY_SLUGS, OTHER])
     n_other = max(1, int((truth == OTHER).sum()))

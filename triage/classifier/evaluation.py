@@ -28,8 +28,56 @@ def _share(flags: np.ndarray) -> float:
     return float(flags.mean()) if flags.size else 0.0
 
 
-def evaluate(y_true: Sequence[str], decisions: Sequence[Decision]) -> dict[str, Any]:
-    """All evaluation figures for true labels against decisions, as a JSON-ready dict."""
+RISK_COVERAGE_POINTS = 40
+COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[dict[str, float]]:
+    """The risk-coverage curve of the model's confidence on self-serve answers.
+
+    Emails whose top category is self-serve (and that a rule did not hold for staff) are answered in
+    order of confidence; each point is a confidence threshold with the coverage of self-serve mail it
+    would reach and the risk (share of wrong answers) it would take. At most RISK_COVERAGE_POINTS points.
+    """
+    truth = np.asarray(y_true, dtype=object)
+    n_self_serve = max(1, int(np.isin(truth, list(SELF_SERVE_SLUGS)).sum()))
+    candidates = [(d.confidence, d.category == y) for d, y in zip(decisions, truth, strict=True)
+                  if d.category in SELF_SERVE_SLUGS and not d.reason]  # fmt: skip
+    candidates.sort(key=lambda c: -c[0])
+    if not candidates:
+        return []
+    right = np.cumsum([c[1] for c in candidates])
+    answered = np.arange(1, len(candidates) + 1)
+    step = max(1, len(candidates) // RISK_COVERAGE_POINTS)
+    keep = sorted({*range(step - 1, len(candidates), step), len(candidates) - 1})
+    return [{"threshold": float(candidates[i][0]), "coverage": float(right[i] / n_self_serve),
+             "risk": float(1 - right[i] / answered[i]), "answered": int(answered[i])} for i in keep]  # fmt: skip
+
+
+def per_writer(y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str]) -> dict[str, Any]:
+    """Auto-reply precision and coverage for each writer (group) separately."""
+    out = {}
+    truth = np.asarray(y_true, dtype=object)
+    group_arr = np.asarray(groups, dtype=object)
+    for group in sorted(set(group_arr.tolist())):
+        rows = np.flatnonzero(group_arr == group)
+        auto = np.asarray([decisions[i].action == AUTO_REPLY for i in rows], dtype=bool)
+        right = np.asarray([decisions[i].category == truth[i] for i in rows], dtype=bool)
+        self_serve = np.isin(truth[rows], list(SELF_SERVE_SLUGS))
+        out[str(group)] = {
+            "n": int(rows.size),
+            "auto_replied": int(auto.sum()),
+            "wrong": int((auto & ~right).sum()),
+            "precision": float(right[auto].mean()) if auto.any() else None,
+            "coverage": _share(auto[self_serve] & right[self_serve]),
+        }
+    return out
+
+
+def evaluate(
+    y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """All evaluation figures for true labels against decisions, as a JSON-ready dict (per writer with groups)."""
     truth = np.asarray(y_true, dtype=object)
     predicted = np.asarray([d.category for d in decisions], dtype=object)
     actions = np.asarray([d.action for d in decisions], dtype=object)
@@ -69,6 +117,9 @@ def evaluate(y_true: Sequence[str], decisions: Sequence[Decision]) -> dict[str, 
         },
         "route": {"count": int(routed.sum()), "precision": float(correct[routed].mean()) if routed.any() else 1.0},
         "triage_share": _share(actions == TRIAGE),
+        "held_for_staff": int(sum(bool(d.reason) for d in decisions)),
+        "risk_coverage": risk_coverage(truth.tolist(), decisions),
+        "per_writer": per_writer(truth.tolist(), decisions, groups) if groups is not None and any(groups) else {},
     }
 
 
@@ -115,6 +166,24 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for slug, v in report["per_category"].items():
         lines.append(f"{slug:34} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}")
+    if report.get("per_writer"):
+        lines += ["", f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} {'coverage':>8}"]
+        for writer, w in report["per_writer"].items():
+            precision = f"{w['precision']:.3f}" if w["precision"] is not None else "-"
+            lines.append(f"{writer:10} {w['n']:6d} {w['auto_replied']:12d} {w['wrong']:5d} {precision:>9} "
+                         f"{w['coverage']:8.3f}")  # fmt: skip
+    curve = report.get("risk_coverage") or []
+    if curve:
+        lines += ["", "risk-coverage (answering self-serve predictions in order of confidence):",
+                  f"{'coverage':>8} {'risk':>6} {'confidence >=':>13}"]  # fmt: skip
+        for level in COVERAGE_LEVELS:
+            reached = [p for p in curve if p["coverage"] >= level]
+            if reached:
+                point = min(reached, key=lambda p: p["risk"])
+                lines.append(f"{level:8.2f} {point['risk']:6.3f} {point['threshold']:13.3f}")
+            else:
+                lines.append(f"{level:8.2f} {'-':>6} {'not reached':>13}")
+        lines.append(f"operating point: coverage {auto['coverage']:.3f} at risk {1 - auto['precision']:.3f}")
     lines += ["", "confusion matrix (rows: true, columns: predicted, in the order above):"]
     lines += [" ".join(f"{n:3d}" for n in row) for row in report["confusion_matrix"]]
     return "\n".join(lines)

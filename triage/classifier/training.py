@@ -14,11 +14,19 @@ from sklearn import config_context
 from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
+from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
+from triage.classifier.cleaning import clean_body
 from triage.classifier.dataset import Example, sha256_of
-from triage.classifier.decision import choose_thresholds, decide_rows
+from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
 from triage.classifier.model import SEED, TrainedModel, build_pipeline, build_scalable_pipeline
+from triage.classifier.policies import Scored, fit_policy
 from triage.models import utcnow
+
+# The threshold policy training keeps, chosen by nested leave-one-writer-out evaluation
+# (`flask triage evaluate --policies`; the comparison is in training_data/README.md).
+POLICY = "global"
+POLICY_TARGET = 0.99
 
 
 @dataclass
@@ -54,6 +62,20 @@ def out_of_fold_probabilities(
     return probs, sorted(set(labels.tolist()))
 
 
+def acknowledgements(examples: Sequence[Example]) -> np.ndarray:
+    """Which examples' bodies only thank or confirm (these are never auto-replied)."""
+    return np.fromiter((acknowledgement_only(clean_body(ex.body), ex.body) for ex in examples), bool, len(examples))
+
+
+def decisions_for(probs: np.ndarray, classes: Sequence[str], thresholds: Thresholds,
+                  held: np.ndarray) -> list[Decision]:  # fmt: skip
+    """Decisions from out-of-fold probabilities, thank-you mail held for staff as TrainedModel.decide does."""
+    decisions = decide_rows(probs, classes, thresholds)
+    for i in np.flatnonzero(held):
+        decisions[i] = hold_for_staff(decisions[i], probs[i], classes, ACKNOWLEDGEMENT_REASON)
+    return decisions
+
+
 SCALABLE_FROM = 20_000  # examples; from here on, training takes the scalable path
 
 
@@ -85,8 +107,10 @@ def _train_scalable(train_set: Sequence[Example], version: str, targets: Quality
         probs = tail.predict_proba(features[hold_idx])
     classes = [str(c) for c in tail.classes_]
     held = labels[hold_idx].tolist()
-    thresholds = choose_thresholds(held, probs, classes, auto_reply_target=targets.auto_reply_precision)
-    report = evaluate(held, decide_rows(probs, classes, thresholds))
+    ack = acknowledgements([train_set[i] for i in hold_idx])
+    target = max(POLICY_TARGET, targets.auto_reply_precision)
+    thresholds = fit_policy(POLICY, Scored.build(held, probs, classes, ack), target)
+    report = evaluate(held, decisions_for(probs, classes, thresholds, ack))
     return TrainedModel(pipeline, thresholds), report, f"grouped 80/20 holdout ({len(hold_idx)} emails)"
 
 
@@ -105,8 +129,10 @@ def train(
         model, cv_report, validation = _train_scalable(train_set, version, targets, seed, n_jobs)
     else:
         probs, classes = out_of_fold_probabilities(train_set, seed, n_jobs)
-        thresholds = choose_thresholds(labels, probs, classes, auto_reply_target=targets.auto_reply_precision)
-        cv_report = evaluate(labels, decide_rows(probs, classes, thresholds))
+        held = acknowledgements(train_set)
+        target = max(POLICY_TARGET, targets.auto_reply_precision)
+        thresholds = fit_policy(POLICY, Scored.build(labels, probs, classes, held), target)
+        cv_report = evaluate(labels, decisions_for(probs, classes, thresholds, held), [ex.group for ex in train_set])
         pipeline = build_pipeline(seed).fit([ex.pair for ex in train_set], labels)
         model, validation = TrainedModel(pipeline, thresholds), "grouped cross-validation (out-of-fold)"
     test_report = None

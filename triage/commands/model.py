@@ -91,21 +91,33 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
     "--data",
     "data_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="JSONL file (default: the held-out test file).",
+    help="JSONL file (default: the held-out test file; with --policies, the training file).",
 )
 @click.option("--model", "version", help="Model version (default: the active one).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
+@click.option(
+    "--policies",
+    is_flag=True,
+    help="Compare the threshold policies by nested leave-one-writer-out evaluation on the training file "
+    "(fits the model once per fold; no trained model needed) and print the comparison table.",
+)
+@click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs (with --policies).")
 @reports_config_errors
-def evaluate_command(data_file: Path | None, version: str | None, output: Path | None) -> None:
-    """Per-category scores, confusion matrix and auto-reply figures of a model on labelled emails."""
+def evaluate_command(data_file: Path | None, version: str | None, output: Path | None, policies: bool,
+                     jobs: int) -> None:  # fmt: skip
+    """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply figures."""
     settings = app_settings()
+    if policies:
+        _compare_policies(data_file or settings.training_data_dir / TRAIN_FILE, output, jobs)
+        return
     ready_engine(migrate_sqlite=True)
     model = _load_model(version)
     data_file = data_file or settings.training_data_dir / TEST_FILE
     examples = _load_data(data_file)
     with sessions()() as session:
         routing = routing_map(session)
-    report = evaluate([ex.label for ex in examples], model.decide([ex.pair for ex in examples], routing))
+    decisions = model.decide([ex.pair for ex in examples], routing)
+    report = evaluate([ex.label for ex in examples], decisions, [ex.group for ex in examples])
     report.update({"model_version": model.version, "data_file": str(data_file)})
     click.echo(f"model {model.version} on {data_file}")
     click.echo(format_report(report))
@@ -113,6 +125,38 @@ def evaluate_command(data_file: Path | None, version: str | None, output: Path |
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"\nJSON report written to {output}")
+
+
+def _compare_policies(data_file: Path, output: Path | None, jobs: int) -> None:
+    """Nested leave-one-writer-out comparison of the threshold policies on a labelled file."""
+    from triage.classifier import policies
+    from triage.classifier.training import POLICY, POLICY_TARGET, acknowledgements, out_of_fold_probabilities
+
+    examples = _load_data(data_file)
+    groups = [ex.group for ex in examples]
+    if not all(groups) or len(set(groups)) < 3:
+        raise click.ClickException(
+            f"{data_file}: --policies needs a writer (group) on every line and 3 or more writers"
+        )
+    click.echo(f"out-of-fold probabilities for {len(examples)} emails by {len(set(groups))} writers ...", err=True)
+    probs, classes = out_of_fold_probabilities(examples, n_jobs=jobs)
+    scored = policies.Scored.build([ex.label for ex in examples], probs, classes, acknowledgements(examples))
+    results = policies.compare_policies(scored, groups, progress=lambda m: click.echo(m, err=True))
+    best = policies.best_policy(results)
+    click.echo(policies.comparison_table(results, best))
+    click.echo(f"\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, then coverage): "
+               f"{best.policy} fitted to {best.target:.2f}; training uses {POLICY} fitted to {POLICY_TARGET:.2f}")  # fmt: skip
+    click.echo("\nper writer (precision / coverage / auto-replies):")
+    writers = sorted(best.per_writer)
+    click.echo("| policy | fitted to | " + " | ".join(writers) + " |")
+    click.echo("|---|---|" + "---|" * len(writers))
+    for r in results:
+        cells = [f"{o.precision:.3f} / {o.coverage:.2f} / {o.replies}" for o in (r.per_writer[w] for w in writers)]
+        click.echo(f"| {r.policy} | {r.target:.2f} | " + " | ".join(cells) + " |")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps([r.as_dict() for r in results], indent=2) + "\n")
+        click.echo(f"\nJSON written to {output}")
 
 
 @triage_cli.command("classify")

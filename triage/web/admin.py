@@ -270,6 +270,10 @@ def models() -> ResponseReturnValue:
     active = next((v for v in versions if v.status == "active"), None)
     report = ((active.metrics or {}).get("test") or {}) if active else {}
     heatmap = Markup(charts.confusion(report["labels"], report["confusion_matrix"])) if report else None  # noqa: S704
+    auto = report.get("auto_reply") or {}
+    operating = (auto["coverage"], 1 - auto["precision"]) if auto else None
+    curve = Markup(charts.risk_coverage(report.get("risk_coverage") or [], operating)) if report else None  # noqa: S704
     latest_job = session.scalars(select(Job).order_by(Job.id.desc()).limit(1)).first()
-    return render_template("models.html", versions=versions, active=active, heatmap=heatmap, latest_job=latest_job,
+    return render_template("models.html", versions=versions, active=active, heatmap=heatmap, curve=curve,
+                           latest_job=latest_job,
                            quality=stats.production_quality(session), slugs=catalogue.SLUGS)  # fmt: skip

@@ -89,3 +89,48 @@ def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: int 
                 parts.append(f'<text x="{left + j * cell + 3}" y="{top + i * cell + 15}" font-size="9">{value}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def risk_coverage(points: Sequence[Mapping[str, float]], operating: tuple[float, float] | None = None,
+                  width: int = 560, height: int = 260) -> str:  # fmt: skip
+    """The risk-coverage curve: coverage of self-serve mail (x) against the share of wrong answers (y).
+
+    `operating` is the model's actual (coverage, risk), drawn as a dot.
+    """
+    if not points:
+        return '<p class="meta">No risk-coverage figures for this model (trained before they were recorded).</p>'
+    peak = max(0.05, *(p["risk"] for p in points), operating[1] if operating else 0.0)
+    left, top, plot_w, plot_h = 46, 10, width - 60, height - 50
+
+    def xy(coverage: float, risk: float) -> str:
+        return f"{left + coverage * plot_w:.1f},{top + plot_h - risk / peak * plot_h:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Risk-coverage curve">',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>']  # fmt: skip
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = left + tick * plot_w
+        parts.append(f'<text x="{x - 8:.1f}" y="{top + plot_h + 14}" font-size="10">{tick:.0%}</text>')
+        y = top + plot_h - tick * plot_h
+        parts.append(f'<text x="0" y="{y + 4:.1f}" font-size="10">{tick * peak:.1%}</text>'
+                     f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>')  # fmt: skip
+    target_y = top + plot_h - 0.02 / peak * plot_h
+    if peak >= 0.02:
+        parts.append(f'<line x1="{left}" y1="{target_y:.1f}" x2="{left + plot_w}" y2="{target_y:.1f}" '
+                     f'stroke="#a83232" stroke-dasharray="4 3"><title>2% risk (precision 0.98)</title></line>')  # fmt: skip
+    path = " ".join(xy(p["coverage"], p["risk"]) for p in points)
+    parts.append(f'<polyline points="{path}" fill="none" stroke="#0b5cad" stroke-width="2"/>')
+    for p in points:
+        cx, cy = xy(p["coverage"], p["risk"]).split(",")
+        parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="#0b5cad"><title>confidence &gt;= {p["threshold"]:.3f}: '
+                     f'coverage {p["coverage"]:.1%}, risk {p["risk"]:.1%}</title></circle>')  # fmt: skip
+    if operating:
+        cx, cy = xy(*operating).split(",")
+        parts.append(f'<circle cx="{cx}" cy="{cy}" r="5" fill="#d98e04"><title>operating point: coverage '
+                     f'{operating[0]:.1%}, risk {operating[1]:.1%}</title></circle>')  # fmt: skip
+    parts.append(
+        f'<text x="{left + plot_w / 2 - 60:.1f}" y="{height - 4}" font-size="11">coverage of self-serve mail</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
