@@ -331,6 +331,22 @@ def test_domain_hourly_cap_counts_every_address_of_a_domain(mail_app: Flask, api
     assert any("college.ac.uk" in str(e.details.get("reply_suppressed")) for e in history(mail_app, capped.id))
 
 
+def test_domain_cap_holds_inside_one_worker_batch(mail_app: Flask, api_token: str) -> None:
+    """Three addresses of one organisation in one batch with a cap of 2: the third gets no automatic mail."""
+    from tests.mailutil import process_all
+
+    mail_app.extensions["triage.settings"].domain_hourly_cap = 2
+    client = mail_app.test_client()
+    senders = ["a@college.ac.uk", "b@mail.college.ac.uk", "c@staff.college.ac.uk", "d@other.ac.uk"]
+    for i, sender in enumerate(senders):
+        raw = make_email(subject=f"q{i}", sender=sender, body=f"random question number {i} about something",
+                         message_id=f"<batch-{i}@college.ac.uk>")  # fmt: skip
+        post_email(client, api_token, raw, process=False)
+    assert process_all(mail_app) == 4
+    assert sorted(r.recipient for r in outbox_rows(mail_app)) == ["a@college.ac.uk", "b@mail.college.ac.uk",
+                                                                  "d@other.ac.uk"]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("results", "answered"),
     [
