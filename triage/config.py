@@ -108,6 +108,7 @@ class Settings:
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
+        s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))  # idle sleep when nothing wakes it
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)

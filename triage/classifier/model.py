@@ -106,8 +106,19 @@ class TrainedModel:
         normalised, exactly as scikit-learn computes it (a test checks they agree), without its per-class
         input validation, which costs more than the arithmetic for a single email.
         """
+        return self._probabilities(self.pipeline[:-1], list(pairs))
+
+    def text_probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities for texts already in `model_text` form (cleaned once by the caller).
+
+        The Pipeline's own cleaning step is skipped (a Pipeline without one reads the texts as they are).
+        """
+        first = 1 if self.pipeline.steps[0][0] == "clean" else 0
+        return self._probabilities(self.pipeline[first:-1], list(texts))
+
+    def _probabilities(self, transform: Any, inputs: list[Any]) -> np.ndarray:
         with config_context(assume_finite=True, skip_parameter_validation=True):
-            features = self.pipeline[:-1].transform(list(pairs))
+            features = transform.transform(inputs)
             fast = self._calibration()
             if fast is None:
                 return self.pipeline[-1].predict_proba(features)
@@ -142,6 +153,12 @@ class TrainedModel:
         if not pairs:
             return []
         return decide_rows(self.probabilities(pairs), self.classes, self.thresholds, routing)
+
+    def decide_texts(self, texts: Sequence[str], routing: Mapping[str, str] | None = None) -> list[Decision]:
+        """Decisions for a batch of texts already in `model_text` form."""
+        if not texts:
+            return []
+        return decide_rows(self.text_probabilities(texts), self.classes, self.thresholds, routing)
 
     def decide_one(self, subject: str, body: str, routing: Mapping[str, str] | None = None) -> Decision:
         """The decision for one email."""

@@ -49,6 +49,11 @@ def create_user(session: Session, email: str, password: str, role: str = "agent"
     return user
 
 
+def clean_name(name: str) -> str:
+    """A display name: one line, trimmed, at most 200 characters."""
+    return " ".join(name.split())[:200]
+
+
 def set_password(user: User, password: str) -> None:
     """Replace a user's password; every session of the user ends."""
     if len(password) < MIN_PASSWORD:

@@ -61,6 +61,7 @@ class ParsedEmail:
     bounced_message_ids: list[str] = field(default_factory=list)
     generated_message_id: bool = False
     reply_to_address: str = ""  # the first valid Reply-To address, if any
+    clean_text: str | None = None  # what the centre wrote now, cleaned once by the inbound batch
 
     @property
     def reply_address(self) -> str:
@@ -205,6 +206,30 @@ def bounded_head(head: bytes) -> bytes:
         kept.append(line)
         size += len(line)
     return b"".join(kept)
+
+
+def identify(raw: bytes) -> str:
+    """The Message-ID raw mail is stored under, from its header block alone (the webhook's quick check).
+
+    Raises UnparseableEmail for headers `parse` would refuse (empty, no headers, no usable From); the
+    body is not read, so this costs a fraction of `parse`, and gives the Message-ID `parse` gives.
+    """
+    if not raw or not raw.strip():
+        raise UnparseableEmail("empty message")
+    try:
+        head, _body_start = _split_head(raw, 0, len(raw))
+        msg = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
+        if not msg.keys():
+            raise UnparseableEmail("no headers found: not an RFC 822 message")
+        if not _sender(msg)[1]:
+            raise UnparseableEmail("message has no valid From address")
+        value = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), "")  # type: ignore[attr-defined]
+    except UnparseableEmail:
+        raise
+    except Exception as exc:  # hostile headers must never escape as a crash
+        raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
+    found = message_ids(single_line(value[: 2 * MAX_HEADER_FIELD]))
+    return found[0] if found else f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
 
 
 def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from triage import catalogue, jobs
 from triage.classifier import registry
-from triage.helpdesk import stats
+from triage.helpdesk import due, stats
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
@@ -37,7 +37,7 @@ def _audit(action: str, **details: object) -> None:
 
 @bp.route("/users", methods=["GET", "POST"])
 def users() -> ResponseReturnValue:
-    """List users; create one; change role or deactivate."""
+    """List users; create one; rename, reset a password, change role, deactivate or reactivate."""
     session = db()
     if request.method == "POST":
         form = request.form
@@ -50,17 +50,27 @@ def users() -> ResponseReturnValue:
                 user = session.get(User, required_int(form.get("user_id"), "user_id"))
                 if user is None:
                     raise accounts.UserError("no such user")
-                if user.id == current_user.row.id:
-                    raise accounts.UserError("you cannot change your own account here")
-                if form.get("op") == "toggle":
+                if user.id == current_user.row.id and form.get("op") not in ("rename", "password"):
+                    raise accounts.UserError("you cannot change your own role or deactivate yourself")
+                op = form.get("op")
+                if op == "rename":
+                    user.name = accounts.clean_name(form.get("name", ""))
+                    _audit("user.renamed", email=user.email, name=user.name)
+                elif op == "password":
+                    accounts.set_password(user, form.get("password", ""))
+                    _audit("user.password_reset", email=user.email)
+                elif op == "toggle":
                     revoked = accounts.set_active(session, user, not user.is_active)
+                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
                     for row in revoked:
                         _audit("token.revoked", name=row.name, reason=f"creator {user.email} deactivated")
                     if revoked:
                         flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
                 elif form.get("role") in accounts.ROLES:
                     user.role = form["role"]
-                _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                else:
+                    raise accounts.UserError("unknown change")
             session.commit()
             flash("Saved.")
         except accounts.UserError as exc:
@@ -73,7 +83,7 @@ def users() -> ResponseReturnValue:
 
 @bp.route("/queues", methods=["GET", "POST"])
 def queues() -> ResponseReturnValue:
-    """List queues; add one; set the address told of centre replies."""
+    """List queues; add one; set the notify address and the response targets (business minutes)."""
     session = db()
     if request.method == "POST":
         form = request.form
@@ -87,10 +97,28 @@ def queues() -> ResponseReturnValue:
             if not slug.replace("-", "").isalnum() or len(slug) > 64:
                 flash("queue slug: letters, digits and dashes only", "error")
                 return redirect(url_for("admin.queues"))
-            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug)
+            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug,
+                          first_response_minutes=due.DEFAULT_FIRST_MINUTES, next_response_minutes=due.DEFAULT_NEXT_MINUTES,
+                          urgent_response_minutes=due.DEFAULT_URGENT_MINUTES)  # fmt: skip
             session.add(queue)
         queue.notify_address = notify
-        _audit("queue.saved", slug=slug, notify_address=notify)
+        try:
+            for field, label in (("first_response_minutes", "first response"), ("next_response_minutes", "next response"),
+                                 ("urgent_response_minutes", "urgent response")):  # fmt: skip
+                if form.get(field, "").strip():
+                    setattr(queue, field, due.validate_minutes(form[field], f"{label} target"))
+        except ValueError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("admin.queues"))
+        _audit(
+            "queue.saved",
+            slug=slug,
+            notify_address=notify,
+            first_response_minutes=queue.first_response_minutes,
+            next_response_minutes=queue.next_response_minutes,
+            urgent_response_minutes=queue.urgent_response_minutes,
+        )
         session.commit()
         flash("Saved.")
         return redirect(url_for("admin.queues"))

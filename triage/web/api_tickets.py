@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage import catalogue
-from triage.helpdesk import tickets
+from triage.helpdesk import due, tickets
 from triage.models import Message, Queue, Ticket, User
 from triage.web import db, settings
 from triage.web.api import bp
@@ -34,6 +34,10 @@ def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
         "confirmed_category": t.confirmed_category,
         "queue": t.queue.slug if t.queue else None,
         "assignee": t.assignee.email if t.assignee else None,
+        "urgent": t.urgent,
+        "urgent_reason": t.urgent_reason,
+        "due_at": due_time.isoformat() if (due_time := due.due_at(t)) is not None else None,
+        "centre_replied": t.centre_replied,
         "created_at": t.created_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
     }
