@@ -1,19 +1,61 @@
-"""`python -m bench`: run every benchmark in turn (or those named on the command line)."""
+"""`python -m bench [NAME ...]`: run the benchmarks (all by default), quick sizes unless BENCH_FULL=1."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import sys
 
-BENCHMARKS = ["classifier", "parse", "retrain", "load"]
+from bench.common import full_profile
+
+# name: (what it measures, rough time on 2 cores: quick profile, full profile)
+BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "classifier": (
+        "classify CLI throughput, single-email latency (p50/p99), model load time, size and memory, "
+        "each against a bare scikit-learn Pipeline",
+        "~1.5 min",
+        "~3 min",
+    ),
+    "parse": (
+        "the parser on hostile 1 MiB shapes, then CPU from bytes to decision (parse, clean, classify) for hostile "
+        "mail up to INBOUND_MAX_BYTES against plain mail of the same size, and the worst shape against the 1 s budget",
+        "~1 min",
+        "~1 min (same sizes)",
+    ),
+    "retrain": (
+        "retraining on resolved tickets (quick 5,000, full 50,000) against one bare Pipeline fit",
+        "~1 min",
+        "~5 min",
+    ),
+    "load": (
+        "emails POSTed to the webhook under gunicorn on SQLite (and PostgreSQL with BENCH_DATABASE_URL): accept "
+        "latency, processing rate, lost and doubled mail, against bare floors; ends with a RESULT line",
+        "~2 min",
+        "~10 min (3,000 emails per database)",
+    ),
+}
+
+
+def _description() -> str:
+    lines = ["benchmarks (quick profile by default; BENCH_FULL=1 for the full sizes):", ""]
+    for name, (what, quick, full) in BENCHMARKS.items():
+        lines.append(f"  {name:<11} {what}")
+        lines.append(f"  {'':<11} takes {quick} quick, {full} full")
+    lines += ["", "Each prints ratios against a baseline measured in the same run; nothing is asserted."]
+    return "\n".join(lines)
 
 
 def main() -> None:
     """Run the named benchmarks, default all."""
-    names = sys.argv[1:] or BENCHMARKS
-    for name in names:
-        if name not in BENCHMARKS:
-            sys.exit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=_description(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    print(f"profile: {'full' if full_profile() else 'quick (BENCH_FULL=1 for the full sizes)'}")
+    for name in args.names or BENCHMARKS:
         importlib.import_module(f"bench.{name}").main()
 
 

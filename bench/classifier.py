@@ -13,15 +13,15 @@ from pathlib import Path
 
 import joblib
 
-from bench.common import REPO, median_time, percentile, row, sample_emails, timed
+from bench.common import REPO, full_profile, median_time, percentile, row, sample_emails, timed
 from triage import schema
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE, load_jsonl
 from triage.classifier.training import train
 from triage.database import make_engine, make_session_factory
 
-BATCH_EMAILS = 10_000
-SINGLE_EMAILS = 1_000
+BATCH_EMAILS = 10_000 if full_profile() else 2_000
+SINGLE_EMAILS = 1_000 if full_profile() else 300
 
 _BARE_SCRIPT = """
 import json, sys, time, joblib

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -13,6 +14,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def full_profile() -> bool:
+    """True when BENCH_FULL=1 asks for the full benchmark sizes (default: the quick profile)."""
+    return os.environ.get("BENCH_FULL", "") == "1"
 
 
 def percentile(values: list[float], q: float) -> float:

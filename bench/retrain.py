@@ -1,6 +1,6 @@
 """Retraining benchmark: `flask triage retrain`'s work on N resolved tickets against one bare Pipeline fit.
 
-N defaults to 5,000 so `make bench` stays bounded; BENCH_RETRAIN_TICKETS=50000 runs the issue's full size.
+N is 5,000 in the quick profile and 50,000 (the issue's full size) with BENCH_FULL=1; BENCH_RETRAIN_TICKETS overrides both.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from bench.common import REPO, row, timed
+from bench.common import REPO, full_profile, row, timed
 from triage import schema
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE, load_jsonl
@@ -35,7 +35,7 @@ def _tickets(n: int, seed: int = 11) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     """Store N resolved tickets in a scratch database, time a retrain, and a bare fit on the same texts."""
-    n = int(os.environ.get("BENCH_RETRAIN_TICKETS", "5000"))
+    n = int(os.environ.get("BENCH_RETRAIN_TICKETS", "50000" if full_profile() else "5000"))
     print(f"== retrain on {n} resolved tickets (target at 50,000: under 120 s) ==")
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)

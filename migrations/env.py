@@ -9,6 +9,7 @@ from alembic import context
 from triage.config import Settings
 from triage.database import make_engine
 from triage.models import Base
+from triage.schema import include_name
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -33,6 +34,7 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=True,
+        include_name=include_name,
     )
 
 

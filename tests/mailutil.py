@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from triage.mail.inbound import InboundContext, process_pending
 from triage.mail.outbox import deliver_due
 from triage.models import Message, OutboxItem, Ticket
 
@@ -32,10 +33,61 @@ def make_email(
     return msg.as_bytes()
 
 
-def post_email(client: Any, token: str, raw: bytes) -> Any:
-    """POST raw bytes to the inbound webhook."""
-    return client.post("/api/v1/inbound", data=raw, headers={"Authorization": f"Bearer {token}",
-                                                              "Content-Type": "message/rfc822"})  # fmt: skip
+def email_with_attachment(filename: str, data: bytes, subject: str = "form", message_id: str = "<att@centre.example>",
+                          body: str = "please see the attached form 45") -> bytes:  # fmt: skip
+    """Raw bytes of a centre's email with one PDF attachment."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "a@centre.example", "s@imi.test", subject, message_id
+    msg.set_content(body)
+    msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
+    return msg.as_bytes()
+
+
+class Posted:
+    """The webhook's answer to a POST, and what the API says about that email after the worker's processing step.
+
+    `status_code`, `headers` and `post` are the POST's; `get_json()` is the POST's JSON updated with
+    GET /api/v1/inbound/<id> (status, reference, ...), asked when first needed, after `process_all` has
+    run as a worker would.
+    """
+
+    def __init__(self, post: Any, client: Any, token: str) -> None:
+        self.post = post
+        self.status_code = post.status_code
+        self.headers = post.headers
+        self._client, self._token, self._after = client, token, None
+
+    def get_json(self) -> Any:
+        """The answer's JSON with the email's processed state."""
+        if self._after is None:
+            url = f"/api/v1/inbound/{self.post.get_json()['id']}"
+            after = self._client.get(url, headers={"Authorization": f"Bearer {self._token}"})
+            assert after.status_code == 200, after.get_data(as_text=True)
+            self._after = after.get_json()
+        return {**self.post.get_json(), **self._after}
+
+    def get_data(self, as_text: bool = False) -> Any:
+        """The POST's raw body."""
+        return self.post.get_data(as_text=as_text)
+
+
+def post_email(client: Any, token: str, raw: bytes, process: bool = True) -> Any:
+    """POST raw bytes to the inbound webhook (202: stored); with `process`, then run the worker's processing step."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"}
+    response = client.post("/api/v1/inbound", data=raw, headers=headers)
+    if not process or response.status_code != 202:
+        return response
+    process_all(client.application)
+    return Posted(response, client, token)
+
+
+def process_all(app: Flask) -> int:
+    """Run the worker's processing step until no stored mail is pending; returns how many emails it processed."""
+    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.models"])
+    total = 0
+    while done := process_pending(app.extensions["triage.sessions"], ctx):
+        total += done
+    return total
 
 
 def deliver(app: Flask, worker: str = "test-worker") -> int:
@@ -67,4 +119,5 @@ def outbox_rows(app: Flask) -> list[OutboxItem]:
         return list(s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
 
 
-__all__ = ["Message", "count", "deliver", "make_email", "outbox_rows", "post_email", "ticket"]
+__all__ = ["Message", "count", "deliver", "email_with_attachment", "make_email", "outbox_rows", "post_email", "process_all",
+           "ticket"]  # fmt: skip

@@ -78,7 +78,7 @@ def test_agent_finds_understands_answers_and_resolves_a_routed_ticket(
     page.fill("#reply-body", "Hello, please send the new contact's details to our centre team and we will update it.")
     page.click("text=Send reply")
     page.wait_for_selector("text=Reply queued for sending.")
-    page.click("button:has-text('Resolve')")
+    page.click("#resolve-form button")
     page.wait_for_selector("text=Ticket resolved.")
     t = ticket(mail_app, ref)
     assert t.status == "resolved" and t.confirmed_category == "other"

@@ -74,3 +74,53 @@ def test_message_that_is_only_quote_keeps_text() -> None:
 def test_huge_and_odd_input_is_bounded() -> None:
     text = latest_reply("x" * 1_000_000 + "\x00\r\n")
     assert len(text) <= 20_000
+
+
+def test_forwarded_mail_keeps_the_note_and_the_forwarded_message() -> None:
+    """Gmail, Apple Mail and Outlook forwards: the classifier reads the forwarder's note and what was forwarded."""
+    gmail = (
+        "Hi IMI, can you help with the below please?\n\nThanks,\nKate\n\n"
+        "---------- Forwarded message ---------\nFrom: Tutor <tutor@college.example>\n"
+        "Date: Thu, 26 Feb 2026 at 11:18\nSubject: Learner locked out\nTo: Kate <kate@college.example>\n\n"
+        "Liam typed his keycode and the exam is now locked.\nKind regards\nTutor\n"
+    )
+    text = latest_reply(gmail)
+    assert "can you help with the below" in text and "Learner locked out" in text
+    assert "typed his keycode and the exam is now locked" in text
+    assert "Tutor <tutor" not in text and "Kind regards" not in text
+    apple = "See below.\n\nBegin forwarded message:\n\nFrom: IT <it@college.example>\nSubject: installer\n\nWhere is the SecureClient download?"
+    assert latest_reply(apple) == "See below.\n\ninstaller\nWhere is the SecureClient download?"
+    outlook = (
+        "Please see below from our IT department.\n\n-----Original Message-----\nFrom: IT Servicedesk\n"
+        "Sent: 03 March 2026 14:22\nTo: Ruth\nSubject: RE: installer link\n\nWe need the installer for 8 laptops.\nRegards\n"
+    )
+    assert model_text("FW: installer link", outlook) == (
+        "installer link\nPlease see below from our IT department.\n\ninstaller link\nWe need the installer for 8 laptops."
+    )
+
+
+def test_reply_history_is_still_stripped_including_outlook_original_message_on_a_reply() -> None:
+    reply = (
+        "Thanks, that fixed it.\n\n-----Original Message-----\nFrom: IMI Awards Support\nSent: 14 October 2025 15:02\n"
+        "Subject: RE: exam\n\nDear Mark, please restart SecureClient.\n"
+    )
+    assert model_text("Re: exam", reply) == "exam\nThanks, that fixed it."
+    gmail_reply = (
+        "It froze again.\n\nOn Tue, 3 Mar 2026 at 09:12, IMI Support <\nsupport@imi.example> wrote:\n> restart it\n"
+    )
+    assert latest_reply(gmail_reply) == "It froze again."
+    quoted_forward = "my answer\n> ---------- Forwarded message ---------\n> From: x\n> old forwarded text"
+    assert latest_reply(quoted_forward) == "my answer"
+
+
+def test_reply_written_below_the_quote_is_found() -> None:
+    body = "On Mon, 2 Mar 2026, IMI Support wrote:\n> Which PC?\n\nPC 4 in room B, it is frozen."
+    assert latest_reply(body) == "PC 4 in room B, it is frozen."
+
+
+def test_lists_and_external_sender_banners() -> None:
+    body = (
+        "CAUTION: This email originated from outside the organisation.\n\n"
+        "These learners are missing:\n- Liam Brennan\n- Jade Oduya\n\nThanks\nJo"
+    )
+    assert latest_reply(body) == "These learners are missing:\n- Liam Brennan\n- Jade Oduya"

@@ -28,10 +28,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from tests.conftest import free_port
 from tests.faultproxy import TcpProxy
-from tests.mailutil import deliver, make_email, outbox_rows, post_email
+from tests.mailutil import deliver, make_email, outbox_rows, post_email, process_all
 from tests.test_imap import _append, _emails, _poll, _seen_uids
 from triage import create_app
 from triage.mail.outbox import LEASE
@@ -345,14 +346,33 @@ def test_database_outage_before_the_post_is_503_and_the_retry_stores_it_once(
 
 
 @pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
-def test_database_outage_in_the_middle_of_the_post_keeps_the_mail_and_the_retry_makes_one_ticket(
+def test_database_outage_in_the_middle_of_the_post_is_503_and_the_retry_stores_it_once(
+    proxied_db_app: Flask, pg_proxy: TcpProxy, engine: Engine
+) -> None:
+    client, token = proxied_db_app.test_client(), _token(proxied_db_app)
+    raw = make_email(message_id="<outage-storing@college.example>")
+    pg_proxy.cut_on(b"INSERT INTO inbound_emails", outage=True)  # the outage comes with the webhook's one INSERT
+    _assert_503(post_email(client, token, raw, process=False))
+    assert not pg_proxy.running and not pg_proxy.armed
+    assert _count(engine, InboundEmail) == 0
+    pg_proxy.start()
+    retry = post_email(client, token, raw)
+    assert retry.status_code == 202 and retry.get_json()["duplicate"] is False
+    assert retry.get_json()["status"] == "processed" and retry.get_json()["reference"]
+    assert _count(engine, InboundEmail) == 1 and _count(engine, Ticket) == 1 and _count(engine, OutboxItem) == 1
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_database_outage_while_the_worker_writes_keeps_the_mail_and_the_retry_makes_one_ticket(
     proxied_db_app: Flask, pg_proxy: TcpProxy, engine: Engine
 ) -> None:
     client, token = proxied_db_app.test_client(), _token(proxied_db_app)
     raw = make_email(message_id="<outage-during@college.example>")
-    # the raw mail is committed first; the outage comes as the ticket is about to be written
-    pg_proxy.cut_on(b"INSERT INTO tickets", outage=True)
-    _assert_503(post_email(client, token, raw))
+    accepted = post_email(client, token, raw, process=False)  # the webhook has stored it and answered
+    assert accepted.status_code == 202 and accepted.get_json()["status"] == "pending"
+    pg_proxy.cut_on(b"INSERT INTO tickets", outage=True)  # the outage comes as the worker writes the ticket
+    with pytest.raises(OperationalError):
+        process_all(proxied_db_app)
     assert not pg_proxy.running and not pg_proxy.armed
     with engine.connect() as conn:
         [(status, stored, ticket_id)] = conn.execute(select(InboundEmail.status, InboundEmail.raw,
@@ -360,10 +380,10 @@ def test_database_outage_in_the_middle_of_the_post_keeps_the_mail_and_the_retry_
     assert (status, stored, ticket_id) == ("pending", raw, None)  # whole, and waiting for processing
     assert _count(engine, Ticket) == 0 and _count(engine, Message) == 0 and _count(engine, OutboxItem) == 0
     pg_proxy.start()
-    retry = post_email(client, token, raw)
-    assert retry.status_code == 202, retry.get_data(as_text=True)
-    body = retry.get_json()
-    assert body["status"] == "processed" and body["reference"] and body["duplicate"] is True  # stored already
+    assert process_all(proxied_db_app) == 1  # the worker's next round
+    again = post_email(client, token, raw, process=False)  # the provider retrying its POST changes nothing
+    body = again.get_json()
+    assert body["status"] == "processed" and body["reference"] and body["duplicate"] is True
     assert _count(engine, InboundEmail) == 1 and _count(engine, Ticket) == 1 and _count(engine, OutboxItem) == 1
 
 

@@ -17,6 +17,13 @@ CHARSETS = ["utf-8", "iso-8859-1", "windows-1252", "koi8-r", "x-unknown", "utf-1
 TYPES = ["text/plain", "text/html", "multipart/mixed", "multipart/alternative", "message/rfc822",
          "application/octet-stream", "multipart/report; report-type=delivery-status", "text/x-odd"]  # fmt: skip
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=200)
+# header values of the shapes that once made header parsing quadratic (long display names, folds, encoded words)
+HOSTILE_VALUES = ['"' + "A " * 6_000 + '" <jo@centre.example>', "B" * 20_000 + " <jo@centre.example>",
+                  "word\r\n " * 5_000, "=?utf-8?b?w6k=?= " * 1_000, '"A B" <a@b.example>, ' * 600]  # fmt: skip
+# units that, repeated, made reply stripping and its regexes quadratic (blank lines, "On ", quotes, headers)
+HOSTILE_UNITS = ["\r\n", "\n", "On ", "> ", ">", "\n>", " \n", "On x\nwrote:\n", "From: a\nSent: b\n", "-- \n",
+                 "Thanks,\n", "Sent from my phone\n", "<div>", "<br>", "<table><tr><td>", "=?utf-8?q?a?= ", "\t",
+                 "---------- Forwarded message ---------\n", "-----Original Message-----\n", "\u00a0", "_" * 40 + "\n"]  # fmt: skip
 
 
 @st.composite
@@ -26,7 +33,7 @@ def emails(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(0, 12))):
         name = draw(st.sampled_from(HEADER_NAMES))
         value = draw(st.one_of(text, st.sampled_from(["jo@centre.example", "<a@b>", "=?utf-8?q?=0D=0ABcc:_x@y?=",
-                                                       "\"Evil\r\nBcc: x@y\" <e@x.example>", "a" * 5000])))  # fmt: skip
+                                                       "\"Evil\r\nBcc: x@y\" <e@x.example>", "a" * 5000, *HOSTILE_VALUES])))  # fmt: skip
         lines.append(f"{name}: {value}".encode("utf-8", "surrogatepass"))
     boundary = draw(st.sampled_from(["b1", "", "==", "x" * 80]))
     ctype = draw(st.sampled_from(TYPES))
@@ -59,6 +66,38 @@ def test_parser_never_crashes_and_is_bounded(raw: bytes) -> None:
     for value in (email.subject, email.from_address, email.from_name, *email.headers.values()):
         assert len(value.splitlines()) <= 1  # no CR, LF, NEL, U+2028 ... anywhere a header could carry it
     assert email.message_id.startswith("<")
+
+
+@st.composite
+def hostile_bodies(draw: st.DrawFn) -> str:
+    """Bodies built from a few units repeated thousands of times (the shapes of quadratic-time inputs)."""
+    pieces = []
+    for _ in range(draw(st.integers(1, 3))):
+        pieces.append(draw(st.sampled_from(HOSTILE_UNITS)) * draw(st.integers(1, 30_000)))
+        pieces.append(draw(text))
+    return "".join(pieces)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=hostile_bodies(), subject=st.one_of(text, st.sampled_from(HOSTILE_VALUES)), html=st.booleans())
+def test_h1_hostile_repetitions_are_parsed_and_cleaned_within_the_budget(body: str, subject: str, html: bool) -> None:
+    """Parsing and cleaning any repetition-built email takes a small part of the 1 s CPU budget."""
+    import time
+
+    from triage.classifier.cleaning import MAX_BODY_CHARS, clean_body, model_text
+
+    ctype = "text/html" if html else "text/plain"
+    raw = (f"From: jo@centre.example\r\nSubject: {subject}\r\nContent-Type: {ctype}; charset=utf-8\r\n\r\n"
+           f"{body}").encode("utf-8", "surrogatepass")  # fmt: skip
+    start = time.process_time()
+    try:
+        email = parse(raw)
+    except UnparseableEmail:
+        return
+    cleaned = clean_body(email.text, email.html)
+    model_text(email.subject, email.text)
+    assert time.process_time() - start < 0.5
+    assert len(cleaned) <= MAX_BODY_CHARS
 
 
 @settings(max_examples=200, deadline=None)

@@ -47,10 +47,12 @@ def test_request_id_is_echoed_or_made(mail_app: Flask) -> None:
 def test_json_log_lines_carry_request_id_and_reference(
     mail_app: Flask, api_token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="triage.requests"):
-        body = post_email(mail_app.test_client(), api_token, make_email()).get_json()
+    payload = {"from": "jo@college.example", "subject": "frozen", "body": "the exam froze on question 3"}
+    with caplog.at_level(logging.INFO, logger="triage.requests"):  # the JSON API answers with the reference
+        body = mail_app.test_client().post("/api/v1/tickets", json=payload,
+                                           headers={"Authorization": f"Bearer {api_token}"}).get_json()  # fmt: skip
     record = next(
-        r for r in caplog.records if r.name == "triage.requests" and getattr(r, "path", "") == "/api/v1/inbound"
+        r for r in caplog.records if r.name == "triage.requests" and getattr(r, "path", "") == "/api/v1/tickets"
     )
     line = json.loads(JsonLines().format(record))
     assert line["reference"] == body["reference"] and line["status"] == 202 and line["request_id"]

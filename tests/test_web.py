@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from tests.mailutil import deliver, make_email, post_email, ticket
+from tests.mailutil import deliver, email_with_attachment, make_email, post_email, ticket
 from tests.webutil import PASSWORD, login, make_user, post_form
 from triage.models import AuditEvent
 
@@ -184,19 +184,10 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
 
 
 def test_raw_source_and_attachment_download(mail_app: Flask, api_token: str) -> None:
-    from email.message import EmailMessage
-
     make_user(mail_app)
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
-        "a@centre.example",
-        "s@imi.test",
-        "form",
-        "<att@centre.example>",
-    )
-    msg.set_content("please see the attached form 45")
-    msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="form45.pdf")
-    ref = post_email(mail_app.test_client(), api_token, msg.as_bytes()).get_json()["reference"]
+    ref = post_email(
+        mail_app.test_client(), api_token, email_with_attachment("form45.pdf", b"%PDF-1.4 fake")
+    ).get_json()["reference"]
     t = ticket(mail_app, ref)
     client = mail_app.test_client()
     login(client)
@@ -235,7 +226,7 @@ def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
 
     with mail_app.extensions["triage.sessions"]() as s:
         assert routing_map(s)["extra_time"] == "scheduling"
-    created = post_form(admin, "/admin/tokens", "/admin/tokens", {"name": "gateway"})
+    created = post_form(admin, "/admin/tokens", "/admin/tokens", {"name": "gateway", "scope": "inbound"})
     token = re.search(r'id="new-token">(imi_[^<]+)<', created.get_data(as_text=True))
     assert token is not None
     assert post_email(mail_app.test_client(), token.group(1), make_email()).status_code == 202

@@ -69,6 +69,7 @@ class Settings:
     sender_hourly_cap: int = 10
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
+    trusted_proxies: int = 0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
     log_format: str = "text"  # LOG_FORMAT=json for JSON lines (production)
     worker_interval: float = 5.0
     model_check_interval: float = 10.0
@@ -107,9 +108,13 @@ class Settings:
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
+        s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))  # idle sleep when nothing wakes it
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
+        s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
+        if not 0 <= s.trusted_proxies <= 10:
+            raise ConfigError("TRUSTED_PROXIES must be the number of proxies in front of the app, 0 to 10")
         s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
         if s.log_format not in {"text", "json"}:
             raise ConfigError(f"LOG_FORMAT must be text or json, got {s.log_format!r}")
@@ -130,7 +135,8 @@ class Settings:
     def prepare_instance(self) -> None:
         """Create the instance folder, and fill in the database URL and secret key defaults inside it."""
         try:
-            self.instance_path.mkdir(parents=True, exist_ok=True)
+            self.instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.instance_path.chmod(0o700)  # the database, its WAL, the secret and outgoing mail live here
             probe = self.instance_path / ".write-test"
             probe.write_text("ok")
             probe.unlink()
@@ -138,12 +144,22 @@ class Settings:
             raise ConfigError(f"instance folder {self.instance_path} is not writable: {exc.strerror}") from None
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'triage.db'}"
+            for suffix in ("", "-wal", "-shm"):  # SQLite gives new -wal and -shm files the database's mode
+                if not suffix or (self.instance_path / f"triage.db{suffix}").exists():
+                    private_file(self.instance_path / f"triage.db{suffix}")
         if not self.secret_key:
             self.secret_key = _load_or_create_secret(self.instance_path / "secret_key")
         if not self.mail_domain:
             self.mail_domain = self.support_address.rpartition("@")[2] or "localhost"
         if self.outbox_dir is None and not self.smtp_host:
             self.outbox_dir = self.instance_path / "outbox"
+
+
+def private_file(path: Path) -> None:
+    """Create `path` readable and writable by its owner only (0600), or restrict it if it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    path.chmod(0o600)
 
 
 def _load_or_create_secret(path: Path) -> str:

@@ -21,6 +21,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -33,6 +35,7 @@ NAMING_CONVENTION = {
 }
 
 REFERENCE_PREFIX = "IMI-"
+API_SCOPES = "inbound read write metrics"  # a token's scopes, space-separated; tokens get all by default
 _REFERENCE_RE = re.compile(r"\bIMI-(\d{6,})\b", re.IGNORECASE)
 
 
@@ -80,6 +83,10 @@ class Queue(Base):
     name: Mapped[str] = mapped_column(String(200))
     notify_address: Mapped[str | None] = mapped_column(String(254))  # told when a centre replies on a ticket
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # response targets in business minutes (urgent tickets: wall-clock minutes)
+    first_response_minutes: Mapped[int] = mapped_column(Integer, default=480, server_default="480")
+    next_response_minutes: Mapped[int] = mapped_column(Integer, default=480, server_default="480")
+    urgent_response_minutes: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
 
 
 class RoutingRule(Base):
@@ -108,6 +115,12 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # email notifications this person wants (Preferences page)
+    notify_centre_replies: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # raised by logout, a password change or deactivation: sessions signed with an older value are void
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -126,6 +139,14 @@ class ApiToken(Base):
     # fixed-window request counter for the per-token rate limit (shared by every process through the row)
     rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    scopes: Mapped[str] = mapped_column(String(100), default=API_SCOPES, server_default=API_SCOPES)
+
+    created_by: Mapped[User | None] = relationship()
+
+    @property
+    def scope_list(self) -> list[str]:
+        """The token's scopes (inbound, read, write, metrics)."""
+        return self.scopes.split()
 
 
 class Ticket(Base):
@@ -138,6 +159,7 @@ class Ticket(Base):
         Index("ix_tickets_status_updated", "status", "updated_at"),
         Index("ix_tickets_centre_email", "centre_email"),
         Index("ix_tickets_predicted_category", "predicted_category"),
+        Index("ix_tickets_status_urgent", "status", "urgent"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +179,13 @@ class Ticket(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # an exam happening now
+    urgent_reason: Mapped[str | None] = mapped_column(String(300))
+    centre_replied_at: Mapped[datetime | None]  # the centre's latest follow-up (not automatic mail)
+    last_staff_action_at: Mapped[datetime | None]  # the latest change by staff (person or API token)
+    urgent_notified_at: Mapped[datetime | None]
+    reply_notified_at: Mapped[datetime | None]  # the centre reply the assignee was last told of
+    overdue_notified_due: Mapped[datetime | None]  # the due time whose passing was last notified
 
     queue: Mapped[Queue | None] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
@@ -169,6 +198,13 @@ class Ticket(Base):
     def reference(self) -> str:
         """The public reference quoted to centres, e.g. IMI-000123."""
         return format_reference(self.id)
+
+    @property
+    def centre_replied(self) -> bool:
+        """True when the centre wrote again since staff last acted on an open ticket."""
+        if self.centre_replied_at is None or self.status not in ("open", "pending"):
+            return False
+        return self.last_staff_action_at is None or self.centre_replied_at > self.last_staff_action_at
 
 
 def format_reference(ticket_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
+from triage.helpdesk import notifications
 from triage.jobs import run_queued
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
@@ -23,16 +25,20 @@ def worker_id() -> str:
 
 
 def default_tasks(settings: Settings, sessions: sessionmaker[Session],
-                  stopping: threading.Event | None = None) -> list[Task]:  # fmt: skip
-    """Tasks the worker runs each round, in order: poll the inbox, finish stored mail, deliver the outbox.
+                  stopping: threading.Event | None = None, helper: bool = False) -> list[Task]:  # fmt: skip
+    """Tasks the worker runs each round, in order: poll the inbox, process stored mail, deliver the outbox, jobs.
 
     `stopping` (the worker's shutdown flag) lets long tasks end early and hand unfinished work back.
+    A `helper` (an extra process of `worker --processes N`) only processes mail and delivers replies:
+    one process per host polls the inbox and runs jobs.
     """
     stop = stopping or threading.Event()
     ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval))
+    with contextlib.suppress(Exception):  # load the model now, not with the first email (none yet is fine)
+        ctx.models.current()
     me = worker_id()
     tasks: list[Task] = []
-    if settings.imap_host:
+    if settings.imap_host and not helper:
         tasks.append(
             Task(
                 "poll-imap",
@@ -42,6 +48,8 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session],
             )
         )
     tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx, should_stop=stop.is_set)))
+    tasks.append(Task("notify-staff", notifications.run))
     tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stop.is_set)))
-    tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
+    if not helper:
+        tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks

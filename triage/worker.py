@@ -27,11 +27,14 @@ class Worker:
     """Runs tasks until stopped; a task's failure is logged and retried on the next round."""
 
     def __init__(self, tasks: list[Task], sessions: sessionmaker[Session], settings: Settings,
-                 stopping: threading.Event | None = None) -> None:  # fmt: skip
+                 stopping: threading.Event | None = None,
+                 wait: Callable[[float, threading.Event], bool] | None = None) -> None:  # fmt: skip
         self.tasks = tasks
         self.sessions = sessions
         self.settings = settings
         self.stopping = stopping or threading.Event()  # shared with tasks that can stop midway
+        # how an idle worker sleeps: by default the interval; a Waker ends the sleep when new mail arrives
+        self.wait = wait or (lambda seconds, stopping: stopping.wait(seconds))
 
     def run_once(self) -> dict[str, int]:
         """Run every task once and return how many items each handled (-1 for a task that failed)."""
@@ -47,10 +50,10 @@ class Worker:
         return done
 
     def run_forever(self) -> None:
-        """Loop over the tasks, sleeping between idle rounds, until SIGTERM/SIGINT."""
+        """Loop over the tasks, sleeping between idle rounds (until woken), until SIGTERM/SIGINT."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         while not self.stopping.is_set():
             done = self.run_once()
             if not any(n > 0 for n in done.values()):
-                self.stopping.wait(self.settings.worker_interval)
+                self.wait(self.settings.worker_interval, self.stopping)

@@ -17,7 +17,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
-from triage.classifier.cleaning import clean_body, clean_subject, model_text
+from triage.classifier.cleaning import clean_body, clean_subject, cleaned_text, is_forward, model_text
 from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 
 SEED = 20261126
@@ -30,7 +30,7 @@ def clean_pairs(pairs: Sequence[tuple[str, str]]) -> list[str]:
 
 def clean_fields(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Pipeline step: (subject, body) pairs to (cleaned subject, cleaned body), each read by its own features."""
-    return [(clean_subject(subject), clean_body(body)) for subject, body in pairs]
+    return [(clean_subject(subject), clean_body(body, forwarded=is_forward(subject))) for subject, body in pairs]
 
 
 def subjects(fields: Sequence[tuple[str, str]]) -> list[str]:
@@ -174,15 +174,28 @@ class TrainedModel:
 
     def decide(self, pairs: Sequence[tuple[str, str]], routing: Mapping[str, str] | None = None) -> list[Decision]:
         """Decisions for a batch of (subject, body) pairs; a body that only thanks or confirms goes to staff."""
-        if not pairs:
+        return self.decide_cleaned(
+            [(subject, clean_body(body, forwarded=is_forward(subject)), body) for subject, body in pairs], routing
+        )
+
+    def decide_cleaned(
+        self, emails: Sequence[tuple[str, str, str]], routing: Mapping[str, str] | None = None
+    ) -> list[Decision]:
+        """Decisions for (subject, cleaned body, raw body) triples whose body the caller has cleaned once.
+
+        The Pipeline's own cleaning step is not run again: its output is built from the cleaned bodies.
+        """
+        if not emails:
             return []
-        pairs = list(pairs)
-        cleaned = self.pipeline[0].transform(pairs)
+        by_fields = getattr(self.pipeline[0], "func", None) is clean_fields
+        cleaned = [
+            (clean_subject(subject), clean) if by_fields else cleaned_text(subject, clean)
+            for subject, clean, _raw in emails
+        ]
         probs = self._probabilities(cleaned)
         decisions = decide_rows(probs, self.classes, self.thresholds, routing)
-        for i, (_subject, body) in enumerate(pairs):
-            clean = cleaned[i][1] if isinstance(cleaned[i], tuple) else clean_body(body)
-            if acknowledgement_only(clean, body):
+        for i, (_subject, clean, raw) in enumerate(emails):
+            if acknowledgement_only(clean, raw):
                 decisions[i] = hold_for_staff(decisions[i], probs[i], self.classes, ACKNOWLEDGEMENT_REASON)
         return decisions
 

@@ -19,17 +19,23 @@ from triage.mail.inbound import InboundContext, receive
 
 @triage_cli.command("create-token")
 @click.argument("name")
+@click.option("--scope", "scopes", multiple=True, type=click.Choice(tokens.SCOPES),
+              help="What the token may do (repeatable): inbound (webhook, contact form), read, write, metrics. "
+                   "Default: every scope.")  # fmt: skip
 @reports_config_errors
-def create_token_command(name: str) -> None:
+def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API token called NAME; the token is printed once, alone on the last line."""
     ready_engine(migrate_sqlite=True)
+    if not scopes:
+        click.echo(f"No --scope given: the token gets every scope ({', '.join(tokens.SCOPES)}). "
+                   "A mail gateway needs only --scope inbound.", err=True)  # fmt: skip
     try:
         with transaction(sessions()) as session:
-            row, plain = tokens.create_token(session, name)
-            row_id = row.id
+            row, plain = tokens.create_token(session, name, scopes=scopes or tokens.SCOPES)
+            row_id, granted = row.id, row.scopes
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"API token {name!r} created (id {row_id}). It is shown only now; store it safely:")
+    click.echo(f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; store it safely:")
     click.echo(plain)
 
 

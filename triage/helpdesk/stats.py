@@ -25,7 +25,8 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
     per_day: dict[date, Counter[str]] = defaultdict(Counter)
     auto, corrected, confirmed = 0, Counter[str](), Counter[str]()
     auto_by_day: Counter[date] = Counter()
-    first_reply_hours = []
+    first_reply_hours: list[float] = []
+    staff_reply_hours: list[float] = []
     for created, predicted, confirmed_cat, action, first_response, _status, _resolved in rows:
         per_day[created.date()][predicted or "unclassified"] += 1
         auto += action == "auto_reply"
@@ -34,8 +35,11 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
             confirmed[confirmed_cat] += 1
             if confirmed_cat != predicted:
                 corrected[confirmed_cat] += 1
-        if first_response:
-            first_reply_hours.append((first_response - created).total_seconds() / 3600)
+        if first_response:  # an automatic reply is stamped a moment before the row's creation time: never negative
+            hours = max(0.0, (first_response - created).total_seconds() / 3600)
+            first_reply_hours.append(hours)
+            if action != "auto_reply":
+                staff_reply_hours.append(hours)
     today = utcnow().date()
     day_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
     return {
@@ -48,6 +52,7 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
         },
         "corrected_share": {c: corrected[c] / n for c, n in confirmed.items()},
         "median_first_reply_hours": statistics.median(first_reply_hours) if first_reply_hours else None,
+        "median_staff_first_reply_hours": statistics.median(staff_reply_hours) if staff_reply_hours else None,
         "backlog": {q.slug: q.open_count for q in sorted(queue_summaries(session), key=lambda q: q.slug)},
     }
 

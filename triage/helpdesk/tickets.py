@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage import catalogue
@@ -60,6 +60,10 @@ class TicketFilter:
     oldest_first: bool = True
     page: int = 1
     page_size: int = PAGE_SIZE
+    statuses: tuple[str, ...] | None = None  # any of these (views: "open" means open or pending)
+    urgent: bool = False
+    centre_replied: bool = False
+    automatic: bool = False  # tickets opened by automatic mail (out-of-office, bounces, notifications)
 
 
 def _filtered(f: TicketFilter) -> Select[Any]:
@@ -75,6 +79,18 @@ def _filtered(f: TicketFilter) -> Select[Any]:
         query = query.where(Ticket.assignee_id == f.assignee_id)
     if f.unassigned:
         query = query.where(Ticket.assignee_id.is_(None))
+    if f.statuses:
+        query = query.where(Ticket.status.in_(f.statuses))
+    if f.urgent:
+        query = query.where(Ticket.urgent.is_(True))
+    if f.centre_replied:
+        query = query.where(Ticket.centre_replied_at.is_not(None), Ticket.status.in_(OPEN_STATUSES),
+                            or_(Ticket.last_staff_action_at.is_(None),
+                                Ticket.centre_replied_at > Ticket.last_staff_action_at))  # fmt: skip
+    if f.automatic:
+        first_messages = select(func.min(Message.id)).group_by(Message.ticket_id).scalar_subquery()
+        query = query.where(Ticket.id.in_(select(Message.ticket_id).where(
+            Message.id.in_(first_messages), Message.auto_submitted_reason.is_not(None))))  # fmt: skip
     # literal text: %, _ and \ are not wildcards for the person searching (NUL is refused at the web boundary)
     words = (f.text or "").strip().lower()[:200]
     if words:
@@ -86,19 +102,39 @@ def _filtered(f: TicketFilter) -> Select[Any]:
     return query
 
 
+def waiting_since() -> ColumnElement[Any]:
+    """SQL for when a ticket's current wait began: creation until a first response, then the centre's reply."""
+    return case((Ticket.first_response_at.is_(None), Ticket.created_at),
+                else_=func.coalesce(Ticket.centre_replied_at, Ticket.created_at))  # fmt: skip
+
+
 def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
-    """One page of tickets matching the filter, and the total count."""
+    """One page of tickets matching the filter, urgent first, then by how long they have waited; and the count."""
     base = _filtered(f)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
-    order = Ticket.created_at.asc() if f.oldest_first else Ticket.created_at.desc()
+    since = waiting_since()
+    order = since.asc() if f.oldest_first else since.desc()
     page = max(1, f.page)
     rows = session.scalars(
         base.options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
-        .order_by(order, Ticket.id)
+        .order_by(Ticket.urgent.desc(), order, Ticket.id)
         .offset((page - 1) * f.page_size)
         .limit(f.page_size)
     ).all()
     return list(rows), total
+
+
+def count_tickets(session: Session, f: TicketFilter) -> int:
+    """How many tickets match the filter."""
+    return session.scalar(select(func.count()).select_from(_filtered(f).subquery())) or 0
+
+
+def next_ticket(session: Session, current: Ticket, user: User) -> Ticket | None:
+    """The next open ticket to work in the same queue (urgent first, longest waiting), mine or nobody's."""
+    if current.queue is None:
+        return None
+    rows, _total = list_tickets(session, TicketFilter(queue=current.queue.slug, statuses=("open",), page_size=50))
+    return next((t for t in rows if t.id != current.id and t.assignee_id in (None, user.id)), None)
 
 
 @dataclass(frozen=True)
@@ -134,7 +170,7 @@ def _audit(session: Session, actor: Actor, ticket: Ticket, action: str, **detail
     session.add(
         AuditEvent(actor=actor.label, user_id=actor.user_id, ticket_id=ticket.id, action=action, details=details)
     )
-    ticket.updated_at = utcnow()
+    ticket.updated_at = ticket.last_staff_action_at = utcnow()
 
 
 def assign(session: Session, actor: Actor, ticket: Ticket, assignee: User | None) -> None:
@@ -207,6 +243,17 @@ def reopen(session: Session, actor: Actor, ticket: Ticket) -> None:
         raise TicketError("the ticket is already open")
     ticket.status, ticket.resolved_at = "open", None
     _audit(session, actor, ticket, "ticket.reopened")
+
+
+def set_urgent(session: Session, actor: Actor, ticket: Ticket, urgent: bool, reason: str = "") -> None:
+    """Mark a ticket urgent (an exam happening now) or not, with the reason staff give."""
+    if ticket.urgent == urgent:
+        raise TicketError("the ticket is already urgent" if urgent else "the ticket is already not urgent")
+    previous = ticket.urgent_reason
+    ticket.urgent = urgent
+    ticket.urgent_reason = (reason.strip() or f"marked {'urgent' if urgent else 'not urgent'} by staff")[:300]
+    _audit(session, actor, ticket, "ticket.urgency_changed", urgent=urgent, reason=ticket.urgent_reason,
+           previous_reason=previous)  # fmt: skip
 
 
 def history(session: Session, ticket: Ticket) -> list[AuditEvent]:

@@ -1,26 +1,33 @@
 """The inbound decision path shared by the webhook, the JSON API, IMAP and file ingest.
 
-Raw mail is committed first (nothing is lost); then, in a second transaction, it is threaded onto an
-existing ticket or classified into a new one, and any reply is written to the outbox with it.
+Raw mail is committed first (nothing is lost): that is all the webhook does (`accept`). Workers then
+claim pending mail in batches, parse, clean and classify each batch together, and in one transaction
+thread each email onto an existing ticket or make a new one, writing any reply to the outbox with it.
+The JSON API, IMAP and file ingest store and process one email at once (`receive`), on the same path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 
 from sqlalchemy import and_, case, exists, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import catalogue
-from triage.classifier.cleaning import clean_body
+from triage.classifier import urgency
+from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
@@ -28,22 +35,25 @@ from triage.config import Settings
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.outbox import enqueue
-from triage.mail.parse import ParsedEmail, UnparseableEmail, parse, single_line
+from triage.mail.parse import ParsedEmail, UnparseableEmail, identify, parse, single_line
 from triage.models import (
     Attachment,
     AuditEvent,
     Classification,
     InboundEmail,
     Message,
+    Queue,
     Ticket,
     format_reference,
     parse_reference,
     utcnow,
 )
 from triage.routing import queue_by_slug, routing_map
+from triage.wakeup import notify_workers
 
 log = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
+BATCH_SIZE = 50  # emails a worker claims, classifies and writes together
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,13 @@ def store(
 ) -> tuple[InboundEmail, bool]:
     """Commit the raw email (once per Message-ID, or per raw bytes without one); returns (row, was_duplicate).
 
-    Unparseable bytes raise UnparseableEmail, unless `keep_unparseable`, when they are kept as `rejected`.
+    Only the header block is read (`identify`): the body is parsed later, by a worker. Headers that are
+    not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as `rejected`.
+    New mail wakes idle workers (NOTIFY, delivered with the commit).
     """
     error = None
     try:
-        message_id = (parsed or parse(raw)).message_id
+        message_id = parsed.message_id if parsed is not None else identify(raw)
     except UnparseableEmail as exc:
         if not keep_unparseable:
             raise
@@ -93,17 +105,26 @@ def store(
             row.status, row.last_error = "rejected", error
         session.add(row)
         try:  # insert first: new mail is the common case, and the unique Message-ID settles any race
-            session.commit()
+            session.flush()
         except IntegrityError:  # held already (a retry, or the same mail by another path)
             session.rollback()
             session.expunge_all()
             return session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one(), True
+        if not error:
+            notify_workers(session)
+        session.commit()
         return row, False
+
+
+def accept(sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
+    """Store one raw email for the workers to process (the webhook's whole job); a duplicate answers as before."""
+    row, duplicate = store(sessions, raw, source, keep_unparseable)
+    return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
 
 
 def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, source: str,
             keep_unparseable: bool = False) -> Received:  # fmt: skip
-    """Store then process one raw email; processing errors leave it stored as pending for the worker."""
+    """Store then process one raw email now (JSON API, IMAP, ingest); failures leave it pending for the worker."""
     try:
         parsed: ParsedEmail | None = parse(raw)
     except UnparseableEmail:
@@ -113,12 +134,9 @@ def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, so
     row, duplicate = store(sessions, raw, source, keep_unparseable, parsed)
     status, ticket_id = row.status, row.ticket_id
     if status == "pending":
-        try:
-            ticket_id = process(sessions, ctx, row.id, parsed)
-            status = "processed"
-        except Exception as exc:  # stored already: the worker retries; the caller still gets an answer
-            log.exception("processing inbound %s failed; it stays pending", row.id)
-            _note_failure(sessions, row.id, exc)
+        outcome = process_batch(sessions, ctx, ids=[row.id], parsed={row.id: parsed} if parsed else None)
+        if row.id in outcome.tickets:
+            status, ticket_id = "processed", outcome.tickets[row.id]
     return Received(row.id, row.message_id, ticket_id, duplicate, status)
 
 
@@ -130,29 +148,15 @@ def _note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: Excepti
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = 50,
+def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = BATCH_SIZE,
                     should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
-    """Worker task: retry processing of stored mail that is still pending; returns how many were processed."""
-    with sessions() as session:
-        ids = list(
-            session.scalars(
-                select(InboundEmail.id)
-                .where(InboundEmail.status == "pending", InboundEmail.attempts < MAX_PROCESS_ATTEMPTS)
-                .order_by(InboundEmail.id)
-                .limit(limit)
-            )
-        )
-    done = 0
-    for inbound_id in ids:
-        if should_stop():
-            break
-        try:
-            process(sessions, ctx, inbound_id)
-            done += 1
-        except Exception as exc:
-            log.exception("processing inbound %s failed again", inbound_id)
-            _note_failure(sessions, inbound_id, exc)
-    return done
+    """Worker task: claim one batch of stored mail still pending and process it; returns how many were processed.
+
+    `should_stop` is checked before claiming: a batch once claimed is short, and is finished.
+    """
+    if should_stop():
+        return 0
+    return len(process_batch(sessions, ctx, limit).tickets)
 
 
 def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
@@ -180,32 +184,200 @@ def retry_processing(session: Session, inbound_id: int) -> InboundEmail | None:
 # --- processing -----------------------------------------------------------------------------------------
 
 
-def process(sessions: sessionmaker[Session], ctx: InboundContext, inbound_id: int,
-            parsed: ParsedEmail | None = None) -> int | None:  # fmt: skip
-    """Thread or classify one stored email, in one transaction with its replies; returns the ticket id.
+@dataclass
+class BatchOutcome:
+    """What one batch did: ticket id per processed inbound id, and the ids that failed or were rejected."""
 
-    The model runs before the transaction opens (SQLite has one writer at a time, so the lock is held
-    only for database work); `parsed` saves parsing the same bytes twice when the caller has them.
+    tickets: dict[int, int | None] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the load benchmark
+
+
+@dataclass
+class _Item:
+    inbound_id: int
+    parsed: ParsedEmail | None = None
+    decision: Decision | None = None
+    error: Exception | None = None  # preparing it failed (parse, cleaning): counted as a failed attempt
+
+
+def process_batch(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = BATCH_SIZE,
+                  ids: list[int] | None = None, parsed: dict[int, ParsedEmail] | None = None) -> BatchOutcome:  # fmt: skip
+    """Claim up to `limit` pending emails (or just `ids`), then parse, clean and classify them together
+    and write them in one transaction.
+
+    PostgreSQL: the claim is `FOR UPDATE SKIP LOCKED`, so workers on any host take disjoint batches; its row
+    locks are held until the batch's commit (the mail is read, parsed and classified meanwhile, writing
+    nothing). SQLite: the batch is read and prepared with no transaction open (no lock held), and each
+    row's status is checked again once the write lock is taken. Either way an email already processed is
+    skipped, and the unique Message-ID of the inbound message stops a second ticket.
+    A failure in the batch write is retried email by email, so one bad email fails only itself.
     """
+    outcome = BatchOutcome()
+    clock = time.perf_counter()
     model = _current_model(ctx)
-    if parsed is None:
-        with sessions() as session:
-            raw = session.scalar(select(InboundEmail.raw).where(InboundEmail.id == inbound_id))
-        if raw is None:
-            return None
-        parsed = parse(raw)
-    decision = model.decide_one(parsed.subject, parsed.text) if model else None
-    with sessions() as session, session.begin():
-        row = session.get(InboundEmail, inbound_id, with_for_update=True)
-        if row is None or row.status != "pending":
-            return row.ticket_id if row else None
-        already = session.scalars(select(Message).where(Message.message_id == parsed.message_id)).one_or_none()
-        # a Message-ID we already hold (e.g. our own outbound mail copied back in) adds nothing new
-        ticket_id = (
-            already.ticket_id if already is not None else _handle(session, ctx.settings, model, decision, parsed)
+    with sessions() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        query = (
+            select(InboundEmail.id, InboundEmail.raw)
+            .where(InboundEmail.status == "pending", InboundEmail.attempts < MAX_PROCESS_ATTEMPTS)
+            .order_by(InboundEmail.id)
+            .limit(limit)
         )
-        row.status, row.ticket_id, row.processed_at = "processed", ticket_id, utcnow()
-        return ticket_id
+        if ids is not None:
+            query = query.where(InboundEmail.id.in_(ids))
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        rows = session.execute(query).all()
+        if not postgres or not rows:
+            session.commit()
+        if not rows:
+            return outcome
+        outcome.timings["claim"] = _lap(clock)
+        items = _prepare(rows, parsed or {}, model, outcome.timings)
+        clock = time.perf_counter()
+        try:
+            _write(session, ctx.settings, model, items, outcome)
+            session.commit()
+        except Exception:
+            session.rollback()
+            if len(items) > 1:
+                log.warning("writing a batch of %s failed; writing them one by one", len(items), exc_info=True)
+            outcome = BatchOutcome(timings=outcome.timings)
+            for item in items:
+                try:
+                    _write(session, ctx.settings, model, [item], outcome)
+                    session.commit()
+                except Exception as exc:
+                    session.rollback()
+                    log.exception("processing inbound %s failed; it stays pending", item.inbound_id)
+                    _note_failure(sessions, item.inbound_id, exc)
+                    outcome.failed.append(item.inbound_id)
+        outcome.timings["write"] = _lap(clock)
+    return outcome
+
+
+def _lap(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def _prepare(rows: list[Any], given: dict[int, ParsedEmail], model: TrainedModel | None,
+             timings: dict[str, float]) -> list[_Item]:  # fmt: skip
+    """Parse and clean each email once, then classify the batch in one call (no transaction involved)."""
+    clock = time.perf_counter()
+    items = []
+    for inbound_id, raw in rows:
+        item = _Item(inbound_id)
+        try:
+            item.parsed = given.get(inbound_id) or parse(raw)
+        except Exception as exc:  # UnparseableEmail: rejected at the write; anything else: a failed attempt
+            item.error = exc
+        items.append(item)
+    timings["parse"] = _lap(clock)
+    clock = time.perf_counter()
+    emails: list[tuple[str, str, str]] = []
+    for item in items:
+        if item.parsed is None:
+            continue
+        try:
+            emails.append((item.parsed.subject, _clean(item.parsed), item.parsed.text))
+        except Exception as exc:
+            item.error, item.parsed = exc, None
+    timings["clean"] = _lap(clock)
+    clock = time.perf_counter()
+    if model is not None and emails:
+        decisions = iter(model.decide_cleaned(emails))
+        for item in items:
+            if item.parsed is not None:
+                item.decision = next(decisions)
+    timings["classify"] = _lap(clock)
+    return items
+
+
+def _clean(parsed: ParsedEmail) -> str:
+    """The cleaned body, computed once per email (the model and the stored message both use it)."""
+    if parsed.clean_text is None:
+        parsed.clean_text = clean_body(parsed.text, parsed.html, forwarded=is_forward(parsed.subject))
+    return parsed.clean_text
+
+
+def _write(session: Session, settings: Settings, model: TrainedModel | None, items: list[_Item],
+           outcome: BatchOutcome) -> None:  # fmt: skip
+    """Thread or create a ticket for each prepared email still pending, with its replies, in the open transaction."""
+    by_id = {item.inbound_id: item for item in items}
+    rows = {
+        row.id: row for row in session.scalars(select(InboundEmail).where(InboundEmail.id.in_(by_id)).with_for_update())
+    }
+    message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
+    known = dict(
+        session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
+    )
+    senders = Counter(item.parsed.reply_address for item in items if item.parsed is not None)
+    session.info[_CACHE] = {"shared_senders": {address for address, n in senders.items() if n > 1}}
+    try:
+        now = utcnow()
+        for item in items:
+            row = rows.get(item.inbound_id)
+            if row is None or row.status != "pending":
+                continue  # another worker (or an earlier attempt) finished it
+            if isinstance(item.error, UnparseableEmail):
+                row.status, row.last_error = "rejected", str(item.error)[:2000]
+                outcome.rejected.append(row.id)
+                continue
+            if item.error is not None or item.parsed is None:
+                log.error("processing inbound %s failed; it stays pending: %r", row.id, item.error)
+                row.attempts += 1
+                row.last_error = f"{type(item.error).__name__}: {item.error}"[:2000]
+                outcome.failed.append(row.id)
+                continue
+            parsed = item.parsed
+            # a Message-ID we already hold (e.g. our own outbound mail copied back in) adds nothing new
+            ticket_id = known.get(parsed.message_id)
+            if ticket_id is None:
+                ticket_id = _handle(session, settings, model, item.decision, parsed)
+                known[parsed.message_id] = ticket_id
+            row.status, row.ticket_id, row.processed_at = "processed", ticket_id, now
+            outcome.tickets[row.id] = ticket_id
+        session.flush()
+    finally:
+        session.info.pop(_CACHE, None)
+
+
+_CACHE = "triage.inbound.batch"
+
+
+def _unflushed_irrelevant(session: Session, address: str) -> AbstractContextManager[object]:
+    """Skip the flush before a query about one sender's mail when no other email in the batch is from them.
+
+    The rows this batch has not flushed yet all belong to other senders then, so the query cannot miss
+    anything; the batch flushes once per new ticket instead of twice. Outside a batch: a normal autoflush.
+    """
+    cache = session.info.get(_CACHE)
+    if cache is not None and address not in cache["shared_senders"]:
+        return session.no_autoflush
+    return nullcontext()
+
+
+def _routing(session: Session) -> dict[str, str]:
+    """The routing map, read once per batch."""
+    cache = session.info.get(_CACHE)
+    if cache is None:
+        return routing_map(session)
+    if "routing" not in cache:
+        cache["routing"] = routing_map(session)
+    return cache["routing"]
+
+
+def _queue(session: Session, slug: str) -> Queue:
+    """A queue by slug, read once per batch."""
+    cache = session.info.get(_CACHE)
+    if cache is None:
+        return queue_by_slug(session, slug)
+    queues = cache.setdefault("queues", {})
+    if slug not in queues:
+        queues[slug] = queue_by_slug(session, slug)
+    return queues[slug]
 
 
 def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
@@ -264,7 +436,7 @@ def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed:
         to_addresses=", ".join(parsed.to_addresses)[:5000],
         subject=parsed.subject,
         body_text=parsed.text,
-        clean_text=clean_body(parsed.text, parsed.html),
+        clean_text=_clean(parsed),
         auto_submitted_reason=reason[:200] if reason else None,
     )
     for att in parsed.attachments:
@@ -295,14 +467,14 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
     details: dict[str, object] = {"message_id": message.message_id, "previous_status": ticket.status}
     if ticket.status in {"auto_replied", "resolved"}:
         category = ticket.confirmed_category or ticket.predicted_category or catalogue.OTHER
-        queue_slug = routing_map(session).get(category, catalogue.TRIAGE_QUEUE)
-        ticket.queue = queue_by_slug(session, queue_slug)
+        queue_slug = _routing(session).get(category, catalogue.TRIAGE_QUEUE)
+        ticket.queue = _queue(session, queue_slug)
         ticket.resolved_at = None
         details["queue"] = queue_slug
         action = "ticket.reopened"
     else:
         action = "ticket.centre_replied"
-    ticket.status = "open"
+    ticket.status, ticket.centre_replied_at = "open", utcnow()
     session.add(
         AuditEvent(actor=f"centre:{parsed.from_address}"[:200], ticket_id=ticket.id, action=action, details=details)
     )
@@ -323,7 +495,7 @@ def _current_model(ctx: InboundContext) -> TrainedModel | None:
 
 def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
                 parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
-    routing = routing_map(session)
+    routing = _routing(session)
     version = model.version if model else "unavailable"
     action = decision.action if decision else TRIAGE
     category = decision.category if decision else catalogue.OTHER
@@ -345,13 +517,16 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
         predicted_confidence=decision.confidence if decision else None,
         status="auto_replied" if replying else "open",
         action=action if not suppressed else "none",
-        queue=queue_by_slug(session, queue_slug),
+        queue=_queue(session, queue_slug),
         first_response_at=now if replying else None,
     )
     session.add(ticket)
     message = _store_message(
         session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
     )
+    if reason is None:  # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
+        ticket.urgent, ticket.urgent_reason = urgency.assess(category, parsed.subject, message.clean_text)
+        ticket.status = "open" if ticket.urgent else ticket.status
     session.flush()
     if decision is not None:
         session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,
@@ -380,17 +555,18 @@ def _rate_limited(session: Session, settings: Settings, address: str, category: 
     now = utcnow()
     last_hour = Message.created_at >= now - timedelta(hours=1)
     same_answer = and_(Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
-    hourly, same_today = session.execute(  # one query: both counts over the sender's last day of automatic mail
-        select(func.count(case((last_hour, 1))), func.count(case((same_answer, 1))))
-        .select_from(Message)
-        .join(Ticket, Message.ticket_id == Ticket.id)
-        .where(
-            Ticket.centre_email == address,
-            Message.direction == "outbound",
-            Message.kind.in_(("auto_reply", "ack")),
-            Message.created_at >= now - timedelta(hours=24),
-        )
-    ).one()
+    with _unflushed_irrelevant(session, address):
+        hourly, same_today = session.execute(  # one query: both counts over the sender's last day of automatic mail
+            select(func.count(case((last_hour, 1))), func.count(case((same_answer, 1))))
+            .select_from(Message)
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(
+                Ticket.centre_email == address,
+                Message.direction == "outbound",
+                Message.kind.in_(("auto_reply", "ack")),
+                Message.created_at >= now - timedelta(hours=24),
+            )
+        ).one()
     if hourly >= settings.sender_hourly_cap:
         return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
     if same_today:

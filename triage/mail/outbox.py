@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -113,10 +114,12 @@ class Transport:
 
     def _write_file(self, raw: bytes, name: str) -> DeliveryOutcome:
         folder: Path = self.settings.outbox_dir or self.settings.instance_path / "outbox"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = folder / f"{name}.eml"
         partial = target.with_suffix(".eml.part")
-        partial.write_bytes(raw)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # centres' mail: owner only
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
         partial.replace(target)
         return DeliveryOutcome(True)
 

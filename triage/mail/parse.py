@@ -5,18 +5,25 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from email import policy
 from email.header import decode_header, make_header
 from email.headerregistry import Address
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
 
 from triage.classifier.cleaning import html_to_text
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
-MAX_BOUNDARY_LINES = 2 * MAX_PARTS + 2  # each part opens with a boundary line; nested ones close too
+# Caps applied before the standard parser sees the bytes: its header parser is slow on long values (an 80 KB
+# From display name took 10 s, a 9 MB folded Subject minutes), so no header it parses is long.
+MAX_HEADER_BLOCK = 64 * 1024  # bytes of the top-level header block kept (whole fields, in order)
+MAX_HEADERS = 500  # header fields kept from the top-level block
+MAX_HEADER_FIELD = 8 * 1024  # characters of one header's value (its start and its end are kept)
+MAX_ADDRESS_FIELD = 998  # characters of an address header's value when parsed (one RFC 5322 line)
+_ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender",
+                              "resent-to", "resent-cc", "resent-bcc", "return-path"})  # fmt: skip
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1, and Unicode line/paragraph separators
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 _DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are decoded for display
@@ -54,6 +61,7 @@ class ParsedEmail:
     bounced_message_ids: list[str] = field(default_factory=list)
     generated_message_id: bool = False
     reply_to_address: str = ""  # the first valid Reply-To address, if any
+    clean_text: str | None = None  # what the centre wrote now, cleaned once by the inbound batch
 
     @property
     def reply_address(self) -> str:
@@ -82,6 +90,28 @@ def single_line(value: object, limit: int = 998) -> str:
 def message_ids(value: str) -> list[str]:
     """The <message-id> tokens in a header value, in order."""
     return _MSGID.findall(value or "")
+
+
+def shorten(value: str, limit: int) -> str:
+    """A value cut to about `limit` characters keeping its start and its end (an address sits at the end)."""
+    if len(value) <= limit:
+        return value
+    half = limit // 2
+    return f"{value[:half]} {value[-half:]}"
+
+
+class _BoundedPolicy(EmailPolicy):
+    """policy.default, except that a header is cut to a bounded length before it is parsed."""
+
+    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+        """Parse a header's value (in any part of the message) only after capping its length."""
+        limit = MAX_ADDRESS_FIELD if name.lower() in _ADDRESS_HEADERS else MAX_HEADER_FIELD
+        if len(value) > limit:
+            value = shorten(value.replace("\r", "").replace("\n", ""), limit)
+        return super().header_fetch_parse(name, value)
+
+
+BOUNDED = _BoundedPolicy()
 
 
 def _header(msg: Message, name: str) -> str:
@@ -127,43 +157,150 @@ def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
 def parse(raw: bytes) -> ParsedEmail:
     """Parse raw bytes; raises UnparseableEmail (and nothing else) when there is no usable email in them."""
     try:
-        try:
-            return _parse(raw)
-        except RecursionError:  # MIME nested thousands deep: keep the headers, leave the body to the raw source
-            return _parse(raw, headers_only=True)
+        return _parse(raw)
     except UnparseableEmail:
         raise
     except Exception as exc:  # the standard parser is lenient, but hostile input must never escape as a crash
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
 
 
-def _first_parts(raw: bytes) -> bytes:
-    """The raw bytes cut after the first MAX_BOUNDARY_LINES boundary-like lines of a multipart message.
+_FIELD_START = re.compile(rb"\n(?=[^ \t])")  # a line that does not continue (fold) the previous header field
 
-    Only the first MAX_PARTS parts are used, but the standard parser would build every part first: tens
-    of thousands of tiny parts in one message cost seconds. The stored raw bytes are never cut.
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _split_head(raw: bytes, start: int, end: int) -> tuple[bytes, int]:
+    """(header block with its last line ending, where the body starts) for raw[start:end] (one scan)."""
+    blank = _BLANK_LINE.search(raw, start, end)
+    if blank is None:
+        return raw[start:end], end
+    return raw[start : blank.start() + 1], blank.end()
+
+
+def bounded_head(head: bytes) -> bytes:
+    """A header block within MAX_HEADER_BLOCK, MAX_HEADERS and MAX_HEADER_FIELD, else unchanged.
+
+    Over a cap, the fields that fit are kept in order, an over-long one unfolded and cut to its start and
+    end (a display name of 80 KB keeps the address after it). Field starts are found by one regex scan.
     """
-    header_end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
-    if b"multipart/" not in raw[:header_end].lower():
-        return raw
-    index = header_end
-    for _ in range(MAX_BOUNDARY_LINES):
-        index = raw.find(b"\n--", index + 1)
-        if index < 0:
-            return raw
-    return raw[: index + 1]
+    starts = [0]
+    for match in _FIELD_START.finditer(head):
+        starts.append(match.end())
+        if len(starts) > MAX_HEADERS:
+            break
+    ends = [*starts[1:], len(head)] if len(starts) <= MAX_HEADERS else starts[1:]
+    fields = [head[start:end] for start, end in zip(starts, ends, strict=False)]
+    if len(head) <= MAX_HEADER_BLOCK and len(starts) <= MAX_HEADERS and max(map(len, fields)) <= MAX_HEADER_FIELD:
+        return head
+    kept: list[bytes] = []
+    size = 0
+    for field_bytes in fields[:MAX_HEADERS]:
+        name, colon, value = field_bytes.partition(b":")
+        value = value.replace(b"\r", b"").replace(b"\n", b"")
+        if len(value) > MAX_HEADER_FIELD:
+            value = value[: MAX_HEADER_FIELD // 2] + b" " + value[-(MAX_HEADER_FIELD // 2) :]
+        line = name + colon + value + b"\r\n"
+        if size + len(line) > MAX_HEADER_BLOCK:
+            break
+        kept.append(line)
+        size += len(line)
+    return b"".join(kept)
 
 
-def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
+def identify(raw: bytes) -> str:
+    """The Message-ID raw mail is stored under, from its header block alone (the webhook's quick check).
+
+    Raises UnparseableEmail for headers `parse` would refuse (empty, no headers, no usable From); the
+    body is not read, so this costs a fraction of `parse`, and gives the Message-ID `parse` gives.
+    """
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
-    msg = BytesParser(policy=policy.default).parsebytes(_first_parts(raw), headersonly=headers_only)
+    try:
+        head, _body_start = _split_head(raw, 0, len(raw))
+        msg = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
+        if not msg.keys():
+            raise UnparseableEmail("no headers found: not an RFC 822 message")
+        if not _sender(msg)[1]:
+            raise UnparseableEmail("message has no valid From address")
+        value = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), "")  # type: ignore[attr-defined]
+    except UnparseableEmail:
+        raise
+    except Exception as exc:  # hostile headers must never escape as a crash
+        raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
+    found = message_ids(single_line(value[: 2 * MAX_HEADER_FIELD]))
+    return found[0] if found else f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
+
+
+def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:
+    """The message in raw[start:end], built without handing the standard parser any body line by line.
+
+    The standard parser reads bodies a line at a time in Python (millions of short lines cost seconds);
+    here it parses only (bounded) header blocks, bodies are located with bytes.find and never copied
+    until a leaf part's payload is set, and multipart bodies are split at their boundary lines (at most
+    MAX_PARTS parts, MAX_DEPTH levels; deeper content stays an opaque payload).
+    """
+    end = len(raw) if end is None else end
+    head, body_start = _split_head(raw, start, end)
+    msg: EmailMessage = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)  # type: ignore[assignment]
+    leftover = msg.get_payload()  # a line that was no header starts the body, as in the standard parser
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if boundary and depth < MAX_DEPTH:
+        delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
+        parts = _split_parts(raw, body_start, end, delimiter)
+        msg.set_payload([_message(raw, part_start, part_end, depth + 1) for part_start, part_end in parts])
+        return msg
+    text = raw[body_start:end].decode("ascii", "surrogateescape")
+    if isinstance(leftover, str) and leftover:
+        text = leftover + ("\r\n" + text if text else "")
+    msg.set_payload(text)
+    return msg
+
+
+def _split_parts(raw: bytes, start: int, end: int, delimiter: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each part of the multipart body raw[start:end] (at most MAX_PARTS; one pass with find)."""
+    parts: list[tuple[int, int]] = []
+    position = _delimiter_line(raw, delimiter, start, end, first=True)
+    while position >= 0 and len(parts) < MAX_PARTS:
+        line_end = raw.find(b"\n", position, end)
+        if line_end < 0 or raw.startswith(b"--", position + len(delimiter)):
+            break  # the close delimiter, or a delimiter with nothing after it
+        following = _delimiter_line(raw, delimiter, line_end, end)
+        part_end = end
+        if following >= 0:  # the line break before a delimiter belongs to the delimiter
+            part_end = following - (2 if raw.startswith(b"\r\n", following - 2) and following - 2 > line_end else 1)
+        parts.append((line_end + 1, max(line_end + 1, part_end)))
+        position = following
+    return parts
+
+
+def _delimiter_line(raw: bytes, delimiter: bytes, start: int, end: int, first: bool = False) -> int:
+    """Where the next boundary line in raw[start:end] begins (optionally closing, space-padded), or -1."""
+    index = start if first and raw.startswith(delimiter, start) else _next_candidate(raw, delimiter, start, end)
+    while index >= 0:
+        line_end = raw.find(b"\n", index, end)
+        rest = raw[index + len(delimiter) : line_end if line_end >= 0 else end]
+        if not rest.removeprefix(b"--").strip(b" \t\r"):
+            return index
+        index = _next_candidate(raw, delimiter, index, end)
+    return -1
+
+
+def _next_candidate(raw: bytes, delimiter: bytes, after: int, end: int) -> int:
+    found = raw.find(b"\n" + delimiter, after, end)
+    return found + 1 if found >= 0 else -1
+
+
+def _parse(raw: bytes) -> ParsedEmail:
+    if not raw or not raw.strip():
+        raise UnparseableEmail("empty message")
+    msg = _message(raw)
     if not msg.keys():
         raise UnparseableEmail("no headers found: not an RFC 822 message")
     headers: dict[str, str] = {}
     for key, value in msg.raw_items():  # type: ignore[attr-defined]
         # raw (still encoded) values are enough for the loop checks; the few shown to people are decoded below
-        headers.setdefault(key.lower(), single_line(value))
+        headers.setdefault(key.lower(), single_line(value[: 2 * MAX_HEADER_FIELD]))
     for key in _DECODED:
         if key in headers:
             headers[key] = _header(msg, key)
@@ -175,7 +312,7 @@ def _parse(raw: bytes, headers_only: bool = False) -> ParsedEmail:
     if generated:
         message_id = f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
     text_parts, html_parts, attachments, bounced, is_report = [], [], [], [], False
-    for count, part in enumerate(_walk(msg) if not headers_only else ()):
+    for count, part in enumerate(_walk(msg)):
         if count >= MAX_PARTS:
             break
         ctype = part.get_content_type()
@@ -260,6 +397,6 @@ def _embedded_message_id(part: Message) -> str:
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return str(payload[0].get("message-id", ""))
     if isinstance(payload, str):
-        match = re.search(r"^message-id:\s*(<[^>]+>)", payload, re.IGNORECASE | re.MULTILINE)
+        match = re.search(r"^message-id:[ \t]*(<[^<>\s]{1,900}>)", payload, re.IGNORECASE | re.MULTILINE)
         return match.group(1) if match else ""
     return ""

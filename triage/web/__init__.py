@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from flask import Flask, Response, abort, current_app, g
+from flask import Flask, Response, abort, current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +96,10 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static":  # staff pages, API answers: never kept by a browser or a proxy
+        response.headers["Cache-Control"] = "no-store"
+    if settings().secure_cookies:  # served over HTTPS: browsers must never fall back to plain HTTP
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
 
 

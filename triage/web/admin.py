@@ -10,12 +10,13 @@ from sqlalchemy import select
 
 from triage import catalogue, jobs
 from triage.classifier import registry
-from triage.helpdesk import stats
+from triage.helpdesk import due, stats
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
 from triage.models import ApiToken, AuditEvent, InboundEmail, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
 from triage.web import charts, db, settings
+from triage.web.params import required_int
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -36,7 +37,7 @@ def _audit(action: str, **details: object) -> None:
 
 @bp.route("/users", methods=["GET", "POST"])
 def users() -> ResponseReturnValue:
-    """List users; create one; change role or deactivate."""
+    """List users; create one; rename, reset a password, change role, deactivate or reactivate."""
     session = db()
     if request.method == "POST":
         form = request.form
@@ -46,16 +47,30 @@ def users() -> ResponseReturnValue:
                                          form.get("role", "agent"), form.get("name", ""))  # fmt: skip
                 _audit("user.created", email=user.email, role=user.role)
             else:
-                user = session.get(User, int(form.get("user_id", "0") or 0))
+                user = session.get(User, required_int(form.get("user_id"), "user_id"))
                 if user is None:
                     raise accounts.UserError("no such user")
-                if user.id == current_user.row.id:
-                    raise accounts.UserError("you cannot change your own account here")
-                if form.get("op") == "toggle":
-                    user.is_active = not user.is_active
+                if user.id == current_user.row.id and form.get("op") not in ("rename", "password"):
+                    raise accounts.UserError("you cannot change your own role or deactivate yourself")
+                op = form.get("op")
+                if op == "rename":
+                    user.name = accounts.clean_name(form.get("name", ""))
+                    _audit("user.renamed", email=user.email, name=user.name)
+                elif op == "password":
+                    accounts.set_password(user, form.get("password", ""))
+                    _audit("user.password_reset", email=user.email)
+                elif op == "toggle":
+                    revoked = accounts.set_active(session, user, not user.is_active)
+                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                    for row in revoked:
+                        _audit("token.revoked", name=row.name, reason=f"creator {user.email} deactivated")
+                    if revoked:
+                        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
                 elif form.get("role") in accounts.ROLES:
                     user.role = form["role"]
-                _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
+                else:
+                    raise accounts.UserError("unknown change")
             session.commit()
             flash("Saved.")
         except accounts.UserError as exc:
@@ -68,7 +83,7 @@ def users() -> ResponseReturnValue:
 
 @bp.route("/queues", methods=["GET", "POST"])
 def queues() -> ResponseReturnValue:
-    """List queues; add one; set the address told of centre replies."""
+    """List queues; add one; set the notify address and the response targets (business minutes)."""
     session = db()
     if request.method == "POST":
         form = request.form
@@ -82,10 +97,28 @@ def queues() -> ResponseReturnValue:
             if not slug.replace("-", "").isalnum() or len(slug) > 64:
                 flash("queue slug: letters, digits and dashes only", "error")
                 return redirect(url_for("admin.queues"))
-            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug)
+            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug,
+                          first_response_minutes=due.DEFAULT_FIRST_MINUTES, next_response_minutes=due.DEFAULT_NEXT_MINUTES,
+                          urgent_response_minutes=due.DEFAULT_URGENT_MINUTES)  # fmt: skip
             session.add(queue)
         queue.notify_address = notify
-        _audit("queue.saved", slug=slug, notify_address=notify)
+        try:
+            for field, label in (("first_response_minutes", "first response"), ("next_response_minutes", "next response"),
+                                 ("urgent_response_minutes", "urgent response")):  # fmt: skip
+                if form.get(field, "").strip():
+                    setattr(queue, field, due.validate_minutes(form[field], f"{label} target"))
+        except ValueError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+            return redirect(url_for("admin.queues"))
+        _audit(
+            "queue.saved",
+            slug=slug,
+            notify_address=notify,
+            first_response_minutes=queue.first_response_minutes,
+            next_response_minutes=queue.next_response_minutes,
+            urgent_response_minutes=queue.urgent_response_minutes,
+        )
         session.commit()
         flash("Saved.")
         return redirect(url_for("admin.queues"))
@@ -124,19 +157,22 @@ def tokens() -> ResponseReturnValue:
     new_token = None
     if request.method == "POST":
         if request.form.get("op") == "revoke":
-            row = api_tokens.revoke(session, int(request.form.get("token_id", "0") or 0))
+            row = api_tokens.revoke(session, required_int(request.form.get("token_id"), "token_id"))
             if row is not None:
                 _audit("token.revoked", name=row.name)
             flash("Token revoked.")
         else:
             try:
-                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id)
-                _audit("token.created", name=row.name)
+                scopes = request.form.getlist("scope")
+                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id,
+                                                         scopes)  # fmt: skip
+                _audit("token.created", name=row.name, scopes=row.scopes)
             except ValueError as exc:
                 flash(str(exc), "error")
         session.commit()
     rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
-    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token)
+    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token,
+                           scopes=api_tokens.SCOPE_HELP)  # fmt: skip
 
 
 @bp.route("/outbox", methods=["GET", "POST"])
@@ -144,7 +180,7 @@ def outbox_page() -> ResponseReturnValue:
     """Outgoing mail that failed permanently, with a retry button."""
     session = db()
     if request.method == "POST":
-        item = outbox.retry_failed(session, int(request.form.get("item_id", "0") or 0))
+        item = outbox.retry_failed(session, required_int(request.form.get("item_id"), "item_id"))
         if item is not None:
             _audit("outbox.retried", item=item.id)
         session.commit()
@@ -159,7 +195,7 @@ def inbound_page() -> ResponseReturnValue:
     """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
     session = db()
     if request.method == "POST":
-        row = inbound.retry_processing(session, int(request.form.get("inbound_id", "0") or 0))
+        row = inbound.retry_processing(session, required_int(request.form.get("inbound_id"), "inbound_id"))
         if row is not None:
             _audit("inbound.retried", inbound=row.id, message_id=row.message_id)
             flash("The worker will process it again.")

@@ -7,10 +7,12 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from triage.mail.inbound import InboundContext, Received, message_from_form, receive
+from triage.mail.inbound import InboundContext, Received, accept, message_from_form, receive
 from triage.mail.parse import UnparseableEmail
-from triage.web import session_factory, settings
+from triage.models import InboundEmail, format_reference
+from triage.web import db, session_factory, settings
 from triage.web.auth import token_required
+from triage.web.body import read_body
 from triage.web.errors import ApiError, json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -21,35 +23,46 @@ def _context() -> InboundContext:
     return InboundContext(settings(), current_app.extensions["triage.models"])
 
 
-def _accepted(result: Received) -> ResponseReturnValue:
+def _accepted(result: Received, pending_note: str) -> ResponseReturnValue:
     body = {
+        "id": result.inbound_id,
         "status": result.status,
         "reference": result.reference,
         "message_id": result.message_id,
         "duplicate": result.duplicate,
     }
     if result.status == "pending":
-        body["note"] = "stored; processing failed for now and will be retried by the worker"
+        body["note"] = pending_note
     return jsonify(body), 202
 
 
-def _receive(raw: bytes, source: str) -> ResponseReturnValue:
-    try:
-        result = receive(session_factory(), _context(), raw, source)
-    except UnparseableEmail as exc:
-        raise ApiError(400, f"not a parseable email: {exc}") from None
-    return _accepted(result)
-
-
 @bp.post("/inbound")
-@token_required
+@token_required(scope="inbound")
 def inbound() -> ResponseReturnValue:
-    """Take one raw RFC 822 message; 202 with the ticket reference once it is committed."""
+    """Take one raw RFC 822 message: store it and answer 202 at once; a worker makes the ticket."""
     mimetype = request.mimetype
     if mimetype not in {"message/rfc822", "application/octet-stream", "text/plain"}:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
-    raw = request.get_data(cache=False)
-    return _receive(raw, "webhook")
+    raw = read_body(settings().inbound_max_bytes)
+    try:
+        result = accept(session_factory(), raw, "webhook")
+    except UnparseableEmail as exc:
+        raise ApiError(400, f"not a parseable email: {exc}") from None
+    return _accepted(result, f"stored; a worker processes it shortly (GET /api/v1/inbound/{result.inbound_id})")
+
+
+@bp.get("/inbound/<int:inbound_id>")
+@token_required(scope="inbound")
+def inbound_status(inbound_id: int) -> ResponseReturnValue:
+    """Where one stored email is: pending, processed (with its ticket reference) or rejected."""
+    row = db().get(InboundEmail, inbound_id)
+    if row is None:
+        raise ApiError(404, "no inbound email with this id")
+    return jsonify({
+        "id": row.id, "status": row.status, "reference": format_reference(row.ticket_id) if row.ticket_id else None,
+        "message_id": row.message_id, "source": row.source, "attempts": row.attempts, "last_error": row.last_error,
+        "received_at": row.received_at.isoformat(), "processed_at": row.processed_at.isoformat() if row.processed_at else None,
+    })  # fmt: skip
 
 
 def _text_field(data: dict[str, object], name: str, required: bool, limit: int) -> str:
@@ -66,9 +79,9 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 
 
 @bp.post("/tickets")
-@token_required
+@token_required(scope="inbound")
 def create_ticket() -> ResponseReturnValue:
-    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email."""
+    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email, at once."""
     data = json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object with from, subject and body")
@@ -79,4 +92,8 @@ def create_ticket() -> ResponseReturnValue:
     subject = _text_field(data, "subject", True, 900)
     body = _text_field(data, "body", True, 100_000)
     raw = message_from_form(sender, name, subject, body, settings().mail_domain)
-    return _receive(raw, "api")
+    try:  # processed in the request: the caller gets the ticket reference in the answer
+        result = receive(session_factory(), _context(), raw, "api")
+    except UnparseableEmail as exc:
+        raise ApiError(400, f"not a parseable email: {exc}") from None
+    return _accepted(result, "stored; processing failed for now and will be retried by the worker")

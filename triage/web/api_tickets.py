@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage import catalogue
-from triage.helpdesk import tickets
+from triage.helpdesk import due, tickets
 from triage.models import Message, Queue, Ticket, User
 from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
 from triage.web.errors import ApiError, json_body
+from triage.web.params import int_param
 
 
 def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
@@ -33,6 +34,10 @@ def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
         "confirmed_category": t.confirmed_category,
         "queue": t.queue.slug if t.queue else None,
         "assignee": t.assignee.email if t.assignee else None,
+        "urgent": t.urgent,
+        "urgent_reason": t.urgent_reason,
+        "due_at": due_time.isoformat() if (due_time := due.due_at(t)) is not None else None,
+        "centre_replied": t.centre_replied,
         "created_at": t.created_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
     }
@@ -49,12 +54,8 @@ def message_json(m: Message) -> dict[str, Any]:
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}", field=name)
-    return int(raw)
+    value = int_param(request.args.get(name), name, default, low, high)
+    return default if value is None else value
 
 
 def _choice(name: str, allowed: tuple[str, ...] | set[str]) -> str | None:

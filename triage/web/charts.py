@@ -19,7 +19,10 @@ def stacked_days(
     peak = max([sum(c.values()) for c in per_day.values()] + [1])
     plot_h, left, bar_w = height - 40, 30, (width - 40) / max(1, len(days))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 16 * len(keys)}" role="img" '
-             f'aria-label="Tickets per day by category">', f'<text x="0" y="12" font-size="11">{peak}</text>']  # fmt: skip
+             f'aria-label="Tickets per day by category">', f'<text x="0" y="12" font-size="11">{peak}</text>',
+             f'<text x="0" y="{plot_h}" font-size="11">0</text>',
+             f'<text x="{left}" y="12" font-size="11" font-style="italic">tickets per day (bars), by predicted category (colours)</text>',
+             f'<text x="{width - 4}" y="{plot_h + 28}" font-size="11" font-style="italic" text-anchor="end">day (UTC)</text>']  # fmt: skip
     for i, day in enumerate(days):
         y = plot_h
         for key in keys:
@@ -45,8 +48,10 @@ def bars(values: Mapping[str, float], label: str, percent: bool = False, width: 
         return f'<p class="meta">No data yet for {escape(label)}.</p>'
     peak = max([*values.values(), 1e-9])
     row_h, left = 20, 220
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {row_h * len(values) + 4}" role="img" '
-             f'aria-label="{escape(label)}">']  # fmt: skip
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {row_h * len(values) + 22}" role="img" '
+             f'aria-label="{escape(label)}">',
+             f'<text x="{width - 4}" y="{row_h * len(values) + 18}" font-size="11" font-style="italic" '
+             f'text-anchor="end">{escape(label)}</text>']  # fmt: skip
     for i, (key, value) in enumerate(values.items()):
         w = value / peak * (width - left - 60)
         text = f"{value:.0%}" if percent else f"{value:g}"
@@ -60,12 +65,17 @@ def bars(values: Mapping[str, float], label: str, percent: bool = False, width: 
 def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: int = 22) -> str:
     """A confusion-matrix heatmap: rows are true labels, columns predicted; darker is more."""
     n = len(labels)
-    left, top = 230, 10
+    left, top = 250, 44
     peak = max([max(row) for row in matrix] + [1])
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {left + n * cell + 10} {top + n * cell + 10}" '
-             f'role="img" aria-label="Confusion matrix">']  # fmt: skip
+             f'role="img" aria-label="Confusion matrix">',
+             f'<text x="{left}" y="12" font-size="11" font-style="italic">predicted category (column numbers match the rows)</text>',
+             f'<text x="0" y="{top - 8}" font-size="11" font-style="italic">true category</text>']  # fmt: skip
+    for j in range(n):
+        parts.append(f'<text x="{left + j * cell + cell / 2:.1f}" y="{top - 6}" font-size="10" text-anchor="middle">'
+                     f'<title>{escape(labels[j])}</title>{j + 1}</text>')  # fmt: skip
     for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
-        parts.append(f'<text x="0" y="{top + i * cell + 15}" font-size="11">{escape(label)}</text>')
+        parts.append(f'<text x="0" y="{top + i * cell + 15}" font-size="11">{i + 1}. {escape(label)}</text>')
         for j, value in enumerate(row):
             shade = 255 - int(200 * value / peak) if value else 250
             colour = (

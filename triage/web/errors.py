@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, flash, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -75,6 +75,15 @@ def _json_error(
     return response
 
 
+def _form_error(message: str) -> ResponseReturnValue:
+    """A bad parameter on a staff page: a posted form goes back to its page with the error; else a 400."""
+    rule = request.url_rule
+    if request.method == "POST" and rule is not None and "GET" in (rule.methods or ()):
+        flash(message, "error")
+        return redirect(request.path)
+    return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+
 def _is_api() -> bool:
     return request.path.startswith("/api/")
 
@@ -85,6 +94,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> ResponseReturnValue:
+        if exc.status == 400 and exc.field and not _is_api():
+            return _form_error(exc.message)
         return _json_error(exc.status, exc.message, exc.field, exc.retry_after)
 
     @app.errorhandler(HTTPException)

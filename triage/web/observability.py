@@ -73,7 +73,7 @@ def init_app(app: Flask) -> None:
 
 
 @bp.get("/metrics")
-@token_required
+@token_required(scope="metrics")
 def metrics_endpoint() -> ResponseReturnValue:
     """Prometheus exposition (bearer token, like the API)."""
     return Response(metrics.render(session_factory()), mimetype="text/plain; version=0.0.4")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from triage import catalogue
-from triage.helpdesk import tickets
-from triage.models import Attachment, Classification, InboundEmail, Message, Queue, User
+from triage.helpdesk import bulk, centres, due, search, tickets, views
+from triage.helpdesk.history import describe
+from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User, utcnow
 from triage.web import db, settings
+from triage.web.downloads import attachment_disposition
+from triage.web.params import BadParameter, int_param
 
 bp = Blueprint("staff", __name__)
 
@@ -21,6 +25,37 @@ bp = Blueprint("staff", __name__)
 @login_required
 def _require_login() -> None:
     """Every staff page needs a logged-in user."""
+
+
+@bp.app_template_global()
+def due_of(ticket: Ticket) -> dict[str, str] | None:
+    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None if not due."""
+    when = due.due_at(ticket)
+    if when is None:
+        return None
+    seconds = int((when - utcnow()).total_seconds())
+    span = _span(abs(seconds))
+    title = f"due {when.astimezone(due.UK):%d %b %H:%M} UK time"
+    if seconds <= 0:
+        return {"text": f"overdue {span}", "title": title, "state": "overdue"}
+    return {"text": f"due in {span}", "title": title, "state": "soon" if seconds <= 3600 else "due"}
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@bp.app_template_global()
+def view_counts() -> dict[str, int]:
+    """Open urgent and centre-replied counts for the navigation bar."""
+    session = db()
+    urgent = session.scalar(select(func.count()).select_from(Ticket).where(
+        Ticket.urgent.is_(True), Ticket.status.in_(tickets.OPEN_STATUSES))) or 0  # fmt: skip
+    replied = tickets.count_tickets(session, views.view_filter(views.BY_SLUG["centre-replied"], 0, 1))
+    return {"urgent": urgent, "centre-replied": replied}
 
 
 def me() -> User:
@@ -43,13 +78,18 @@ def queues() -> ResponseReturnValue:
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else default
+    return int_param(request.args.get(name), name, default)
+
+
+def _list_context(session: Any) -> dict[str, Any]:
+    """What every ticket list needs for its bulk-action bar."""
+    return {"queues": session.scalars(select(Queue).order_by(Queue.slug)).all(), "categories": catalogue.CATEGORIES,
+            "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all()}  # fmt: skip
 
 
 @bp.get("/queues/<slug>")
 def queue(slug: str) -> ResponseReturnValue:
-    """A queue's tickets, filtered, searched, sorted by age, paginated."""
+    """A queue's tickets, filtered, searched, urgent first then by waiting time, paginated."""
     session = db()
     q = session.scalars(select(Queue).where(Queue.slug == slug)).one_or_none()
     if q is None:
@@ -63,22 +103,82 @@ def queue(slug: str) -> ResponseReturnValue:
         queue=slug,
         status=None if status == "all" else status,
         category=category,
-        assignee_id=me().id if assignee == "me" else _int_arg("assignee"),
+        assignee_id=me().id if assignee == "me" else None if assignee == "none" else _int_arg("assignee"),
         unassigned=assignee == "none",
         text=(request.args.get("q") or "").strip() or None,
         oldest_first=request.args.get("sort", "oldest") != "newest",
-        page=_int_arg("page", 1) or 1,
+        page=int_param(request.args.get("page"), "page", 1, high=100_000) or 1,
     )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
-    staff = session.scalars(select(User).where(User.is_active).order_by(User.email)).all()
     return render_template("queue.html", queue=q, tickets=rows, total=total, page=f.page, pages=pages, f=f,
-                           status=status, assignee=assignee, categories=catalogue.CATEGORIES, staff=staff)  # fmt: skip
+                           status=status, assignee=assignee, **_list_context(session))  # fmt: skip
+
+
+@bp.get("/views/<slug>")
+def view(slug: str) -> ResponseReturnValue:
+    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All open)."""
+    chosen = views.BY_SLUG.get(slug)
+    if chosen is None:
+        abort(404)
+    session = db()
+    f = views.view_filter(chosen, me().id, _int_arg("page", 1) or 1, request.args.get("sort", "oldest") != "newest")
+    rows, total = tickets.list_tickets(session, f)
+    pages = max(1, -(-total // f.page_size))
+    return render_template("view.html", view=chosen, views=views.VIEWS, tickets=rows, total=total, page=f.page,
+                           pages=pages, f=f, **_list_context(session))  # fmt: skip
+
+
+@bp.get("/search")
+def search_page() -> ResponseReturnValue:
+    """Search every queue by reference, centre address or name, subject and the centre's words."""
+    query = (request.args.get("q") or "").strip()
+    session = db()
+    results = search.search(session, query, _int_arg("page", 1) or 1) if query else None
+    return render_template("search.html", q=query, results=results, **_list_context(session))
+
+
+@bp.get("/centres/<domain>")
+def centre(domain: str) -> ResponseReturnValue:
+    """Every ticket from one centre's email domain, with dates and categories."""
+    session = db()
+    history = centres.centre_history(session, domain, _int_arg("page", 1) or 1)
+    if history is None:
+        abort(404)
+    return render_template("centre.html", centre=history, **_list_context(session))
+
+
+def _back(default: str) -> str:
+    """The local page a form came from (never another site)."""
+    target = request.form.get("next", "")
+    parts = urlsplit(target)
+    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+        return target
+    return default
+
+
+@bp.post("/tickets/bulk")
+def bulk_action() -> ResponseReturnValue:
+    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and why."""
+    session = db()
+    ids = [int(v) for v in request.form.getlist("ticket_id") if v.isdigit() and int(v) <= 2**31 - 1]
+    operation = request.form.get("op", "")
+    value = request.form.get(f"{operation}_value", "") if operation in bulk.OPERATIONS else ""
+    try:
+        outcome = bulk.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
+        session.commit()
+        flash(f"{outcome.done} ticket{'' if outcome.done == 1 else 's'} changed.")
+        if outcome.refused:
+            flash("Not changed: " + "; ".join(outcome.refused[:20]), "error")
+    except tickets.TicketError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    return redirect(_back(url_for("staff.queues")))
 
 
 @bp.get("/tickets/<int:ticket_id>")
 def ticket(ticket_id: int) -> ResponseReturnValue:
-    """One ticket: thread, the model's decision, notes, audit trail and actions."""
+    """One ticket: thread, the model's decision and urgency, notes, readable history and actions."""
     session = db()
     try:
         t = tickets.get_ticket(session, ticket_id)
@@ -91,35 +191,39 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "t": t,
         "classification": classification,
         "notes": tickets.notes(session, t),
-        "history": tickets.history(session, t),
+        "history": [(e, describe(e)) for e in tickets.history(session, t)],
         "categories": catalogue.CATEGORIES,
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
         "canned": [c for c in catalogue.CATEGORIES if c.answer],
         "me": me(),
+        "due": due.due_at(t),
+        "domain": centres.domain_of(t.centre_email),
     }
     return render_template("ticket.html", **context)
 
 
-_ACTIONS = {"claim", "assign", "category", "move", "note", "reply", "resolve", "reopen"}
+_ACTIONS = {"claim", "assign", "category", "move", "note", "reply", "resolve", "reopen", "urgent"}
 
 
 @bp.post("/tickets/<int:ticket_id>/<action>")
 def act(ticket_id: int, action: str) -> ResponseReturnValue:
-    """Apply one staff action to a ticket, then show the ticket again."""
+    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send and next")."""
     if action not in _ACTIONS:
         abort(404)
     session = db()
     user = me()
     actor = tickets.Actor.of_user(user)
+    then = request.form.get("then", "")
+    destination = url_for("staff.ticket", ticket_id=ticket_id)
     try:
         t = tickets.get_ticket(session, ticket_id)
         form = request.form
         if action == "claim":
             tickets.assign(session, actor, t, user)
         elif action == "assign":
-            assignee_id = form.get("assignee_id", "")
-            assignee = session.get(User, int(assignee_id)) if assignee_id.isdigit() else None
+            assignee_id = int_param(form.get("assignee_id"), "assignee_id")
+            assignee = session.get(User, assignee_id) if assignee_id is not None else None
             tickets.assign(session, actor, t, assignee)
         elif action == "category":
             tickets.set_category(session, actor, t, form.get("category", ""))
@@ -127,18 +231,60 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
             tickets.move(session, actor, t, form.get("queue", ""))
         elif action == "note":
             tickets.add_note(session, actor, t, form.get("body", ""))
+        elif action == "urgent":
+            tickets.set_urgent(session, actor, t, form.get("urgent") == "1", form.get("reason", ""))
         elif action == "reply":
             tickets.reply(session, settings(), actor, t, form.get("body", ""))
+            if then == "resolve":
+                tickets.resolve(session, actor, t)
         elif action == "resolve":
             tickets.resolve(session, actor, t)
         else:
             tickets.reopen(session, actor, t)
+        if action == "reply" and then == "next":
+            following = tickets.next_ticket(session, t, user)
+            destination = (
+                url_for("staff.ticket", ticket_id=following.id)
+                if following
+                else url_for("staff.queue", slug=t.queue.slug if t.queue else "triage")
+            )
         session.commit()
-        flash({"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(action, "Saved."))
-    except tickets.TicketError as exc:
+        done = {"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(action, "Saved.")
+        if action == "reply" and then == "resolve":
+            done = "Reply queued for sending. Ticket resolved."
+        flash(done)
+    except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
-        flash(str(exc), "error")
-    return redirect(url_for("staff.ticket", ticket_id=ticket_id))
+        flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
+        destination = url_for("staff.ticket", ticket_id=ticket_id)
+    return redirect(destination)
+
+
+@bp.route("/preferences", methods=["GET", "POST"])
+def preferences() -> ResponseReturnValue:
+    """Which notification emails the logged-in person gets."""
+    session = db()
+    user = me()
+    if request.method == "POST":
+        for name in NOTIFICATION_KINDS:
+            setattr(user, name, request.form.get(name) == "on")
+        session.commit()
+        flash("Preferences saved.")
+        return redirect(url_for("staff.preferences"))
+    return render_template("preferences.html", user=user, kinds=NOTIFICATION_KINDS)
+
+
+NOTIFICATION_KINDS = {
+    "notify_centre_replies": "a centre replies on a ticket assigned to me",
+    "notify_urgent": "a ticket assigned to me is urgent (an exam happening now)",
+    "notify_overdue": "a ticket assigned to me goes past its due time",
+}
+
+
+@bp.get("/api-docs")
+def api_docs() -> ResponseReturnValue:
+    """The API reference, rendered from the OpenAPI document by a vendored Swagger UI."""
+    return render_template("api_docs.html")
 
 
 @bp.get("/messages/<int:message_id>/raw")
@@ -164,7 +310,6 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     att = db().get(Attachment, attachment_id)
     if att is None or att.data is None:
         abort(404)
-    safe_name = "".join(ch for ch in att.filename if ch.isalnum() or ch in "._- ")[:100] or "attachment"
     return Response(att.data, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{safe_name}"',
+                    headers={"Content-Disposition": attachment_disposition(att.filename),
                              "X-Content-Type-Options": "nosniff"})  # fmt: skip

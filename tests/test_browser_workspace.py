@@ -1,0 +1,168 @@
+"""The staff workspace in a real headless Chromium: urgent first, shortcuts, bulk actions, search, faster
+replies, the API page and a phone-sized layout (reusing the live server and browser of test_browser)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import update
+
+from tests.test_browser import browser_page, live_server  # noqa: F401 (fixtures)
+from tests.webutil import PASSWORD, make_user
+from tests.workspace_util import ingest, reload
+from triage.models import Ticket
+
+LIVE_EXAM = {"subject": "Exam frozen - candidate still in the room",
+             "body": "The exam has frozen half way. The candidate is sat there waiting, exam started at 10:30."}  # fmt: skip
+
+
+def _login(page: Any, server: str, email: str = "agent@imi.test") -> None:
+    page.goto(f"{server}/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/queues")
+
+
+def _csp_watch(page: Any) -> list[str]:
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    return problems
+
+
+def test_urgent_first_and_keyboard_shortcuts(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app)
+    calm = [ingest(mail_app, sender=f"c{i}@calm{i}.example", subject=f"Contact change {i}",
+                   body="Can we change our centre contact? zebra crossing") for i in range(2)]  # fmt: skip
+    live = ingest(mail_app, sender="pat@live.example", **LIVE_EXAM)
+    page = browser_page
+    problems = _csp_watch(page)
+    _login(page, live_server)
+    page.goto(f"{live_server}/views/open")
+    rows = page.locator("tr[data-href]")
+    assert rows.count() == 3
+    assert "urgent" in (rows.nth(0).get_attribute("class") or "")  # urgent sorts first
+    assert rows.nth(0).locator("text=urgent").count() >= 1 and "due in" in rows.nth(0).inner_text()
+    page.keyboard.press("?")
+    assert page.is_visible("#shortcuts") and page.is_visible("text=Keyboard shortcuts")
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#shortcuts")
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    assert "selected" in (rows.nth(1).get_attribute("class") or "")
+    page.keyboard.press("k")
+    assert "selected" in (rows.nth(0).get_attribute("class") or "")
+    page.keyboard.press("o")
+    page.wait_for_url(f"{live_server}/tickets/{live.id}")
+    assert page.is_visible("text=happening now")
+    page.keyboard.press("a")  # assign to me
+    page.wait_for_selector("text=Saved.")
+    assert reload(mail_app, live.id).assignee is not None
+    assert page.locator("button:text-is('Claim')").count() == 0  # not offered on my own ticket
+    page.keyboard.press("r")
+    assert page.evaluate("document.activeElement.id") == "reply-body"
+    page.keyboard.type("jjj")  # typing in the reply box is text, not shortcuts
+    assert page.url.endswith(f"/tickets/{live.id}") and page.input_value("#reply-body") == "jjj"
+    page.click("h1")  # leave the text box
+    page.keyboard.press("e")  # resolve: refused until the category is confirmed
+    page.wait_for_selector("text=confirm the category before resolving")
+    page.click("text=Confirm category")
+    page.wait_for_selector("text=Saved.")
+    page.keyboard.press("e")
+    page.wait_for_selector("text=Ticket resolved.")
+    assert reload(mail_app, live.id).status == "resolved"
+    assert (
+        page.locator("button:text-is('Resolve')").count() == 0 and page.locator("button:text-is('Reopen')").count() == 1
+    )
+    assert all(reload(mail_app, t.id).status == "open" for t in calm)
+    assert problems == []
+
+
+def test_bulk_actions_with_checkboxes_and_keys(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app)
+    tickets = [ingest(mail_app, sender=f"b{i}@bulk{i}.example", subject=f"Bulk {i}",
+                      body="Can we change our centre contact? zebra crossing") for i in range(3)]  # fmt: skip
+    page = browser_page
+    _login(page, live_server)
+    page.goto(f"{live_server}/views/unassigned")
+    page.check("#tick-all")
+    assert page.inner_text("#ticked") == "3"
+    page.select_option("select[name=move_value]", "technical")
+    page.click("button[name=op][value=move]")
+    page.wait_for_selector("text=3 tickets changed.")
+    assert {reload(mail_app, t.id).queue.slug for t in tickets} == {"technical"}
+    # keyboard: select the first row, tick it with x, assign the ticked to me with a
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    assert page.inner_text("#ticked") == "1"
+    page.keyboard.press("a")
+    page.wait_for_selector("text=1 ticket changed.")
+    assigned = [t for t in tickets if reload(mail_app, t.id).assignee is not None]
+    assert len(assigned) == 1
+    page.goto(f"{live_server}/views/mine")
+    assert page.locator("tr[data-href]").count() == 1
+    page.check("#tick-all")
+    with page.expect_navigation():
+        page.click("button[name=op][value=confirm]")
+    page.check("#tick-all")
+    with page.expect_navigation():
+        page.keyboard.press("e")  # resolve the ticked (focus on a checkbox still takes shortcuts)
+    assert page.is_visible("text=1 ticket changed.")
+    assert reload(mail_app, assigned[0].id).status == "resolved"
+
+
+def test_search_from_the_header_and_send_and_next(mail_app: Flask, live_server: str, browser_page, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app)
+    first = ingest(mail_app, sender="Greenfield <exams@greenfield.example>", subject="Booking",
+                   body="We need to rebook the armadillo workshop for our learners. zebra")  # fmt: skip
+    second = ingest(
+        mail_app, sender="x@hill.example", subject="Another", body="Can we change our centre contact? zebra"
+    )
+    with mail_app.extensions["triage.sessions"]() as s:  # both in one queue, whatever the model said
+        s.execute(update(Ticket).where(Ticket.id.in_([first.id, second.id])).values(queue_id=first.queue_id))
+        s.commit()
+    page = browser_page
+    _login(page, live_server)
+    page.keyboard.press("/")
+    page.keyboard.type("armadillo")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/search?q=armadillo")
+    assert page.locator("tr[data-href]").count() == 1 and page.is_visible(f"text={first.reference}")
+    page.click(f"text={first.reference}")
+    page.fill("#reply-body", "We have rebooked it for you.")
+    page.click("button:text-is('Send and next')")
+    page.wait_for_url(f"{live_server}/tickets/{second.id}")
+    assert page.is_visible("text=Reply queued for sending.")
+    assert reload(mail_app, first.id).status == "pending"
+    page.click("a:text('all tickets from hill.example')")
+    page.wait_for_selector(f"text={second.reference}")
+    assert page.is_visible("text=Centre: hill.example")
+
+
+def test_api_page_renders_the_document_with_the_csp_intact(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app)
+    page = browser_page
+    problems = _csp_watch(page)
+    _login(page, live_server)
+    page.click("header >> text=API")
+    page.wait_for_selector(".swagger-ui .info", timeout=20_000)
+    assert page.is_visible("text=IMI centre-enquiry triage API")
+    assert page.locator(".opblock").count() >= 6  # one block per operation
+    assert problems == []
+
+
+def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app, "boss@imi.test", "admin")
+    t = ingest(mail_app, sender="Very Long Centre Name Limited <coordinator.of.examinations@averyveryverylongdomainname.example>",
+               subject="A subject with a very_long_unbroken_token_" + "x" * 120, body="frozen " + "y" * 300)  # fmt: skip
+    page = browser_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    _login(page, live_server, "boss@imi.test")
+    domain = t.centre_email.rpartition("@")[2]
+    for path in ("/queues", "/views/open", f"/tickets/{t.id}", "/search?q=frozen", f"/centres/{domain}", "/dashboard",
+                 "/preferences", "/admin/users", "/admin/queues"):  # fmt: skip
+        page.goto(f"{live_server}{path}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
