@@ -534,7 +534,8 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
                                    action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
     session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
                            details={"category": category, "confidence": decision.confidence if decision else None,
-                                    "action": action, "queue": queue_slug, "reply_suppressed": suppressed}))  # fmt: skip
+                                    "action": action, "queue": queue_slug, "reply_suppressed": suppressed,
+                                    **({"reason": decision.reason} if decision and decision.reason else {})}))  # fmt: skip
     if suppressed:
         return ticket
     subject = compose.reply_subject(ticket.id, parsed.subject)
