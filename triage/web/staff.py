@@ -11,8 +11,9 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from triage import catalogue
-from triage.helpdesk import bulk, centres, due, search, tickets, views
+from triage.helpdesk import bulk, centres, due, macros, search, tickets, views
 from triage.helpdesk.history import describe
+from triage.mail.forwards import split_forward
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User, utcnow
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
@@ -201,8 +202,9 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "categories": catalogue.CATEGORIES,
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
-        "canned": [c for c in catalogue.CATEGORIES if c.answer],
+        "macros": macros.for_category(session, t.confirmed_category or t.predicted_category),
         "me": me(),
+        "forwards": {m.id: f for m in t.messages if m.direction == "inbound" and (f := split_forward(m.body_text))},
         "due": due.due_at(t),
         "domain": centres.domain_of(t.centre_email),
     }
