@@ -414,6 +414,8 @@ def test_an_outgoing_recipient_must_be_one_parsed_address() -> None:
         ("Gareth Lloyd", "Gareth Lloyd"),
         ("DeShawn McKay", "DeShawn McKay"),
         ("Priya Shah (Harrowfield College)", "Priya Shah"),
+        ("'Jo Bloggs' via Exams Team", "Jo Bloggs"),
+        ("王伟", "王伟"),
         ("Exams Office", None),
         ("exams officer", None),
         ("Admin", None),

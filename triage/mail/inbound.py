@@ -315,13 +315,10 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     known = dict(
         session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
     )
-    recipients = [choose_recipient(item.parsed).address for item in items if item.parsed is not None]
-    senders = Counter(recipients)
-    domains = Counter(address_domain(address) for address in recipients)
-    session.info[_CACHE] = {
-        "shared_senders": {address for address, n in senders.items() if n > 1},
-        "shared_domains": {domain for domain, n in domains.items() if n > 1},
-    }
+    senders = Counter(choose_recipient(item.parsed).address for item in items if item.parsed is not None)
+    domains = Counter(address_domain(address) for address in senders.elements())
+    session.info[_CACHE] = {"shared_senders": {address for address, n in senders.items() if n > 1},
+                            "shared_domains": {domain for domain, n in domains.items() if n > 1}}  # fmt: skip
     try:
         now = utcnow()
         for item in items:
@@ -354,13 +351,12 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
 _CACHE = "triage.inbound.batch"
 
 
-def _unflushed_irrelevant(session: Session, address: str, domain: str) -> AbstractContextManager[object]:
-    """Skip the flush before a query about one sender's mail when no other email in the batch is from them
-    or from their domain.
+def _unflushed_irrelevant(session: Session, address: str, domain: str = "") -> AbstractContextManager[object]:
+    """Skip the flush before a query about one sender's mail when no other email in the batch is from them.
 
-    The rows this batch has not flushed yet all belong to other senders and domains then, so the query
-    cannot miss anything; the batch flushes once per new ticket instead of twice. Outside a batch: a
-    normal autoflush.
+    The rows this batch has not flushed yet all belong to other senders (and other sender domains) then,
+    so the query cannot miss anything; the batch flushes once per new ticket instead of twice. Outside a
+    batch: a normal autoflush.
     """
     cache = session.info.get(_CACHE)
     if cache is not None and address not in cache["shared_senders"] and domain not in cache["shared_domains"]:

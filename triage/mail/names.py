@@ -22,6 +22,7 @@ ROLE_WORDS = frozenset(_ROLE_TEXT.split())
 # name particles kept lower-case inside a name when fixing an all-lower or all-upper name
 _PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "la", "le", "ter", "ten"})
 _BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+_VIA = re.compile(r"['\"]?\s+via\s+", re.IGNORECASE)
 _ALLOWED = re.compile(r"^[^\W\d_]+(?:['\u2019\-.][^\W\d_]*)*\.?$")
 _MAX_WORDS = 5
 _MAX_LENGTH = 60
@@ -32,6 +33,7 @@ def person_name(display_name: str, address: str = "") -> str | None:
     name = unicodedata.normalize("NFC", display_name or "")
     name = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in name)
     name = _BRACKETS.sub(" ", name).strip().strip("\"'`").strip()
+    name = _VIA.split(name)[0].strip().strip("\"'`").strip()  # "'Jo Bloggs' via Exams" (a list rewrote the sender)
     if not name or "@" in name or len(name) > _MAX_LENGTH * 2:
         return None
     if name.count(",") == 1:  # directory style "Last, First" (also "LAST, First Middle")
