@@ -139,7 +139,7 @@ def test_auto_reply_not_sent_twice_in_a_day_for_the_same_category(mail_app: Flas
     client = mail_app.test_client()
     post_email(client, api_token, make_email())
     second = post_email(
-        client, api_token, make_email(body="exam frozen again on another pc, screen wont move")
+        client, api_token, make_email(body="exam frozen again on another pc, screen stuck and the timer still running")
     ).get_json()
     assert count(mail_app, OutboxItem) == 1
     t = ticket(mail_app, second["reference"])

@@ -554,7 +554,8 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
     session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
                            details={"category": category, "confidence": decision.confidence if decision else None,
                                     "action": action, "queue": ticket.queue.slug if ticket.queue else queue_slug,
-                                    "reply_suppressed": suppressed}))  # fmt: skip
+                                    "reply_suppressed": suppressed,
+                                    **({"reason": decision.reason} if decision and decision.reason else {})}))  # fmt: skip
     _note_recipient(session, ticket, parsed, recipient)
     if automatic:
         session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="ticket.resolved",

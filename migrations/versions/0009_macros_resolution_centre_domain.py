@@ -1,6 +1,6 @@
 """Ticket resolution and sender domain; admin-editable macros seeded for every category.
 
-Revision ID: 0006
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-01 17:30:00.000000
 """
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
