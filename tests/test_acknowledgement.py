@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only, is_acknowledgement
-from triage.classifier.cleaning import clean_body
+from triage.classifier.cleaning import clean_body, is_forward
 
 DATA = Path(__file__).resolve().parent.parent / "training_data"
 
@@ -67,7 +67,9 @@ def test_no_enquiry_in_the_labelled_data_is_taken_for_a_thank_you() -> None:
     for name in ("train.jsonl", "test.jsonl"):
         for line in (DATA / name).read_text().splitlines():
             row = json.loads(line)
-            if row["label"] != "other" and acknowledgement_only(clean_body(row["body"]), row["body"]):
+            if row["label"] != "other" and acknowledgement_only(
+                clean_body(row["body"], forwarded=is_forward(row["subject"])), row["body"]
+            ):
                 flagged.append(row["id"])
     assert flagged == []
 
@@ -81,3 +83,30 @@ def test_a_thank_you_is_held_for_staff_whatever_the_subject(trained_model) -> No
         assert decision.action == "triage" and decision.queue == "triage"
         assert decision.category == "other" and decision.reason == ACKNOWLEDGEMENT_REASON
         assert len(decision.alternatives) == 3
+
+
+def test_a_thank_you_by_mail_gets_no_answer_and_a_thank_you_on_a_thread_resolves_nothing(  # type: ignore[no-untyped-def]
+    mail_app, api_token: str, smtp_server
+) -> None:
+    from sqlalchemy import select
+
+    from tests.mailutil import deliver, make_email, post_email, ticket
+    from triage.models import AuditEvent
+
+    client = mail_app.test_client()
+    thanks = post_email(client, api_token, make_email(subject="Re: exam frozen", body="thanks, that worked")).get_json()
+    t = ticket(mail_app, thanks["reference"])
+    assert t.status == "open" and t.queue.slug == "triage" and t.predicted_category == "other"
+    with mail_app.extensions["triage.sessions"]() as s:
+        created = s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id)).first()
+        assert created is not None and created.details["reason"] == ACKNOWLEDGEMENT_REASON
+    assert "auto_reply" not in [m.kind for m in ticket(mail_app, thanks["reference"]).messages]  # no FAQ answer
+    first = post_email(client, api_token, make_email(message_id="<fz@college.example>")).get_json()
+    assert ticket(mail_app, first["reference"]).status == "auto_replied"
+    deliver(mail_app)
+    auto = smtp_server[0].parsed()[-1]
+    reply = make_email(subject="Re: " + auto["Subject"], body="all sorted now cheers",
+                       headers={"In-Reply-To": auto["Message-ID"], "References": auto["Message-ID"]})  # fmt: skip
+    assert post_email(client, api_token, reply).get_json()["reference"] == first["reference"]
+    after = ticket(mail_app, first["reference"])
+    assert after.status == "open" and after.resolved_at is None  # staff see it; the thank-you closes nothing

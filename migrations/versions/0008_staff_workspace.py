@@ -6,7 +6,7 @@ PostgreSQL: table ticket_search (tsvector, GIN index); SQLite: FTS5 virtual tabl
 Neither is in the SQLAlchemy models; triage.schema leaves them out of the model comparison.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,7 +15,7 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedKFo
 from sklearn.pipeline import Pipeline
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
-from triage.classifier.cleaning import clean_body
+from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.dataset import Example, sha256_of
 from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
@@ -64,7 +64,11 @@ def out_of_fold_probabilities(
 
 def acknowledgements(examples: Sequence[Example]) -> np.ndarray:
     """Which examples' bodies only thank or confirm (these are never auto-replied)."""
-    return np.fromiter((acknowledgement_only(clean_body(ex.body), ex.body) for ex in examples), bool, len(examples))
+    return np.fromiter(
+        (acknowledgement_only(clean_body(ex.body, forwarded=is_forward(ex.subject)), ex.body) for ex in examples),
+        bool,
+        len(examples),
+    )
 
 
 def decisions_for(probs: np.ndarray, classes: Sequence[str], thresholds: Thresholds,
