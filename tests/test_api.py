@@ -43,7 +43,7 @@ def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_ser
     resolved = client.patch(f"/api/v1/tickets/{t.id}", json={"status": "resolved"}, headers=_auth(api_token))
     assert resolved.get_json()["status"] == "resolved"
     deliver(mail_app)
-    assert "We have sent the invoice." in smtp_server[0].parsed()[-1].get_content()
+    assert "We have sent the invoice." in smtp_server[0].parsed()[-1].get_body(("plain",)).get_content()
     queues = client.get("/api/v1/queues", headers=_auth(api_token)).get_json()["queues"]
     assert queues[0]["slug"] == "triage"
 

@@ -84,5 +84,5 @@ def test_agent_finds_understands_answers_and_resolves_a_routed_ticket(
     assert t.status == "resolved" and t.confirmed_category == "other"
     deliver(mail_app)
     sent = smtp_server[0].parsed()[-1]
-    assert "new contact's details" in sent.get_content()
+    assert "new contact's details" in sent.get_body(("plain",)).get_content()
     assert sent["In-Reply-To"] == "<browser@centre.example>" and sent["To"] == "jo@college.example"

@@ -166,3 +166,31 @@ def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_
         page.goto(f"{live_server}{path}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
+
+
+def test_urgency_toggle_preferences_and_user_admin(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    make_user(mail_app, "boss@imi.test", "admin", "Boss")
+    agent_id = make_user(mail_app)
+    calm = ingest(mail_app, sender="q@calm.example", subject="Contact change", body="Can we change our centre contact?")
+    page = browser_page
+    _login(page, live_server, "boss@imi.test")
+    page.goto(f"{live_server}/tickets/{calm.id}")
+    page.fill("#urgency input[name=reason]", "centre phoned: candidate waiting now")
+    page.click("#urgency button")
+    page.wait_for_selector("text=Saved.")
+    assert page.is_visible("#urgency .pill.urgent") and reload(mail_app, calm.id).urgent
+    assert page.is_visible("text=Boss marked it urgent") or page.is_visible("text=boss@imi.test marked it urgent")
+    page.goto(f"{live_server}/preferences")
+    page.uncheck("input[name=notify_overdue]")
+    page.click("text=Save")
+    page.wait_for_selector("text=Preferences saved.")
+    assert not page.is_checked("input[name=notify_overdue]") and page.is_checked("input[name=notify_urgent]")
+    page.goto(f"{live_server}/admin/users")
+    page.fill("input[aria-label='Name of agent@imi.test']", "Alex Renamed")
+    page.locator("tr", has_text="agent@imi.test").locator("button:text-is('Rename')").click()
+    page.wait_for_selector("text=Saved.")
+    assert page.input_value("input[aria-label='Name of agent@imi.test']") == "Alex Renamed"
+    with mail_app.extensions["triage.sessions"]() as s:
+        from triage.models import User
+
+        assert s.get(User, agent_id).name == "Alex Renamed"  # type: ignore[union-attr]

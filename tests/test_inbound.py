@@ -33,8 +33,8 @@ def test_self_serve_email_gets_exactly_one_auto_reply(mail_app: Flask, api_token
     assert sent["Subject"].startswith(f"[{body['reference']}] Re: ")
     assert sent["Message-ID"].endswith("@imi.test>")
     assert sent["To"] == "jo@college.example"
-    text = sent.get_content()
-    assert "turning off machine" in text and body["reference"] in text and "reply to this email" in text
+    text = sent.get_body(("plain",)).get_content()
+    assert "Turn the computer off" in text and body["reference"] in text and "reply to this email" in text
     assert recorder.messages[0].rcpt_tos == ["jo@college.example"]
     assert deliver(mail_app) == 0  # nothing twice
 
@@ -65,7 +65,8 @@ def test_staff_only_email_is_routed_with_an_acknowledgement(mail_app: Flask, api
     assert t.status == "open" and t.queue.slug in {"centre-admin", "triage"}
     deliver(mail_app)
     [ack] = smtp_server[0].parsed()
-    assert f"We have received your enquiry {body['reference']} and a member of staff will reply" in ack.get_content()
+    text = ack.get_body(("plain",)).get_content()
+    assert f"given it the reference {body['reference']}" in text and "will reply within one working day" in text
 
 
 def test_reply_to_auto_reply_reopens_into_technical_and_threads(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
@@ -200,12 +201,14 @@ def test_reply_to_cannot_add_recipients_or_headers(mail_app: Flask, api_token: s
                                                    reply_to: bytes) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     raw = (b"From: jo@college.example\r\nMessage-ID: <inj-rt@college.example>\r\nReply-To: " + reply_to +
            b"\r\nSubject: exam frozen\r\n\r\nthe learners exam has frozen, screen stuck\r\n")  # fmt: skip
-    assert post_email(mail_app.test_client(), api_token, raw).status_code == 202
+    response = post_email(mail_app.test_client(), api_token, raw)
+    assert response.status_code == 202
     deliver(mail_app)
-    [sent] = smtp_server[0].messages
-    headers = sent.content.split(b"\r\n\r\n", 1)[0]
-    assert b"Bcc" not in headers and b"evil@attacker.example" not in headers
-    assert len(sent.rcpt_tos) == 1 and "evil" not in sent.rcpt_tos[0]
+    for sent in smtp_server[0].messages:  # a Reply-To that hid a line break or did not parse gets no answer at all
+        headers = sent.content.split(b"\r\n\r\n", 1)[0]
+        assert b"Bcc" not in headers and b"evil@attacker.example" not in headers
+        assert sent.rcpt_tos == ["jo@college.example"]
+    assert ticket(mail_app, response.get_json()["reference"]).centre_email == "jo@college.example"
 
 
 # --- HTTP errors -------------------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ def test_json_ticket_goes_through_the_same_path(mail_app: Flask, api_token: str,
     assert again.get_json()["reference"] == ref
     deliver(mail_app)
     [sent] = smtp_server[0].parsed()
-    assert sent["To"] == "coordinator@centre.example" and "25%" in sent.get_content()
+    assert sent["To"] == "coordinator@centre.example" and "25%" in sent.get_body(("plain",)).get_content()
 
 
 @pytest.mark.parametrize(
@@ -338,7 +341,7 @@ def test_centre_reply_on_a_routed_ticket_notifies_its_queue(mail_app: Flask, api
     deliver(mail_app)
     note = smtp_server[0].parsed()[-1]
     assert note["To"] == "queue-team@imi.test" and note["Auto-Submitted"] == "auto-generated"
-    assert first["reference"] in note["Subject"] and "Any news on this?" in note.get_content()
+    assert first["reference"] in note["Subject"] and "Any news on this?" in note.get_body(("plain",)).get_content()
     assert ticket(mail_app, first["reference"]).status == "open"
 
 
@@ -363,12 +366,12 @@ def test_database_down_is_503_then_the_retry_succeeds(
 def test_replies_go_to_the_reply_to_address(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
     """A centre system sending on a coordinator's behalf: the answer goes where Reply-To says, and threads."""
     client = mail_app.test_client()
-    raw = make_email(sender="SecureAssess <alerts@centre-system.example>",
+    raw = make_email(sender="SecureAssess <alerts@systems.college.example>",
                      headers={"Reply-To": "Jo Coordinator <Jo.Coordinator@College.example>"})  # fmt: skip
     body = post_email(client, api_token, raw).get_json()
     t = ticket(mail_app, body["reference"])
     assert t.centre_email == "jo.coordinator@college.example"
-    assert t.messages[0].from_address == "alerts@centre-system.example"
+    assert t.messages[0].from_address == "alerts@systems.college.example"
     assert deliver(mail_app) == 1
     [sent] = smtp_server[0].messages
     assert sent.rcpt_tos == ["jo.coordinator@college.example"]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from triage.catalogue import SLUGS
-from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl, near_duplicates
+from triage.classifier.dataset import HARD_FILE, TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl, near_duplicates
 
 DATA = Path(__file__).resolve().parent.parent / "training_data"
 TRAIN = load_jsonl(DATA / TRAIN_FILE)
 TEST = load_jsonl(DATA / TEST_FILE)
+HARD = load_jsonl(DATA / HARD_FILE)
 
 
 def _text(ex) -> str:  # type: ignore[no-untyped-def]
@@ -36,6 +37,13 @@ def test_writers_stay_on_one_side_of_the_split() -> None:
 def test_no_near_duplicates_across_the_split() -> None:
     pairs = near_duplicates([_text(e) for e in TEST], [_text(e) for e in TRAIN])
     assert pairs == [], [(TEST[i].id, TRAIN[j].id, round(s, 2)) for i, j, s in pairs]
+
+
+def test_hard_set_is_held_out_from_training_and_test() -> None:
+    assert set(Counter(ex.label for ex in HARD)) == set(SLUGS)
+    assert not {ex.group for ex in HARD} & {ex.group for ex in TRAIN + TEST}
+    pairs = near_duplicates([_text(e) for e in HARD], [_text(e) for e in TRAIN + TEST])
+    assert pairs == [], [(HARD[i].id, (TRAIN + TEST)[j].id, round(s, 2)) for i, j, s in pairs]
 
 
 def test_no_near_duplicates_within_training() -> None:

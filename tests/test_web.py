@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.mailutil import deliver, email_with_attachment, make_email, post_email, ticket
 from tests.webutil import PASSWORD, login, make_user, post_form
-from triage.models import AuditEvent
+from triage.models import AuditEvent, User
 
 PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
 
@@ -74,7 +74,7 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(mail_app: Flask, capl
         login(client, "boss@imi.test")
         post_form(client, "/admin/users", "/admin/users", {"op": "create", "email": "new@imi.test", "name": "New",
                                                            "password": new_password, "role": "agent"})  # fmt: skip
-        mail_app.test_cli_runner().invoke(args=["triage", "create-user", "cli@imi.test", "--role", "agent"],
+        mail_app.test_cli_runner().invoke(args=["triage", "create-user", "cli@imi.test", "--role", "agent", "--name", "Cli"],
                                           input=f"{new_password}\n{new_password}\n")  # fmt: skip
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert caplog.records  # the requests were logged ...
@@ -168,7 +168,9 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
     )
     deliver(mail_app)
     staff_reply = smtp_server[0].parsed()[-1]
-    assert "re-enter the keycode" in staff_reply.get_content() and "Auto-Submitted" not in staff_reply
+    assert (
+        "re-enter the keycode" in staff_reply.get_body(("plain",)).get_content() and "Auto-Submitted" not in staff_reply
+    )
     assert staff_reply["In-Reply-To"] == t.messages[0].message_id
     with mail_app.extensions["triage.sessions"]() as s:
         actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))]
@@ -219,7 +221,15 @@ def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
     assert agent.get("/admin/users").status_code == 403
     admin = mail_app.test_client()
     login(admin, "boss@imi.test")
-    for page in ("/admin/users", "/admin/queues", "/admin/routing", "/admin/tokens", "/admin/outbox", "/admin/inbound"):
+    for page in (
+        "/admin/users",
+        "/admin/queues",
+        "/admin/routing",
+        "/admin/macros",
+        "/admin/tokens",
+        "/admin/outbox",
+        "/admin/inbound",
+    ):
         assert admin.get(page).status_code == 200, page
     post_form(admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"})
     from triage.routing import routing_map
@@ -244,16 +254,17 @@ def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None
 def test_create_user_command_prompts_for_the_password(mail_app: Flask) -> None:
     runner = mail_app.test_cli_runner()
     result = runner.invoke(args=["triage", "create-user", "New@IMI.test", "--role", "admin"],
-                           input="a long enough password\na long enough password\n")  # fmt: skip
+                           input="Nia Newton\na long enough password\na long enough password\n")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "created admin new@imi.test" in result.output
+    assert "created admin new@imi.test" in result.output and "Name" in result.output
+    with mail_app.extensions["triage.sessions"]() as s:
+        assert s.scalars(select(User).where(User.email == "new@imi.test")).one().name == "Nia Newton"
     client = mail_app.test_client()
     assert login(client, "new@imi.test", "a long enough password").status_code == 302
-    again = runner.invoke(
-        args=["triage", "create-user", "new@imi.test"], input="a long enough password\na long enough password\n"
-    )
+    again = runner.invoke(args=["triage", "create-user", "new@imi.test", "--name", "N"],
+                          input="a long enough password\na long enough password\n")  # fmt: skip
     assert again.exit_code != 0 and "already exists" in again.output
-    short = runner.invoke(args=["triage", "create-user", "x@imi.test"], input="short\nshort\n")
+    short = runner.invoke(args=["triage", "create-user", "x@imi.test", "--name", "X"], input="short\nshort\n")
     assert short.exit_code != 0 and "at least 10 characters" in short.output
 
 

@@ -67,6 +67,9 @@ class Settings:
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
+    domain_hourly_cap: int = 50  # automatic mails to one sender domain (registrable) per hour (0: no cap)
+    trusted_authserv_id: str = ""  # our receiving server's authserv-id: its Authentication-Results are believed
+    response_time_text: str = "within one working day"  # when acknowledgements say staff will answer
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = 0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -107,6 +110,11 @@ class Settings:
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
+        s.domain_hourly_cap = _env_int("DOMAIN_HOURLY_CAP", s.domain_hourly_cap)
+        if s.domain_hourly_cap < 0:
+            raise ConfigError("DOMAIN_HOURLY_CAP must be 0 (no cap) or more")
+        s.trusted_authserv_id = (env("TRUSTED_AUTHSERV_ID") or "").strip()
+        s.response_time_text = (env("RESPONSE_TIME_TEXT") or "").strip() or s.response_time_text
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
         s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))  # idle sleep when nothing wakes it
         if s.api_rate_per_minute < 0:

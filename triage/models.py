@@ -159,12 +159,14 @@ class Ticket(Base):
         Index("ix_tickets_status_updated", "status", "updated_at"),
         Index("ix_tickets_centre_email", "centre_email"),
         Index("ix_tickets_predicted_category", "predicted_category"),
+        Index("ix_tickets_centre_domain", "centre_domain"),
         Index("ix_tickets_status_urgent", "status", "urgent"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     centre_email: Mapped[str] = mapped_column(String(254))
     centre_name: Mapped[str] = mapped_column(String(200), default="")
+    centre_domain: Mapped[str | None] = mapped_column(String(253))  # registrable domain, for the per-domain cap
     subject: Mapped[str] = mapped_column(String(998), default="")
     status: Mapped[str] = mapped_column(String(20), default="open")  # open|pending|auto_replied|resolved
     action: Mapped[str | None] = mapped_column(String(20))  # auto_reply|route|triage|none
@@ -179,6 +181,7 @@ class Ticket(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(64))  # e.g. "no action needed" (automatic mail)
     urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # an exam happening now
     urgent_reason: Mapped[str | None] = mapped_column(String(300))
     centre_replied_at: Mapped[datetime | None]  # the centre's latest follow-up (not automatic mail)
@@ -382,6 +385,20 @@ class Note(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     author: Mapped[User | None] = relationship()
+
+
+class Macro(Base):
+    """A saved answer staff start a reply from; seeded per category, edited by admins."""
+
+    __tablename__ = "macros"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(64), index=True)  # offered first on tickets of it
+    body: Mapped[str] = mapped_column(Text)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditEvent(Base):

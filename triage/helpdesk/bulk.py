@@ -33,7 +33,7 @@ def apply(session: Session, actor: tickets.Actor, ticket_ids: list[int], operati
         raise tickets.TicketError(f"at most {MAX_TICKETS} tickets at a time")
     assignee = None
     if operation == "assign" and value:
-        assignee = session.get(User, int(value)) if value.isdigit() else None
+        assignee = session.get(User, int(value)) if value.isascii() and value.isdigit() and len(value) < 10 else None
         if assignee is None:
             raise tickets.TicketError("choose someone to assign to")
     rows = session.scalars(select(Ticket).where(Ticket.id.in_(ids)).options(selectinload(Ticket.queue),

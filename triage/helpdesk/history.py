@@ -52,7 +52,13 @@ def describe(event: AuditEvent) -> str:
     if action == "ticket.replied":
         return f"{actor} replied to the centre."
     if action == "ticket.resolved":
+        if d.get("resolution"):
+            return f"{actor} resolved it as {d['resolution']}: automatic mail ({d.get('reason')})."
         return f"{actor} resolved it as {_title(d.get('category'))}."
+    if action == "recipient.reply_to_ignored":
+        return f"Answers go to {d.get('answer_to')}, not to the Reply-To {d.get('reply_to')}: {d.get('reason')}."
+    if action == "recipient.flagged":
+        return f"No automatic answer, the sender's address needs a look: {d.get('reason')}."
     if action == "ticket.reopened":
         queue = f" in the {d['queue']} queue" if d.get("queue") else ""
         return f"{actor} reopened it{queue}."

@@ -64,7 +64,7 @@ def search(session: Session, query: str, page: int = 1, page_size: int = PAGE_SI
     query = query.strip()[:200]
     terms = words(query)
     reference = parse_reference(query)
-    if reference is None and query.isdigit() and len(query) <= 9:
+    if reference is None and query.isascii() and query.isdigit() and len(query) <= 9:
         reference = int(query)
     condition = _matching(session, terms)
     if reference is not None and reference <= MAX_ID:

@@ -13,6 +13,7 @@ from triage import catalogue
 from triage.config import Settings
 from triage.mail import compose
 from triage.mail.outbox import enqueue
+from triage.mail.recipients import unanswerable
 from triage.models import AuditEvent, Message, Note, Queue, Ticket, User, utcnow
 
 STATUSES = ("open", "pending", "auto_replied", "resolved")
@@ -219,14 +220,33 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
         raise TicketError("a reply needs some text")
     if ticket.status == "resolved":
         raise TicketError("reopen the ticket before replying")
+    if problem := unanswerable(ticket.centre_email):
+        raise TicketError(f"the centre's address cannot take a reply: {problem}")
     last_inbound = next((m for m in reversed(ticket.messages) if m.direction == "inbound"), None)
-    text = body.strip() + "\n\n" + compose.render("staff_signature.txt", reference=ticket.reference, user=actor.user)
+    # quote what the centre last wrote (not an out-of-office or a receipt that came after it)
+    quoted = next((m for m in reversed(ticket.messages) if m.direction == "inbound" and not m.auto_submitted_reason),
+                  last_inbound)  # fmt: skip
+    text = compose.staff_reply_text(
+        body=body,
+        reference=ticket.reference,
+        centre_name=ticket.centre_name,
+        centre_address=ticket.centre_email,
+        agent_name=actor.user.name if actor.user is not None else "",
+        team_name=settings.support_name,
+        quoted_from=_sender_label(quoted) if quoted is not None else "",
+        quoted_at=quoted.created_at if quoted is not None else None,
+        quoted_text=(quoted.clean_text or quoted.body_text) if quoted is not None else "",
+    )
     message = enqueue(session, settings, ticket, kind="staff_reply", subject=compose.reply_subject(ticket.id, ticket.subject),
                       body=text, reply_to=last_inbound, auto_submitted=None, author_id=actor.user_id)  # fmt: skip
     ticket.status = "pending"
     ticket.first_response_at = ticket.first_response_at or utcnow()
     _audit(session, actor, ticket, "ticket.replied", message_id=message.message_id)
     return message
+
+
+def _sender_label(message: Message) -> str:
+    return f"{message.from_name} <{message.from_address}>" if message.from_name else message.from_address
 
 
 def resolve(session: Session, actor: Actor, ticket: Ticket) -> None:
@@ -241,7 +261,7 @@ def reopen(session: Session, actor: Actor, ticket: Ticket) -> None:
     """Reopen a resolved or auto-replied ticket."""
     if ticket.status in OPEN_STATUSES:
         raise TicketError("the ticket is already open")
-    ticket.status, ticket.resolved_at = "open", None
+    ticket.status, ticket.resolved_at, ticket.resolution = "open", None, None
     _audit(session, actor, ticket, "ticket.reopened")
 
 

@@ -1,12 +1,15 @@
-"""Outgoing mail: signed Message-IDs, reply texts from templates, and safe headers."""
+"""Outgoing mail: signed Message-IDs, reply texts from templates (plain text and HTML), and safe headers."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
+from datetime import datetime
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
@@ -15,16 +18,55 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from triage.catalogue import Category
 from triage.classifier.cleaning import clean_subject
+from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
+from triage.mail.recipients import valid_recipient
 from triage.models import format_reference, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 _ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,  # noqa: S701 — plain text mail
                    keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+_HTML_ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True,
+                        trim_blocks=True, lstrip_blocks=True)  # fmt: skip
 _OUR_ID = re.compile(r"^<imi\.(\d+)\.([0-9a-f]{16})\.([0-9a-f]{20})@")
+# a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @, printable ASCII only
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-"
+_WRITABLE_ID = re.compile(rf"<[{_ATEXT}]+@(?:[{_ATEXT}]+|\[[\x21-\x5a\x5e-\x7e]*\])>")
+_MSGID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+_FOLD_AT = 78
+MAX_REFERENCES = 20
+_GENERATED_ID_DOMAIN = "@no-message-id.invalid>"  # our stand-in for mail that had none: the centre never saw it
 
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
+
+
+class _OutgoingPolicy(EmailPolicy):
+    """SMTP policy (CRLF, 7-bit) that writes msg-id headers whole: folded only between ids, never encoded.
+
+    A plain ASCII Subject is folded at its spaces too: the standard folder can move all of it to a
+    continuation line ("Subject:" then " [IMI-000001] ..."), which some clients show with a leading space.
+    """
+
+    def _fold(self, name: str, value: Any, refold_binary: bool = False) -> str:
+        text = str(value)
+        if name.lower() in _MSGID_HEADERS:
+            return self._fold_at(name, text.split())
+        if name.lower() == "subject" and text.isascii() and text.isprintable() and "=?" not in text:
+            return self._fold_at(name, text.split(" "))
+        return super()._fold(name, value, refold_binary=refold_binary)  # type: ignore[misc]
+
+    def _fold_at(self, name: str, tokens: list[str]) -> str:
+        """The header with its tokens joined by spaces, a line break before a token that would pass 78 columns."""
+        lines = [f"{name}:"]
+        for token in tokens:
+            if len(lines[-1]) + 1 + len(token) > _FOLD_AT and lines[-1].strip() and lines[-1] != f"{name}:":
+                lines.append("")
+            lines[-1] += " " + token
+        return self.linesep.join(lines) + self.linesep
+
+
+POLICY = _OutgoingPolicy(linesep="\r\n", cte_type="7bit")
 
 
 def _sign(secret: str, ticket_id: int, nonce: str) -> str:
@@ -46,6 +88,14 @@ def ticket_from_message_id(secret: str, message_id: str) -> int | None:
     return ticket_id if hmac.compare_digest(signature, _sign(secret, ticket_id, nonce)) else None
 
 
+def writable_id(message_id: str | None) -> str | None:
+    """The msg-id if it can go into an outgoing header exactly as it is (and is a real one), else None."""
+    value = (message_id or "").strip()
+    if len(value) > 900 or "=?" in value or value.endswith(_GENERATED_ID_DOMAIN) or not _WRITABLE_ID.fullmatch(value):
+        return None
+    return value
+
+
 def render(template: str, **context: Any) -> str:
     """Render a plain-text mail template."""
     return _ENV.get_template(template).render(**context)
@@ -57,14 +107,102 @@ def reply_subject(ticket_id: int, original: str) -> str:
     return f"[{format_reference(ticket_id)}] Re: {base}"
 
 
-def auto_reply_text(category: Category, reference: str, centre_name: str) -> str:
-    """The body of an automatic FAQ answer."""
-    return render("auto_reply.txt", category=category, reference=reference, name=centre_name)
+def auto_reply_text(category: Category, reference: str, centre_name: str, sender_address: str = "") -> str:
+    """The body of an automatic answer: greeting, the centre-facing answer, how to reach a person."""
+    return render("auto_reply.txt", category=category, reference=reference,
+                  name=greeting_name(centre_name, sender_address))  # fmt: skip
 
 
-def acknowledgement_text(reference: str, centre_name: str) -> str:
-    """The body of an acknowledgement for mail routed to staff."""
-    return render("acknowledgement.txt", reference=reference, name=centre_name)
+def acknowledgement_text(reference: str, centre_name: str, sender_address: str = "",
+                         response_time: str = "within one working day") -> str:  # fmt: skip
+    """The body of an acknowledgement for mail routed to staff, saying when staff will answer."""
+    return render("acknowledgement.txt", reference=reference, name=greeting_name(centre_name, sender_address),
+                  response_time=response_time)  # fmt: skip
+
+
+def staff_reply_text(
+    *,
+    body: str,
+    reference: str,
+    centre_name: str,
+    centre_address: str,
+    agent_name: str,
+    team_name: str,
+    quoted_from: str = "",
+    quoted_at: datetime | None = None,
+    quoted_text: str = "",
+) -> str:
+    """A staff reply: greeting, the agent's text, the agent's name and the team once, the centre's message quoted."""
+    text = body.strip().replace("\r\n", "\n").replace("\r", "\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    has_greeting = bool(lines) and bool(_GREETING.match(lines[0]))
+    tail = [ln.strip().lower() for ln in lines[-4:]]
+    has_closing = any(len(ln) <= 40 and _CLOSING.match(ln) for ln in tail)  # "Kind regards,", "Thanks again, Sam"
+    agent = single_line(agent_name, 200)
+    signature = [] if has_closing else ["Kind regards,"]
+    signature += [line for line in (agent, team_name) if line and line.lower() not in tail]
+    signed = text + ("\n" if has_closing else "\n\n") + "\n".join(signature) if signature else text
+    quote = "\n".join("> " + ln if ln.strip() else ">" for ln in quoted_text.strip().splitlines()[:200])
+    return render("staff_reply.txt", body=signed, greet=not has_greeting, reference=reference,
+                  name=greeting_name(centre_name, centre_address), quoted_from=single_line(quoted_from, 300),
+                  quoted_at=quoted_at, quote=quote)  # fmt: skip
+
+
+_GREETING = re.compile(r"^\s*(dear|hi|hello|hey|good (morning|afternoon|evening))\b", re.IGNORECASE)
+_CLOSING = re.compile(r"^(kind regards|best regards|warm regards|regards|best wishes|many thanks|thanks|thank you|"
+                      r"yours sincerely|yours faithfully|all the best|cheers)\b[,.!]?", re.IGNORECASE)  # fmt: skip
+
+
+# --- the HTML alternative: the same text, as simple accessible HTML --------------------------------------
+
+_NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+(.*)$")
+_BULLET = re.compile(r"^\s*[-*\u2022]\s+(.*)$")
+_URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+
+
+def blocks(text: str) -> list[dict[str, Any]]:
+    """The paragraphs of a plain-text body as blocks: paragraph, numbered list, bullet list or quotation."""
+    result: list[dict[str, Any]] = []
+    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n")):
+        lines = [ln.rstrip() for ln in chunk.split("\n") if ln.strip()]
+        # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks of their own
+        for quoted, run in itertools.groupby(lines, key=lambda ln: ln.lstrip().startswith(">")):
+            result.append(_block(list(run), quoted))
+    return result
+
+
+def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
+    if quoted:
+        return {"kind": "quote", "blocks": blocks("\n".join(re.sub(r"^\s*> ?", "", ln) for ln in lines))}
+    numbered = [_NUMBERED.match(ln) for ln in lines]
+    if all(numbered):
+        return {"kind": "ol", "start": int(numbered[0].group(1)), "items": [m.group(2) for m in numbered]}  # type: ignore[union-attr]
+    bullets = [_BULLET.match(ln) for ln in lines]
+    if all(bullets):
+        return {"kind": "ul", "items": [m.group(1) for m in bullets]}  # type: ignore[union-attr]
+    return {"kind": "p", "lines": lines}
+
+
+def _linked(text: str) -> Any:
+    """Escape a line of text and make its web addresses links."""
+    from markupsafe import Markup, escape
+
+    out, last = [], 0
+    for match in _URL.finditer(text):
+        out.append(escape(text[last : match.start()]))
+        url = match.group(0)
+        out.append(Markup('<a href="{0}" style="color:#0b5394;">{0}</a>').format(url))
+        last = match.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def html_body(text: str, title: str) -> str:
+    """The text/html alternative of a plain-text body: same words, simple, accessible, inline CSS, no images."""
+    return _HTML_ENV.get_template("layout.html").render(blocks=blocks(text), title=title, linked=_linked)
+
+
+# --- the message --------------------------------------------------------------------------------------------
 
 
 def build(
@@ -79,20 +217,33 @@ def build(
     references: list[str],
     auto_submitted: str | None,
 ) -> EmailMessage:
-    """An outgoing message; every value copied from inbound mail is made single-line first."""
-    msg = EmailMessage()
+    """An outgoing message (text/plain with a text/html alternative); inbound values are made single-line first.
+
+    Msg-ids copied from inbound mail are kept only when they can be written as they are; the recipient must
+    be one parsed address (ValueError otherwise), so nothing an email contains can add a recipient or header.
+    """
+    msg = EmailMessage(policy=POLICY)
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(utcnow())
     msg["From"] = formataddr((single_line(from_name, 200), single_line(from_address, 254)))
-    msg["To"] = single_line(to, 254)
+    msg["To"] = valid_recipient(to)
     msg["Subject"] = single_line(subject)
-    if in_reply_to:
-        msg["In-Reply-To"] = single_line(in_reply_to)
-    refs = [single_line(r) for r in references if r][-20:]
+    parent = writable_id(in_reply_to)
+    if parent:
+        msg["In-Reply-To"] = parent
+    refs = list(dict.fromkeys(r for r in (writable_id(r) for r in references) if r))
+    if len(refs) > MAX_REFERENCES:  # keep the thread's first message and the newest ones (RFC 5322 3.6.4)
+        refs = [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
     if refs:
         msg["References"] = " ".join(refs)
     if auto_submitted:
         msg["Auto-Submitted"] = auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(body)
+    msg.add_alternative(html_body(body, single_line(subject)), subtype="html")
     return msg
+
+
+def to_bytes(msg: EmailMessage) -> bytes:
+    """The message as it goes on the wire: CRLF line ends, 7-bit, msg-ids unfolded and unencoded."""
+    return msg.as_bytes(policy=POLICY)

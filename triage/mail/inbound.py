@@ -36,6 +36,7 @@ from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.outbox import enqueue
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify, parse, single_line
+from triage.mail.recipients import Recipient, address_domain, choose_recipient, dmarc_failure, unanswerable
 from triage.models import (
     Attachment,
     AuditEvent,
@@ -53,6 +54,7 @@ from triage.wakeup import notify_workers
 
 log = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
+NO_ACTION_NEEDED = "no action needed"  # the resolution of automatic mail (receipts, bounces, out-of-office...)
 BATCH_SIZE = 50  # emails a worker claims, classifies and writes together
 
 
@@ -313,8 +315,10 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     known = dict(
         session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
     )
-    senders = Counter(item.parsed.reply_address for item in items if item.parsed is not None)
-    session.info[_CACHE] = {"shared_senders": {address for address, n in senders.items() if n > 1}}
+    senders = Counter(choose_recipient(item.parsed).address for item in items if item.parsed is not None)
+    domains = Counter(address_domain(address) for address in senders.elements())
+    session.info[_CACHE] = {"shared_senders": {address for address, n in senders.items() if n > 1},
+                            "shared_domains": {domain for domain, n in domains.items() if n > 1}}  # fmt: skip
     try:
         now = utcnow()
         for item in items:
@@ -347,14 +351,15 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
 _CACHE = "triage.inbound.batch"
 
 
-def _unflushed_irrelevant(session: Session, address: str) -> AbstractContextManager[object]:
+def _unflushed_irrelevant(session: Session, address: str, domain: str = "") -> AbstractContextManager[object]:
     """Skip the flush before a query about one sender's mail when no other email in the batch is from them.
 
-    The rows this batch has not flushed yet all belong to other senders then, so the query cannot miss
-    anything; the batch flushes once per new ticket instead of twice. Outside a batch: a normal autoflush.
+    The rows this batch has not flushed yet all belong to other senders (and other sender domains) then,
+    so the query cannot miss anything; the batch flushes once per new ticket instead of twice. Outside a
+    batch: a normal autoflush.
     """
     cache = session.info.get(_CACHE)
-    if cache is not None and address not in cache["shared_senders"]:
+    if cache is not None and address not in cache["shared_senders"] and domain not in cache["shared_domains"]:
         return session.no_autoflush
     return nullcontext()
 
@@ -404,7 +409,7 @@ def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | 
             return session.get(Ticket, known)
     ticket_id = parse_reference(parsed.subject)
     ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
-    addresses = {parsed.from_address, parsed.reply_address}
+    addresses = {parsed.from_address, choose_recipient(parsed).address}
     if ticket is not None and _is_participant(session, ticket, addresses):
         return ticket
     return None
@@ -469,7 +474,7 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
         category = ticket.confirmed_category or ticket.predicted_category or catalogue.OTHER
         queue_slug = _routing(session).get(category, catalogue.TRIAGE_QUEUE)
         ticket.queue = _queue(session, queue_slug)
-        ticket.resolved_at = None
+        ticket.resolved_at, ticket.resolution = None, None
         details["queue"] = queue_slug
         action = "ticket.reopened"
     else:
@@ -478,7 +483,7 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
     session.add(
         AuditEvent(actor=f"centre:{parsed.from_address}"[:200], ticket_id=ticket.id, action=action, details=details)
     )
-    if ticket.queue is not None and ticket.queue.notify_address:
+    if ticket.queue is not None and ticket.queue.notify_address and not unanswerable(ticket.queue.notify_address):
         body = compose.render("queue_notification.txt", reference=ticket.reference, subject=ticket.subject,
                               queue=ticket.queue.slug, sender=parsed.from_address, excerpt=message.clean_text[:1500])  # fmt: skip
         enqueue(session, settings, ticket, kind="notification", subject=f"[{ticket.reference}] Centre replied",
@@ -502,23 +507,37 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
     queue_slug = (
         routing.get(category, catalogue.TRIAGE_QUEUE) if action in {AUTO_REPLY, ROUTE} else catalogue.TRIAGE_QUEUE
     )
-    suppressed = reason or _rate_limited(
-        session, settings, parsed.reply_address, category if action == AUTO_REPLY else None
+    recipient = choose_recipient(parsed)
+    domain = address_domain(recipient.address)
+    # a person may be waiting, but an automatic answer would be unsafe: staff in triage see why
+    held = (
+        parsed.address_problem or unanswerable(recipient.address) or dmarc_failure(parsed, settings.trusted_authserv_id)
+    )
+    if reason is None and held:
+        queue_slug = catalogue.TRIAGE_QUEUE
+    suppressed = (
+        reason
+        or held
+        or _rate_limited(session, settings, recipient.address, domain, category if action == AUTO_REPLY else None)
     )
     if suppressed and action == AUTO_REPLY:
         action = TRIAGE if category not in routing else ROUTE  # a human looks at it instead
     replying = not suppressed and action == AUTO_REPLY
     now = utcnow()
+    automatic = reason is not None  # a machine wrote it: nobody is waiting for an answer
     ticket = Ticket(  # complete before the INSERT, so it is one statement
-        centre_email=parsed.reply_address,
-        centre_name=parsed.from_name,
+        centre_email=recipient.address,
+        centre_name=single_line(recipient.name, 200),
+        centre_domain=domain[:253] or None,
         subject=parsed.subject,
         predicted_category=decision.category if decision else None,
         predicted_confidence=decision.confidence if decision else None,
-        status="auto_replied" if replying else "open",
+        status="auto_replied" if replying else "resolved" if automatic else "open",
         action=action if not suppressed else "none",
-        queue=_queue(session, queue_slug),
+        queue=_queue(session, catalogue.TRIAGE_QUEUE if automatic else queue_slug),
         first_response_at=now if replying else None,
+        resolved_at=now if automatic else None,
+        resolution=NO_ACTION_NEEDED if automatic else None,
     )
     session.add(ticket)
     message = _store_message(
@@ -534,43 +553,67 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
                                    action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
     session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
                            details={"category": category, "confidence": decision.confidence if decision else None,
-                                    "action": action, "queue": queue_slug, "reply_suppressed": suppressed,
+                                    "action": action, "queue": ticket.queue.slug if ticket.queue else queue_slug,
+                                    "reply_suppressed": suppressed,
                                     **({"reason": decision.reason} if decision and decision.reason else {})}))  # fmt: skip
+    _note_recipient(session, ticket, parsed, recipient)
+    if automatic:
+        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="ticket.resolved",
+                               details={"resolution": NO_ACTION_NEEDED, "reason": reason}))  # fmt: skip
     if suppressed:
         return ticket
     subject = compose.reply_subject(ticket.id, parsed.subject)
     if replying:
-        body = compose.auto_reply_text(catalogue.get(category), ticket.reference, parsed.from_name)
+        body = compose.auto_reply_text(catalogue.get(category), ticket.reference, recipient.name, recipient.address)
         kind = "auto_reply"
     else:
-        body = compose.acknowledgement_text(ticket.reference, parsed.from_name)
+        body = compose.acknowledgement_text(ticket.reference, recipient.name, recipient.address,
+                                            settings.response_time_text)  # fmt: skip
         kind = "ack"
     enqueue(session, settings, ticket, kind=kind, subject=subject, body=body, reply_to=message,
             auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
     return ticket
 
 
-def _rate_limited(session: Session, settings: Settings, address: str, category: str | None) -> str | None:
-    """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, a cap an hour."""
+def _note_recipient(session: Session, ticket: Ticket, parsed: ParsedEmail, recipient: Recipient) -> None:
+    """Record in the ticket's history why answers do not go where the email asked (Reply-To), or why none can."""
+    if recipient.note:
+        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="recipient.reply_to_ignored",
+                               details={"reply_to": parsed.reply_to_address, "answer_to": recipient.address,
+                                        "reason": recipient.note}))  # fmt: skip
+    if parsed.address_problem:
+        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="recipient.flagged",
+                               details={"reason": parsed.address_problem, "answer_to": recipient.address}))  # fmt: skip
+
+
+def _rate_limited(session: Session, settings: Settings, address: str, domain: str, category: str | None) -> str | None:
+    """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, caps an hour."""
     now = utcnow()
     last_hour = Message.created_at >= now - timedelta(hours=1)
-    same_answer = and_(Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
-    with _unflushed_irrelevant(session, address):
-        hourly, same_today = session.execute(  # one query: both counts over the sender's last day of automatic mail
-            select(func.count(case((last_hour, 1))), func.count(case((same_answer, 1))))
+    sender = Ticket.centre_email == address
+    same_answer = (
+        and_(sender, Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
+    )
+    with _unflushed_irrelevant(session, address, domain):
+        # one query: the counts over the last day of automatic mail to the sender and to its domain
+        hourly, same_today, domain_hourly = session.execute(
+            select(func.count(case((and_(sender, last_hour), 1))), func.count(case((same_answer, 1))),
+                   func.count(case((last_hour, 1))))
             .select_from(Message)
             .join(Ticket, Message.ticket_id == Ticket.id)
             .where(
-                Ticket.centre_email == address,
+                or_(sender, Ticket.centre_domain == domain) if domain else sender,
                 Message.direction == "outbound",
                 Message.kind.in_(("auto_reply", "ack")),
                 Message.created_at >= now - timedelta(hours=24),
             )
-        ).one()
+        ).one()  # fmt: skip
     if hourly >= settings.sender_hourly_cap:
         return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
     if same_today:
         return f"{address} already had the {category} answer in the last 24 hours"
+    if settings.domain_hourly_cap and domain and domain_hourly >= settings.domain_hourly_cap:
+        return f"more than {settings.domain_hourly_cap} automatic replies to {domain} addresses in an hour"
     return None
 
 

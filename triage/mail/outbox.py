@@ -9,14 +9,13 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from email.policy import SMTP
 from pathlib import Path
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
-from triage.mail.compose import build, new_message_id
+from triage.mail.compose import build, new_message_id, to_bytes
 from triage.models import Message, OutboxItem, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -60,15 +59,15 @@ def enqueue(
         direction="outbound",
         kind=kind,
         message_id=message_id,
-        in_reply_to=email["In-Reply-To"],
-        references=email["References"],
+        in_reply_to=str(email["In-Reply-To"]) if email["In-Reply-To"] else None,
+        references=str(email["References"]) if email["References"] else None,
         from_address=settings.support_address,
         from_name=settings.support_name,
         to_addresses=recipient,
         subject=str(email["Subject"]),
         body_text=body,
         clean_text=body,
-        raw=email.as_bytes(policy=SMTP),  # CRLF line ends: what goes on the wire, byte for byte
+        raw=to_bytes(email),  # CRLF line ends, msg-ids whole: what goes on the wire, byte for byte
         author_id=author_id,
     )
     session.add(message)

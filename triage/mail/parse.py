@@ -61,6 +61,11 @@ class ParsedEmail:
     bounced_message_ids: list[str] = field(default_factory=list)
     generated_message_id: bool = False
     reply_to_address: str = ""  # the first valid Reply-To address, if any
+    reply_to_name: str = ""
+    # multipart/report's report-type: delivery-status, disposition-notification, feedback-report...
+    report_type: str = ""
+    authentication_results: list[str] = field(default_factory=list)  # every Authentication-Results header, in order
+    address_problem: str = ""  # why From or Reply-To could only be read leniently (e.g. a decoded line break)
     clean_text: str | None = None  # what the centre wrote now, cleaned once by the inbound batch
 
     @property
@@ -304,14 +309,14 @@ def _parse(raw: bytes) -> ParsedEmail:
     for key in _DECODED:
         if key in headers:
             headers[key] = _header(msg, key)
-    name, address = _sender(msg)
+    name, address, problem = _sender(msg)
     if not address:
         raise UnparseableEmail("message has no valid From address")
     message_id = next(iter(message_ids(headers.get("message-id", ""))), "")
     generated = not message_id
     if generated:
         message_id = f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
-    text_parts, html_parts, attachments, bounced, is_report = [], [], [], [], False
+    text_parts, html_parts, attachments, bounced, is_report, report_type = [], [], [], [], False, ""
     for count, part in enumerate(_walk(msg)):
         if count >= MAX_PARTS:
             break
@@ -320,6 +325,11 @@ def _parse(raw: bytes) -> ParsedEmail:
             is_report = True
         if ctype in {"message/delivery-status"}:
             is_report = True
+        if ctype == "multipart/report":
+            report_type = report_type or single_line(part.get_param("report-type") or "unknown", 64).lower()
+        if ctype in _REPORT_PARTS:  # an MDN or feedback report names the message it is about
+            bounced += message_ids(_original_message_id(part))
+            continue
         if ctype in {"message/rfc822", "text/rfc822-headers"}:
             bounced += message_ids(_embedded_message_id(part))
             continue
@@ -336,6 +346,7 @@ def _parse(raw: bytes) -> ParsedEmail:
             html_parts.append(_decode_part(part))
     # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column can hold them
     html = storable("\n".join(html_parts)) if html_parts else None
+    reply_name, reply_address, reply_problem = _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
     text = storable("\n".join(p for p in text_parts if p.strip()))
     if not text.strip() and html:
         text = html_to_text(html)
@@ -345,8 +356,9 @@ def _parse(raw: bytes) -> ParsedEmail:
         from_name=single_line(name, 200),
         to_addresses=_addresses(headers),
         subject=headers.get("subject", ""),
-        in_reply_to=next(iter(message_ids(headers.get("in-reply-to", ""))), None),
-        references=message_ids(headers.get("references", "")),
+        # some senders (Python's email package among them) RFC 2047-encode long msg-ids: read them decoded
+        in_reply_to=next(iter(message_ids(_decoded_words(headers.get("in-reply-to", "")))), None),
+        references=message_ids(_decoded_words(headers.get("references", ""))),
         text=text,
         html=html,
         headers=headers,
@@ -354,25 +366,58 @@ def _parse(raw: bytes) -> ParsedEmail:
         is_delivery_report=is_report,
         bounced_message_ids=bounced,
         generated_message_id=generated,
-        reply_to_address=_sender(msg, "reply-to")[1] if "reply-to" in headers else "",
+        reply_to_address=reply_address,
+        reply_to_name=single_line(reply_name, 200),
+        report_type=report_type,
+        authentication_results=_all_values(msg, "authentication-results")[:20],
+        address_problem=problem or reply_problem,
     )
 
 
-def _sender(msg: Message, header: str = "from") -> tuple[str, str]:
-    """(display name, lower-cased address) of the first usable address in a header, or ("", "")."""
-    raw_value = _header(msg, header)
+def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
+    """(display name, lower-cased address, problem) of the first usable address in a header.
+
+    The address always comes from parsing the header, never from its decoded text: when the strict parser
+    refuses the header (a line break hidden in an encoded word, say), the raw header is parsed with its
+    encoded words left as they are, and the problem is returned so that nothing answers it automatically.
+    """
+    label = "From" if header == "from" else "Reply-To"
     try:
-        addresses = msg[header].addresses if msg[header] is not None else ()
-        if addresses:
-            first: Address = addresses[0]
-            address = single_line(first.addr_spec.lower(), 254)
-            if _can_answer(address):
-                return first.display_name, address
-    except Exception:  # noqa: S110 — fall back to the lenient parser below
+        addresses: tuple[Address, ...] = msg[header].addresses if msg[header] is not None else ()
+        for index, found in enumerate(addresses[:10]):
+            address = found.addr_spec.lower()
+            if not _can_answer(address):
+                continue
+            if _CONTROL.search(address + found.display_name):
+                break
+            # an unquoted directory name, "Okafor, Chidi <c.okafor@...>", reads as a bare word then a mailbox
+            before = [a.addr_spec for a in addresses[:index]]
+            name = ", ".join([*before, found.display_name]) if all("@" not in b for b in before) else found.display_name
+            too_long = f"{label} address is longer than 254 characters" if len(address) > 254 else ""
+            return name, address[:254], too_long
+    except Exception:  # noqa: S110 — fall back to the raw header below
         pass
-    name, address = parseaddr(raw_value)
-    address = single_line(address.lower(), 254)
-    return (name, address) if _can_answer(address) else (name, "")
+    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == header), "")  # type: ignore[attr-defined]
+    decoded = _header(msg, header) if raw else ""
+    problem = f"{label} header held a line break" if re.search(r"[\r\n]", _decoded_words(raw).strip()) else ""
+    name, address = parseaddr(re.sub(r"\r?\n[ \t]", " ", raw))
+    address = address.lower()[:254]
+    if "=?" in address or _CONTROL.search(address) or not _can_answer(address):
+        return decoded or name, "", problem or (f"{label} header has no address that parses" if raw.strip() else "")
+    return _decoded_words(name), address, problem or f"{label} header could only be read leniently"
+
+
+def _all_values(msg: Message, name: str) -> list[str]:
+    """Every value of a header that may repeat, each single-line and bounded, in order."""
+    return [single_line(v[: 2 * MAX_HEADER_FIELD]) for k, v in msg.raw_items() if k.lower() == name]  # type: ignore[attr-defined]
+
+
+def _decoded_words(value: str) -> str:
+    """A header fragment with its encoded words decoded (as it came, when they do not decode)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
 
 
 def _addresses(headers: dict[str, str]) -> list[str]:
@@ -390,6 +435,20 @@ def _can_answer(address: str) -> bool:
         return Address(addr_spec=address).addr_spec != ""
     except Exception:  # the header parser refuses it: no reply could carry it in To
         return False
+
+
+_REPORT_PARTS = frozenset({"message/disposition-notification", "message/global-disposition-notification",
+                           "message/feedback-report"})  # fmt: skip
+
+
+def _original_message_id(part: Message) -> str:
+    """The Original-Message-ID field of a disposition notification (or feedback report) part."""
+    payload = part.get_payload()
+    fields = payload[0] if isinstance(payload, list) and payload and isinstance(payload[0], Message) else None
+    if fields is not None:
+        return str(fields.get("original-message-id", "") or "")
+    match = re.search(r"^original-message-id:\s*(<[^>]+>)", str(payload or ""), re.IGNORECASE | re.MULTILINE)
+    return match.group(1) if match else ""
 
 
 def _embedded_message_id(part: Message) -> str:

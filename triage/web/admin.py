@@ -1,4 +1,4 @@
-"""Admin pages: users, queues, routing, API tokens, outbox failures and inbound mail problems (with retry)."""
+"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail problems (with retry)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import select
 from triage import catalogue, jobs
 from triage.classifier import registry
 from triage.helpdesk import due, stats
+from triage.helpdesk import macros as saved_replies
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
@@ -148,6 +149,33 @@ def routing() -> ResponseReturnValue:
     rules = session.scalars(select(RoutingRule).order_by(RoutingRule.id)).all()
     return render_template("admin.html", section="routing", rows=rules, queues=sorted(queues_by_slug),
                            titles={c.slug: c.title for c in catalogue.CATEGORIES})  # fmt: skip
+
+
+@bp.route("/macros", methods=["GET", "POST"])
+def macros() -> ResponseReturnValue:
+    """The macros staff start replies from: edit, add, delete."""
+    session = db()
+    if request.method == "POST":
+        form = request.form
+        user = session.get(User, current_user.row.id)
+        macro_id = form.get("macro_id", "")
+        try:
+            if user is None:
+                abort(403)
+            if form.get("op") == "delete":
+                saved_replies.delete(session, user, int(macro_id) if macro_id.isdigit() else 0)
+                flash("Macro deleted.")
+            else:
+                saved_replies.save(session, user, int(macro_id) if macro_id.isdigit() else None, form.get("title", ""),
+                                   form.get("body", ""), form.get("category") or None)  # fmt: skip
+                flash("Macro saved.")
+            session.commit()
+        except saved_replies.MacroError as exc:
+            session.rollback()
+            flash(str(exc), "error")
+        return redirect(url_for("admin.macros"))
+    return render_template("admin.html", section="macros", rows=saved_replies.list_macros(session),
+                           categories=catalogue.CATEGORIES)  # fmt: skip
 
 
 @bp.route("/tokens", methods=["GET", "POST"])

@@ -52,7 +52,7 @@ def inbound() -> ResponseReturnValue:
 
 
 @bp.get("/inbound/<int:inbound_id>")
-@token_required(scope="inbound")
+@token_required(scope=("inbound", "read"))  # the gateway that posted it may ask
 def inbound_status(inbound_id: int) -> ResponseReturnValue:
     """Where one stored email is: pending, processed (with its ticket reference) or rejected."""
     row = db().get(InboundEmail, inbound_id)

@@ -17,8 +17,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 ANY_SCOPE = "any"  # any live token (the OpenAPI document)
 
 
-def bearer_token(scope: str) -> ApiToken:
-    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding `scope` (403)."""
+def bearer_token(scope: str | tuple[str, ...]) -> ApiToken:
+    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding `scope` (403).
+
+    `scope` may be a tuple: any one of its scopes will do.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -32,13 +35,15 @@ def bearer_token(scope: str) -> ApiToken:
     limit = settings().api_rate_per_minute
     if limit and count > limit:
         raise ApiError(429, f"rate limit: at most {limit} requests a minute for this token", retry_after=retry_after)
-    if scope != ANY_SCOPE and not tokens.has_scope(token, scope):
-        raise ApiError(403, f"this token lacks the {scope!r} scope (it has: {', '.join(token.scope_list)})")
+    needed = (scope,) if isinstance(scope, str) else scope
+    if ANY_SCOPE not in needed and not any(tokens.has_scope(token, s) for s in needed):
+        wanted = " or ".join(repr(s) for s in needed)
+        raise ApiError(403, f"this token lacks the {wanted} scope (it has: {', '.join(token.scope_list)})")
     g.api_token = token
     return token
 
 
-def token_required(func: F | None = None, *, scope: str | None = None) -> Any:
+def token_required(func: F | None = None, *, scope: str | tuple[str, ...] | None = None) -> Any:
     """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other methods.
 
     Use bare (`@token_required`) or with a scope (`@token_required(scope="inbound")`).

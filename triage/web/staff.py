@@ -11,14 +11,16 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from triage import catalogue
-from triage.helpdesk import bulk, centres, due, search, tickets, views
+from triage.helpdesk import bulk, centres, due, macros, search, tickets, views
 from triage.helpdesk.history import describe
+from triage.mail.forwards import split_forward
 from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User, utcnow
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
-from triage.web.params import BadParameter, int_param
+from triage.web.params import BadParameter, int_param, required_int
 
 bp = Blueprint("staff", __name__)
+MAX_PAGE = 100_000
 
 
 @bp.before_request
@@ -81,6 +83,11 @@ def _int_arg(name: str, default: int | None = None) -> int | None:
     return int_param(request.args.get(name), name, default)
 
 
+def _page() -> int:
+    """The ?page= of a list (1 when absent; 400 when not a page number)."""
+    return int_param(request.args.get("page"), "page", 1, high=MAX_PAGE) or 1
+
+
 def _list_context(session: Any) -> dict[str, Any]:
     """What every ticket list needs for its bulk-action bar."""
     return {"queues": session.scalars(select(Queue).order_by(Queue.slug)).all(), "categories": catalogue.CATEGORIES,
@@ -107,7 +114,7 @@ def queue(slug: str) -> ResponseReturnValue:
         unassigned=assignee == "none",
         text=(request.args.get("q") or "").strip() or None,
         oldest_first=request.args.get("sort", "oldest") != "newest",
-        page=int_param(request.args.get("page"), "page", 1, high=100_000) or 1,
+        page=_page(),
     )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
@@ -122,7 +129,7 @@ def view(slug: str) -> ResponseReturnValue:
     if chosen is None:
         abort(404)
     session = db()
-    f = views.view_filter(chosen, me().id, _int_arg("page", 1) or 1, request.args.get("sort", "oldest") != "newest")
+    f = views.view_filter(chosen, me().id, _page(), request.args.get("sort", "oldest") != "newest")
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
     return render_template("view.html", view=chosen, views=views.VIEWS, tickets=rows, total=total, page=f.page,
@@ -134,7 +141,7 @@ def search_page() -> ResponseReturnValue:
     """Search every queue by reference, centre address or name, subject and the centre's words."""
     query = (request.args.get("q") or "").strip()
     session = db()
-    results = search.search(session, query, _int_arg("page", 1) or 1) if query else None
+    results = search.search(session, query, _page()) if query else None
     return render_template("search.html", q=query, results=results, **_list_context(session))
 
 
@@ -142,7 +149,7 @@ def search_page() -> ResponseReturnValue:
 def centre(domain: str) -> ResponseReturnValue:
     """Every ticket from one centre's email domain, with dates and categories."""
     session = db()
-    history = centres.centre_history(session, domain, _int_arg("page", 1) or 1)
+    history = centres.centre_history(session, domain, _page())
     if history is None:
         abort(404)
     return render_template("centre.html", centre=history, **_list_context(session))
@@ -161,18 +168,18 @@ def _back(default: str) -> str:
 def bulk_action() -> ResponseReturnValue:
     """Assign, move, confirm or resolve every selected ticket; says which could not be changed and why."""
     session = db()
-    ids = [int(v) for v in request.form.getlist("ticket_id") if v.isdigit() and int(v) <= 2**31 - 1]
     operation = request.form.get("op", "")
     value = request.form.get(f"{operation}_value", "") if operation in bulk.OPERATIONS else ""
     try:
+        ids = [required_int(v, "ticket_id") for v in request.form.getlist("ticket_id")]
         outcome = bulk.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
         session.commit()
         flash(f"{outcome.done} ticket{'' if outcome.done == 1 else 's'} changed.")
         if outcome.refused:
             flash("Not changed: " + "; ".join(outcome.refused[:20]), "error")
-    except tickets.TicketError as exc:
+    except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
     return redirect(_back(url_for("staff.queues")))
 
 
@@ -195,8 +202,9 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "categories": catalogue.CATEGORIES,
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
-        "canned": [c for c in catalogue.CATEGORIES if c.answer],
+        "macros": macros.for_category(session, t.confirmed_category or t.predicted_category),
         "me": me(),
+        "forwards": {m.id: f for m in t.messages if m.direction == "inbound" and (f := split_forward(m.body_text))},
         "due": due.due_at(t),
         "domain": centres.domain_of(t.centre_email),
     }
