@@ -15,7 +15,9 @@ from triage.catalogue import BY_SLUG
 
 TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
-HARD_FILE = "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+HARD_FILE = (
+    "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+)
 
 
 class DatasetError(ValueError):
