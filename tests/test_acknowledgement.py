@@ -101,11 +101,21 @@ def test_a_thank_you_by_mail_gets_no_answer_and_a_thank_you_on_a_thread_resolves
         created = s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id)).first()
         assert created is not None and created.details["reason"] == ACKNOWLEDGEMENT_REASON
     assert "auto_reply" not in [m.kind for m in ticket(mail_app, thanks["reference"]).messages]  # no FAQ answer
-    first = post_email(client, api_token, make_email(message_id="<fz@college.example>")).get_json()
+    first = post_email(
+        client,
+        api_token,
+        make_email(
+            subject="PIN codes",
+            message_id="<pin@centre.example>",
+            sender="Sam <sam@centre.example>",
+            body="how do we set a PIN so the learners can unlock their own exams next week instead of me "
+            "unlocking each one",
+        ),
+    ).get_json()
     assert ticket(mail_app, first["reference"]).status == "auto_replied"
     deliver(mail_app)
     auto = smtp_server[0].parsed()[-1]
-    reply = make_email(subject="Re: " + auto["Subject"], body="all sorted now cheers",
+    reply = make_email(subject="Re: " + auto["Subject"], body="all sorted now cheers", sender="sam@centre.example",
                        headers={"In-Reply-To": auto["Message-ID"], "References": auto["Message-ID"]})  # fmt: skip
     assert post_email(client, api_token, reply).get_json()["reference"] == first["reference"]
     after = ticket(mail_app, first["reference"])
