@@ -26,7 +26,7 @@ def _group_alive(pgid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_interrupted_load_benchmark_stops_every_server_and_worker(sig: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"BENCH_DATABASE_URL", "TEST_DATABASE_URL"}}
-    env.update(BENCH_LOAD_EMAILS="40", PYTHONUNBUFFERED="1")
+    env.update(BENCH_LOAD_EMAILS="40", BENCH_LOAD_TRAIN_EVERY="8", PYTHONUNBUFFERED="1")  # a small model is enough here
     bench = subprocess.Popen([sys.executable, "-m", "bench", "load"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     started: list[int] = []
