@@ -13,11 +13,9 @@ from pathlib import Path
 
 import joblib
 
-from bench.common import REPO, full_profile, median_time, percentile, row, sample_emails, timed
+from bench.common import REPO, full_profile, median_time, percentile, row, sample_emails, shared_model, timed
 from triage import schema
 from triage.classifier import registry
-from triage.classifier.dataset import TRAIN_FILE, load_jsonl
-from triage.classifier.training import train
 from triage.database import make_engine, make_session_factory
 
 BATCH_EMAILS = 10_000 if full_profile() else 2_000
@@ -43,20 +41,19 @@ def _child_run(args: list[str], stdin_path: Path, env: dict[str, str]) -> tuple[
 
 
 def main() -> None:
-    """Train a model in a scratch folder and print the classifier figures."""
+    """Save the run's model in a scratch folder and print the classifier figures."""
     print("== classifier ==")
+    trained = shared_model()
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         models_dir = scratch / "models"
-        train_set = load_jsonl(REPO / "training_data" / TRAIN_FILE)
-        result = train(train_set, None, "vbench", n_jobs=2)
-        registry.save(result.model, models_dir)
+        registry.save(trained, models_dir)
         db_url = f"sqlite:///{scratch / 'bench.db'}"
         engine = make_engine(db_url)
         schema.upgrade(engine)
         with make_session_factory(engine)() as session:
-            registry.register(session, result.model, "bench", True, "")
-            registry.activate(session, "vbench", "bench")
+            registry.register(session, trained, "bench", True, "")
+            registry.activate(session, trained.version, "bench")
             session.commit()
         engine.dispose()
 
@@ -69,7 +66,7 @@ def main() -> None:
             "MODELS_DIR": str(models_dir),
             "TRIAGE_INSTANCE_PATH": str(scratch),
         }
-        artifact = models_dir / "vbench" / registry.ARTIFACT
+        artifact = models_dir / trained.version / registry.ARTIFACT
 
         cli_seconds, cli_rss = _child_run(
             [sys.executable, "-m", "flask", "--app", "app", "triage", "classify"], input_path, env
@@ -77,7 +74,7 @@ def main() -> None:
         bare_child_seconds, bare_rss = _child_run(
             [sys.executable, "-c", _BARE_SCRIPT, str(artifact), str(input_path)], Path(os.devnull), env
         )
-        model = registry.load(models_dir, "vbench")
+        model = registry.load(models_dir, trained.version)
         pairs = [(e["subject"], e["body"]) for e in emails]
         bare_seconds, _ = timed(lambda: model.pipeline.predict_proba(pairs))
 
@@ -98,7 +95,7 @@ def main() -> None:
 
         def cold_load() -> object:
             registry._load_pipeline.cache_clear()  # measure a real load from disk, not the in-process cache
-            return registry.load(models_dir, "vbench")
+            return registry.load(models_dir, trained.version)
 
         load_s = median_time(cold_load)
         bare_load_s = median_time(lambda: joblib.load(artifact))

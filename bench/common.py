@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: timing, percentiles, a trained model in a scratch folder."""
+"""Helpers shared by the benchmarks: timing, percentiles, and one trained model for the whole run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,28 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from triage.classifier.model import TrainedModel
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+_models: dict[int, TrainedModel] = {}
+
+
+def shared_model(every: int = 1) -> TrainedModel:
+    """The model every benchmark in this run uses: `flask triage train`'s training on the training file
+    (every `every`-th email when more than 1, for tests), trained once per process and then reused."""
+    if every not in _models:
+        from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+        from triage.classifier.training import train
+
+        examples = load_jsonl(REPO / "training_data" / TRAIN_FILE)[::every]
+        print(f"  [training the benchmark model on {len(examples)} emails, once for the whole run]", flush=True)
+        _models[every] = train(examples, None, "vbench", n_jobs=2).model
+    return _models[every]
 
 
 def full_profile() -> bool:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench.common import REPO
+from bench.common import shared_model
 from triage.classifier.cleaning import clean_body, model_text
 from triage.mail.parse import UnparseableEmail, parse
 
@@ -140,13 +140,8 @@ def _run(messages: dict[str, bytes], repeat: int) -> dict[str, float]:
 
 
 def _classifier() -> Callable[[str, str], object]:
-    """A model trained in this run on a quarter of the training file (classification cost is per email)."""
-    from triage.classifier.dataset import TRAIN_FILE, load_jsonl
-    from triage.classifier.training import train
-
-    examples = load_jsonl(REPO / "training_data" / TRAIN_FILE)[::4]
-    model = train(examples, None, "vbench-parse", n_jobs=1).model
-    return model.decide_one
+    """The run's model (classification cost is per email)."""
+    return shared_model().decide_one
 
 
 def main() -> None:

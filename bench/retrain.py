@@ -1,6 +1,6 @@
 """Retraining benchmark: `flask triage retrain`'s work on N resolved tickets against one bare Pipeline fit.
 
-N is 5,000 in the quick profile and 50,000 (the issue's full size) with BENCH_FULL=1; BENCH_RETRAIN_TICKETS overrides both.
+N is 1,000 in the quick profile and 50,000 (the issue's full size) with BENCH_FULL=1; BENCH_RETRAIN_TICKETS overrides both.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import random
 import tempfile
 from pathlib import Path
 
-from bench.common import REPO, full_profile, row, timed
+from bench.common import REPO, full_profile, row, shared_model, timed
 from triage import schema
 from triage.classifier import registry
-from triage.classifier.dataset import TRAIN_FILE, load_jsonl
+from triage.classifier.dataset import TRAIN_FILE
 from triage.classifier.model import build_pipeline, build_scalable_pipeline
 from triage.classifier.retraining import build_datasets, retrain
-from triage.classifier.training import SCALABLE_FROM, train
+from triage.classifier.training import SCALABLE_FROM
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
 from triage.models import Message, Ticket, utcnow
@@ -35,7 +35,7 @@ def _tickets(n: int, seed: int = 11) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     """Store N resolved tickets in a scratch database, time a retrain, and a bare fit on the same texts."""
-    n = int(os.environ.get("BENCH_RETRAIN_TICKETS", "50000" if full_profile() else "5000"))
+    n = int(os.environ.get("BENCH_RETRAIN_TICKETS", "50000" if full_profile() else "1000"))
     print(f"== retrain on {n} resolved tickets (target at 50,000: under 120 s) ==")
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
@@ -52,11 +52,11 @@ def main() -> None:
                                           body_text=body, clean_text=body, from_address=t.centre_email))  # fmt: skip
                 s.add(t)
             s.commit()
-        champion = train(load_jsonl(REPO / "training_data" / TRAIN_FILE), None, "vchamp", n_jobs=2)
-        registry.save(champion.model, settings.models_dir)
+        champion = shared_model()
+        registry.save(champion, settings.models_dir)
         with sessions() as s:
-            registry.register(s, champion.model, "bench", True, "")
-            registry.activate(s, "vchamp", "bench")
+            registry.register(s, champion, "bench", True, "")
+            registry.activate(s, champion.version, "bench")
             s.commit()
         with sessions() as s:
             training, _evaluation, _n = build_datasets(s, settings)
