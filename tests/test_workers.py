@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, event, func, select, text, update
 
 from tests.mailutil import count, deliver, make_email, post_email, process_all
 from triage.mail.inbound import BATCH_SIZE, InboundContext, process_batch
@@ -81,6 +81,27 @@ def test_a_batch_classifies_and_writes_many_emails_at_once(mail_app: Flask, api_
         assert categories["exam_frozen"] >= 10 and len(categories) >= 3  # each email its own decision
         assert s.scalar(select(func.count()).select_from(Message).where(Message.direction == "outbound")) == 55
     assert deliver(mail_app) == BATCH_SIZE + 5
+
+
+def test_a_batch_reads_the_reply_caps_with_one_query(mail_app: Flask, api_token: str) -> None:
+    """The automatic-reply caps of a whole batch come from one query, not one per email; they still hold."""
+    client = mail_app.test_client()
+    for raw in _emails(20, "caps"):
+        post_email(client, api_token, raw, process=False)
+    engine = mail_app.extensions["triage.engine"]
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert process_all(mail_app) == 20
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    cap_queries = [q for q in statements if q.lstrip().startswith("SELECT") and "messages.kind IN" in q]
+    assert len(cap_queries) == 1, cap_queries
+    assert count(mail_app, OutboxItem) == 20  # 20 distinct senders: nobody capped
 
 
 def test_caps_per_sender_hold_inside_one_batch(mail_app: Flask, api_token: str) -> None:

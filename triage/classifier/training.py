@@ -25,7 +25,7 @@ from triage.models import utcnow
 
 # The threshold policy training keeps, chosen by nested leave-one-writer-out evaluation
 # (`flask triage evaluate --policies`; the comparison is in training_data/README.md).
-POLICY = "global"
+POLICY = "margin"
 POLICY_TARGET = 0.99
 
 

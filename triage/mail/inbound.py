@@ -11,11 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -315,10 +313,9 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     known = dict(
         session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
     )
-    senders = Counter(choose_recipient(item.parsed).address for item in items if item.parsed is not None)
-    domains = Counter(address_domain(address) for address in senders.elements())
-    session.info[_CACHE] = {"shared_senders": {address for address, n in senders.items() if n > 1},
-                            "shared_domains": {domain for domain, n in domains.items() if n > 1}}  # fmt: skip
+    senders = {choose_recipient(item.parsed).address for item in items if item.parsed is not None}
+    domains = {address_domain(address) for address in senders} - {""}
+    session.info[_CACHE] = {"automatic": _recent_automatic(session, senders, domains)}
     try:
         now = utcnow()
         for item in items:
@@ -349,19 +346,6 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
 
 
 _CACHE = "triage.inbound.batch"
-
-
-def _unflushed_irrelevant(session: Session, address: str, domain: str = "") -> AbstractContextManager[object]:
-    """Skip the flush before a query about one sender's mail when no other email in the batch is from them.
-
-    The rows this batch has not flushed yet all belong to other senders (and other sender domains) then,
-    so the query cannot miss anything; the batch flushes once per new ticket instead of twice. Outside a
-    batch: a normal autoflush.
-    """
-    cache = session.info.get(_CACHE)
-    if cache is not None and address not in cache["shared_senders"] and domain not in cache["shared_domains"]:
-        return session.no_autoflush
-    return nullcontext()
 
 
 def _routing(session: Session) -> dict[str, str]:
@@ -572,6 +556,7 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
         kind = "ack"
     enqueue(session, settings, ticket, kind=kind, subject=subject, body=body, reply_to=message,
             auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    _note_automatic(session, recipient.address, domain, kind, ticket.predicted_category)
     return ticket
 
 
@@ -586,28 +571,82 @@ def _note_recipient(session: Session, ticket: Ticket, parsed: ParsedEmail, recip
                                details={"reason": parsed.address_problem, "answer_to": recipient.address}))  # fmt: skip
 
 
-def _rate_limited(session: Session, settings: Settings, address: str, domain: str, category: str | None) -> str | None:
-    """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, caps an hour."""
+_Automatic = tuple[str, str, str, str | None, datetime]  # centre address, domain, kind, category, sent (naive UTC)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _recent_automatic(session: Session, addresses: set[str], domains: set[str]) -> list[_Automatic]:
+    """The automatic replies of the last 24 hours to a batch's senders or their domains, in one query.
+
+    The batch's own replies are added as they are written (_note_automatic), so the caps hold inside it.
+    """
+    if not addresses:
+        return []
+    since = utcnow() - timedelta(hours=24)
+    rows = session.execute(
+        select(Ticket.centre_email, Ticket.centre_domain, Message.kind, Ticket.predicted_category, Message.created_at)
+        .join(Ticket, Message.ticket_id == Ticket.id)
+        .where(
+            or_(Ticket.centre_email.in_(addresses), Ticket.centre_domain.in_(domains)),
+            Message.direction == "outbound",
+            Message.kind.in_(("auto_reply", "ack")),
+            Message.created_at >= since,
+        )
+    )
+    return [(email, domain or "", kind, category, _naive_utc(sent)) for email, domain, kind, category, sent in rows]
+
+
+def _note_automatic(session: Session, address: str, domain: str, kind: str, category: str | None) -> None:
+    """Count an automatic reply this batch has just written towards the caps of the emails after it."""
+    cache = session.info.get(_CACHE)
+    if cache is not None and "automatic" in cache:
+        cache["automatic"].append((address, domain, kind, category, _naive_utc(utcnow())))
+
+
+def _cap_counts(session: Session, address: str, domain: str, category: str | None) -> tuple[int, int, int]:
+    """(replies to the sender in the last hour, same answer to the sender today, replies to sender or domain
+    in the last hour): from the batch's prefetched list, or with one query outside a batch."""
     now = utcnow()
+    cache = session.info.get(_CACHE)
+    if cache is not None and "automatic" in cache:
+        hour_ago = _naive_utc(now - timedelta(hours=1))
+        hourly = same_today = domain_hourly = 0
+        for email, email_domain, kind, answered, sent in cache["automatic"]:
+            is_sender = email == address
+            if not is_sender and not (domain and email_domain == domain):
+                continue
+            recent = sent >= hour_ago
+            hourly += is_sender and recent
+            same_today += bool(category) and is_sender and kind == "auto_reply" and answered == category
+            domain_hourly += recent
+        return hourly, same_today, domain_hourly
     last_hour = Message.created_at >= now - timedelta(hours=1)
     sender = Ticket.centre_email == address
     same_answer = (
         and_(sender, Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
     )
-    with _unflushed_irrelevant(session, address, domain):
-        # one query: the counts over the last day of automatic mail to the sender and to its domain
-        hourly, same_today, domain_hourly = session.execute(
-            select(func.count(case((and_(sender, last_hour), 1))), func.count(case((same_answer, 1))),
-                   func.count(case((last_hour, 1))))
-            .select_from(Message)
-            .join(Ticket, Message.ticket_id == Ticket.id)
-            .where(
-                or_(sender, Ticket.centre_domain == domain) if domain else sender,
-                Message.direction == "outbound",
-                Message.kind.in_(("auto_reply", "ack")),
-                Message.created_at >= now - timedelta(hours=24),
-            )
-        ).one()  # fmt: skip
+    # one query: the counts over the last day of automatic mail to the sender and to its domain
+    hourly, same_today, domain_hourly = session.execute(
+        select(func.count(case((and_(sender, last_hour), 1))), func.count(case((same_answer, 1))),
+               func.count(case((last_hour, 1))))
+        .select_from(Message)
+        .join(Ticket, Message.ticket_id == Ticket.id)
+        .where(
+            or_(sender, Ticket.centre_domain == domain) if domain else sender,
+            Message.direction == "outbound",
+            Message.kind.in_(("auto_reply", "ack")),
+            Message.created_at >= now - timedelta(hours=24),
+        )
+    ).one()  # fmt: skip
+    return hourly, same_today, domain_hourly
+
+
+def _rate_limited(session: Session, settings: Settings, address: str, domain: str, category: str | None) -> str | None:
+    """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, caps an hour."""
+    hourly, same_today, domain_hourly = _cap_counts(session, address, domain, category)
     if hourly >= settings.sender_hourly_cap:
         return f"more than {settings.sender_hourly_cap} automatic replies to {address} in an hour"
     if same_today:
