@@ -57,6 +57,8 @@ class _OutgoingPolicy(Compat32):
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
         text = str(value)
+        if len(name) + 2 + len(text) <= _FOLD_AT and text.isascii() and text.isprintable():
+            return f"{name}: {text}{self.linesep}"  # a short plain header: nothing to fold or encode
         if name.lower() in _MSGID_HEADERS:
             return self._fold_at(name, text.split())
         if name.lower() == "subject" and text.isascii() and text.isprintable() and "=?" not in text:

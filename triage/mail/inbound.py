@@ -310,14 +310,15 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
         row.id: row for row in session.scalars(select(InboundEmail).where(InboundEmail.id.in_(by_id)).with_for_update())
     }
     message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
-    known = dict(
+    known: dict[str, int | Ticket] = dict(
         session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
     )
     senders = {choose_recipient(item.parsed).address for item in items if item.parsed is not None}
     domains = {address_domain(address) for address in senders} - {""}
-    session.info[_CACHE] = {"automatic": _recent_automatic(session, senders, domains)}
+    session.info[_CACHE] = {"automatic": _recent_automatic(session, senders, domains), "opened": []}
     try:
         now = utcnow()
+        handled: list[tuple[InboundEmail, int | Ticket]] = []
         for item in items:
             row = rows.get(item.inbound_id)
             if row is None or row.status != "pending":
@@ -334,12 +335,16 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
                 continue
             parsed = item.parsed
             # a Message-ID we already hold (e.g. our own outbound mail copied back in) adds nothing new
-            ticket_id = known.get(parsed.message_id)
-            if ticket_id is None:
-                ticket_id = _handle(session, settings, model, item.decision, parsed)
-                known[parsed.message_id] = ticket_id
-            row.status, row.ticket_id, row.processed_at = "processed", ticket_id, now
-            outcome.tickets[row.id] = ticket_id
+            ticket = known.get(parsed.message_id)
+            if ticket is None:
+                ticket = _handle(session, settings, model, item.decision, parsed)
+                known[parsed.message_id] = ticket
+            row.status, row.processed_at = "processed", now
+            handled.append((row, ticket))
+        _complete_opened(session, settings)
+        for row, ticket in handled:
+            row.ticket_id = ticket if isinstance(ticket, int) else ticket.id
+            outcome.tickets[row.id] = row.ticket_id
         session.flush()
     finally:
         session.info.pop(_CACHE, None)
@@ -370,14 +375,15 @@ def _queue(session: Session, slug: str) -> Queue:
 
 
 def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-            parsed: ParsedEmail) -> int:  # fmt: skip
+            parsed: ParsedEmail) -> Ticket:  # fmt: skip
     own = {settings.support_address.lower()}
     reason = no_reply_reason(parsed, own, settings.mail_domain)
     ticket = find_thread(session, parsed, settings.secret_key)
     if ticket is not None:
+        _complete_opened(session, settings)  # the batch's new tickets first, so every history stays in order
         _add_follow_up(session, settings, ticket, parsed, reason)
-        return ticket.id
-    return _new_ticket(session, settings, model, decision, parsed, reason).id
+        return ticket
+    return _open_ticket(session, settings, model, decision, parsed, reason)
 
 
 def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | None:
@@ -482,10 +488,28 @@ def _current_model(ctx: InboundContext) -> TrainedModel | None:
         return None
 
 
-def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-                parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
+@dataclass
+class _Opened:
+    """A new ticket added to the session whose id, history and reply wait for the batch's next flush."""
+
+    ticket: Ticket
+    message: Message
+    parsed: ParsedEmail
+    recipient: Recipient
+    decision: Decision | None
+    version: str
+    category: str
+    action: str
+    queue_slug: str
+    reason: str | None
+    suppressed: str | None
+    replying: bool
+
+
+def _open_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
+                 parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
+    """Decide and add a new ticket with its message; the rest waits for one flush of the whole batch."""
     routing = _routing(session)
-    version = model.version if model else "unavailable"
     action = decision.action if decision else TRIAGE
     category = decision.category if decision else catalogue.OTHER
     queue_slug = (
@@ -530,25 +554,58 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
     if reason is None:  # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
         ticket.urgent, ticket.urgent_reason = urgency.assess(category, parsed.subject, message.clean_text)
         ticket.status = "open" if ticket.urgent else ticket.status
+    if not suppressed:  # counted now: the caps of the batch's next emails include this reply
+        _note_automatic(session, recipient.address, domain, "auto_reply" if replying else "ack",
+                        ticket.predicted_category)  # fmt: skip
+    opened = _Opened(ticket, message, parsed, recipient, decision, model.version if model else "unavailable",
+                     category, action, queue_slug, reason, suppressed, replying)  # fmt: skip
+    cache = session.info.get(_CACHE)
+    if cache is None:
+        _complete(session, settings, opened)
+    else:
+        cache["opened"].append(opened)
+    return ticket
+
+
+def _complete_opened(session: Session, settings: Settings) -> None:
+    """One flush gives the batch's new tickets their ids (bulk INSERTs); then their history and replies."""
+    cache = session.info.get(_CACHE)
+    if cache is None or not cache["opened"]:
+        return
+    opened, cache["opened"] = cache["opened"], []
     session.flush()
+    for each in opened:
+        _complete(session, settings, each)
+
+
+def _complete(session: Session, settings: Settings, opened: _Opened) -> None:
+    """A new ticket's classification, history and reply (acknowledgement or answer), once it has an id."""
+    if opened.message.id is None:
+        session.flush()
+    ticket, message, decision, parsed, recipient = (
+        opened.ticket, opened.message, opened.decision, opened.parsed, opened.recipient
+    )  # fmt: skip
     if decision is not None:
-        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=version,
+        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=opened.version,
                                    category=decision.category, confidence=decision.confidence, margin=decision.margin,
                                    action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
-    session.add(AuditEvent(actor=f"model:{version}", ticket_id=ticket.id, action="ticket.created",
-                           details={"category": category, "confidence": decision.confidence if decision else None,
-                                    "action": action, "queue": ticket.queue.slug if ticket.queue else queue_slug,
-                                    "reply_suppressed": suppressed,
+    session.add(AuditEvent(actor=f"model:{opened.version}", ticket_id=ticket.id, action="ticket.created",
+                           details={"category": opened.category,
+                                    "confidence": decision.confidence if decision else None,
+                                    "action": opened.action,
+                                    "queue": ticket.queue.slug if ticket.queue else opened.queue_slug,
+                                    "reply_suppressed": opened.suppressed,
                                     **({"reason": decision.reason} if decision and decision.reason else {})}))  # fmt: skip
     _note_recipient(session, ticket, parsed, recipient)
-    if automatic:
+    if opened.reason is not None:
         session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="ticket.resolved",
-                               details={"resolution": NO_ACTION_NEEDED, "reason": reason}))  # fmt: skip
-    if suppressed:
-        return ticket
+                               details={"resolution": NO_ACTION_NEEDED, "reason": opened.reason}))  # fmt: skip
+    if opened.suppressed:
+        return
     subject = compose.reply_subject(ticket.id, parsed.subject)
-    if replying:
-        body = compose.auto_reply_text(catalogue.get(category), ticket.reference, recipient.name, recipient.address)
+    if opened.replying:
+        body = compose.auto_reply_text(catalogue.get(opened.category), ticket.reference, recipient.name,
+                                       recipient.address)  # fmt: skip
         kind = "auto_reply"
     else:
         body = compose.acknowledgement_text(ticket.reference, recipient.name, recipient.address,
@@ -556,8 +613,6 @@ def _new_ticket(session: Session, settings: Settings, model: TrainedModel | None
         kind = "ack"
     enqueue(session, settings, ticket, kind=kind, subject=subject, body=body, reply_to=message,
             auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
-    _note_automatic(session, recipient.address, domain, kind, ticket.predicted_category)
-    return ticket
 
 
 def _note_recipient(session: Session, ticket: Ticket, parsed: ParsedEmail, recipient: Recipient) -> None:

@@ -11,6 +11,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
+from functools import lru_cache
 
 from triage.classifier.cleaning import html_to_text
 
@@ -106,14 +107,21 @@ def shorten(value: str, limit: int) -> str:
 
 
 class _BoundedPolicy(EmailPolicy):
-    """policy.default, except that a header is cut to a bounded length before it is parsed."""
+    """policy.default, except that a header is cut to a bounded length before it is parsed, and a header
+    already parsed is not parsed again (reading one email fetches Content-Type several times)."""
 
     def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
         """Parse a header's value (in any part of the message) only after capping its length."""
         limit = MAX_ADDRESS_FIELD if name.lower() in _ADDRESS_HEADERS else MAX_HEADER_FIELD
         if len(value) > limit:
             value = shorten(value.replace("\r", "").replace("\n", ""), limit)
-        return super().header_fetch_parse(name, value)
+        return _parsed_header(self, name, value)
+
+
+@lru_cache(maxsize=512)
+def _parsed_header(policy: EmailPolicy, name: str, value: str):  # type: ignore[no-untyped-def]
+    """The standard policy's header object for (name, value); header objects are immutable, so one is shared."""
+    return EmailPolicy.header_fetch_parse(policy, name, value)
 
 
 BOUNDED = _BoundedPolicy()
