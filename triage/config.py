@@ -75,6 +75,7 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
     log_format: str = "text"  # LOG_FORMAT=json for JSON lines (production)
     worker_interval: float = 5.0
+    worker_nice: int = 10  # the worker's CPU priority below the web processes (0-19; 0: the same)
     model_check_interval: float = 10.0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -117,6 +118,9 @@ class Settings:
         s.response_time_text = (env("RESPONSE_TIME_TEXT") or "").strip() or s.response_time_text
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
         s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))  # idle sleep when nothing wakes it
+        s.worker_nice = _env_int("WORKER_NICE", s.worker_nice)
+        if not 0 <= s.worker_nice <= 19:
+            raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)

@@ -143,6 +143,9 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     if processes > 1 and engine.dialect.name != "postgresql":
         click.echo(f"SQLite has one writer at a time: running 1 worker process, not {processes}")
         processes = 1
+    if not helper and settings.worker_nice:
+        # below the web processes: a burst of mail must not slow the webhook that accepts it (helpers inherit it)
+        os.nice(settings.worker_nice)
     supervisor = _Helpers(processes - 1, stopping)
     click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
     try:

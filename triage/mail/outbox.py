@@ -185,16 +185,22 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
+        with sessions() as session:  # what to send, for the whole claim in one query
+            claimed = {
+                item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
+                for item_id, raw, recipient, ticket_id in session.execute(
+                    select(OutboxItem.id, Message.raw, OutboxItem.recipient, OutboxItem.ticket_id)
+                    .join(Message, Message.id == OutboxItem.message_id)
+                    .where(OutboxItem.id.in_(ids), OutboxItem.status == "sending", OutboxItem.claimed_by == worker_id)
+                )
+            }
         for position, item_id in enumerate(ids):
             if should_stop():
                 release(sessions, ids[position:], worker_id)
                 return handled
-            with sessions() as session, session.begin():
-                item = session.get(OutboxItem, item_id)
-                if item is None or item.status != "sending" or item.claimed_by != worker_id:
-                    continue
-                raw, recipient = item.message.raw or b"", item.recipient
-                name = f"{item.id:08d}-{item.ticket_id}"
+            if item_id not in claimed:
+                continue
+            raw, recipient, name = claimed[item_id]
             outcome = transport.send(settings.support_address, recipient, raw, name)
             _record(sessions, settings, item_id, worker_id, outcome)
             handled += 1
@@ -215,15 +221,21 @@ def _record(sessions: sessionmaker[Session], settings: Settings, item_id: int, w
             outcome: DeliveryOutcome) -> None:  # fmt: skip
     now = utcnow()
     with sessions() as session, session.begin():
+        if outcome.sent:  # the common case: one UPDATE, recorded the moment the server took the message
+            recorded = session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item_id, OutboxItem.claimed_by == worker_id)
+                .values(attempts=OutboxItem.attempts + 1, claimed_by=None, status="sent", sent_at=now, last_error=None)
+            )
+            if recorded.rowcount:  # type: ignore[attr-defined]
+                log.info("outbox %s sent", item_id)
+            return
         item = session.get(OutboxItem, item_id)
         if item is None or item.claimed_by != worker_id:
             return
         item.attempts += 1
         item.claimed_by = None
-        if outcome.sent:
-            item.status, item.sent_at, item.last_error = "sent", now, None
-            log.info("outbox %s sent to %s", item.id, item.recipient)
-        elif outcome.permanent or item.attempts >= settings.outbox_max_attempts:
+        if outcome.permanent or item.attempts >= settings.outbox_max_attempts:
             item.status, item.last_error = "failed", outcome.error
             log.warning("outbox %s failed permanently: %s", item.id, outcome.error)
         else:
