@@ -268,3 +268,11 @@ def dovecot() -> Iterator[int]:
     yield server.port
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def default_sigint() -> None:
+    """Popen preexec_fn: Ctrl-C (SIGINT) acts in the child even when this run ignores it (a shell starts
+    background jobs with SIGINT ignored, and a child inherits that), so the signal tests mean the same anywhere."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -112,14 +112,15 @@ def test_serve_starts_web_and_worker_and_stops_cleanly(tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    from tests.conftest import free_port
+    from tests.conftest import default_sigint, free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
     env.update({"TRIAGE_INSTANCE_PATH": str(tmp_path / "inst"), "MODELS_DIR": str(tmp_path / "models")})
     assert run_flask("triage", "migrate", env=env).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "triage", "serve", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()

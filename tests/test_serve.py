@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import default_sigint, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,8 @@ def _start_serve(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], in
     env = _env(tmp_path)
     subprocess.run(_flask("migrate"), cwd=REPO, env=env, check=True, capture_output=True)
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(_flask("serve", "--port", str(port)), cwd=REPO, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(_flask("serve", "--port", str(port)), cwd=REPO, env=env, stdout=log, stderr=log,
+                            preexec_fn=default_sigint)  # fmt: skip
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
