@@ -171,7 +171,7 @@ def test_train_refuses_to_activate_a_model_that_misses_the_gate(app_config: dict
 
     source = Path(__file__).resolve().parent.parent / "training_data"
     rows = [json.loads(line) for line in (source / "train.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["group"] in {"w1", "w2", "w3"}]
+    rows = [r for r in rows if r["group"] == "w1"]  # one writer: shuffled labels converge slowly
     labels = [r["label"] for r in rows]
     random.Random(1).shuffle(labels)
     data = tmp_path / "data"
