@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import case, select, text, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from triage.models import API_SCOPES, ApiToken, utcnow
@@ -57,16 +57,11 @@ def count_request(session: Session, token: ApiToken) -> tuple[int, int]:
     """Count one request against the token's current one-minute window; returns (requests so far, seconds left).
 
     One UPDATE on the token's row, so every web process shares the count and concurrent requests queue on
-    the row lock instead of losing increments. It also records when the token was last used. The caller
-    commits right away; on PostgreSQL that commit does not wait for the WAL flush, so the row lock is
-    held for microseconds rather than a disk write.
+    the row lock instead of losing increments. It also records when the token was last used.
     """
     now = utcnow()
     epoch = int(now.timestamp())
     window = epoch // RATE_WINDOW_SECONDS
-    if session.get_bind().dialect.name == "postgresql":
-        # a counter, not mail: its commit need not wait for the disk (a crash loses a few counts at most)
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
     count = session.execute(
         update(ApiToken)
         .where(ApiToken.id == token.id)

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, false, func, or_, select
+from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -557,20 +557,17 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
     if not suppressed:  # counted now: the caps of the batch's next emails include this reply
         _note_automatic(session, recipient.address, domain, "auto_reply" if replying else "ack",
                         ticket.predicted_category)  # fmt: skip
-    opened = _Opened(ticket, message, parsed, recipient, decision, model.version if model else "unavailable",
-                     category, action, queue_slug, reason, suppressed, replying)  # fmt: skip
-    cache = session.info.get(_CACHE)
-    if cache is None:
-        _complete(session, settings, opened)
-    else:
-        cache["opened"].append(opened)
+    session.info[_CACHE]["opened"].append(
+        _Opened(ticket, message, parsed, recipient, decision, model.version if model else "unavailable",
+                category, action, queue_slug, reason, suppressed, replying)
+    )  # fmt: skip
     return ticket
 
 
 def _complete_opened(session: Session, settings: Settings) -> None:
     """One flush gives the batch's new tickets their ids (bulk INSERTs); then their history and replies."""
-    cache = session.info.get(_CACHE)
-    if cache is None or not cache["opened"]:
+    cache = session.info[_CACHE]
+    if not cache["opened"]:
         return
     opened, cache["opened"] = cache["opened"], []
     session.flush()
@@ -580,8 +577,6 @@ def _complete_opened(session: Session, settings: Settings) -> None:
 
 def _complete(session: Session, settings: Settings, opened: _Opened) -> None:
     """A new ticket's classification, history and reply (acknowledgement or answer), once it has an id."""
-    if opened.message.id is None:
-        session.flush()
     ticket, message, decision, parsed, recipient = (
         opened.ticket, opened.message, opened.decision, opened.parsed, opened.recipient
     )  # fmt: skip
@@ -656,46 +651,22 @@ def _recent_automatic(session: Session, addresses: set[str], domains: set[str]) 
 
 def _note_automatic(session: Session, address: str, domain: str, kind: str, category: str | None) -> None:
     """Count an automatic reply this batch has just written towards the caps of the emails after it."""
-    cache = session.info.get(_CACHE)
-    if cache is not None and "automatic" in cache:
-        cache["automatic"].append((address, domain, kind, category, _naive_utc(utcnow())))
+    session.info[_CACHE]["automatic"].append((address, domain, kind, category, _naive_utc(utcnow())))
 
 
 def _cap_counts(session: Session, address: str, domain: str, category: str | None) -> tuple[int, int, int]:
     """(replies to the sender in the last hour, same answer to the sender today, replies to sender or domain
-    in the last hour): from the batch's prefetched list, or with one query outside a batch."""
-    now = utcnow()
-    cache = session.info.get(_CACHE)
-    if cache is not None and "automatic" in cache:
-        hour_ago = _naive_utc(now - timedelta(hours=1))
-        hourly = same_today = domain_hourly = 0
-        for email, email_domain, kind, answered, sent in cache["automatic"]:
-            is_sender = email == address
-            if not is_sender and not (domain and email_domain == domain):
-                continue
-            recent = sent >= hour_ago
-            hourly += is_sender and recent
-            same_today += bool(category) and is_sender and kind == "auto_reply" and answered == category
-            domain_hourly += recent
-        return hourly, same_today, domain_hourly
-    last_hour = Message.created_at >= now - timedelta(hours=1)
-    sender = Ticket.centre_email == address
-    same_answer = (
-        and_(sender, Message.kind == "auto_reply", Ticket.predicted_category == category) if category else false()
-    )
-    # one query: the counts over the last day of automatic mail to the sender and to its domain
-    hourly, same_today, domain_hourly = session.execute(
-        select(func.count(case((and_(sender, last_hour), 1))), func.count(case((same_answer, 1))),
-               func.count(case((last_hour, 1))))
-        .select_from(Message)
-        .join(Ticket, Message.ticket_id == Ticket.id)
-        .where(
-            or_(sender, Ticket.centre_domain == domain) if domain else sender,
-            Message.direction == "outbound",
-            Message.kind.in_(("auto_reply", "ack")),
-            Message.created_at >= now - timedelta(hours=24),
-        )
-    ).one()  # fmt: skip
+    in the last hour), counted in the batch's prefetched list of automatic replies."""
+    hour_ago = _naive_utc(utcnow() - timedelta(hours=1))
+    hourly = same_today = domain_hourly = 0
+    for email, email_domain, kind, answered, sent in session.info[_CACHE]["automatic"]:
+        is_sender = email == address
+        if not is_sender and not (domain and email_domain == domain):
+            continue
+        recent = sent >= hour_ago
+        hourly += is_sender and recent
+        same_today += bool(category) and is_sender and kind == "auto_reply" and answered == category
+        domain_hourly += recent
     return hourly, same_today, domain_hourly
 
 
