@@ -6,12 +6,16 @@ import fcntl
 import multiprocessing
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
+from triage import database
 from triage.database import make_engine
 
 
@@ -128,3 +132,63 @@ def test_a_stuck_writer_makes_others_fail_after_the_timeout_not_hang(tmp_path: P
         conn.execute(text("INSERT INTO t VALUES (3)"))
     holder.dispose()
     waiter.dispose()
+
+
+# --- PostgreSQL: pooled connections the server dropped ------------------------------------------------------
+
+PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(text("SELECT pg_backend_pid()")))
+
+
+def _terminate(engine: Engine, pid: int) -> None:
+    """End one server process (as a restart or a network cut would) and wait until it has gone."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        for _ in range(200):
+            if not conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
+                return
+            conn.rollback()
+            time.sleep(0.01)
+    raise AssertionError(f"backend {pid} did not end")
+
+
+@contextmanager
+def _pool_and_admin(url: str, size: int) -> Iterator[tuple[Engine, Engine]]:
+    """An engine with a pool of `size` connections, and a second engine to end its server processes from."""
+    engine, admin = make_engine(url, pool_size=size, max_overflow=0), make_engine(url)
+    try:
+        yield engine, admin
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_an_idle_pooled_connection_the_server_dropped_is_replaced_unseen(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _pool_and_admin(database_url, 1) as (engine, admin):
+        dropped = _backend_pid(engine)
+        _terminate(admin, dropped)
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has idled long enough: pinged first
+        assert _backend_pid(engine) != dropped  # a fresh connection, and no error for the caller
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_a_busy_pooled_connection_the_server_dropped_fails_once_then_the_pool_recovers(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _pool_and_admin(database_url, 2) as (engine, admin):
+        with engine.connect() as first, engine.connect() as second:  # two pooled connections
+            pids = {first.scalar(text("SELECT pg_backend_pid()")), second.scalar(text("SELECT pg_backend_pid()"))}
+        for pid in pids:
+            _terminate(admin, int(pid))
+        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)  # in steady use: no ping per checkout
+        with pytest.raises(OperationalError), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert _backend_pid(engine) not in pids  # the failure invalidated the whole pool: the next one is fresh
+        assert _backend_pid(engine) not in pids

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import ConfigError
@@ -35,11 +35,52 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     try:
-        return create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, **kwargs)
     except (ImportError, ArgumentError) as exc:
         raise ConfigError(f"DATABASE_URL {parsed.render_as_string(hide_password=True)} cannot be used: {exc}") from None
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _note_checkin)
+        event.listen(engine, "checkout", _ping_if_idle(engine))
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 5.0  # a pooled connection unused this long is checked before it is handed out
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["checked_in"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    """A checkout hook that pings only connections that have sat idle in the pool (pre-ping, minus its cost
+    on a busy server: one round trip per checkout). A failed ping makes the pool replace the connection.
+
+    A connection in steady use that the server drops (a restart, a network cut) fails its next statement
+    instead; SQLAlchemy then invalidates the whole pool, so that request answers 503 and the next one
+    gets a fresh connection.
+    """
+
+    def ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        last_used = record.info.get("checked_in")  # None: a connection made just now for this checkout
+        if last_used is None or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection failed its ping")
+
+    return ping
+
+
+def autocommit(session: Session) -> None:
+    """Make each statement of a new session commit on its own on PostgreSQL: one round trip each, no BEGIN
+    or COMMIT. Call it before the session's first statement. On SQLite (local calls, one writer at a time)
+    the session keeps its one transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -10,8 +10,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, Text, cast, func
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +18,14 @@ CHANNEL = "triage_inbound"
 SQLITE_CHECK_SECONDS = 0.1  # how often an idle SQLite worker looks for another process's commit
 
 
-def notify_workers(session: Session) -> None:
-    """Wake idle workers: on PostgreSQL a NOTIFY, which the server delivers when this transaction commits."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {CHANNEL}"))
+def wake_workers() -> ColumnElement[Any]:
+    """A PostgreSQL expression that wakes idle workers (pg_notify), delivered when its transaction commits.
+
+    Select it in the statement that stores new mail, so storing and waking are one round trip.
+    """
+    return cast(
+        func.pg_notify(CHANNEL, ""), Text
+    )  # as text: a result column of type void costs the driver a type lookup
 
 
 class Waker:

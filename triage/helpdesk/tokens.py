@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from triage.models import API_SCOPES, ApiToken, utcnow
@@ -43,37 +44,53 @@ def create_token(
     return row, plain
 
 
-def authenticate(session: Session, presented: str) -> ApiToken | None:
-    """The live token matching a presented bearer value, or None; records when it was last used."""
+@dataclass(frozen=True)
+class TokenUse:
+    """A live token as one request used it: who it is, its scopes, and its count in the current window."""
+
+    id: int
+    name: str
+    scopes: str
+    count: int  # requests in the current one-minute window, this one included
+    retry_after: int  # seconds until the window ends
+
+    @property
+    def scope_list(self) -> list[str]:
+        """The token's scopes (inbound, read, write, metrics)."""
+        return self.scopes.split()
+
+
+_TOKENS = ApiToken.__table__
+# built once: executing a prepared statement object skips building it and computing its cache key per request
+_USE_TOKEN = (
+    update(_TOKENS)
+    .where(_TOKENS.c.token_hash == bindparam("presented_hash"), _TOKENS.c.revoked_at.is_(None))
+    .values(
+        rate_window=bindparam("window"),
+        rate_count=case((_TOKENS.c.rate_window == bindparam("window"), _TOKENS.c.rate_count + 1), else_=1),
+        last_used_at=bindparam("now"),
+    )
+    .returning(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.scopes, _TOKENS.c.rate_count)
+)
+
+
+def use_token(session: Session, presented: str) -> TokenUse | None:
+    """Find the live token matching a presented bearer value and count the request, in one UPDATE; None if none.
+
+    One statement checks the hash, skips revoked tokens, counts the request against the token's one-minute
+    window and records when it was used, so every web process shares the count (concurrent requests queue on
+    the row lock instead of losing increments) and the whole check is one round trip.
+    """
     if not presented or not presented.startswith(PREFIX) or len(presented) > 200:
         return None
-    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == _hash(presented))).one_or_none()
-    if row is None or row.revoked_at is not None:
-        return None
-    return row
-
-
-def count_request(session: Session, token: ApiToken) -> tuple[int, int]:
-    """Count one request against the token's current one-minute window; returns (requests so far, seconds left).
-
-    One UPDATE on the token's row, so every web process shares the count and concurrent requests queue on
-    the row lock instead of losing increments. It also records when the token was last used.
-    """
     now = utcnow()
     epoch = int(now.timestamp())
     window = epoch // RATE_WINDOW_SECONDS
-    count = session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == token.id)
-        .values(
-            rate_window=window,
-            rate_count=case((ApiToken.rate_window == window, ApiToken.rate_count + 1), else_=1),
-            last_used_at=now,
-        )
-        .returning(ApiToken.rate_count)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    return count, (window + 1) * RATE_WINDOW_SECONDS - epoch
+    params = {"presented_hash": _hash(presented), "window": window, "now": now}
+    row = session.connection().execute(_USE_TOKEN, params).one_or_none()
+    if row is None:
+        return None
+    return TokenUse(row.id, row.name, row.scopes, row.rate_count, (window + 1) * RATE_WINDOW_SECONDS - epoch)
 
 
 def revoke(session: Session, token_id: int) -> ApiToken | None:
@@ -94,6 +111,6 @@ def revoke_created_by(session: Session, user_id: int) -> list[ApiToken]:
     return rows
 
 
-def has_scope(token: ApiToken, scope: str) -> bool:
+def has_scope(token: ApiToken | TokenUse, scope: str) -> bool:
     """True if the token may be used for `scope`."""
     return scope in token.scope_list

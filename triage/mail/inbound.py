@@ -8,6 +8,7 @@ The JSON API, IMAP and file ingest store and process one email at once (`receive
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -19,9 +20,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import and_, bindparam, exists, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy.sql import Executable
 
 from triage import catalogue
 from triage.classifier import urgency
@@ -30,6 +33,7 @@ from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
 from triage.config import Settings
+from triage.database import autocommit
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.outbox import enqueue
@@ -48,7 +52,7 @@ from triage.models import (
     utcnow,
 )
 from triage.routing import queue_by_slug, routing_map
-from triage.wakeup import notify_workers
+from triage.wakeup import wake_workers
 
 log = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
@@ -83,14 +87,26 @@ class InboundContext:
 # --- storing --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A stored raw email, as the store saw it."""
+
+    id: int
+    message_id: str
+    status: str  # pending | processed | rejected
+    ticket_id: int | None
+
+
 def store(
-    sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool, parsed: ParsedEmail | None = None
-) -> tuple[InboundEmail, bool]:
+    session: Session, raw: bytes, source: str, keep_unparseable: bool, parsed: ParsedEmail | None = None
+) -> tuple[Stored, bool]:
     """Commit the raw email (once per Message-ID, or per raw bytes without one); returns (row, was_duplicate).
 
     Only the header block is read (`identify`): the body is parsed later, by a worker. Headers that are
     not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as `rejected`.
-    New mail wakes idle workers (NOTIFY, delivered with the commit).
+    New mail is one statement (in an autocommit session on PostgreSQL: one round trip, where it also wakes
+    idle workers with a NOTIFY delivered at its commit); only a duplicate takes a second, to read what is held.
+    The session is committed.
     """
     error = None
     try:
@@ -99,26 +115,47 @@ def store(
         if not keep_unparseable:
             raise
         error, message_id = str(exc), f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>"
-    with sessions() as session:
-        row = InboundEmail(message_id=message_id, raw=raw, source=source)
-        if error:
-            row.status, row.last_error = "rejected", error
-        session.add(row)
-        try:  # insert first: new mail is the common case, and the unique Message-ID settles any race
-            session.flush()
-        except IntegrityError:  # held already (a retry, or the same mail by another path)
-            session.rollback()
-            session.expunge_all()
-            return session.scalars(select(InboundEmail).where(InboundEmail.message_id == message_id)).one(), True
-        if not error:
-            notify_workers(session)
+    status = "rejected" if error else "pending"
+    values = {"new_message_id": message_id, "new_raw": raw, "new_source": source, "new_status": status,
+              "new_last_error": error}  # fmt: skip
+    new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name, not error), values)
+    if new_id is not None:
         session.commit()
-        return row, False
+        return Stored(new_id, message_id, status, None), False
+    held = session.execute(  # held already (a retry, or the same mail by another path)
+        select(InboundEmail.id, InboundEmail.message_id, InboundEmail.status, InboundEmail.ticket_id).where(
+            InboundEmail.message_id == message_id
+        )
+    ).one()
+    session.commit()
+    return Stored(*held), True
 
 
-def accept(sessions: sessionmaker[Session], raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
-    """Store one raw email for the workers to process (the webhook's whole job); a duplicate answers as before."""
-    row, duplicate = store(sessions, raw, source, keep_unparseable)
+_STORED_COLUMNS = ("message_id", "raw", "source", "status", "last_error")
+
+
+@functools.cache
+def _insert_new(dialect: str, wake: bool) -> Executable:
+    """INSERT one raw email unless its Message-ID is held (then no row), returning the new id; on PostgreSQL the
+    same statement wakes idle workers when `wake`. Built once per kind (no per-email statement building)."""
+    table = InboundEmail.__table__
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    statement = (
+        insert.values({name: bindparam(f"new_{name}") for name in _STORED_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(table.c.id)
+    )
+    if dialect != "postgresql" or not wake:
+        return statement
+    added = statement.cte("added")
+    return select(added.c.id, wake_workers())
+
+
+def accept(session: Session, raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
+    """Store one raw email for the workers to process (the webhook's whole job); a duplicate answers as before.
+
+    Best in an autocommit session (`autocommit`): then storing is one round trip on PostgreSQL."""
+    row, duplicate = store(session, raw, source, keep_unparseable)
     return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
 
 
@@ -131,7 +168,9 @@ def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, so
         if not keep_unparseable:
             raise
         parsed = None
-    row, duplicate = store(sessions, raw, source, keep_unparseable, parsed)
+    with sessions() as session:
+        autocommit(session)
+        row, duplicate = store(session, raw, source, keep_unparseable, parsed)
     status, ticket_id = row.status, row.ticket_id
     if status == "pending":
         outcome = process_batch(sessions, ctx, ids=[row.id], parsed={row.id: parsed} if parsed else None)
@@ -307,7 +346,10 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     """Thread or create a ticket for each prepared email still pending, with its replies, in the open transaction."""
     by_id = {item.inbound_id: item for item in items}
     rows = {
-        row.id: row for row in session.scalars(select(InboundEmail).where(InboundEmail.id.in_(by_id)).with_for_update())
+        row.id: row
+        for row in session.scalars(  # the raw bytes are in hand already: not read twice
+            select(InboundEmail).options(defer(InboundEmail.raw)).where(InboundEmail.id.in_(by_id)).with_for_update()
+        )
     }
     message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
     known: dict[str, int | Ticket] = dict(
@@ -315,7 +357,10 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     )
     senders = {choose_recipient(item.parsed).address for item in items if item.parsed is not None}
     domains = {address_domain(address) for address in senders} - {""}
-    session.info[_CACHE] = {"automatic": _recent_automatic(session, senders, domains), "opened": []}
+    session.info[_CACHE] = {  # read before anything is added, so no query mid-batch flushes the batch early
+        "automatic": _recent_automatic(session, senders, domains), "opened": [], "routing": routing_map(session),
+        "queues": {queue.slug: queue for queue in session.scalars(select(Queue))},
+    }  # fmt: skip
     try:
         now = utcnow()
         handled: list[tuple[InboundEmail, int | Ticket]] = []
@@ -571,30 +616,50 @@ def _complete_opened(session: Session, settings: Settings) -> None:
         return
     opened, cache["opened"] = cache["opened"], []
     session.flush()
+    history = _History()
     for each in opened:
-        _complete(session, settings, each)
+        _complete(session, settings, each, history)
+    history.write(session)
 
 
-def _complete(session: Session, settings: Settings, opened: _Opened) -> None:
+@dataclass
+class _History:
+    """The classification and history rows of a batch's new tickets, written with one INSERT per table."""
+
+    classifications: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, actor: str, ticket_id: int, action: str, details: dict[str, Any]) -> None:
+        """Add one history row."""
+        self.events.append({"actor": actor, "ticket_id": ticket_id, "action": action, "details": details})
+
+    def write(self, session: Session) -> None:
+        """Insert the rows (Core executemany: no ORM objects to track, nothing read back)."""
+        if self.classifications:
+            session.execute(insert(Classification.__table__), self.classifications)
+        if self.events:
+            session.execute(insert(AuditEvent.__table__), self.events)
+
+
+def _complete(session: Session, settings: Settings, opened: _Opened, history: _History) -> None:
     """A new ticket's classification, history and reply (acknowledgement or answer), once it has an id."""
     ticket, message, decision, parsed, recipient = (
         opened.ticket, opened.message, opened.decision, opened.parsed, opened.recipient
     )  # fmt: skip
     if decision is not None:
-        session.add(Classification(ticket_id=ticket.id, message_id=message.id, model_version=opened.version,
-                                   category=decision.category, confidence=decision.confidence, margin=decision.margin,
-                                   action=decision.action, alternatives=[list(a) for a in decision.alternatives]))  # fmt: skip
-    session.add(AuditEvent(actor=f"model:{opened.version}", ticket_id=ticket.id, action="ticket.created",
-                           details={"category": opened.category,
-                                    "confidence": decision.confidence if decision else None,
-                                    "action": opened.action,
-                                    "queue": ticket.queue.slug if ticket.queue else opened.queue_slug,
-                                    "reply_suppressed": opened.suppressed,
-                                    **({"reason": decision.reason} if decision and decision.reason else {})}))  # fmt: skip
-    _note_recipient(session, ticket, parsed, recipient)
+        history.classifications.append({
+            "ticket_id": ticket.id, "message_id": message.id, "model_version": opened.version,
+            "category": decision.category, "confidence": decision.confidence, "margin": decision.margin,
+            "action": decision.action, "alternatives": [list(a) for a in decision.alternatives],
+        })  # fmt: skip
+    history.event(f"model:{opened.version}", ticket.id, "ticket.created",
+                  {"category": opened.category, "confidence": decision.confidence if decision else None,
+                   "action": opened.action, "queue": ticket.queue.slug if ticket.queue else opened.queue_slug,
+                   "reply_suppressed": opened.suppressed,
+                   **({"reason": decision.reason} if decision and decision.reason else {})})  # fmt: skip
+    _note_recipient(ticket, parsed, recipient, history)
     if opened.reason is not None:
-        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="ticket.resolved",
-                               details={"resolution": NO_ACTION_NEEDED, "reason": opened.reason}))  # fmt: skip
+        history.event("system", ticket.id, "ticket.resolved", {"resolution": NO_ACTION_NEEDED, "reason": opened.reason})
     if opened.suppressed:
         return
     subject = compose.reply_subject(ticket.id, parsed.subject)
@@ -610,15 +675,14 @@ def _complete(session: Session, settings: Settings, opened: _Opened) -> None:
             auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
 
 
-def _note_recipient(session: Session, ticket: Ticket, parsed: ParsedEmail, recipient: Recipient) -> None:
+def _note_recipient(ticket: Ticket, parsed: ParsedEmail, recipient: Recipient, history: _History) -> None:
     """Record in the ticket's history why answers do not go where the email asked (Reply-To), or why none can."""
     if recipient.note:
-        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="recipient.reply_to_ignored",
-                               details={"reply_to": parsed.reply_to_address, "answer_to": recipient.address,
-                                        "reason": recipient.note}))  # fmt: skip
+        history.event("system", ticket.id, "recipient.reply_to_ignored",
+                      {"reply_to": parsed.reply_to_address, "answer_to": recipient.address, "reason": recipient.note})  # fmt: skip
     if parsed.address_problem:
-        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="recipient.flagged",
-                               details={"reason": parsed.address_problem, "answer_to": recipient.address}))  # fmt: skip
+        history.event("system", ticket.id, "recipient.flagged",
+                      {"reason": parsed.address_problem, "answer_to": recipient.address})  # fmt: skip
 
 
 _Automatic = tuple[str, str, str, str | None, datetime]  # centre address, domain, kind, category, sent (naive UTC)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
+from triage.database import autocommit
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.models import Message, OutboxItem, Ticket, utcnow
 
@@ -89,6 +90,7 @@ class Transport:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._folder_made: Path | None = None
 
     def send(self, sender: str, recipient: str, raw: bytes, name: str) -> DeliveryOutcome:
         """Deliver one message; temporary failures are not permanent, 5xx answers are."""
@@ -113,7 +115,9 @@ class Transport:
 
     def _write_file(self, raw: bytes, name: str) -> DeliveryOutcome:
         folder: Path = self.settings.outbox_dir or self.settings.instance_path / "outbox"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder != self._folder_made:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._folder_made = folder
         target = folder / f"{name}.eml"
         partial = target.with_suffix(".eml.part")
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # centres' mail: owner only
@@ -217,19 +221,28 @@ def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> 
     log.info("outbox: handed %s claimed rows back on shutdown", len(ids))
 
 
+_OUTBOX = OutboxItem.__table__
+# built once (no statement building per send): a send is recorded with one UPDATE, committed on its own
+_RECORD_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("item_id"), _OUTBOX.c.claimed_by == bindparam("worker_id"))
+    .values(attempts=_OUTBOX.c.attempts + 1, claimed_by=None, status="sent", sent_at=bindparam("now"), last_error=None)
+)
+
+
 def _record(sessions: sessionmaker[Session], settings: Settings, item_id: int, worker_id: str,
             outcome: DeliveryOutcome) -> None:  # fmt: skip
     now = utcnow()
+    if outcome.sent:  # the common case: recorded the moment the server took the message (one round trip)
+        with sessions() as session:
+            autocommit(session)
+            recorded = session.connection().execute(_RECORD_SENT, {"item_id": item_id, "worker_id": worker_id,
+                                                                   "now": now})  # fmt: skip
+            session.commit()
+        if recorded.rowcount:
+            log.info("outbox %s sent", item_id)
+        return
     with sessions() as session, session.begin():
-        if outcome.sent:  # the common case: one UPDATE, recorded the moment the server took the message
-            recorded = session.execute(
-                update(OutboxItem)
-                .where(OutboxItem.id == item_id, OutboxItem.claimed_by == worker_id)
-                .values(attempts=OutboxItem.attempts + 1, claimed_by=None, status="sent", sent_at=now, last_error=None)
-            )
-            if recorded.rowcount:  # type: ignore[attr-defined]
-                log.info("outbox %s sent", item_id)
-            return
         item = session.get(OutboxItem, item_id)
         if item is None or item.claimed_by != worker_id:
             return

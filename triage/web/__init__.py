@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage import catalogue
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
-from triage.database import make_engine, make_session_factory
+from triage.database import autocommit, make_engine, make_session_factory
 from triage.models import utcnow
 
 csrf = CSRFProtect()
@@ -74,12 +74,23 @@ def db() -> Session:
     return g.db_session
 
 
+def statement_db() -> Session:
+    """The request's session for single statements that each commit at once (the token check, the webhook's
+    INSERT): autocommit on PostgreSQL, one round trip per statement. Kept apart from `db()`, whose writes
+    stay one transaction."""
+    if "statement_session" not in g:
+        g.statement_session = session_factory()()
+        autocommit(g.statement_session)
+    return g.statement_session
+
+
 def _close_session(exc: BaseException | None) -> None:
-    session: Session | None = g.pop("db_session", None)
-    if session is not None:
-        if exc is not None:
-            session.rollback()
-        session.close()
+    for name in ("db_session", "statement_session"):
+        session: Session | None = g.pop(name, None)
+        if session is not None:
+            if exc is not None:
+                session.rollback()
+            session.close()
 
 
 def _new_nonce() -> None:

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from triage.mail.inbound import InboundContext, Received, accept, message_from_form, receive
 from triage.mail.parse import UnparseableEmail
 from triage.models import InboundEmail, format_reference
-from triage.web import db, session_factory, settings
+from triage.web import db, session_factory, settings, statement_db
 from triage.web.auth import token_required
 from triage.web.body import read_body
 from triage.web.errors import ApiError, json_body
@@ -45,7 +45,7 @@ def inbound() -> ResponseReturnValue:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
     raw = read_body(settings().inbound_max_bytes)
     try:
-        result = accept(session_factory(), raw, "webhook")
+        result = accept(statement_db(), raw, "webhook")
     except UnparseableEmail as exc:
         raise ApiError(400, f"not a parseable email: {exc}") from None
     return _accepted(result, f"stored; a worker processes it shortly (GET /api/v1/inbound/{result.inbound_id})")

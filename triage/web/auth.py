@@ -9,32 +9,32 @@ from typing import Any, TypeVar
 from flask import g, request
 
 from triage.helpdesk import tokens
-from triage.models import ApiToken
-from triage.web import db, settings
+from triage.web import settings, statement_db
 from triage.web.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 ANY_SCOPE = "any"  # any live token (the OpenAPI document)
 
 
-def bearer_token(scope: str | tuple[str, ...]) -> ApiToken:
+def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
     """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding `scope` (403).
 
-    `scope` may be a tuple: any one of its scopes will do.
+    `scope` may be a tuple: any one of its scopes will do. The check and the count are one statement, committed
+    on its own (in the request's statement session, so the request's own writes keep their transaction).
     """
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)")
-    token = tokens.authenticate(db(), value.strip())
+    session = statement_db()
+    token = tokens.use_token(session, value.strip())
+    session.commit()
     if token is None:
-        db().rollback()
         raise ApiError(401, "invalid or revoked API token")
-    count, retry_after = tokens.count_request(db(), token)
-    db().commit()
     limit = settings().api_rate_per_minute
-    if limit and count > limit:
-        raise ApiError(429, f"rate limit: at most {limit} requests a minute for this token", retry_after=retry_after)
+    if limit and token.count > limit:
+        raise ApiError(429, f"rate limit: at most {limit} requests a minute for this token",
+                       retry_after=token.retry_after)  # fmt: skip
     needed = (scope,) if isinstance(scope, str) else scope
     if ANY_SCOPE not in needed and not any(tokens.has_scope(token, s) for s in needed):
         wanted = " or ".join(repr(s) for s in needed)
