@@ -303,6 +303,30 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
     assert notifications.run(sessions, settings) == 0
 
 
+def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(mail_app: Flask) -> None:
+    """The overdue scan skips tickets waiting less than the shortest target; that is the queues' shortest, not
+    the defaults (15 minutes for urgent mail)."""
+    settings = mail_app.extensions["triage.settings"]
+    sessions = mail_app.extensions["triage.sessions"]
+    with sessions() as s:
+        s.execute(update(Queue).values(notify_address="team@imi.test", urgent_response_minutes=3))
+        s.commit()
+    urgent = ingest(mail_app, **LIVE_EXAM)
+    assert notifications.run(sessions, settings) == 1  # the urgent arrival
+    assert notifications.run(sessions, settings) == 0  # waiting under 3 minutes: not overdue yet
+    with sessions() as s:
+        five_minutes_ago = utcnow() - timedelta(minutes=5)
+        s.execute(update(Ticket).where(Ticket.id == urgent.id).values(created_at=five_minutes_ago,
+                                                                      last_inbound_at=five_minutes_ago))  # fmt: skip
+        s.commit()
+    before = len(outbox_rows(mail_app))
+    assert notifications.run(sessions, settings) == 1  # 5 minutes: past its queue's 3, short of the default 15
+    [told] = outbox_rows(mail_app)[before:]
+    with sessions() as s:
+        message = s.get(Message, told.message_id)
+        assert message is not None and message.subject.startswith(f"[{urgent.reference}] Overdue")
+
+
 def test_centre_page_lists_every_ticket_from_the_domain(mail_app: Flask) -> None:
     make_user(mail_app)
     a = ingest(mail_app, sender="Jo <jo@greenfield.example>", **QUESTION)

@@ -14,14 +14,14 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from triage.config import Settings
 from triage.helpdesk import due, tickets
 from triage.mail import compose
 from triage.mail.outbox import enqueue
-from triage.models import AuditEvent, Ticket, User, utcnow
+from triage.models import AuditEvent, Queue, Ticket, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,35 @@ def centre_replies(session: Session, settings: Settings, now: datetime) -> int:
     return sent
 
 
+def _shortest_targets(session: Session) -> tuple[int, int]:
+    """The shortest response targets in minutes, (urgent, any other), over every queue and the defaults."""
+    urgent, first, following = session.execute(
+        select(
+            func.min(Queue.urgent_response_minutes),
+            func.min(Queue.first_response_minutes),
+            func.min(Queue.next_response_minutes),
+        )
+    ).one()
+    return (
+        min(urgent or due.DEFAULT_URGENT_MINUTES, due.DEFAULT_URGENT_MINUTES),
+        min(first or due.DEFAULT_FIRST_MINUTES, following or due.DEFAULT_NEXT_MINUTES, due.DEFAULT_FIRST_MINUTES,
+            due.DEFAULT_NEXT_MINUTES),
+    )  # fmt: skip
+
+
 def overdue(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the queue and the assignee when an open ticket passes its due time (once per due time)."""
     waiting_since = tickets.waiting_since()
     not_told = or_(Ticket.overdue_notified_due.is_(None), Ticket.overdue_notified_due < waiting_since)
-    rows = _claim(session, [Ticket.status == "open", not_told], [Ticket.urgent.desc(), waiting_since, Ticket.id])
+    urgent_minutes, other_minutes = _shortest_targets(session)
+    # A due time is at least the target's minutes after the wait began (business time never runs faster
+    # than the clock), so a ticket waiting less than the shortest target cannot be overdue: not loaded.
+    may_be_due = or_(
+        and_(Ticket.urgent.is_(True), waiting_since <= now - timedelta(minutes=urgent_minutes)),
+        waiting_since <= now - timedelta(minutes=other_minutes),
+    )
+    rows = _claim(session, [Ticket.status == "open", not_told, may_be_due],
+                  [Ticket.urgent.desc(), waiting_since, Ticket.id])  # fmt: skip
     sent = 0
     for ticket in rows:
         due_time = due.due_at(ticket)
