@@ -417,3 +417,15 @@ def test_sqlite_locked_by_a_stuck_writer_is_503_and_the_retry_stores_it_once(app
     finally:
         app.extensions["triage.engine"].dispose()
         engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_a_malformed_bearer_value_is_refused_without_touching_the_database(
+    proxied_db_app: Flask, pg_proxy: TcpProxy
+) -> None:
+    client = proxied_db_app.test_client()
+    pg_proxy.stop()  # the database is unreachable
+    for value in ("not-a-token", "imi_" + "x" * 300):
+        refused = post_email(client, value, make_email(), process=False)
+        assert refused.status_code == 401 and "invalid" in refused.get_json()["error"]  # not 503
+    _assert_503(post_email(client, "imi_looks_like_one", make_email(), process=False))  # this one is looked up

@@ -74,6 +74,11 @@ _USE_TOKEN = (
 )
 
 
+def well_formed(presented: str) -> bool:
+    """True if a presented bearer value could be one of our tokens (the prefix, a sane length)."""
+    return bool(presented) and presented.startswith(PREFIX) and len(presented) <= 200
+
+
 def use_token(session: Session, presented: str) -> TokenUse | None:
     """Find the live token matching a presented bearer value and count the request, in one UPDATE; None if none.
 
@@ -81,7 +86,7 @@ def use_token(session: Session, presented: str) -> TokenUse | None:
     window and records when it was used, so every web process shares the count (concurrent requests queue on
     the row lock instead of losing increments) and the whole check is one round trip.
     """
-    if not presented or not presented.startswith(PREFIX) or len(presented) > 200:
+    if not well_formed(presented):
         return None
     now = utcnow()
     epoch = int(now.timestamp())

@@ -189,7 +189,8 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
-        with sessions() as session:  # what to send, for the whole claim in one query
+        with sessions() as session:  # reads the whole claim in one query, then records each send
+            autocommit(session)
             claimed = {
                 item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
                 for item_id, raw, recipient, ticket_id in session.execute(
@@ -198,16 +199,17 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
                     .where(OutboxItem.id.in_(ids), OutboxItem.status == "sending", OutboxItem.claimed_by == worker_id)
                 )
             }
-        for position, item_id in enumerate(ids):
-            if should_stop():
-                release(sessions, ids[position:], worker_id)
-                return handled
-            if item_id not in claimed:
-                continue
-            raw, recipient, name = claimed[item_id]
-            outcome = transport.send(settings.support_address, recipient, raw, name)
-            _record(sessions, settings, item_id, worker_id, outcome)
-            handled += 1
+            session.commit()  # nothing is held while sending (SQLite: the writer lock)
+            for position, item_id in enumerate(ids):
+                if should_stop():
+                    release(sessions, ids[position:], worker_id)
+                    return handled
+                if item_id not in claimed:
+                    continue
+                raw, recipient, name = claimed[item_id]
+                outcome = transport.send(settings.support_address, recipient, raw, name)
+                _record(sessions, session, settings, item_id, worker_id, outcome)
+                handled += 1
 
 
 def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> None:
@@ -230,15 +232,15 @@ _RECORD_SENT = (
 )
 
 
-def _record(sessions: sessionmaker[Session], settings: Settings, item_id: int, worker_id: str,
+def _record(sessions: sessionmaker[Session], recorder: Session, settings: Settings, item_id: int, worker_id: str,
             outcome: DeliveryOutcome) -> None:  # fmt: skip
+    """Record one delivery attempt and commit it before the next send; a send in `recorder` (autocommit on
+    PostgreSQL: one round trip), anything else in a session of its own."""
     now = utcnow()
-    if outcome.sent:  # the common case: recorded the moment the server took the message (one round trip)
-        with sessions() as session:
-            autocommit(session)
-            recorded = session.connection().execute(_RECORD_SENT, {"item_id": item_id, "worker_id": worker_id,
-                                                                   "now": now})  # fmt: skip
-            session.commit()
+    if outcome.sent:  # the common case: recorded the moment the server took the message
+        recorded = recorder.connection().execute(_RECORD_SENT, {"item_id": item_id, "worker_id": worker_id,
+                                                                "now": now})  # fmt: skip
+        recorder.commit()
         if recorded.rowcount:
             log.info("outbox %s sent", item_id)
         return

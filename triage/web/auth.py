@@ -26,9 +26,12 @@ def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)")
-    session = statement_db()
-    token = tokens.use_token(session, value.strip())
-    session.commit()
+    presented = value.strip()
+    token = None
+    if tokens.well_formed(presented):  # anything else is refused without a database round trip
+        session = statement_db()
+        token = tokens.use_token(session, presented)
+        session.commit()
     if token is None:
         raise ApiError(401, "invalid or revoked API token")
     limit = settings().api_rate_per_minute
