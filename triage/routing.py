@@ -12,8 +12,3 @@ def routing_map(session: Session) -> dict[str, str]:
     """Map each category slug to the slug of the queue its tickets go to."""
     rows = session.execute(select(RoutingRule.category, Queue.slug).join(Queue, RoutingRule.queue_id == Queue.id))
     return {category: queue for category, queue in rows}  # noqa: C416 (rows are Row objects)
-
-
-def queue_by_slug(session: Session, slug: str) -> Queue:
-    """The queue with this slug (raises if it does not exist)."""
-    return session.scalars(select(Queue).where(Queue.slug == slug)).one()

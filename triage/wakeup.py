@@ -21,11 +21,10 @@ SQLITE_CHECK_SECONDS = 0.1  # how often an idle SQLite worker looks for another 
 def wake_workers() -> ColumnElement[Any]:
     """A PostgreSQL expression that wakes idle workers (pg_notify), delivered when its transaction commits.
 
-    Select it in the statement that stores new mail, so storing and waking are one round trip.
+    Select it in the statement that stores new mail, so storing and waking are one round trip. It is cast
+    to text: a result column of type void costs the driver a type lookup on every row.
     """
-    return cast(
-        func.pg_notify(CHANNEL, ""), Text
-    )  # as text: a result column of type void costs the driver a type lookup
+    return cast(func.pg_notify(CHANNEL, ""), Text)
 
 
 class Waker:

@@ -51,7 +51,7 @@ from triage.models import (
     parse_reference,
     utcnow,
 )
-from triage.routing import queue_by_slug, routing_map
+from triage.routing import routing_map
 from triage.wakeup import wake_workers
 
 log = logging.getLogger(__name__)
@@ -399,24 +399,13 @@ _CACHE = "triage.inbound.batch"
 
 
 def _routing(session: Session) -> dict[str, str]:
-    """The routing map, read once per batch."""
-    cache = session.info.get(_CACHE)
-    if cache is None:
-        return routing_map(session)
-    if "routing" not in cache:
-        cache["routing"] = routing_map(session)
-    return cache["routing"]
+    """The routing map, as read when the batch began."""
+    return session.info[_CACHE]["routing"]
 
 
 def _queue(session: Session, slug: str) -> Queue:
-    """A queue by slug, read once per batch."""
-    cache = session.info.get(_CACHE)
-    if cache is None:
-        return queue_by_slug(session, slug)
-    queues = cache.setdefault("queues", {})
-    if slug not in queues:
-        queues[slug] = queue_by_slug(session, slug)
-    return queues[slug]
+    """A queue by slug, from the queues read when the batch began."""
+    return session.info[_CACHE]["queues"][slug]
 
 
 def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
