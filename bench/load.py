@@ -57,7 +57,7 @@ from bench.common import REPO, full_profile, percentile, shared_model
 from triage import schema
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE
-from triage.database import autocommit, make_engine, make_session_factory
+from triage.database import make_engine, make_session_factory, statement_session
 from triage.helpdesk import tokens
 from triage.mail.inbound import NO_ACTION_NEEDED
 from triage.models import InboundEmail, Message, OutboxItem, Ticket
@@ -414,8 +414,7 @@ def _profile(emails: list[bytes], model: Any, scratch: Path, base_env: dict[str,
     stages: Counter[str] = Counter()
     profiler = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     start = time.perf_counter()
-    with sessions() as session:
-        autocommit(session)
+    with statement_session(sessions) as session:
         for raw in emails:
             accept(session, raw, "webhook")
     stages["accept (header check + INSERT)"] = time.perf_counter() - start

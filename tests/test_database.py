@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from triage import database
-from triage.database import make_engine
+from triage.database import make_engine, make_session_factory, statement_session
+from triage.helpdesk import tokens
+from triage.models import ApiToken
 
 
 def _lock_is_free(lock_path: Path) -> bool:
@@ -192,3 +194,49 @@ def test_a_busy_pooled_connection_the_server_dropped_fails_once_then_the_pool_re
             conn.execute(text("SELECT 1"))
         assert _backend_pid(engine) not in pids  # the failure invalidated the whole pool: the next one is fresh
         assert _backend_pid(engine) not in pids
+
+
+def _statements(engine: Engine) -> list[str]:
+    """A list that fills with every SQL statement the engine sends from now on."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: sent.append(statement))
+    return sent
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_a_statement_session_commits_each_statement_at_once_on_one_held_connection(database_url: str) -> None:
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    try:
+        with statement_session(sessions) as session, engine.connect() as other:
+            backend = session.scalar(text("SELECT pg_backend_pid()"))
+            session.commit()
+            _row, plain = tokens.create_token(session, "probe")  # its INSERT is committed as it runs
+            seen = other.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.name == "probe"))
+            assert seen == 1, "another connection cannot see the statement's row: it was not committed at once"
+            session.commit()
+            assert session.scalar(text("SELECT pg_backend_pid()")) == backend, "a commit gave the connection back"
+            sent = _statements(engine)
+            use = tokens.use_token(session, plain)
+            assert use is not None and use.count == 1
+            # the token's count is committed without waiting for the disk (a hot row, not the mail itself)...
+            assert "set_config('synchronous_commit', 'off', true)" in sent[-1]
+            # ...and only that statement: the next one (the webhook's INSERT) is durable before it answers
+            assert session.scalar(text("SHOW synchronous_commit")) == "on"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_a_token_used_inside_a_transaction_leaves_that_transaction_durable(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            _row, plain = tokens.create_token(session, "probe")
+            session.commit()
+            sent = _statements(engine)
+            assert tokens.use_token(session, plain) is not None  # in a transaction that may write more
+            assert "synchronous_commit" not in sent[-1]
+            assert session.scalar(text("SHOW synchronous_commit")) == "on"
+    finally:
+        engine.dispose()

@@ -89,6 +89,15 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
+def _autogroup(pid: int) -> tuple[str, int] | None:
+    """(group name, nice) of the process's scheduler autogroup; None where the kernel has no autogroups."""
+    try:
+        name, _, nice = Path(f"/proc/{pid}/autogroup").read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return name, int(nice)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_signal_to_serve_stops_its_worker(tmp_path: Path, signum: int) -> None:
@@ -98,6 +107,12 @@ def test_signal_to_serve_stops_its_worker(tmp_path: Path, signum: int) -> None:
         while _nice(worker) != _nice(proc.pid) + 10 and time.monotonic() < deadline and _alive(worker):
             time.sleep(0.1)
         assert _nice(worker) == _nice(proc.pid) + 10, "the worker runs at the web server's CPU priority"
+        web_group, worker_group = _autogroup(proc.pid), _autogroup(worker)
+        if web_group is not None and worker_group is not None and web_group[1] == 0:  # Linux autogroups in use
+            # CPU is shared between sessions before nice values count: the worker's session is lowered too
+            assert worker_group[0] != web_group[0], "the worker shares the web server's session (autogroup)"
+            assert worker_group[1] == 10, f"the worker's session kept its priority: {worker_group}"
+            assert _autogroup(proc.pid) == web_group, "lowering the worker lowered the web server's session"
         proc.send_signal(signum)  # only to serve itself, not its process group: serve must pass it on
         proc.wait(timeout=30)
         assert _wait_gone(worker), f"worker {worker} still running after serve exited"

@@ -75,12 +75,20 @@ def _ping_if_idle(engine: Engine) -> Any:
     return ping
 
 
-def autocommit(session: Session) -> None:
-    """Make each statement of a new session commit on its own on PostgreSQL: one round trip each, no BEGIN
-    or COMMIT. Call it before the session's first statement. On SQLite (local calls, one writer at a time)
-    the session keeps its one transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+@contextmanager
+def statement_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose statements each commit on their own on PostgreSQL: autocommit, one round trip each (no
+    BEGIN or COMMIT), on one connection held until the session closes (a commit does not hand it back to
+    the pool). On SQLite (local calls, one writer at a time) an ordinary session, which keeps transactions."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+        with sessions() as session:
+            yield session
+        return
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        with sessions(bind=connection) as session:
+            yield session
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -10,7 +10,9 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Text, cast, func
+from sqlalchemy import Engine, Text, cast, func
+from sqlalchemy import select as sql_select
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +20,21 @@ CHANNEL = "triage_inbound"
 SQLITE_CHECK_SECONDS = 0.1  # how often an idle SQLite worker looks for another process's commit
 
 
-def wake_workers() -> ColumnElement[Any]:
-    """A PostgreSQL expression that wakes idle workers (pg_notify), delivered when its transaction commits.
+_NOTIFY = sql_select(cast(func.pg_notify(CHANNEL, ""), Text))  # text: a void result costs a type lookup per call
 
-    Select it in the statement that stores new mail, so storing and waking are one round trip. It is cast
-    to text: a result column of type void costs the driver a type lookup on every row.
+
+def notify_workers(session: Session) -> None:
+    """Wake idle workers (PostgreSQL; elsewhere nothing): a NOTIFY in a transaction of its own, committed here.
+
+    Call it after the new mail is committed, not in the storing transaction: PostgreSQL holds a cluster-wide
+    lock from a notifying transaction's pre-commit until its commit has been flushed to disk, so a NOTIFY
+    inside the INSERT's transaction would queue every webhook's commit behind every other's WAL flush. Alone,
+    the NOTIFY changed no data, so its commit does not wait for a flush and the lock is held only for a moment.
     """
-    return cast(func.pg_notify(CHANNEL, ""), Text)
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.connection().execute(_NOTIFY)
+    session.commit()
 
 
 class Waker:

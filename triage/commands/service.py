@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -56,6 +57,7 @@ def serve_command(host: str, port: int, no_worker: bool) -> None:
             [sys.executable, "-m", "flask", "--app", "app", "triage", "worker"],
             env=os.environ.copy(),
             preexec_fn=_stop_with_parent,  # no threads yet: the web server starts below
+            start_new_session=True,  # its own session: it can lower its CPU priority without lowering the web's
         )
     # SIGTERM would end this process without running `finally`; make it unwind like Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -146,6 +148,7 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     if not helper and settings.worker_nice:
         # below the web processes: a burst of mail must not slow the webhook that accepts it (helpers inherit it)
         os.nice(settings.worker_nice)
+        _lower_own_session(settings.worker_nice)
     supervisor = _Helpers(processes - 1, stopping)
     click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
     try:
@@ -155,6 +158,24 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
         stopping.set()
         supervisor.stop()
         waker.close()
+
+
+def _lower_own_session(nice: int) -> None:
+    """Give this process's session the same lower priority, when the process leads a session of its own.
+
+    Linux with autogroups (the default on desktops and many servers) first shares the CPU equally between
+    sessions, and only then by nice value inside each; a nice worker in a session of its own would still take
+    as much CPU as the web server's session. Lowering the session's autogroup (/proc/self/autogroup) puts it
+    below. A worker that shares its session (started from a shell) leaves the shell's priority alone.
+    """
+    autogroup = Path("/proc/self/autogroup")
+    if os.getsid(0) != os.getpid() or not autogroup.exists():
+        return
+    try:
+        autogroup.write_text(str(nice))
+    except OSError as exc:
+        click.echo(f"could not lower this worker session's CPU priority ({exc}); its nice value still applies",
+                   err=True)  # fmt: skip
 
 
 class _Helpers(threading.Thread):

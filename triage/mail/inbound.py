@@ -33,7 +33,7 @@ from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
 from triage.classifier.model import TrainedModel
 from triage.classifier.registry import ModelLoadError, ModelProvider
 from triage.config import Settings
-from triage.database import autocommit
+from triage.database import statement_session
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.outbox import enqueue
@@ -52,7 +52,7 @@ from triage.models import (
     utcnow,
 )
 from triage.routing import routing_map
-from triage.wakeup import wake_workers
+from triage.wakeup import notify_workers
 
 log = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
@@ -104,8 +104,8 @@ def store(
 
     Only the header block is read (`identify`): the body is parsed later, by a worker. Headers that are
     not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as `rejected`.
-    New mail is one statement (in an autocommit session on PostgreSQL: one round trip, where it also wakes
-    idle workers with a NOTIFY delivered at its commit); only a duplicate takes a second, to read what is held.
+    New mail is one statement (in a `statement_session` on PostgreSQL: one round trip), then on PostgreSQL a
+    second wakes idle workers (`notify_workers`); only a duplicate takes a second, to read what is held.
     The session is committed.
     """
     error = None
@@ -118,9 +118,11 @@ def store(
     status = "rejected" if error else "pending"
     values = {"new_message_id": message_id, "new_raw": raw, "new_source": source, "new_status": status,
               "new_last_error": error}  # fmt: skip
-    new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name, not error), values)
+    new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name), values)
     if new_id is not None:
         session.commit()
+        if not error:
+            notify_workers(session)
         return Stored(new_id, message_id, status, None), False
     held = session.execute(  # held already (a retry, or the same mail by another path)
         select(InboundEmail.id, InboundEmail.message_id, InboundEmail.status, InboundEmail.ticket_id).where(
@@ -135,26 +137,22 @@ _STORED_COLUMNS = ("message_id", "raw", "source", "status", "last_error")
 
 
 @functools.cache
-def _insert_new(dialect: str, wake: bool) -> Executable:
-    """INSERT one raw email unless its Message-ID is held (then no row), returning the new id; on PostgreSQL the
-    same statement wakes idle workers when `wake`. Built once per kind (no per-email statement building)."""
+def _insert_new(dialect: str) -> Executable:
+    """INSERT one raw email unless its Message-ID is held (then no row), returning the new id. Built once per
+    dialect (no per-email statement building)."""
     table = InboundEmail.__table__
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    statement = (
+    return (
         insert.values({name: bindparam(f"new_{name}") for name in _STORED_COLUMNS})
         .on_conflict_do_nothing(index_elements=["message_id"])
         .returning(table.c.id)
     )
-    if dialect != "postgresql" or not wake:
-        return statement
-    added = statement.cte("added")
-    return select(added.c.id, wake_workers())
 
 
 def accept(session: Session, raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
     """Store one raw email for the workers to process (the webhook's whole job); a duplicate answers as before.
 
-    Best in an autocommit session (`autocommit`): then storing is one round trip on PostgreSQL."""
+    Best in a `statement_session`: then storing is one round trip on PostgreSQL (and one more to wake workers)."""
     row, duplicate = store(session, raw, source, keep_unparseable)
     return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
 
@@ -168,8 +166,7 @@ def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, so
         if not keep_unparseable:
             raise
         parsed = None
-    with sessions() as session:
-        autocommit(session)
+    with statement_session(sessions) as session:
         row, duplicate = store(session, raw, source, keep_unparseable, parsed)
     status, ticket_id = row.status, row.ticket_id
     if status == "pending":

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
-from triage.database import autocommit
+from triage.database import statement_session
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.models import Message, OutboxItem, Ticket, utcnow
 
@@ -189,8 +189,7 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
-        with sessions() as session:  # reads the whole claim in one query, then records each send
-            autocommit(session)
+        with statement_session(sessions) as session:  # reads the whole claim in one query, then records each send
             claimed = {
                 item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
                 for item_id, raw, recipient, ticket_id in session.execute(
@@ -234,8 +233,8 @@ _RECORD_SENT = (
 
 def _record(sessions: sessionmaker[Session], recorder: Session, settings: Settings, item_id: int, worker_id: str,
             outcome: DeliveryOutcome) -> None:  # fmt: skip
-    """Record one delivery attempt and commit it before the next send; a send in `recorder` (autocommit on
-    PostgreSQL: one round trip), anything else in a session of its own."""
+    """Record one delivery attempt and commit it before the next send: a send in `recorder` (a
+    `statement_session`: one round trip on PostgreSQL), anything else in a session of its own."""
     now = utcnow()
     if outcome.sent:  # the common case: recorded the moment the server took the message
         recorded = recorder.connection().execute(_RECORD_SENT, {"item_id": item_id, "worker_id": worker_id,

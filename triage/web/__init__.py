@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import ExitStack
 from datetime import datetime
 
 from flask import Flask, Response, abort, current_app, g, request
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage import catalogue
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
-from triage.database import autocommit, make_engine, make_session_factory
+from triage.database import make_engine, make_session_factory, statement_session
 from triage.models import utcnow
 
 csrf = CSRFProtect()
@@ -76,21 +77,24 @@ def db() -> Session:
 
 def statement_db() -> Session:
     """The request's session for single statements that each commit at once (the token check, the webhook's
-    INSERT): autocommit on PostgreSQL, one round trip per statement. Kept apart from `db()`, whose writes
-    stay one transaction."""
+    INSERT): a `statement_session`, one round trip per statement on PostgreSQL. Kept apart from `db()`, whose
+    writes stay one transaction."""
     if "statement_session" not in g:
-        g.statement_session = session_factory()()
-        autocommit(g.statement_session)
+        g.statement_scope = ExitStack()
+        g.statement_session = g.statement_scope.enter_context(statement_session(session_factory()))
     return g.statement_session
 
 
 def _close_session(exc: BaseException | None) -> None:
-    for name in ("db_session", "statement_session"):
-        session: Session | None = g.pop(name, None)
-        if session is not None:
-            if exc is not None:
-                session.rollback()
-            session.close()
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()
+    g.pop("statement_session", None)
+    scope: ExitStack | None = g.pop("statement_scope", None)
+    if scope is not None:
+        scope.close()  # its statements are committed already: closing gives the connection back
 
 
 def _new_nonce() -> None:
