@@ -234,7 +234,9 @@ def identify(raw: bytes) -> str:
         msg = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
         if not msg.keys():
             raise UnparseableEmail("no headers found: not an RFC 822 message")
-        if not _sender(msg)[1]:
+        # an address the lenient reading finds is one `_sender` finds too (it falls back to that reading),
+        # so only a From that reading refuses costs the full header parse
+        if not _lenient_address(_raw_header(msg, "from"))[1] and not _sender(msg)[1]:
             raise UnparseableEmail("message has no valid From address")
         value = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), "")  # type: ignore[attr-defined]
     except UnparseableEmail:
@@ -405,14 +407,27 @@ def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
             return name, address[:254], too_long
     except Exception:  # noqa: S110 — fall back to the raw header below
         pass
-    raw = next((str(v) for k, v in msg.raw_items() if k.lower() == header), "")  # type: ignore[attr-defined]
+    raw = _raw_header(msg, header)
     decoded = _header(msg, header) if raw else ""
     problem = f"{label} header held a line break" if re.search(r"[\r\n]", _decoded_words(raw).strip()) else ""
+    name, address = _lenient_address(raw)
+    if not address:
+        return decoded or name, "", problem or (f"{label} header has no address that parses" if raw.strip() else "")
+    return _decoded_words(name), address, problem or f"{label} header could only be read leniently"
+
+
+def _raw_header(msg: Message, header: str) -> str:
+    """The first such header as it came, unparsed ("" if none)."""
+    return next((str(v) for k, v in msg.raw_items() if k.lower() == header), "")  # type: ignore[attr-defined]
+
+
+def _lenient_address(raw: str) -> tuple[str, str]:
+    """(name, lower-cased address) of a raw address header read leniently; address "" if none can be answered."""
     name, address = parseaddr(re.sub(r"\r?\n[ \t]", " ", raw))
     address = address.lower()[:254]
     if "=?" in address or _CONTROL.search(address) or not _can_answer(address):
-        return decoded or name, "", problem or (f"{label} header has no address that parses" if raw.strip() else "")
-    return _decoded_words(name), address, problem or f"{label} header could only be read leniently"
+        return name, ""
+    return name, address
 
 
 def _all_values(msg: Message, name: str) -> list[str]:
