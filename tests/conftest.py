@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,8 +198,12 @@ class SmtpRecorder:
     def __init__(self) -> None:
         self.messages: list[Any] = []
         self.answers: list[str] = []
+        self.open = threading.Event()  # cleared: every message waits at the end of DATA (a slow server)
+        self.open.set()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        while not self.open.is_set():
+            await asyncio.sleep(0.01)
         if self.answers:
             return self.answers.pop(0)
         self.messages.append(envelope)

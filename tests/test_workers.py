@@ -406,3 +406,28 @@ def test_an_idle_worker_is_woken_by_new_mail_not_by_its_timer(
         assert post_email(client, api_token, raw, process=False).status_code == 202
         _wait(lambda i=i: _processed(engine) == i + 1, f"email {i + 1} to be processed", workers, seconds=60)
         time.sleep(1)  # asleep again before the next one
+
+
+@pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
+def test_a_slow_smtp_server_does_not_hold_up_processing(
+    mail_app: Flask, api_token: str, engine: Engine, workers: Workers, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: each worker process sends replies from a loop of its own, so mail keeps being processed
+    while a send waits on the SMTP server."""
+    recorder = smtp_server[0]
+    recorder.open.clear()  # the server takes each message, then says nothing until it is opened again
+    client = mail_app.test_client()
+    workers.start()
+    first, *later = _emails(6, "slow-smtp")
+    assert post_email(client, api_token, first, process=False).status_code == 202
+    _wait(lambda: _processed(engine) == 1, "the first email to be processed", workers)
+    with engine.connect() as conn:  # its reply is being sent: the send is waiting on the server
+        _wait(lambda: conn.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "sending")) == 1,
+              "the first reply's send to start", workers)  # fmt: skip
+    for raw in later:
+        assert post_email(client, api_token, raw, process=False).status_code == 202
+    _wait(lambda: _processed(engine) == 6, "mail that came in during the send to be processed", workers, seconds=20)
+    assert _sent(engine) == 0 and recorder.messages == []  # the first send is still waiting
+    recorder.open.set()
+    _wait(lambda: _sent(engine) == 6, "every reply sent once the server answers", workers)
+    _assert_each_once(engine, smtp_server, [str(message_from_bytes(r)["Message-ID"]) for r in [first, *later]])

@@ -16,7 +16,7 @@ from triage.jobs import run_queued
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.mail.outbox import deliver_due
-from triage.worker import Task
+from triage.worker import Nudge, Task
 
 
 def worker_id() -> str:
@@ -24,13 +24,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def default_tasks(settings: Settings, sessions: sessionmaker[Session],
-                  stopping: threading.Event | None = None, helper: bool = False) -> list[Task]:  # fmt: skip
+def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping: threading.Event | None = None,
+                  helper: bool = False, delivery: Nudge | None = None) -> list[Task]:  # fmt: skip
     """Tasks the worker runs each round, in order: poll the inbox, process stored mail, deliver the outbox, jobs.
 
     `stopping` (the worker's shutdown flag) lets long tasks end early and hand unfinished work back.
     A `helper` (an extra process of `worker --processes N`) only processes mail and delivers replies:
-    one process per host polls the inbox and runs jobs.
+    one process per host polls the inbox and runs jobs. With `delivery`, the outbox is left to a loop of its
+    own (`delivery_tasks`, in another thread), which this nudge wakes whenever a batch has been processed.
     """
     stop = stopping or threading.Event()
     ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval))
@@ -47,9 +48,24 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session],
                 ),
             )
         )
-    tasks.append(Task("process-inbound", lambda s, _st: process_pending(s, ctx, should_stop=stop.is_set)))
+    tasks.append(Task("process-inbound", lambda s, _st: _process_then_nudge(s, ctx, stop, delivery)))
     tasks.append(Task("notify-staff", notifications.run))
-    tasks.append(Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stop.is_set)))
+    if delivery is None:
+        tasks.extend(delivery_tasks(stop))
     if not helper:
         tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks
+
+
+def delivery_tasks(stopping: threading.Event) -> list[Task]:
+    """The outbox delivery task alone (for a delivery loop in a thread of its own)."""
+    me = worker_id()
+    return [Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stopping.is_set))]
+
+
+def _process_then_nudge(sessions: sessionmaker[Session], ctx: InboundContext, stopping: threading.Event,
+                        delivery: Nudge | None) -> int:  # fmt: skip
+    processed = process_pending(sessions, ctx, should_stop=stopping.is_set)
+    if processed and delivery is not None:
+        delivery.wake()  # its replies are committed: send them now, while the next batch is processed
+    return processed

@@ -53,7 +53,28 @@ class Worker:
         """Loop over the tasks, sleeping between idle rounds (until woken), until SIGTERM/SIGINT."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+        self.run_until_stopped()
+
+    def run_until_stopped(self) -> None:
+        """Loop over the tasks, sleeping between idle rounds (until woken), until `stopping` is set (any thread)."""
         while not self.stopping.is_set():
             done = self.run_once()
             if not any(n > 0 for n in done.values()):
                 self.wait(self.settings.worker_interval, self.stopping)
+
+
+class Nudge:
+    """Wakes a worker loop asleep in another thread of this process (the `wait` of a Worker)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wake(self) -> None:
+        """End the current or next sleep at once."""
+        self._event.set()
+
+    def wait(self, seconds: float, stopping: threading.Event) -> bool:
+        """Sleep up to `seconds`, until woken; True if woken. Wake it after setting `stopping`."""
+        woken = self._event.wait(seconds)
+        self._event.clear()
+        return woken and not stopping.is_set()

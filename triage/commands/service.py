@@ -126,16 +126,19 @@ def _safe_url(url: str) -> str:
 @reports_config_errors
 def worker_command(once: bool, processes: int, helper: bool) -> None:
     """Run the background worker: inbound mail processing, outbox delivery, IMAP polling, queued jobs."""
-    from triage.tasks import default_tasks
+    from triage.tasks import default_tasks, delivery_tasks
     from triage.wakeup import Waker
-    from triage.worker import Worker
+    from triage.worker import Nudge, Worker
 
     engine = ready_engine()
     settings = app_settings()
     stopping = threading.Event()
     waker = Waker(engine)
-    worker = Worker(default_tasks(settings, sessions(), stopping, helper=helper), sessions(), settings, stopping,
-                    waker.wait)  # fmt: skip
+    # PostgreSQL: replies go out from a loop of their own, so a slow SMTP server never holds up processing
+    # (SQLite keeps one loop: one writer at a time, and nothing to overlap)
+    nudge = Nudge() if engine.dialect.name == "postgresql" and not once else None
+    worker = Worker(default_tasks(settings, sessions(), stopping, helper=helper, delivery=nudge), sessions(),
+                    settings, stopping, waker.wait)  # fmt: skip
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")
@@ -150,12 +153,21 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
         os.nice(settings.worker_nice)
         _lower_own_session(settings.worker_nice)
     supervisor = _Helpers(processes - 1, stopping)
+    sender = None
+    if nudge is not None:
+        delivery = Worker(delivery_tasks(stopping), sessions(), settings, stopping, nudge.wait)
+        sender = threading.Thread(target=delivery.run_until_stopped, name="deliver-outbox", daemon=True)
     click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
     try:
         supervisor.start()
+        if sender is not None:
+            sender.start()
         worker.run_forever()
     finally:
         stopping.set()
+        if nudge is not None and sender is not None and sender.is_alive():
+            nudge.wake()
+            sender.join(timeout=60)  # it finishes the message in hand and hands the rest of its claim back
         supervisor.stop()
         waker.close()
 
