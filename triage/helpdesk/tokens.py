@@ -87,10 +87,10 @@ def use_token(session: Session, presented: str) -> TokenUse | None:
     One statement checks the hash, skips revoked tokens, counts the request against the token's one-minute
     window and records when it was used, so every web process shares the count (concurrent requests queue on
     the row lock instead of losing increments) and the whole check is one round trip.
-    In a `statement_session` (PostgreSQL: autocommit) the statement is its own transaction, and its commit does not wait
-    for the disk flush: every request with the token updates that one row, and waiting for each flush while
-    holding the row lock would queue every request behind the one before. A database crash can lose the last
-    fraction of a second of counts and use times, nothing else.
+    In a `statement_session` (PostgreSQL: autocommit) the statement is its own transaction, and its commit
+    does not wait for the disk flush: every request with the token updates that one row, and waiting for each
+    flush while holding the row lock would queue every request behind the one before. A database crash can
+    lose the last fraction of a second of counts and use times, nothing else.
     """
     if not well_formed(presented):
         return None

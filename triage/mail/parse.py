@@ -131,7 +131,7 @@ def _header(msg: Message, name: str) -> str:
     try:
         value = msg.get(name)
     except Exception:  # a header the policy refuses (e.g. an encoded CR/LF in an address) must not stop the mail
-        raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), "")  # type: ignore[attr-defined]
+        raw = _raw_header(msg, name)
         try:
             value = str(make_header(decode_header(str(raw))))
         except Exception:
@@ -238,7 +238,7 @@ def identify(raw: bytes) -> str:
         # so only a From that reading refuses costs the full header parse
         if not _lenient_address(_raw_header(msg, "from"))[1] and not _sender(msg)[1]:
             raise UnparseableEmail("message has no valid From address")
-        value = next((v for k, v in msg.raw_items() if k.lower() == "message-id"), "")  # type: ignore[attr-defined]
+        value = _raw_header(msg, "message-id")
     except UnparseableEmail:
         raise
     except Exception as exc:  # hostile headers must never escape as a crash
@@ -417,8 +417,9 @@ def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
 
 
 def _raw_header(msg: Message, header: str) -> str:
-    """The first such header as it came, unparsed ("" if none)."""
-    return next((str(v) for k, v in msg.raw_items() if k.lower() == header), "")  # type: ignore[attr-defined]
+    """The first such header (any case) as it came, unparsed ("" if none)."""
+    name = header.lower()
+    return next((str(v) for k, v in msg.raw_items() if k.lower() == name), "")  # type: ignore[attr-defined]
 
 
 def _lenient_address(raw: str) -> tuple[str, str]:
