@@ -10,12 +10,15 @@ import base64
 import itertools
 import re
 from email import message_from_bytes, policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests.mailutil import count, deliver, make_email, outbox_rows, post_email, ticket
@@ -23,7 +26,7 @@ from tests.webutil import login, make_user, post_form
 from triage import catalogue
 from triage.mail import compose
 from triage.mail.names import person_name
-from triage.mail.recipients import registrable_domain, valid_recipient
+from triage.mail.recipients import PLAIN_ADDRESS, registrable_domain, valid_recipient
 from triage.models import AuditEvent, Macro, OutboxItem, Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,6 +416,13 @@ def test_an_outgoing_recipient_must_be_one_parsed_address() -> None:
     assert valid_recipient("jo.bloggs+exams@college.ac.uk") == "jo.bloggs+exams@college.ac.uk"
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(PLAIN_ADDRESS, fullmatch=True))
+def test_the_plain_address_shortcut_accepts_only_what_the_full_parser_takes_as_it_is(address: str) -> None:
+    parsed = Address(addr_spec=address)  # the check valid_recipient skips for these
+    assert parsed.addr_spec == address and parsed.username and parsed.domain
+
+
 # --- 4. names ---------------------------------------------------------------------------------------------
 
 
@@ -745,3 +755,31 @@ def test_an_address_no_mail_can_go_to_is_refused_clearly(mail_app: Flask, api_to
     assert response.status_code == 302
     assert "cannot take a reply" in client.get(page).get_data(as_text=True)
     assert count(mail_app, OutboxItem) == rows_before
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    subject=st.text(st.characters(codec="utf-8"), max_size=200),
+    body=st.text(st.characters(codec="utf-8"), max_size=600)
+    | st.sampled_from(["", "\n", "--x\n--", "From here\r\nto there\r", "=" * 200, "line\n" * 40, "é" * 100]),
+    name=st.text(max_size=60),
+    references=st.lists(st.from_regex(r"<[a-z0-9.]{1,80}@[a-z.]{1,20}>", fullmatch=True), max_size=25),
+)
+def test_our_writer_gives_the_standard_generators_bytes(subject: str, body: str, name: str,
+                                                        references: list[str]) -> None:  # fmt: skip
+    """`to_bytes` writes the messages `build` makes itself: byte for byte what the email package writes."""
+    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name=name, from_address="support@imi.test",
+                        to="jo@college.example", subject=subject, body=body, in_reply_to=(references or [None])[-1],
+                        references=references, auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    raw = compose.to_bytes(msg)
+    assert raw == msg.as_bytes(policy=compose.POLICY)
+    assert raw.isascii() and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert message_from_bytes(raw, policy=policy.default).get_body(("plain",)) is not None
+
+
+def test_a_message_our_writer_does_not_make_is_written_by_the_standard_generator() -> None:
+    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name="IMI", from_address="support@imi.test",
+                        to="jo@college.example", subject="s", body="b", in_reply_to=None, references=[],
+                        auto_submitted=None)  # fmt: skip
+    msg.epilogue = "the end"
+    assert compose.to_bytes(msg) == msg.as_bytes(policy=compose.POLICY) and compose.to_bytes(msg).endswith(b"the end")

@@ -28,10 +28,11 @@ from triage.mail.recipients import valid_recipient
 from triage.models import format_reference, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
+# templates are read once (auto_reload off): no file check on every email
 _ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,  # noqa: S701 — plain text mail
-                   keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+                   keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # fmt: skip
 _HTML_ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True,
-                        trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+                        trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # fmt: skip
 _OUR_ID = re.compile(r"^<imi\.(\d+)\.([0-9a-f]{16})\.([0-9a-f]{20})@")
 # a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @, printable ASCII only
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-"
@@ -231,7 +232,9 @@ def build(
     Msg-ids copied from inbound mail are kept only when they can be written as they are; the recipient must
     be one parsed address (ValueError otherwise), so nothing an email contains can add a recipient or header.
     """
-    msg = MIMEMultipart("alternative", policy=POLICY)
+    # "=_" cannot occur in quoted-printable text (a literal "=" is written "=3D"), so no part can hold this
+    # boundary and the generator need not search the parts for one that fits
+    msg = MIMEMultipart("alternative", boundary=f"=_imi.{secrets.token_hex(12)}", policy=POLICY)
     content_type = msg["Content-Type"]
     del msg["MIME-Version"], msg["Content-Type"]  # written after the addressing headers, as mail clients do
     msg["Message-ID"] = message_id
@@ -270,5 +273,34 @@ def _text_part(text: str, subtype: str) -> Message:
 
 
 def to_bytes(msg: Message) -> bytes:
-    """The message as it goes on the wire: CRLF line ends, 7-bit, msg-ids unfolded and unencoded."""
-    return msg.as_bytes(policy=POLICY)
+    """The message as it goes on the wire: CRLF line ends, 7-bit, msg-ids unfolded and unencoded.
+
+    A message made by `build` (a multipart of text parts with their boundary set) is written directly, byte
+    for byte what the standard generator writes for it, without its per-line writes and buffer copies.
+    """
+    boundary = msg.get_boundary() if msg.is_multipart() else None
+    parts = msg.get_payload()
+    if (not boundary or msg.preamble is not None or msg.epilogue is not None or not isinstance(parts, list)
+            or not all(_plain_leaf(part) for part in parts)):  # fmt: skip
+        return msg.as_bytes(policy=POLICY)
+    nl = POLICY.linesep
+    out = [_headers(msg)]
+    for part in parts:
+        out += [f"--{boundary}{nl}", _headers(part), _crlf(part.get_payload()), nl]
+    out.append(f"--{boundary}--{nl}")
+    return "".join(out).encode("ascii")
+
+
+def _plain_leaf(part: Message) -> bool:
+    """A single part whose payload is ASCII text ending in a line break (as `_text_part` makes them)."""
+    payload = part.get_payload()
+    return (not part.is_multipart() and isinstance(payload, str) and payload.isascii() and payload.endswith("\n")
+            and part.preamble is None and part.epilogue is None)  # fmt: skip
+
+
+def _headers(msg: Message) -> str:
+    return "".join(POLICY.fold_binary(name, value).decode("ascii") for name, value in msg.raw_items()) + POLICY.linesep
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", POLICY.linesep)

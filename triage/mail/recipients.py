@@ -79,11 +79,18 @@ def dmarc_failure(email: ParsedEmail, trusted_authserv_id: str) -> str | None:
     return None
 
 
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
+# dot-atom local part @ dot-separated host name labels (ASCII): an addr-spec that parses to exactly itself
+PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
+
+
 def valid_recipient(address: str) -> str:
     """The address if it is exactly one parsed addr-spec (no name, no list, no line break); else ValueError."""
     value = address or ""
     if not value or value != value.strip() or any(c in value for c in '\r\n\t ,;<>"()'):
         raise ValueError(f"not a single email address: {value!r}")
+    if PLAIN_ADDRESS.fullmatch(value):  # the usual shape, which the parser below always takes as it is
+        return value
     try:
         parsed = Address(addr_spec=value)
     except Exception as exc:  # the header parser refuses it
