@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from email import message_from_bytes
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, event, func, select, text, update
 from tests.mailutil import count, deliver, make_email, post_email, process_all
 from triage.mail.inbound import BATCH_SIZE, InboundContext, process_batch
 from triage.mail.outbox import LEASE
-from triage.models import InboundEmail, Message, OutboxItem, Ticket, utcnow
+from triage.models import Attachment, InboundEmail, Message, OutboxItem, Ticket, utcnow
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgresql)]
@@ -81,6 +82,44 @@ def test_a_batch_classifies_and_writes_many_emails_at_once(mail_app: Flask, api_
         assert categories["exam_frozen"] >= 10 and len(categories) >= 3  # each email its own decision
         assert s.scalar(select(func.count()).select_from(Message).where(Message.direction == "outbound")) == 55
     assert deliver(mail_app) == BATCH_SIZE + 5
+
+
+def test_a_batch_numbers_its_tickets_in_arrival_order_and_reads_no_ids_back(mail_app: Flask, api_token: str) -> None:
+    """New tickets get consecutive references in the order their mail arrived; on PostgreSQL the ids of
+    tickets, messages, attachments and outbox rows come from one sequence query, so no INSERT reads back."""
+    client = mail_app.test_client()
+    raws = _emails(12, "numbered")
+    with_file = EmailMessage()
+    for name in ("From", "To", "Subject", "Message-ID"):
+        with_file[name] = message_from_bytes(raws[5])[name]
+    with_file.set_content("the exam froze, screenshot attached")
+    with_file.add_attachment(b"\x89PNG not really", maintype="image", subtype="png", filename="screen.png")
+    raws[5] = with_file.as_bytes()
+    for raw in raws:
+        assert post_email(client, api_token, raw, process=False).status_code == 202
+    engine = mail_app.extensions["triage.engine"]
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert process_all(mail_app) == 12
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    with mail_app.extensions["triage.sessions"]() as s:
+        tickets = list(s.scalars(select(InboundEmail.ticket_id).order_by(InboundEmail.id)))
+        outbound = s.scalar(
+            select(func.count()).select_from(OutboxItem).join(Message).where(Message.ticket_id.in_(tickets))
+        )
+        files = s.scalars(select(Attachment.filename).join(Message).where(Message.ticket_id == tickets[5])).all()
+    assert tickets == list(range(tickets[0], tickets[0] + 12))  # no gaps, no reordering
+    assert outbound == 12 and files == ["screen.png"]
+    if engine.dialect.name == "postgresql":
+        inserts = [q for q in statements if q.startswith("INSERT INTO")]
+        assert {q.split()[2] for q in inserts} >= {"tickets", "messages", "attachments", "outbox"}
+        assert not [q for q in inserts if "RETURNING" in q], inserts
 
 
 def test_a_batch_reads_the_reply_caps_with_one_query(mail_app: Flask, api_token: str) -> None:

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select
+from sqlalchemy import and_, bindparam, exists, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -45,6 +45,7 @@ from triage.models import (
     Classification,
     InboundEmail,
     Message,
+    OutboxItem,
     Queue,
     Ticket,
     format_reference,
@@ -596,16 +597,49 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
 
 
 def _complete_opened(session: Session, settings: Settings) -> None:
-    """One flush gives the batch's new tickets their ids (bulk INSERTs); then their history and replies."""
+    """Give the batch's new tickets their ids, then write their history and replies.
+
+    PostgreSQL: the ids come from the tables' sequences, one query for all (`_number_new`), so nothing is
+    written yet and the whole batch goes in one flush of plain multi-row INSERTs that read nothing back.
+    SQLite: one flush (bulk INSERTs) numbers the tickets and messages.
+    """
     cache = session.info[_CACHE]
     if not cache["opened"]:
         return
     opened, cache["opened"] = cache["opened"], []
-    session.flush()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        _number_new(session)
+    else:
+        session.flush()
     history = _History()
     for each in opened:
         _complete(session, settings, each, history)
+    if postgres:
+        _number_new(session)  # the replies and their outbox rows
     history.write(session)
+
+
+_NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticket, Message, Attachment, OutboxItem)
+
+
+def _number_new(session: Session) -> None:
+    """PostgreSQL: give the session's new tickets, messages, attachments and outbox rows ids from their own
+    sequences (in the order they were added), in one query; the flush then has no ids to read back."""
+    waiting = {kind: [obj for obj in session.new if type(obj) is kind and obj.id is None] for kind in _NUMBERED}
+    kinds = [kind for kind in _NUMBERED if waiting[kind]]
+    if not kinds:
+        return
+    columns = ", ".join(
+        f"ARRAY(SELECT nextval(pg_get_serial_sequence('{kind.__tablename__}', 'id')) "
+        f"FROM generate_series(1, :n{i}) ORDER BY 1)"
+        for i, kind in enumerate(kinds)
+    )
+    counts = {f"n{i}": len(waiting[kind]) for i, kind in enumerate(kinds)}
+    numbers = session.connection().execute(text(f"SELECT {columns}"), counts)  # no autoflush: nothing is written
+    for kind, ids in zip(kinds, numbers.one(), strict=True):
+        for obj, new_id in zip(waiting[kind], ids, strict=True):
+            obj.id = new_id
 
 
 @dataclass
