@@ -382,10 +382,10 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
             if ticket is None:
                 ticket = _handle(session, settings, model, item.decision, parsed)
                 known[parsed.message_id] = ticket
-            row.status, row.processed_at = "processed", now
             handled.append((row, ticket))
         _complete_opened(session, settings)
-        for row, ticket in handled:
+        for row, ticket in handled:  # once every ticket has its id: one UPDATE per row
+            row.status, row.processed_at = "processed", now
             row.ticket_id = ticket if isinstance(ticket, int) else ticket.id
             outcome.tickets[row.id] = row.ticket_id
         session.flush()
