@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 import itertools
@@ -193,6 +194,7 @@ def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
     return {"kind": "p", "lines": lines}
 
 
+@functools.lru_cache(maxsize=4096)  # the answers' lines recur in every reply
 def _linked(text: str) -> Any:
     """Escape a line of text and make its web addresses links."""
     from markupsafe import Markup, escape

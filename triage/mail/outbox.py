@@ -21,7 +21,7 @@ from triage.models import Message, OutboxItem, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 20
+CLAIM_BATCH = 50  # rows a delivery round claims at once (each send is still recorded on its own)
 LEASE = timedelta(minutes=10)  # a row claimed longer ago than this was left by a crashed worker
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
