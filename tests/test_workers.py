@@ -473,3 +473,13 @@ def test_a_slow_smtp_server_does_not_hold_up_processing(
     recorder.open.set()
     _wait(lambda: _sent(engine) == 6, "every reply sent once the server answers", workers)
     _assert_each_once(engine, smtp_server, [str(message_from_bytes(r)["Message-ID"]) for r in [first, *later]])
+
+
+def test_a_long_running_worker_leaves_what_it_loaded_out_of_garbage_collection() -> None:
+    """After start-up the worker freezes what it loaded and collects young objects less often (run in a
+    process of its own: the setting is process-wide)."""
+    script = ("import gc; from triage.worker import GC_YOUNG_THRESHOLD, tune_garbage_collector; "
+              "before = gc.get_threshold(); tune_garbage_collector(); "
+              "print(before[0], gc.get_threshold()[0] == GC_YOUNG_THRESHOLD, gc.get_freeze_count() > 1000)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["700", "True", "True"]

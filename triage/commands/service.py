@@ -128,7 +128,7 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     """Run the background worker: inbound mail processing, outbox delivery, IMAP polling, queued jobs."""
     from triage.tasks import default_tasks, delivery_tasks
     from triage.wakeup import Waker
-    from triage.worker import Nudge, Worker
+    from triage.worker import Nudge, Worker, tune_garbage_collector
 
     engine = ready_engine()
     settings = app_settings()
@@ -157,6 +157,7 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     if nudge is not None:
         delivery = Worker(delivery_tasks(stopping), sessions(), settings, stopping, nudge.wait)
         sender = threading.Thread(target=delivery.run_until_stopped, name="deliver-outbox", daemon=True)
+    tune_garbage_collector()  # the model is loaded (default_tasks)
     click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
     try:
         supervisor.start()
