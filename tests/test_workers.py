@@ -483,3 +483,15 @@ def test_a_long_running_worker_leaves_what_it_loaded_out_of_garbage_collection()
               "print(before[0], gc.get_threshold()[0] == GC_YOUNG_THRESHOLD, gc.get_freeze_count() > 1000)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["700", "True", "True"]
+
+
+def test_staff_notifications_are_looked_for_once_a_second_while_mail_streams_in() -> None:
+    from triage.tasks import notify_staff
+
+    looked: list[int] = []
+    streaming = [True]
+    task = notify_staff(lambda _s, _st: len(looked.append(1) or looked), streaming=lambda: streaming[0])
+    assert task(None, None) == 1  # type: ignore[arg-type]  # the first round: at once
+    assert task(None, None) == 0 and looked == [1]  # type: ignore[arg-type]  # the next batch, within the second
+    streaming[0] = False
+    assert task(None, None) == 2  # type: ignore[arg-type]  # the stream has stopped: at once, before idling

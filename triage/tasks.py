@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +20,8 @@ from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.mail.outbox import deliver_due
 from triage.worker import Nudge, Task
+
+NOTIFY_EVERY_SECONDS = 1.0  # while mail streams in, staff notifications are looked for once a second
 
 
 def worker_id() -> str:
@@ -48,13 +53,38 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping:
                 ),
             )
         )
-    tasks.append(Task("process-inbound", lambda s, _st: _process_then_nudge(s, ctx, stop, delivery)))
-    tasks.append(Task("notify-staff", notifications.run))
+    last_batch = [0]  # how many emails the last processing round handled
+    tasks.append(
+        Task("process-inbound", lambda s, _st: _count(last_batch, _process_then_nudge(s, ctx, stop, delivery)))
+    )
+    tasks.append(Task("notify-staff", notify_staff(notifications.run, streaming=lambda: last_batch[0] > 0)))
     if delivery is None:
         tasks.extend(delivery_tasks(stop))
     if not helper:
         tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
     return tasks
+
+
+def notify_staff(run: Callable[[sessionmaker[Session], Settings], int],
+                 streaming: Callable[[], bool]) -> Callable[[sessionmaker[Session], Settings], int]:  # fmt: skip
+    """The staff-notification task: after every round when the worker is about to idle, but at most once a
+    second while mail streams in (not after every batch: three queries each time, for nothing new)."""
+    last = -math.inf
+
+    def notify(sessions: sessionmaker[Session], settings: Settings) -> int:
+        nonlocal last
+        now = time.monotonic()
+        if streaming() and now - last < NOTIFY_EVERY_SECONDS:
+            return 0
+        last = now
+        return run(sessions, settings)
+
+    return notify
+
+
+def _count(last: list[int], processed: int) -> int:
+    last[0] = processed
+    return processed
 
 
 def delivery_tasks(stopping: threading.Event) -> list[Task]:

@@ -626,7 +626,11 @@ _NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticke
 def _number_new(session: Session) -> None:
     """PostgreSQL: give the session's new tickets, messages, attachments and outbox rows ids from their own
     sequences (in the order they were added), in one query; the flush then has no ids to read back."""
-    waiting = {kind: [obj for obj in session.new if type(obj) is kind and obj.id is None] for kind in _NUMBERED}
+    waiting: dict[type, list[Any]] = {kind: [] for kind in _NUMBERED}
+    for obj in session.new:
+        bucket = waiting.get(type(obj))
+        if bucket is not None and obj.id is None:
+            bucket.append(obj)
     kinds = [kind for kind in _NUMBERED if waiting[kind]]
     if not kinds:
         return
