@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, literal_column, or_, select, text, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, sessionmaker
@@ -716,6 +716,10 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+_NO_SEQSCAN = text("SELECT set_config('enable_seqscan', 'off', true)")  # until _SEQSCAN or the transaction's end
+_SEQSCAN = text("SELECT set_config('enable_seqscan', 'on', true)")
+
+
 def _recent_automatic(session: Session, addresses: set[str], domains: set[str]) -> list[_Automatic]:
     """The automatic replies of the last 24 hours to a batch's senders or their domains, in one query.
 
@@ -724,17 +728,44 @@ def _recent_automatic(session: Session, addresses: set[str], domains: set[str]) 
     if not addresses:
         return []
     since = utcnow() - timedelta(hours=24)
-    rows = session.execute(
-        select(Ticket.centre_email, Ticket.centre_domain, Message.kind, Ticket.predicted_category, Message.created_at)
-        .join(Ticket, Message.ticket_id == Ticket.id)
-        .where(
-            or_(Ticket.centre_email.in_(addresses), Ticket.centre_domain.in_(domains)),
-            Message.direction == "outbound",
-            Message.kind.in_(("auto_reply", "ack")),
-            Message.created_at >= since,
-        )
+    senders = or_(Ticket.centre_email.in_(addresses), Ticket.centre_domain.in_(domains))
+    automatic = and_(
+        Message.direction == "outbound", Message.kind.in_(("auto_reply", "ack")), Message.created_at >= since
     )
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _by_sender_tickets_first(session, senders, automatic)
+    else:
+        rows = session.execute(
+            select(Ticket.centre_email, Ticket.centre_domain, Message.kind, Ticket.predicted_category,
+                   Message.created_at).join(Ticket, Message.ticket_id == Ticket.id).where(senders, automatic)
+        ).all()  # fmt: skip
     return [(email, domain or "", kind, category, _naive_utc(sent)) for email, domain, kind, category, sent in rows]
+
+
+def _by_sender_tickets_first(session: Session, senders: ColumnElement[bool], automatic: ColumnElement[bool]) -> Any:
+    """PostgreSQL: the senders' tickets by their indexes, then each one's recent messages by (ticket_id, created_at).
+
+    As a plain join, the generic plan PostgreSQL caches for a repeated statement, when it was made before the
+    tables had statistics (a new database's first burst), read every message (35 ms a batch at 10,000 messages)
+    or every ticket. The lateral subquery (fenced by OFFSET 0, so it is not folded back into a join) fixes the
+    order, and for this statement no sequential scan is allowed.
+    """
+    recent = (
+        select(Message.kind, Message.created_at)
+        .where(Message.ticket_id == Ticket.id, automatic)
+        .offset(literal_column("0"))
+        .lateral()
+    )
+    query = (
+        select(Ticket.centre_email, Ticket.centre_domain, recent.c.kind, Ticket.predicted_category, recent.c.created_at)
+        .select_from(Ticket)
+        .join(recent, true())
+        .where(senders)
+    )
+    session.execute(_NO_SEQSCAN)
+    rows = session.execute(query).all()
+    session.execute(_SEQSCAN)
+    return rows
 
 
 def _note_automatic(session: Session, address: str, domain: str, kind: str, category: str | None) -> None:
