@@ -25,7 +25,7 @@ from triage.catalogue import Category
 from triage.classifier.cleaning import clean_subject
 from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
-from triage.mail.recipients import valid_recipient
+from triage.mail.recipients import ATEXT, valid_recipient
 from triage.models import format_reference, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
@@ -36,8 +36,7 @@ _HTML_ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUnde
                         trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # fmt: skip
 _OUR_ID = re.compile(r"^<imi\.(\d+)\.([0-9a-f]{16})\.([0-9a-f]{20})@")
 # a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @, printable ASCII only
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-"
-_WRITABLE_ID = re.compile(rf"<[{_ATEXT}]+@(?:[{_ATEXT}]+|\[[\x21-\x5a\x5e-\x7e]*\])>")
+_WRITABLE_ID = re.compile(rf"<[{ATEXT}.]+@(?:[{ATEXT}.]+|\[[\x21-\x5a\x5e-\x7e]*\])>")
 _MSGID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _FOLD_AT = 78
 MAX_REFERENCES = 20

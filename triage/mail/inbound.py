@@ -600,7 +600,7 @@ def _complete_opened(session: Session, settings: Settings) -> None:
     """Give the batch's new tickets their ids, then write their history and replies.
 
     PostgreSQL: the ids come from the tables' sequences, one query for all (`_number_new`), so nothing is
-    written yet and the whole batch goes in one flush of plain multi-row INSERTs that read nothing back.
+    written yet and the whole batch goes in one flush of plain executemany INSERTs (a prepared statement) that read nothing back.
     SQLite: one flush (bulk INSERTs) numbers the tickets and messages.
     """
     cache = session.info[_CACHE]

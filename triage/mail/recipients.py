@@ -79,9 +79,9 @@ def dmarc_failure(email: ParsedEmail, trusted_authserv_id: str) -> str | None:
     return None
 
 
-_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
+ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"  # RFC 5322 atext, as a regex character class body
 # dot-atom local part @ dot-separated host name labels (ASCII): an addr-spec that parses to exactly itself
-PLAIN_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
+PLAIN_ADDRESS = re.compile(rf"[{ATEXT}]+(?:\.[{ATEXT}]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
 
 
 def valid_recipient(address: str) -> str:
