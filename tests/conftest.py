@@ -7,7 +7,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,10 +200,13 @@ class SmtpRecorder:
         self.answers: list[str] = []
         self.open = threading.Event()  # cleared: every message waits at the end of DATA (a slow server)
         self.open.set()
+        self.on_data: Callable[[], None] | None = None  # called as each message arrives, before it is answered
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         while not self.open.is_set():
             await asyncio.sleep(0.01)
+        if self.on_data is not None:
+            self.on_data()
         if self.answers:
             return self.answers.pop(0)
         self.messages.append(envelope)

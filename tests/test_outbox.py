@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from tests.mailutil import deliver, make_email, outbox_rows, post_email
 from triage.mail.outbox import backoff
@@ -100,6 +100,25 @@ def test_two_workers_never_send_the_same_row(mail_app: Flask, api_token: str, sm
     assert all(r.status == "sent" for r in rows) and len(rows) == 12
     ids = [m["Message-ID"] for m in smtp_server[0].parsed()]
     assert len(ids) == 12 == len(set(ids))
+
+
+def test_each_send_is_recorded_before_the_next_message_goes_out(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    """A worker that dies between two sends can only ever send the message in hand twice, never the earlier ones."""
+    client = mail_app.test_client()
+    for i in range(4):
+        post_email(client, api_token, make_email(subject=f"q{i}", body="when will the results be released?",
+                                                 sender=f"c{i}@centre{i}.example"))  # fmt: skip
+    engine = mail_app.extensions["triage.engine"]
+    recorded_before: list[int] = []
+
+    def count_recorded() -> None:  # another connection: it sees only what is committed
+        with engine.connect() as conn:
+            recorded_before.append(conn.scalar(select(func.count()).where(OutboxItem.status == "sent")) or 0)
+
+    smtp_server[0].on_data = count_recorded
+    assert deliver(mail_app) == 4
+    assert recorded_before == [0, 1, 2, 3]
+    assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 4
 
 
 def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
