@@ -505,6 +505,21 @@ def test_answers_with_steps_are_numbered_lists() -> None:
         assert any(b["kind"] == "ol" and len(b["items"]) >= 2 for b in blocks), slug
 
 
+_LINES = st.sampled_from(["Dear Sam,", "1. Open SecureAssess.", "2) Enter the PIN.", "- a bullet", "* another",
+                          "> quoted", ">", "On Monday Sam wrote:", "See https://imi.example/a?b=1&c=2.", "<b>&amp;",
+                          "", " ", "\t", "\r", "text"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(_LINES | st.text(max_size=30), max_size=30).map("\n".join))
+def test_html_rendered_chunk_by_chunk_is_the_whole_body_rendered_at_once(text: str) -> None:
+    """The HTML alternative caches each blank-line-separated chunk; together they must be the body's blocks."""
+    whole = compose._HTML_ENV.get_template("blocks.html").module.render(compose.blocks(text))  # type: ignore[attr-defined]
+    page = compose.html_body(text, "Title")
+    start = page.index('color:#1f1f1f;">\n') + len('color:#1f1f1f;">\n')
+    assert page[start : page.index("\n</div>\n</body>")] == whole
+
+
 def _assert_reads_well(sent: EmailMessage) -> None:
     """Unwrapped paragraphs, an HTML alternative with the same words, no internal FAQ wording."""
     assert sent.get_content_type() == "multipart/alternative"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from triage.catalogue import Category
 from triage.classifier.cleaning import clean_subject
@@ -168,12 +169,13 @@ _CLOSING = re.compile(r"^(kind regards|best regards|warm regards|regards|best wi
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*\u2022]\s+(.*)$")
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+_CHUNK_BREAK = re.compile(r"\n[ \t]*\n")  # a blank line: no block spans it, so each chunk is rendered alone
 
 
 def blocks(text: str) -> list[dict[str, Any]]:
     """The paragraphs of a plain-text body as blocks: paragraph, numbered list, bullet list or quotation."""
     result: list[dict[str, Any]] = []
-    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n")):
+    for chunk in _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n")):
         lines = [ln.rstrip() for ln in chunk.split("\n") if ln.strip()]
         # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks of their own
         for quoted, run in itertools.groupby(lines, key=lambda ln: ln.lstrip().startswith(">")):
@@ -194,10 +196,8 @@ def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4096)  # the answers' lines recur in every reply
-def _linked(text: str) -> Any:
+def _linked(text: str) -> Markup:
     """Escape a line of text and make its web addresses links."""
-    from markupsafe import Markup, escape
-
     out, last = [], 0
     for match in _URL.finditer(text):
         out.append(escape(text[last : match.start()]))
@@ -208,9 +208,20 @@ def _linked(text: str) -> Any:
     return Markup("").join(out)
 
 
+_HTML_ENV.globals["linked"] = _linked
+
+
 def html_body(text: str, title: str) -> str:
     """The text/html alternative of a plain-text body: same words, simple, accessible, inline CSS, no images."""
-    return _HTML_ENV.get_template("layout.html").render(blocks=blocks(text), title=title, linked=_linked)
+    body = Markup("").join(_chunk_html(chunk) for chunk in _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n")))
+    return _HTML_ENV.get_template("layout.html").render(body=body, title=title)
+
+
+@functools.lru_cache(maxsize=1024)  # an answer's paragraphs recur in every reply that gives it
+def _chunk_html(chunk: str) -> Markup:
+    """One paragraph-separated chunk of a body as HTML blocks."""
+    html: Markup = _HTML_ENV.get_template("blocks.html").module.render(blocks(chunk))  # type: ignore[attr-defined]
+    return html  # a macro of an autoescaping template: escaped Markup already
 
 
 # --- the message --------------------------------------------------------------------------------------------
