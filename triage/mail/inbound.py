@@ -36,7 +36,7 @@ from triage.config import Settings
 from triage.database import statement_session
 from triage.mail import compose
 from triage.mail.loops import no_reply_reason
-from triage.mail.outbox import enqueue
+from triage.mail.outbox import enqueue, outbound_message
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify, parse, single_line
 from triage.mail.recipients import Recipient, address_domain, choose_recipient, dmarc_failure, unanswerable
 from triage.models import (
@@ -350,7 +350,7 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
         )
     }
     message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
-    known: dict[str, int | Ticket] = dict(
+    known: dict[str, int | Ticket | _Opened] = dict(
         session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
     )
     senders = {choose_recipient(item.parsed).address for item in items if item.parsed is not None}
@@ -361,7 +361,7 @@ def _write(session: Session, settings: Settings, model: TrainedModel | None, ite
     }  # fmt: skip
     try:
         now = utcnow()
-        handled: list[tuple[InboundEmail, int | Ticket]] = []
+        handled: list[tuple[InboundEmail, int | Ticket | _Opened]] = []
         for item in items:
             row = rows.get(item.inbound_id)
             if row is None or row.status != "pending":
@@ -407,20 +407,28 @@ def _queue(session: Session, slug: str) -> Queue:
 
 
 def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-            parsed: ParsedEmail) -> Ticket:  # fmt: skip
+            parsed: ParsedEmail) -> Ticket | _Opened:  # fmt: skip
     own = {settings.support_address.lower()}
     reason = no_reply_reason(parsed, own, settings.mail_domain)
-    ticket = find_thread(session, parsed, settings.secret_key)
-    if ticket is not None:
-        _complete_opened(session, settings)  # the batch's new tickets first, so every history stays in order
-        _add_follow_up(session, settings, ticket, parsed, reason)
-        return ticket
+    if _thread_candidates(parsed) or parse_reference(parsed.subject) is not None:
+        # it may continue a ticket this batch has just opened: those are written first (and every history
+        # stays in order)
+        _complete_opened(session, settings)
+        ticket = find_thread(session, parsed, settings.secret_key)
+        if ticket is not None:
+            _add_follow_up(session, settings, ticket, parsed, reason)
+            return ticket
     return _open_ticket(session, settings, model, decision, parsed, reason)
+
+
+def _thread_candidates(parsed: ParsedEmail) -> list[str]:
+    """The Message-IDs an email answers: In-Reply-To, References (latest first), and those a bounce reports."""
+    return [i for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids] if i]
 
 
 def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | None:
     """The ticket this email continues: by In-Reply-To/References (and bounced IDs), then by subject reference."""
-    candidates = [i for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids] if i]
+    candidates = _thread_candidates(parsed)
     for message_id in candidates:
         ticket_id = compose.ticket_from_message_id(secret, message_id)
         if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
@@ -449,35 +457,42 @@ def _is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bo
     return bool(session.scalar(query))
 
 
-def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail, reason: str | None,
-                   kind: str) -> Message:  # fmt: skip
-    message = Message(
-        ticket=ticket,
-        direction="inbound",
-        kind=kind,
-        message_id=parsed.message_id,
-        in_reply_to=parsed.in_reply_to,
-        references=" ".join(parsed.references) or None,
-        from_address=parsed.from_address,
-        from_name=parsed.from_name,
-        to_addresses=", ".join(parsed.to_addresses)[:5000],
-        subject=parsed.subject,
-        body_text=parsed.text,
-        clean_text=_clean(parsed),
-        auto_submitted_reason=reason[:200] if reason else None,
-    )
+def _message_values(settings: Settings, parsed: ParsedEmail, reason: str | None,
+                    kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    """The column values of an inbound message and of its attachments (the links to ticket and message aside)."""
+    message = {
+        "direction": "inbound",
+        "kind": kind,
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "references": " ".join(parsed.references) or None,
+        "from_address": parsed.from_address,
+        "from_name": parsed.from_name,
+        "to_addresses": ", ".join(parsed.to_addresses)[:5000],
+        "subject": parsed.subject,
+        "body_text": parsed.text,
+        "clean_text": _clean(parsed),
+        "auto_submitted_reason": reason[:200] if reason else None,
+    }
+    attachments = []
     for att in parsed.attachments:
         keep = len(att.data) <= settings.attachment_max_bytes
-        message.attachments.append(
-            Attachment(
-                filename=att.filename,
-                content_type=single_line(att.content_type, 255),
-                size=len(att.data),
-                sha256=hashlib.sha256(att.data).hexdigest(),
-                data=att.data if keep else None,
-                truncated=not keep,
-            )
-        )
+        attachments.append({
+            "filename": att.filename,
+            "content_type": single_line(att.content_type, 255),
+            "size": len(att.data),
+            "sha256": hashlib.sha256(att.data).hexdigest(),
+            "data": att.data if keep else None,
+            "truncated": not keep,
+        })  # fmt: skip
+    return message, attachments
+
+
+def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail, reason: str | None,
+                   kind: str) -> Message:  # fmt: skip
+    values, attachments = _message_values(settings, parsed, reason, kind)
+    message = Message(ticket=ticket, **values)
+    message.attachments.extend(Attachment(**attachment) for attachment in attachments)
     session.add(message)
     ticket.last_inbound_at = utcnow()
     return message
@@ -522,25 +537,33 @@ def _current_model(ctx: InboundContext) -> TrainedModel | None:
 
 @dataclass
 class _Opened:
-    """A new ticket added to the session whose id, history and reply wait for the batch's next flush."""
+    """A new ticket of the batch as plain column values (no ORM objects): its rows, history and reply are
+    written with the batch's others, one INSERT per table, once they all have ids (`_complete_opened`)."""
 
-    ticket: Ticket
-    message: Message
+    ticket: dict[str, Any]
+    message: dict[str, Any]
+    attachments: list[dict[str, Any]]
     parsed: ParsedEmail
     recipient: Recipient
     decision: Decision | None
     version: str
     category: str
     action: str
-    queue_slug: str
+    queue_slug: str  # the queue the ticket is in
     reason: str | None
     suppressed: str | None
     replying: bool
 
+    @property
+    def id(self) -> int:
+        """The new ticket's id (given when the batch's new rows are written)."""
+        ticket_id: int = self.ticket["id"]
+        return ticket_id
+
 
 def _open_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-                 parsed: ParsedEmail, reason: str | None) -> Ticket:  # fmt: skip
-    """Decide and add a new ticket with its message; the rest waits for one flush of the whole batch."""
+                 parsed: ParsedEmail, reason: str | None) -> _Opened:  # fmt: skip
+    """Decide a new ticket and its message; they are written with the batch's other new tickets."""
     routing = _routing(session)
     action = decision.action if decision else TRIAGE
     category = decision.category if decision else catalogue.OTHER
@@ -565,72 +588,108 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
     replying = not suppressed and action == AUTO_REPLY
     now = utcnow()
     automatic = reason is not None  # a machine wrote it: nobody is waiting for an answer
-    ticket = Ticket(  # complete before the INSERT, so it is one statement
-        centre_email=recipient.address,
-        centre_name=single_line(recipient.name, 200),
-        centre_domain=domain[:253] or None,
-        subject=parsed.subject,
-        predicted_category=decision.category if decision else None,
-        predicted_confidence=decision.confidence if decision else None,
-        status="auto_replied" if replying else "resolved" if automatic else "open",
-        action=action if not suppressed else "none",
-        queue=_queue(session, catalogue.TRIAGE_QUEUE if automatic else queue_slug),
-        first_response_at=now if replying else None,
-        resolved_at=now if automatic else None,
-        resolution=NO_ACTION_NEEDED if automatic else None,
+    message, attachments = _message_values(settings, parsed, reason,
+                                           "bounce" if parsed.is_delivery_report else "email")  # fmt: skip
+    # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
+    urgent, urgent_reason = (
+        (False, None) if automatic else urgency.assess(category, parsed.subject, message["clean_text"])
     )
-    session.add(ticket)
-    message = _store_message(
-        session, settings, ticket, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
-    )
-    if reason is None:  # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
-        ticket.urgent, ticket.urgent_reason = urgency.assess(category, parsed.subject, message.clean_text)
-        ticket.status = "open" if ticket.urgent else ticket.status
+    queue = _queue(session, catalogue.TRIAGE_QUEUE if automatic else queue_slug)
+    ticket = {
+        "centre_email": recipient.address,
+        "centre_name": single_line(recipient.name, 200),
+        "centre_domain": domain[:253] or None,
+        "subject": parsed.subject,
+        "predicted_category": decision.category if decision else None,
+        "predicted_confidence": decision.confidence if decision else None,
+        "status": "open" if urgent else "auto_replied" if replying else "resolved" if automatic else "open",
+        "action": action if not suppressed else "none",
+        "queue_id": queue.id,
+        "first_response_at": now if replying else None,
+        "last_inbound_at": now,
+        "resolved_at": now if automatic else None,
+        "resolution": NO_ACTION_NEEDED if automatic else None,
+        "urgent": urgent,
+        "urgent_reason": urgent_reason,
+    }
     if not suppressed:  # counted now: the caps of the batch's next emails include this reply
         _note_automatic(session, recipient.address, domain, "auto_reply" if replying else "ack",
-                        ticket.predicted_category)  # fmt: skip
-    session.info[_CACHE]["opened"].append(
-        _Opened(ticket, message, parsed, recipient, decision, model.version if model else "unavailable",
-                category, action, queue_slug, reason, suppressed, replying)
-    )  # fmt: skip
-    return ticket
+                        ticket["predicted_category"])  # fmt: skip
+    opened = _Opened(ticket, message, attachments, parsed, recipient, decision,
+                     model.version if model else "unavailable", category, action, queue.slug, reason, suppressed,
+                     replying)  # fmt: skip
+    session.info[_CACHE]["opened"].append(opened)
+    return opened
 
 
 def _complete_opened(session: Session, settings: Settings) -> None:
-    """Give the batch's new tickets their ids, then write their history and replies.
+    """Write the batch's new tickets, their messages and attachments, then their history and replies: one
+    INSERT per table (Core executemany: no ORM objects to build, track and flush).
 
-    PostgreSQL: the ids come from the tables' sequences, one query for all (`_number_new`), so nothing is
-    written yet and the whole batch goes in one flush of plain executemany INSERTs (a prepared statement) that read nothing back.
-    SQLite: one flush (bulk INSERTs) numbers the tickets and messages.
+    PostgreSQL: the ids come from the tables' sequences first, one query for a whole round (`_number_new`), so
+    every INSERT is a plain executemany of a prepared statement that reads nothing back.
+    SQLite: each INSERT returns its rows' ids (in the order of the rows).
     """
     cache = session.info[_CACHE]
     if not cache["opened"]:
         return
     opened, cache["opened"] = cache["opened"], []
     postgres = session.get_bind().dialect.name == "postgresql"
+    tickets = [each.ticket for each in opened]
+    messages = [each.message for each in opened]
+    attachments = [attachment for each in opened for attachment in each.attachments]
     if postgres:
-        _number_new(session)
-    else:
-        session.flush()
-    history = _History()
+        _number_new(session, {Ticket: tickets, Message: messages, Attachment: attachments})
+    _insert(session, Ticket, tickets)
     for each in opened:
-        _complete(session, settings, each, history)
+        each.message["ticket_id"] = each.ticket["id"]
+    _insert(session, Message, messages)
+    for each in opened:
+        for attachment in each.attachments:
+            attachment["message_id"] = each.message["id"]
+    _insert(session, Attachment, attachments)
+    history, replies = _History(), _Replies()
+    for each in opened:
+        _complete(settings, each, history, replies)
     if postgres:
-        _number_new(session)  # the replies and their outbox rows
+        _number_new(session, {Message: replies.messages, OutboxItem: replies.outbox})
+    _insert(session, Message, replies.messages)
+    for message, row in zip(replies.messages, replies.outbox, strict=True):
+        row["message_id"] = message["id"]
+    _insert(session, OutboxItem, replies.outbox)
     history.write(session)
+
+
+def _insert(
+    session: Session, kind: type[Ticket | Message | Attachment | OutboxItem], rows: list[dict[str, Any]]
+) -> None:
+    """Insert rows of one table in one executemany: rows numbered already (PostgreSQL) are written as they
+    are; others get their ids from the INSERT's RETURNING, matched to the rows by their order."""
+    if not rows:
+        return
+    table = kind.__table__
+    if "id" in rows[0]:
+        session.execute(insert(table), rows)
+        return
+    ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    for row, new_id in zip(rows, ids, strict=True):
+        row["id"] = new_id
 
 
 _NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticket, Message, Attachment, OutboxItem)
 
 
-def _number_new(session: Session) -> None:
-    """PostgreSQL: give the session's new tickets, messages, attachments and outbox rows ids from their own
-    sequences (in the order they were added), in one query; the flush then has no ids to read back."""
+def _number_new(session: Session, rows: dict[type, list[dict[str, Any]]]) -> None:
+    """PostgreSQL: give new rows (and the session's new tickets, messages, attachments and outbox objects, such
+    as a follow-up's) ids from their own sequences, in the order they were added, in one query; their INSERTs
+    then have no ids to read back."""
     waiting: dict[type, list[Any]] = {kind: [] for kind in _NUMBERED}
     for obj in session.new:
         bucket = waiting.get(type(obj))
         if bucket is not None and obj.id is None:
             bucket.append(obj)
+    for kind, values in rows.items():
+        waiting[kind].extend(values)
     kinds = [kind for kind in _NUMBERED if waiting[kind]]
     if not kinds:
         return
@@ -642,8 +701,19 @@ def _number_new(session: Session) -> None:
     counts = {f"n{i}": len(waiting[kind]) for i, kind in enumerate(kinds)}
     numbers = session.connection().execute(text(f"SELECT {columns}"), counts)  # no autoflush: nothing is written
     for kind, ids in zip(kinds, numbers.one(), strict=True):
-        for obj, new_id in zip(waiting[kind], ids, strict=True):
-            obj.id = new_id
+        for item, new_id in zip(waiting[kind], ids, strict=True):
+            if isinstance(item, dict):
+                item["id"] = new_id
+            else:
+                item.id = new_id
+
+
+@dataclass
+class _Replies:
+    """The outbound messages of a batch's new tickets, with their outbox rows (the same order)."""
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -665,47 +735,48 @@ class _History:
             session.execute(insert(AuditEvent.__table__), self.events)
 
 
-def _complete(session: Session, settings: Settings, opened: _Opened, history: _History) -> None:
+def _complete(settings: Settings, opened: _Opened, history: _History, replies: _Replies) -> None:
     """A new ticket's classification, history and reply (acknowledgement or answer), once it has an id."""
-    ticket, message, decision, parsed, recipient = (
-        opened.ticket, opened.message, opened.decision, opened.parsed, opened.recipient
+    ticket_id, message, decision, parsed, recipient = (
+        opened.id, opened.message, opened.decision, opened.parsed, opened.recipient
     )  # fmt: skip
     if decision is not None:
         history.classifications.append({
-            "ticket_id": ticket.id, "message_id": message.id, "model_version": opened.version,
+            "ticket_id": ticket_id, "message_id": message["id"], "model_version": opened.version,
             "category": decision.category, "confidence": decision.confidence, "margin": decision.margin,
             "action": decision.action, "alternatives": [list(a) for a in decision.alternatives],
         })  # fmt: skip
-    history.event(f"model:{opened.version}", ticket.id, "ticket.created",
+    history.event(f"model:{opened.version}", ticket_id, "ticket.created",
                   {"category": opened.category, "confidence": decision.confidence if decision else None,
-                   "action": opened.action, "queue": ticket.queue.slug if ticket.queue else opened.queue_slug,
-                   "reply_suppressed": opened.suppressed,
+                   "action": opened.action, "queue": opened.queue_slug, "reply_suppressed": opened.suppressed,
                    **({"reason": decision.reason} if decision and decision.reason else {})})  # fmt: skip
-    _note_recipient(ticket, parsed, recipient, history)
+    _note_recipient(ticket_id, parsed, recipient, history)
     if opened.reason is not None:
-        history.event("system", ticket.id, "ticket.resolved", {"resolution": NO_ACTION_NEEDED, "reason": opened.reason})
+        history.event("system", ticket_id, "ticket.resolved", {"resolution": NO_ACTION_NEEDED, "reason": opened.reason})
     if opened.suppressed:
         return
-    subject = compose.reply_subject(ticket.id, parsed.subject)
+    reference = format_reference(ticket_id)
     if opened.replying:
-        body = compose.auto_reply_text(catalogue.get(opened.category), ticket.reference, recipient.name,
-                                       recipient.address)  # fmt: skip
+        body = compose.auto_reply_text(catalogue.get(opened.category), reference, recipient.name, recipient.address)
         kind = "auto_reply"
     else:
-        body = compose.acknowledgement_text(ticket.reference, recipient.name, recipient.address,
-                                            settings.response_time_text)  # fmt: skip
+        body = compose.acknowledgement_text(reference, recipient.name, recipient.address, settings.response_time_text)
         kind = "ack"
-    enqueue(session, settings, ticket, kind=kind, subject=subject, body=body, reply_to=message,
-            auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    replies.messages.append(
+        outbound_message(settings, ticket_id, recipient.address, kind=kind,
+                         subject=compose.reply_subject(ticket_id, parsed.subject), body=body,
+                         reply_to=(message["message_id"], message["references"]), auto_submitted=compose.AUTO_REPLIED)
+    )  # fmt: skip
+    replies.outbox.append({"ticket_id": ticket_id, "recipient": recipient.address})
 
 
-def _note_recipient(ticket: Ticket, parsed: ParsedEmail, recipient: Recipient, history: _History) -> None:
+def _note_recipient(ticket_id: int, parsed: ParsedEmail, recipient: Recipient, history: _History) -> None:
     """Record in the ticket's history why answers do not go where the email asked (Reply-To), or why none can."""
     if recipient.note:
-        history.event("system", ticket.id, "recipient.reply_to_ignored",
+        history.event("system", ticket_id, "recipient.reply_to_ignored",
                       {"reply_to": parsed.reply_to_address, "answer_to": recipient.address, "reason": recipient.note})  # fmt: skip
     if parsed.address_problem:
-        history.event("system", ticket.id, "recipient.flagged",
+        history.event("system", ticket_id, "recipient.flagged",
                       {"reason": parsed.address_problem, "answer_to": recipient.address})  # fmt: skip
 
 

@@ -44,8 +44,23 @@ def enqueue(
 ) -> Message:
     """Add an outbound message and its outbox row to the session (the caller's transaction)."""
     recipient = to or ticket.centre_email
-    message_id = new_message_id(settings.secret_key, ticket.id, settings.mail_domain)
-    references = [*(reply_to.references or "").split(), reply_to.message_id] if reply_to is not None else []
+    values = outbound_message(settings, ticket.id, recipient, kind=kind, subject=subject, body=body,
+                              reply_to=(reply_to.message_id, reply_to.references) if reply_to is not None else None,
+                              auto_submitted=auto_submitted, author_id=author_id)  # fmt: skip
+    message = Message(ticket=ticket, **values)
+    session.add(message)
+    session.add(OutboxItem(message=message, ticket_id=ticket.id, recipient=recipient))
+    return message
+
+
+def outbound_message(settings: Settings, ticket_id: int, recipient: str, *, kind: str, subject: str, body: str,
+                     reply_to: tuple[str, str | None] | None, auto_submitted: str | None,
+                     author_id: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID and
+    References of the message it answers). Its outbox row is the caller's to add."""
+    message_id = new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
+    answered, answered_references = reply_to if reply_to is not None else (None, None)
+    references = [*(answered_references or "").split(), answered] if answered is not None else []
     email = build(
         message_id=message_id,
         from_name=settings.support_name,
@@ -53,29 +68,26 @@ def enqueue(
         to=recipient,
         subject=subject,
         body=body,
-        in_reply_to=reply_to.message_id if reply_to is not None else None,
+        in_reply_to=answered,
         references=references,
         auto_submitted=auto_submitted,
     )
-    message = Message(
-        ticket=ticket,
-        direction="outbound",
-        kind=kind,
-        message_id=message_id,
-        in_reply_to=str(email["In-Reply-To"]) if email["In-Reply-To"] else None,
-        references=str(email["References"]) if email["References"] else None,
-        from_address=settings.support_address,
-        from_name=settings.support_name,
-        to_addresses=recipient,
-        subject=str(email["Subject"]),
-        body_text=body,
-        clean_text=body,
-        raw=to_bytes(email),  # CRLF line ends, msg-ids whole: what goes on the wire, byte for byte
-        author_id=author_id,
-    )
-    session.add(message)
-    session.add(OutboxItem(message=message, ticket_id=ticket.id, recipient=recipient))
-    return message
+    return {
+        "ticket_id": ticket_id,
+        "direction": "outbound",
+        "kind": kind,
+        "message_id": message_id,
+        "in_reply_to": str(email["In-Reply-To"]) if email["In-Reply-To"] else None,
+        "references": str(email["References"]) if email["References"] else None,
+        "from_address": settings.support_address,
+        "from_name": settings.support_name,
+        "to_addresses": recipient,
+        "subject": str(email["Subject"]),
+        "body_text": body,
+        "clean_text": body,
+        "raw": to_bytes(email),  # CRLF line ends, msg-ids whole: what goes on the wire, byte for byte
+        "author_id": author_id,
+    }
 
 
 @dataclass(frozen=True)
