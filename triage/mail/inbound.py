@@ -624,65 +624,51 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
 
 def _complete_opened(session: Session, settings: Settings) -> None:
     """Write the batch's new tickets, their messages and attachments, then their history and replies: one
-    INSERT per table (Core executemany: no ORM objects to build, track and flush).
-
-    PostgreSQL: the ids come from the tables' sequences first, one query for a whole round (`_number_new`), so
-    every INSERT is a plain executemany of a prepared statement that reads nothing back.
-    SQLite: each INSERT returns its rows' ids (in the order of the rows).
-    """
+    INSERT per table (Core executemany of a prepared statement: no ORM objects to build, track and flush,
+    and no ids to read back, since `_number_new` gives them first)."""
     cache = session.info[_CACHE]
     if not cache["opened"]:
         return
     opened, cache["opened"] = cache["opened"], []
-    postgres = session.get_bind().dialect.name == "postgresql"
     tickets = [each.ticket for each in opened]
     messages = [each.message for each in opened]
     attachments = [attachment for each in opened for attachment in each.attachments]
-    if postgres:
-        _number_new(session, {Ticket: tickets, Message: messages, Attachment: attachments})
-    _insert(session, Ticket, tickets)
+    _number_new(session, {Ticket: tickets, Message: messages, Attachment: attachments})
     for each in opened:
         each.message["ticket_id"] = each.ticket["id"]
-    _insert(session, Message, messages)
-    for each in opened:
         for attachment in each.attachments:
             attachment["message_id"] = each.message["id"]
-    _insert(session, Attachment, attachments)
+    _insert(session, (Ticket, tickets), (Message, messages), (Attachment, attachments))
     history, replies = _History(), _Replies()
     for each in opened:
         _complete(settings, each, history, replies)
-    if postgres:
-        _number_new(session, {Message: replies.messages, OutboxItem: replies.outbox})
-    _insert(session, Message, replies.messages)
+    _number_new(session, {Message: replies.messages, OutboxItem: replies.outbox})  # SQLite: after those above
     for message, row in zip(replies.messages, replies.outbox, strict=True):
         row["message_id"] = message["id"]
-    _insert(session, OutboxItem, replies.outbox)
+    _insert(session, (Message, replies.messages), (OutboxItem, replies.outbox))
     history.write(session)
 
 
 def _insert(
-    session: Session, kind: type[Ticket | Message | Attachment | OutboxItem], rows: list[dict[str, Any]]
+    session: Session, *tables: tuple[type[Ticket | Message | Attachment | OutboxItem], list[dict[str, Any]]]
 ) -> None:
-    """Insert rows of one table in one executemany: rows numbered already (PostgreSQL) are written as they
-    are; others get their ids from the INSERT's RETURNING, matched to the rows by their order."""
-    if not rows:
-        return
-    table = kind.__table__
-    if "id" in rows[0]:
-        session.execute(insert(table), rows)
-        return
-    ids = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
+    """Insert numbered rows, one executemany per table (in the order given: parents first)."""
+    for kind, rows in tables:
+        if rows:
+            session.execute(insert(kind.__table__), rows)
 
 
 _NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticket, Message, Attachment, OutboxItem)
 
 
 def _number_new(session: Session, rows: dict[type, list[dict[str, Any]]]) -> None:
-    """PostgreSQL: give new rows (and the session's new tickets, messages, attachments and outbox objects, such
-    as a follow-up's) ids from their own sequences, in the order they were added, in one query; their INSERTs
-    then have no ids to read back."""
+    """Give new rows (and the session's new tickets, messages, attachments and outbox objects, such as a
+    follow-up's) their ids, in the order they were added, with one query.
+
+    PostgreSQL: from the tables' own sequences. SQLite: the ids after each table's highest, which is what
+    SQLite itself would give (no AUTOINCREMENT); the batch holds the one write lock, so no other writer can
+    take them meanwhile.
+    """
     waiting: dict[type, list[Any]] = {kind: [] for kind in _NUMBERED}
     for obj in session.new:
         bucket = waiting.get(type(obj))
@@ -693,14 +679,18 @@ def _number_new(session: Session, rows: dict[type, list[dict[str, Any]]]) -> Non
     kinds = [kind for kind in _NUMBERED if waiting[kind]]
     if not kinds:
         return
+    postgres = session.get_bind().dialect.name == "postgresql"
     columns = ", ".join(
         f"ARRAY(SELECT nextval(pg_get_serial_sequence('{kind.__tablename__}', 'id')) "
         f"FROM generate_series(1, :n{i}) ORDER BY 1)"
+        if postgres
+        else f"(SELECT coalesce(max(id), 0) FROM {kind.__tablename__})"
         for i, kind in enumerate(kinds)
     )
-    counts = {f"n{i}": len(waiting[kind]) for i, kind in enumerate(kinds)}
-    numbers = session.connection().execute(text(f"SELECT {columns}"), counts)  # no autoflush: nothing is written
-    for kind, ids in zip(kinds, numbers.one(), strict=True):
+    counts = {f"n{i}": len(waiting[kind]) for i, kind in enumerate(kinds)} if postgres else {}
+    numbers = session.connection().execute(text(f"SELECT {columns}"), counts).one()  # no autoflush: nothing written
+    for kind, given in zip(kinds, numbers, strict=True):
+        ids = given if postgres else range(given + 1, given + 1 + len(waiting[kind]))
         for item, new_id in zip(waiting[kind], ids, strict=True):
             if isinstance(item, dict):
                 item["id"] = new_id
