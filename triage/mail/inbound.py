@@ -20,13 +20,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, literal_column, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, literal_column, or_, select, text, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.sql import Executable
 
 from triage import catalogue
+from triage.bulk import insert_rows
 from triage.classifier import urgency
 from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
@@ -654,8 +655,7 @@ def _insert(
 ) -> None:
     """Insert numbered rows, one executemany per table (in the order given: parents first)."""
     for kind, rows in tables:
-        if rows:
-            session.execute(insert(kind.__table__), rows)
+        insert_rows(session, kind.__table__, rows)
 
 
 _NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticket, Message, Attachment, OutboxItem)
@@ -718,11 +718,9 @@ class _History:
         self.events.append({"actor": actor, "ticket_id": ticket_id, "action": action, "details": details})
 
     def write(self, session: Session) -> None:
-        """Insert the rows (Core executemany: no ORM objects to track, nothing read back)."""
-        if self.classifications:
-            session.execute(insert(Classification.__table__), self.classifications)
-        if self.events:
-            session.execute(insert(AuditEvent.__table__), self.events)
+        """Insert the rows, one statement per table (no ORM objects to track, nothing read back)."""
+        insert_rows(session, Classification.__table__, self.classifications)
+        insert_rows(session, AuditEvent.__table__, self.events)
 
 
 def _complete(settings: Settings, opened: _Opened, history: _History, replies: _Replies) -> None:
