@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, text
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from triage.bulk import insert_rows
@@ -60,3 +62,15 @@ def test_insert_rows_writes_what_an_insert_would(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":  # the search triggers fire for COPY as for INSERT
         found = session.scalar(text("SELECT count(*) FROM ticket_search WHERE document @@ plainto_tsquery('frozen')"))
         assert found == 2
+
+
+def test_a_row_the_database_refuses_raises_as_sqlalchemy_does_and_writes_none(session: Session) -> None:
+    queue_id = session.scalar(select(Queue.id).order_by(Queue.id))
+    insert_rows(session, Ticket.__table__, [{"centre_email": "c@college.example", "queue_id": queue_id}])
+    ticket_id = session.scalar(select(Ticket.id))
+    twice = {"ticket_id": ticket_id, "direction": "inbound", "message_id": "<same@college.example>"}
+    with pytest.raises(IntegrityError):  # not the driver's own exception: callers catch one kind on both databases
+        insert_rows(session, Message.__table__, [twice, {**twice}])
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert session.scalar(select(func.count()).select_from(Ticket)) == 0  # the whole transaction rolled back

@@ -370,7 +370,7 @@ def test_database_outage_while_the_worker_writes_keeps_the_mail_and_the_retry_ma
     raw = make_email(message_id="<outage-during@college.example>")
     accepted = post_email(client, token, raw, process=False)  # the webhook has stored it and answered
     assert accepted.status_code == 202 and accepted.get_json()["status"] == "pending"
-    pg_proxy.cut_on(b"INSERT INTO tickets", outage=True)  # the outage comes as the worker writes the ticket
+    pg_proxy.cut_on(b'COPY "tickets"', outage=True)  # the outage comes as the worker writes the ticket
     with pytest.raises(OperationalError):
         process_all(proxied_db_app)
     assert not pg_proxy.running and not pg_proxy.armed
