@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -39,6 +41,33 @@ def test_defaults_put_sqlite_and_a_generated_secret_in_instance(
     second = Settings.from_env()
     second.prepare_instance()
     assert second.secret_key == first.secret_key
+
+
+def _prepare_together(instance: str, start: Any, results: Any) -> None:
+    start.wait()
+    try:
+        settings = Settings(instance_path=Path(instance))
+        settings.prepare_instance()
+        results.put(settings.secret_key)
+    except ConfigError as exc:
+        results.put(f"error: {exc}")
+
+
+def test_processes_starting_together_on_a_new_instance_folder_all_start_with_one_secret(tmp_path: Path) -> None:
+    """Web workers, worker processes and their helpers start at once on a shared instance folder: none may
+    fail the folder's write check because of another, and they must sign with the same secret key."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        instance, start, results = str(tmp_path / f"inst{attempt}"), context.Barrier(8), context.Queue()
+        procs = [context.Process(target=_prepare_together, args=(instance, start, results)) for _ in range(8)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        keys = [results.get(timeout=5) for _ in procs]
+        assert [k for k in keys if k.startswith("error")] == [] and len(set(keys)) == 1, keys
+        assert (Path(instance) / "secret_key").read_text().strip() == keys[0]
+        assert sorted(p.name for p in Path(instance).iterdir()) == ["secret_key", "triage.db"]  # no probe left
 
 
 def test_bad_number_in_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:

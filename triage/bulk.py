@@ -18,8 +18,8 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     every row as a statement of its own, which cost the worker about 0.2 ms of CPU per email in a batch
     (a ticket, two messages, an outbox row and the history rows each). The columns' Python-side defaults
     (timestamps, statuses) are filled in per row, as an INSERT would; triggers fire as they do for INSERT;
-    a driver error is raised as SQLAlchemy raises one. Anything else: one executemany INSERT. Pending ORM changes are flushed first either way, as they would
-    be before any statement the session runs.
+    a driver error is raised as SQLAlchemy raises one. Anything else: one executemany INSERT.
+    Pending ORM changes are flushed first either way, as before any statement the session runs.
     """
     if not rows:
         return

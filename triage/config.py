@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -149,9 +150,8 @@ class Settings:
         try:
             self.instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.instance_path.chmod(0o700)  # the database, its WAL, the secret and outgoing mail live here
-            probe = self.instance_path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            with tempfile.TemporaryFile(dir=self.instance_path) as probe:  # a name of its own: processes start together
+                probe.write(b"ok")
         except OSError as exc:
             raise ConfigError(f"instance folder {self.instance_path} is not writable: {exc.strerror}") from None
         if not self.database_url:
@@ -175,12 +175,26 @@ def private_file(path: Path) -> None:
 
 
 def _load_or_create_secret(path: Path) -> str:
+    """The secret key kept in `path` (0600), made on first use; processes that start together on a new
+    instance folder all get the one that was written first (it appears whole, or not at all)."""
     if path.exists():
         value = path.read_text().strip()
         if value:
             return value
     value = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    fd, written = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        try:
+            os.link(written, path)  # fails if another process made it meanwhile
+        except FileExistsError:
+            held = path.read_text().strip()
+            if held:
+                return held
+            os.replace(written, path)  # an empty file from before: ours takes its place
+        except OSError:  # a filesystem without hard links: written whole all the same
+            os.replace(written, path)
+    finally:
+        Path(written).unlink(missing_ok=True)
     return value

@@ -625,8 +625,8 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
 
 def _complete_opened(session: Session, settings: Settings) -> None:
     """Write the batch's new tickets, their messages and attachments, then their history and replies: one
-    INSERT per table (Core executemany of a prepared statement: no ORM objects to build, track and flush,
-    and no ids to read back, since `_number_new` gives them first)."""
+    statement per table (`insert_rows`: COPY on PostgreSQL, an executemany INSERT on SQLite), with no ORM
+    objects to build, track and flush, and no ids to read back (`_number_new` gives them first)."""
     cache = session.info[_CACHE]
     if not cache["opened"]:
         return
@@ -653,7 +653,7 @@ def _complete_opened(session: Session, settings: Settings) -> None:
 def _insert(
     session: Session, *tables: tuple[type[Ticket | Message | Attachment | OutboxItem], list[dict[str, Any]]]
 ) -> None:
-    """Insert numbered rows, one executemany per table (in the order given: parents first)."""
+    """Insert numbered rows, one statement per table, in the order given (parents first)."""
     for kind, rows in tables:
         insert_rows(session, kind.__table__, rows)
 
