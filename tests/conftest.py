@@ -201,6 +201,8 @@ class SmtpRecorder:
         self.open = threading.Event()  # cleared: every message waits at the end of DATA (a slow server)
         self.open.set()
         self.on_data: Callable[[], None] | None = None  # called as each message arrives, before it is answered
+        self.peers: list[Any] = []  # the client address and port each accepted message came over
+        self.drop_after: int | None = None  # after accepting this many messages, close that connection once
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         while not self.open.is_set():
@@ -210,6 +212,9 @@ class SmtpRecorder:
         if self.answers:
             return self.answers.pop(0)
         self.messages.append(envelope)
+        self.peers.append(session.peer)
+        if self.drop_after == len(self.messages):  # the answer goes out first, then the server hangs up
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 OK"
 
     def parsed(self) -> list[Any]:

@@ -121,6 +121,21 @@ def test_each_send_is_recorded_before_the_next_message_goes_out(mail_app: Flask,
     assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 4
 
 
+def test_one_smtp_connection_serves_a_delivery_round_and_a_dropped_one_is_opened_again(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
+    client = mail_app.test_client()
+    for i in range(6):
+        post_email(client, api_token, make_email(subject=f"q{i}", body="when will the results be released?",
+                                                 sender=f"c{i}@centre{i}.example"))  # fmt: skip
+    recorder = smtp_server[0]
+    recorder.drop_after = 3  # the server hangs up between the third and fourth message
+    assert deliver(mail_app) == 6
+    assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 6 and len(recorder.messages) == 6
+    peers = recorder.peers
+    assert len(set(peers[:3])) == 1 and len(set(peers[3:])) == 1 and peers[0] != peers[3], peers
+
+
 def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
     mail_app: Flask, api_token: str, smtp_server
 ) -> None:  # type: ignore[no-untyped-def]

@@ -100,32 +100,72 @@ class DeliveryOutcome:
 
 
 class Transport:
-    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is set."""
+    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is set.
+
+    One SMTP connection (connect, STARTTLS, login) serves every message of a delivery round: it is checked
+    with NOOP before each reuse and opened again when the server has dropped it. Close it when the round
+    ends (`with Transport(settings) as transport:`).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._folder_made: Path | None = None
+        self._smtp: smtplib.SMTP | None = None
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def send(self, sender: str, recipient: str, raw: bytes, name: str) -> DeliveryOutcome:
         """Deliver one message; temporary failures are not permanent, 5xx answers are."""
         if not self.settings.smtp_host:
             return self._write_file(raw, name)
-        s = self.settings
         try:
-            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout) as smtp:
-                if s.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if s.smtp_user:
-                    smtp.login(s.smtp_user, s.smtp_password)
-                smtp.sendmail(sender, [recipient], raw)
-        except smtplib.SMTPRecipientsRefused as exc:
+            self._connected().sendmail(sender, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:  # the session is still good (smtplib has reset it)
             code, text = next(iter(exc.recipients.values()))
             return DeliveryOutcome(False, code >= 500, f"{code} {text!r}")
         except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:  # the server is closing the connection
+                self.close()
             return DeliveryOutcome(False, exc.smtp_code >= 500, f"{exc.smtp_code} {exc.smtp_error!r}")
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
+            self.close()  # in an unknown state: the next message starts on a new connection
             return DeliveryOutcome(False, False, f"{type(exc).__name__}: {exc}")
         return DeliveryOutcome(True)
+
+    def close(self) -> None:
+        """End the SMTP session, if one is open."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                smtp.close()
+
+    def _connected(self) -> smtplib.SMTP:
+        """The open SMTP session if the server still answers it, else a new one (STARTTLS and login as set)."""
+        if self._smtp is not None:
+            try:
+                if self._smtp.noop()[0] == 250:
+                    return self._smtp
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.close()
+        s = self.settings
+        smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+        try:
+            if s.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if s.smtp_user:
+                smtp.login(s.smtp_user, s.smtp_password)
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+        return smtp
 
     def _write_file(self, raw: bytes, name: str) -> DeliveryOutcome:
         folder: Path = self.settings.outbox_dir or self.settings.instance_path / "outbox"
@@ -197,7 +237,12 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
     When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of its
     claim back, so another worker sends them at once instead of after the lease.
     """
-    transport = Transport(settings)
+    with Transport(settings) as transport:  # one SMTP connection for the whole round
+        return _deliver_claims(sessions, settings, worker_id, transport, should_stop)
+
+
+def _deliver_claims(sessions: sessionmaker[Session], settings: Settings, worker_id: str, transport: Transport,
+                    should_stop: Callable[[], bool]) -> int:  # fmt: skip
     handled = 0
     while True:
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
