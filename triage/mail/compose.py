@@ -169,13 +169,18 @@ _CLOSING = re.compile(r"^(kind regards|best regards|warm regards|regards|best wi
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*\u2022]\s+(.*)$")
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
-_CHUNK_BREAK = re.compile(r"\n[ \t]*\n")  # a blank line: no block spans it, so each chunk is rendered alone
+_CHUNK_BREAK = re.compile(r"\n[ \t]*\n")  # a blank line
+
+
+def _chunks(text: str) -> list[str]:
+    """A plain-text body split at its blank lines (no block spans one)."""
+    return _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n"))
 
 
 def blocks(text: str) -> list[dict[str, Any]]:
     """The paragraphs of a plain-text body as blocks: paragraph, numbered list, bullet list or quotation."""
     result: list[dict[str, Any]] = []
-    for chunk in _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n")):
+    for chunk in _chunks(text):
         lines = [ln.rstrip() for ln in chunk.split("\n") if ln.strip()]
         # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks of their own
         for quoted, run in itertools.groupby(lines, key=lambda ln: ln.lstrip().startswith(">")):
@@ -213,7 +218,7 @@ _HTML_ENV.globals["linked"] = _linked
 
 def html_body(text: str, title: str) -> str:
     """The text/html alternative of a plain-text body: same words, simple, accessible, inline CSS, no images."""
-    body = Markup("").join(_chunk_html(chunk) for chunk in _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n")))
+    body = Markup("").join(_chunk_html(chunk) for chunk in _chunks(text))
     return _HTML_ENV.get_template("layout.html").render(body=body, title=title)
 
 

@@ -411,11 +411,12 @@ def _handle(session: Session, settings: Settings, model: TrainedModel | None, de
             parsed: ParsedEmail) -> Ticket | _Opened:  # fmt: skip
     own = {settings.support_address.lower()}
     reason = no_reply_reason(parsed, own, settings.mail_domain)
-    if _thread_candidates(parsed) or parse_reference(parsed.subject) is not None:
+    candidates, reference = _thread_candidates(parsed), parse_reference(parsed.subject)
+    if candidates or reference is not None:
         # it may continue a ticket this batch has just opened: those are written first (and every history
         # stays in order)
         _complete_opened(session, settings)
-        ticket = find_thread(session, parsed, settings.secret_key)
+        ticket = find_thread(session, parsed, settings.secret_key, candidates, reference)
         if ticket is not None:
             _add_follow_up(session, settings, ticket, parsed, reason)
             return ticket
@@ -427,9 +428,10 @@ def _thread_candidates(parsed: ParsedEmail) -> list[str]:
     return [i for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids] if i]
 
 
-def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | None:
-    """The ticket this email continues: by In-Reply-To/References (and bounced IDs), then by subject reference."""
-    candidates = _thread_candidates(parsed)
+def find_thread(session: Session, parsed: ParsedEmail, secret: str, candidates: list[str],
+                reference: int | None) -> Ticket | None:  # fmt: skip
+    """The ticket this email continues: by the Message-IDs it answers (`_thread_candidates`), then by the
+    ticket reference in its subject (from a participant only)."""
     for message_id in candidates:
         ticket_id = compose.ticket_from_message_id(secret, message_id)
         if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
@@ -438,8 +440,7 @@ def find_thread(session: Session, parsed: ParsedEmail, secret: str) -> Ticket | 
         known = session.scalars(select(Message.ticket_id).where(Message.message_id.in_(candidates))).first()
         if known is not None:
             return session.get(Ticket, known)
-    ticket_id = parse_reference(parsed.subject)
-    ticket = session.get(Ticket, ticket_id) if ticket_id is not None else None
+    ticket = session.get(Ticket, reference) if reference is not None else None
     addresses = {parsed.from_address, choose_recipient(parsed).address}
     if ticket is not None and _is_participant(session, ticket, addresses):
         return ticket
