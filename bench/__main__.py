@@ -44,16 +44,23 @@ def _description() -> str:
     for name, (what, quick, full) in BENCHMARKS.items():
         lines.append(f"  {name:<11} {what}")
         lines.append(f"  {'':<11} takes {quick} quick, {full} full")
-    lines += ["", "Each prints ratios against a baseline measured in the same run; nothing is asserted."]
+    lines += [
+        "",
+        "Each prints ratios against a baseline measured in the same run; nothing is asserted.",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     """Run the named benchmarks, default all."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench", description=_description(), formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m bench",
+        description=_description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)}"
+    )
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:

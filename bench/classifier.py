@@ -13,7 +13,16 @@ from pathlib import Path
 
 import joblib
 
-from bench.common import REPO, full_profile, median_time, percentile, row, sample_emails, shared_model, timed
+from bench.common import (
+    REPO,
+    full_profile,
+    median_time,
+    percentile,
+    row,
+    sample_emails,
+    shared_model,
+    timed,
+)
 from triage import schema
 from triage.classifier import registry
 from triage.database import make_engine, make_session_factory
@@ -33,7 +42,9 @@ def _child_run(args: list[str], stdin_path: Path, env: dict[str, str]) -> tuple[
     """Run a child process with stdin from a file; return (seconds, peak RSS in MiB)."""
     with stdin_path.open("rb") as stdin:
         start = time.perf_counter()
-        proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
+        proc = subprocess.Popen(
+            args, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO
+        )
         _, ru = os.wait4(proc.pid, 0)[1:]
         elapsed = time.perf_counter() - start
     proc.returncode = 0
@@ -72,24 +83,48 @@ def main() -> None:
             [sys.executable, "-m", "flask", "--app", "app", "triage", "classify"], input_path, env
         )
         bare_child_seconds, bare_rss = _child_run(
-            [sys.executable, "-c", _BARE_SCRIPT, str(artifact), str(input_path)], Path(os.devnull), env
+            [sys.executable, "-c", _BARE_SCRIPT, str(artifact), str(input_path)],
+            Path(os.devnull),
+            env,
         )
         model = registry.load(models_dir, trained.version)
         pairs = [(e["subject"], e["body"]) for e in emails]
         bare_seconds, _ = timed(lambda: model.pipeline.predict_proba(pairs))
 
         print(f" batch: {BATCH_EMAILS} emails")
-        print(row("triage classify (whole process) emails/s", BATCH_EMAILS / cli_seconds, "emails/s",
-                  BATCH_EMAILS / bare_seconds))  # fmt: skip
-        print(row("bare Pipeline in a process (load+predict) emails/s", BATCH_EMAILS / bare_child_seconds, "emails/s"))
-        print(row("bare Pipeline.predict_proba in-process emails/s", BATCH_EMAILS / bare_seconds, "emails/s"))
+        print(
+            row(
+                "triage classify (whole process) emails/s",
+                BATCH_EMAILS / cli_seconds,
+                "emails/s",
+                BATCH_EMAILS / bare_seconds,
+            )
+        )
+        print(
+            row(
+                "bare Pipeline in a process (load+predict) emails/s",
+                BATCH_EMAILS / bare_child_seconds,
+                "emails/s",
+            )
+        )
+        print(
+            row(
+                "bare Pipeline.predict_proba in-process emails/s",
+                BATCH_EMAILS / bare_seconds,
+                "emails/s",
+            )
+        )
 
         single = pairs[:SINGLE_EMAILS]
         api, bare = [], []
         for subject, body in single:
             api.append(timed(lambda s=subject, b=body: model.decide_one(s, b))[0] * 1000)
-            bare.append(timed(lambda s=subject, b=body: model.pipeline.predict_proba([(s, b)]))[0] * 1000)
-        print(f" single email, {SINGLE_EMAILS} calls through TrainedModel.decide_one (target p99 < 10 ms)")
+            bare.append(
+                timed(lambda s=subject, b=body: model.pipeline.predict_proba([(s, b)]))[0] * 1000
+            )
+        print(
+            f" single email, {SINGLE_EMAILS} calls through TrainedModel.decide_one (target p99 < 10 ms)"
+        )
         print(row("p50 latency", percentile(api, 50), "ms", percentile(bare, 50), "lower"))
         print(row("p99 latency", percentile(api, 99), "ms", percentile(bare, 99), "lower"))
 
@@ -99,10 +134,18 @@ def main() -> None:
 
         load_s = median_time(cold_load)
         bare_load_s = median_time(lambda: joblib.load(artifact))
-        print(row("model load time (registry.load, target < 1 s)", load_s, "s", bare_load_s, "lower"))
+        print(
+            row("model load time (registry.load, target < 1 s)", load_s, "s", bare_load_s, "lower")
+        )
         print(row("artifact size", artifact.stat().st_size / 2**20, "MiB"))
         print(row("peak memory, triage classify process", cli_rss, "MiB", bare_rss, "lower"))
-        print(row("peak memory, this process", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB"))
+        print(
+            row(
+                "peak memory, this process",
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "MiB",
+            )
+        )
 
 
 if __name__ == "__main__":

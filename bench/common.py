@@ -30,7 +30,10 @@ def shared_model(every: int = 1) -> TrainedModel:
         from triage.classifier.training import train
 
         examples = load_jsonl(REPO / "training_data" / TRAIN_FILE)[::every]
-        print(f"  [training the benchmark model on {len(examples)} emails, once for the whole run]", flush=True)
+        print(
+            f"  [training the benchmark model on {len(examples)} emails, once for the whole run]",
+            flush=True,
+        )
         _models[every] = train(examples, None, "vbench", n_jobs=2).model
     return _models[every]
 
@@ -78,12 +81,19 @@ def sample_emails(n: int, seed: int = 7) -> list[dict[str, str]]:
     """n emails drawn (with replacement) from the training and test files, with unique ids."""
     rows = []
     for name in ("train.jsonl", "test.jsonl"):
-        rows += [json.loads(line) for line in (REPO / "training_data" / name).read_text().splitlines()]
+        rows += [
+            json.loads(line) for line in (REPO / "training_data" / name).read_text().splitlines()
+        ]
     rng = random.Random(seed)
-    return [{"id": f"e{i}", "subject": r["subject"], "body": r["body"]} for i, r in enumerate(rng.choices(rows, k=n))]
+    return [
+        {"id": f"e{i}", "subject": r["subject"], "body": r["body"]}
+        for i, r in enumerate(rng.choices(rows, k=n))
+    ]
 
 
-def row(name: str, value: float, unit: str, baseline: float | None = None, better: str = "higher") -> str:
+def row(
+    name: str, value: float, unit: str, baseline: float | None = None, better: str = "higher"
+) -> str:
     """One printed result line, with the ratio to the baseline when there is one."""
     text = f"  {name:48} {value:12.3f} {unit}"
     if baseline:

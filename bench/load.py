@@ -62,19 +62,25 @@ from triage.classifier.dataset import TRAIN_FILE
 from triage.database import make_engine, make_session_factory, statement_session
 from triage.helpdesk import tokens
 from triage.mail.inbound import NO_ACTION_NEEDED
-from triage.models import InboundEmail, Message, OutboxItem, Ticket, utcnow
+from triage.orm import InboundEmail, Message, OutboxItem, Ticket, utcnow
 
-DESCRIPTION = "webhook burst: accept p99, processing rate vs a components floor, reply latency, lost/doubled"
+DESCRIPTION = (
+    "webhook burst: accept p99, processing rate vs a components floor, reply latency, lost/doubled"
+)
 WEB_WORKERS = 4
 BATCH = 50
 
-_started: list[subprocess.Popen[bytes]] = []  # every process this run started (each leads its own group)
+_started: list[
+    subprocess.Popen[bytes]
+] = []  # every process this run started (each leads its own group)
 
 
 # --- process hygiene: nothing outlives the benchmark -------------------------------------------------------
 
 
-def _spawn(command: list[str], env: dict[str, str], what: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+def _spawn(
+    command: list[str], env: dict[str, str], what: str, **kwargs: Any
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, **kwargs)
     _started.append(proc)
     print(f"  [started {what}: pid {proc.pid}]", flush=True)
@@ -100,7 +106,11 @@ def _stop_all() -> None:
 
 
 def _on_signal(signum: int, _frame: object) -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):  # a second Ctrl-C must not cut the clean-up short
+    for sig in (
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGINT,
+    ):  # a second Ctrl-C must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
     raise SystemExit(128 + signum)  # unwinds through every `finally`, then atexit
 
@@ -115,13 +125,17 @@ def _guard() -> None:
 
 
 def _emails(n: int, first: int = 0) -> list[bytes]:
-    rows = [json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()
+    ]
     rng = random.Random(5 + first)
     out = []
     for i in range(first, first + n):
         r = rng.choice(rows)
         msg = EmailMessage()
-        msg["From"] = f"centre{i}@centre{i % 997}.example"  # one sender each: no per-sender caps in the way
+        msg["From"] = (
+            f"centre{i}@centre{i % 997}.example"  # one sender each: no per-sender caps in the way
+        )
         msg["To"] = "support@imi-awards.example"
         msg["Subject"] = r["subject"]
         msg["Message-ID"] = f"<load{i}@centre{i % 997}.example>"
@@ -135,7 +149,9 @@ class Fired:
     """The burst as the load generator saw it: per email, when its POST started and how long it took."""
 
     elapsed: float
-    started: dict[int, float] = field(default_factory=dict)  # email index -> wall-clock start (time.time())
+    started: dict[int, float] = field(
+        default_factory=dict
+    )  # email index -> wall-clock start (time.time())
     latencies: list[float] = field(default_factory=list)  # ms, accepted requests
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -167,8 +183,10 @@ def _fire(port: int, emails: list[bytes], token: str, concurrency: int) -> Fired
     the end (gunicorn's sync workers close the connection after each answer, as the standard client's would
     be). A mail provider calling the webhook runs on other machines.
     """
-    head = (f"POST /api/v1/inbound HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: message/rfc822\r\nConnection: close\r\nContent-Length: ")  # fmt: skip
+    head = (
+        f"POST /api/v1/inbound HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: message/rfc822\r\nConnection: close\r\nContent-Length: "
+    )
     requests = [f"{head}{len(raw)}\r\n\r\n".encode() + raw for raw in emails]
     fired = Fired(0.0)
     lock = threading.Lock()
@@ -193,7 +211,9 @@ def _fire(port: int, emails: list[bytes], token: str, concurrency: int) -> Fired
     return fired
 
 
-def _wait_http(port: int, proc: subprocess.Popen[bytes], path: str = "/healthz", seconds: float = 120) -> None:
+def _wait_http(
+    port: int, proc: subprocess.Popen[bytes], path: str = "/healthz", seconds: float = 120
+) -> None:
     """Wait until the server answers 200 on `path` (raises if it exits or never does)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -212,21 +232,55 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], path: str = "/healthz",
 
 def _gunicorn(module: str, port: int, env: dict[str, str], what: str) -> subprocess.Popen[bytes]:
     # the production config (triage/web/gunicorn_conf.py: multi-process metrics) with bench-sized workers
-    return _spawn([sys.executable, "-m", "gunicorn", "-c", "python:triage.web.gunicorn_conf", "--workers",
-                   str(WEB_WORKERS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning", module], env, what,
-                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return _spawn(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:triage.web.gunicorn_conf",
+            "--workers",
+            str(WEB_WORKERS),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            module,
+        ],
+        env,
+        what,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _worker(processes: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`flask triage worker --processes N`, returned once every process has loaded the model and started."""
-    command = [sys.executable, "-m", "flask", "--app", "app", "triage", "worker", "--processes", str(processes)]
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "triage",
+        "worker",
+        "--processes",
+        str(processes),
+    ]
     with log.open("wb") as out:
-        proc = _spawn(command, {**env, "PYTHONUNBUFFERED": "1"}, f"worker --processes {processes}", stdout=out,
-                      stderr=subprocess.STDOUT)  # fmt: skip
+        proc = _spawn(
+            command,
+            {**env, "PYTHONUNBUFFERED": "1"},
+            f"worker --processes {processes}",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 180
     while log.read_text(errors="replace").count("worker started") < processes:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            raise SystemExit(
+                f"the worker did not start:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.1)
     return proc
 
@@ -250,8 +304,10 @@ def _floor_chunk(args: tuple[str, list[bytes], Any]) -> int:
             categories = pipeline.classes_[pipeline.predict_proba(pairs).argmax(axis=1)]
             with conn.begin():
                 for message_id, category in zip(ids, categories, strict=True):
-                    conn.execute(text("INSERT INTO bench_floor (message_id, category) VALUES (:m, :c)"),
-                                 {"m": message_id, "c": str(category)})  # fmt: skip
+                    conn.execute(
+                        text("INSERT INTO bench_floor (message_id, category) VALUES (:m, :c)"),
+                        {"m": message_id, "c": str(category)},
+                    )
                     done += 1
     engine.dispose()
     return done
@@ -263,8 +319,12 @@ def _components_floor(url: str, emails: list[bytes], pipeline: Any, processes: i
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS bench_floor"))
         kind = "SERIAL" if engine.dialect.name == "postgresql" else "INTEGER"
-        conn.execute(text(f"CREATE TABLE bench_floor (id {kind} PRIMARY KEY, message_id VARCHAR(998) UNIQUE, "
-                          "category VARCHAR(64))"))  # fmt: skip
+        conn.execute(
+            text(
+                f"CREATE TABLE bench_floor (id {kind} PRIMARY KEY, message_id VARCHAR(998) UNIQUE, "
+                "category VARCHAR(64))"
+            )
+        )
     chunks = [(url, emails[i::processes], pipeline) for i in range(processes)]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         start = time.perf_counter()
@@ -275,7 +335,9 @@ def _components_floor(url: str, emails: list[bytes], pipeline: Any, processes: i
         conn.execute(text("DROP TABLE bench_floor"))
     engine.dispose()
     if done != len(emails) or stored != len(emails):
-        raise SystemExit(f"components floor: {done} processed and {stored} stored of {len(emails)}: aborting")
+        raise SystemExit(
+            f"components floor: {done} processed and {stored} stored of {len(emails)}: aborting"
+        )
     return len(emails) / elapsed
 
 
@@ -311,7 +373,9 @@ def _silent_by_design() -> Any:
     )
 
 
-def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_seconds: float) -> Drained:
+def _drain(
+    engine: Engine, fired: Fired, message_ids: dict[int, str], max_seconds: float
+) -> Drained:
     """Wait until every accepted email is processed and answered (or the time bound), then count.
 
     Automatic mail in the sample (a read receipt, say) is processed and stored but never answered; it is
@@ -323,8 +387,12 @@ def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_second
     with engine.connect() as conn:
         while True:
             processed = _processed(conn)
-            sent = conn.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "sent"))
-            silent_now = conn.scalar(select(func.count()).select_from(_silent_by_design().subquery()))
+            sent = conn.scalar(
+                select(func.count()).select_from(OutboxItem).where(OutboxItem.status == "sent")
+            )
+            silent_now = conn.scalar(
+                select(func.count()).select_from(_silent_by_design().subquery())
+            )
             conn.rollback()
             if processed >= expected and (sent or 0) + (silent_now or 0) >= expected:
                 break
@@ -332,12 +400,18 @@ def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_second
                 timed_out = True
                 break
             time.sleep(0.1)
-        processed_at = dict(conn.execute(select(InboundEmail.message_id, InboundEmail.processed_at)).all())
-        tickets = Counter(conn.scalars(select(Message.message_id).where(Message.direction == "inbound")))
+        processed_at = dict(
+            conn.execute(select(InboundEmail.message_id, InboundEmail.processed_at)).all()
+        )
+        tickets = Counter(
+            conn.scalars(select(Message.message_id).where(Message.direction == "inbound"))
+        )
         silent_ids = set(conn.scalars(_silent_by_design()))
         replies: dict[str, list[Any]] = {}
         for in_reply_to, sent_at in conn.execute(
-            select(Message.in_reply_to, OutboxItem.sent_at).join(OutboxItem, OutboxItem.message_id == Message.id)
+            select(Message.in_reply_to, OutboxItem.sent_at).join(
+                OutboxItem, OutboxItem.message_id == Message.id
+            )
         ):
             replies.setdefault(in_reply_to, []).append(sent_at)
     first = min(fired.started.values())
@@ -355,7 +429,9 @@ def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_second
         reply_at = min(sent).replace(tzinfo=UTC).timestamp()
         reply_ms.append((reply_at - wall) * 1000)
         last = max(last, reply_at)
-    last_processed = max((d.replace(tzinfo=UTC).timestamp() for d in processed_at.values() if d), default=first)
+    last_processed = max(
+        (d.replace(tzinfo=UTC).timestamp() for d in processed_at.values() if d), default=first
+    )
     return Drained(
         seconds=last - first,
         processed_per_s=expected / max(1e-9, last_processed - first),
@@ -368,7 +444,9 @@ def _drain(engine: Engine, fired: Fired, message_ids: dict[int, str], max_second
     )
 
 
-def _drain_stored(engine: Engine, after_id: int, n: int, max_seconds: float, ready: datetime) -> tuple[float, int]:
+def _drain_stored(
+    engine: Engine, after_id: int, n: int, max_seconds: float, ready: datetime
+) -> tuple[float, int]:
     """The workers' steady rate on the `n` stored emails with ids above `after_id`, and how many of them they
     processed (all of them unless the time bound cut it short).
 
@@ -385,12 +463,17 @@ def _drain_stored(engine: Engine, after_id: int, n: int, max_seconds: float, rea
             done = _processed(conn, after_id)
             conn.rollback()
         stored = InboundEmail.id > after_id
-        first, last = conn.execute(select(func.min(InboundEmail.processed_at), func.max(InboundEmail.processed_at))
-                                   .where(stored, InboundEmail.processed_at >= ready)).one()  # fmt: skip
+        first, last = conn.execute(
+            select(func.min(InboundEmail.processed_at), func.max(InboundEmail.processed_at)).where(
+                stored, InboundEmail.processed_at >= ready
+            )
+        ).one()
         if first is None:
             return float("nan"), done
         later = conn.scalar(
-            select(func.count()).select_from(InboundEmail).where(stored, InboundEmail.processed_at > first)
+            select(func.count())
+            .select_from(InboundEmail)
+            .where(stored, InboundEmail.processed_at > first)
         )
     span = (last - first).total_seconds()
     return (later / span if span > 0 else float("nan")), done
@@ -423,8 +506,12 @@ def _profile(emails: list[bytes], model: Any, scratch: Path, base_env: dict[str,
 
     url = f"sqlite:///{scratch / 'profile.db'}"
     engine, sessions = _database(url, model)
-    settings = Settings(instance_path=scratch, database_url=url, models_dir=Path(base_env["MODELS_DIR"]),
-                        secret_key="bench")  # fmt: skip
+    settings = Settings(
+        instance_path=scratch,
+        database_url=url,
+        models_dir=Path(base_env["MODELS_DIR"]),
+        secret_key="bench",
+    )
     ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, 60))
     ctx.models.current()
     stages: Counter[str] = Counter()
@@ -448,9 +535,13 @@ def _profile(emails: list[bytes], model: Any, scratch: Path, base_env: dict[str,
     print(f"  per-stage profile, in one process on SQLite ({n} emails, batches of {BATCH}):")
     for stage, seconds in stages.items():
         print(f"    {stage:34} {seconds / n * 1000:7.2f} ms/email")
-    print(f"    {'processing in all':34} {total / n * 1000:7.2f} ms/email ({n / total:.0f} emails/s in one process)")
+    print(
+        f"    {'processing in all':34} {total / n * 1000:7.2f} ms/email ({n / total:.0f} emails/s in one process)"
+    )
     if profiler:
-        print("  cProfile of the processing (BENCH_PROFILE=1): the service's functions by cumulative time")
+        print(
+            "  cProfile of the processing (BENCH_PROFILE=1): the service's functions by cumulative time"
+        )
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"triage/", 30)
 
 
@@ -470,12 +561,24 @@ class Result:
     duplicates: int
 
 
-def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dict[str, str], port: int,
-             processes: int, concurrency: int, max_seconds: float, scratch: Path) -> Result:  # fmt: skip
+def _service(
+    name: str,
+    url: str,
+    emails: list[bytes],
+    model: Any,
+    base_env: dict[str, str],
+    port: int,
+    processes: int,
+    concurrency: int,
+    max_seconds: float,
+    scratch: Path,
+) -> Result:
     n = len(emails)
     floor = _components_floor(url, emails, model.pipeline, processes)
-    print(f"  {'components floor, ' + str(processes) + ' process(es)':36} {floor:9.1f} emails/s "
-          "(stdlib parse + bare Pipeline.predict_proba + one INSERT each)")  # fmt: skip
+    print(
+        f"  {'components floor, ' + str(processes) + ' process(es)':36} {floor:9.1f} emails/s "
+        "(stdlib parse + bare Pipeline.predict_proba + one INSERT each)"
+    )
     engine, sessions = _database(url, model)
     with sessions() as s:
         _row, token = tokens.create_token(s, "load")
@@ -496,7 +599,9 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
             watermark = conn.scalar(select(func.max(InboundEmail.id))) or 0
         stored = _fire(port, _emails(n, first=n), token, concurrency)
         if stored.errors:
-            raise SystemExit(f"storing the second burst had errors ({dict(stored.errors)}): aborting")
+            raise SystemExit(
+                f"storing the second burst had errors ({dict(stored.errors)}): aborting"
+            )
         worker = _worker(processes, env, scratch / f"worker-{name}-stored.log")
         worker_rate, done = _drain_stored(engine, watermark, stored.accepted, max_seconds, utcnow())
     finally:
@@ -510,26 +615,47 @@ def _service(name: str, url: str, emails: list[bytes], model: Any, base_env: dic
         f"p50 {percentile(fired.latencies, 50):6.1f} ms  p99 {accept_p99:6.1f} ms  errors {errors}"
     )
     cut = "  STOPPED at the time bound: figures cover what was done" if drained.timed_out else ""
-    print(f"  {'processing, ' + name + f', {processes} worker proc.':36} {drained.processed_per_s:9.1f} "
-          f"emails/s (ratio to the components floor {drained.processed_per_s / floor:.2f}); drained in "
-          f"{drained.seconds:.1f} s{cut}")  # fmt: skip
-    bound = f"  STOPPED at the time bound: {stored.accepted - done} not processed" if done < stored.accepted else ""
-    print(f"  {'workers alone, on stored mail':36} {worker_rate:9.1f} emails/s (ratio to the components floor "
-          f"{worker_rate / floor:.2f}; {stored.accepted} emails stored while they were stopped){bound}")  # fmt: skip
+    print(
+        f"  {'processing, ' + name + f', {processes} worker proc.':36} {drained.processed_per_s:9.1f} "
+        f"emails/s (ratio to the components floor {drained.processed_per_s / floor:.2f}); drained in "
+        f"{drained.seconds:.1f} s{cut}"
+    )
+    bound = (
+        f"  STOPPED at the time bound: {stored.accepted - done} not processed"
+        if done < stored.accepted
+        else ""
+    )
+    print(
+        f"  {'workers alone, on stored mail':36} {worker_rate:9.1f} emails/s (ratio to the components floor "
+        f"{worker_rate / floor:.2f}; {stored.accepted} emails stored while they were stopped){bound}"
+    )
     if drained.reply_ms:
-        print(f"  {'mail-to-reply (POST to reply sent)':36} p50 {percentile(drained.reply_ms, 50):8.0f} ms  "
-              f"p99 {percentile(drained.reply_ms, 99):8.0f} ms")  # fmt: skip
-    print(f"  {'afterwards':36} {fired.accepted} accepted, lost {drained.lost}, automatic (no reply by design) "
-          f"{drained.silent}, doubled tickets "
-          f"{drained.doubled_tickets}, doubled replies {drained.doubled_replies}")  # fmt: skip
+        print(
+            f"  {'mail-to-reply (POST to reply sent)':36} p50 {percentile(drained.reply_ms, 50):8.0f} ms  "
+            f"p99 {percentile(drained.reply_ms, 99):8.0f} ms"
+        )
+    print(
+        f"  {'afterwards':36} {fired.accepted} accepted, lost {drained.lost}, automatic (no reply by design) "
+        f"{drained.silent}, doubled tickets "
+        f"{drained.doubled_tickets}, doubled replies {drained.doubled_replies}"
+    )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    lost = drained.lost + (n - fired.accepted) + (n - done)  # the second burst: not stored or not processed
-    return Result(name, accept_p99, drained.processed_per_s, worker_rate, floor, lost,
-                  drained.doubled_tickets + drained.doubled_replies)  # fmt: skip
+    lost = (
+        drained.lost + (n - fired.accepted) + (n - done)
+    )  # the second burst: not stored or not processed
+    return Result(
+        name,
+        accept_p99,
+        drained.processed_per_s,
+        worker_rate,
+        floor,
+        lost,
+        drained.doubled_tickets + drained.doubled_replies,
+    )
 
 
 def main() -> None:
@@ -539,18 +665,30 @@ def main() -> None:
     concurrency = int(os.environ.get("BENCH_LOAD_CONCURRENCY", "16"))
     pg_processes = int(os.environ.get("BENCH_LOAD_WORKERS", "2"))
     max_seconds = float(os.environ.get("BENCH_LOAD_MAX_SECONDS", "600"))
-    print(f"== load: a burst of {n} emails to POST /api/v1/inbound, concurrency {concurrency}, gunicorn "
-          f"{WEB_WORKERS} web workers; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} ==", flush=True)  # fmt: skip
+    print(
+        f"== load: a burst of {n} emails to POST /api/v1/inbound, concurrency {concurrency}, gunicorn "
+        f"{WEB_WORKERS} web workers; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} ==",
+        flush=True,
+    )
     emails = _emails(n)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         models = scratch / "models"
-        every = int(os.environ.get("BENCH_LOAD_TRAIN_EVERY", "1"))  # >1: a quicker, smaller model (for tests)
+        every = int(
+            os.environ.get("BENCH_LOAD_TRAIN_EVERY", "1")
+        )  # >1: a quicker, smaller model (for tests)
         trained = shared_model(every)
         registry.save(trained, models)
         model = registry.load(models, trained.version)
-        base_env = {**os.environ, "MODELS_DIR": str(models), "TRIAGE_INSTANCE_PATH": str(scratch), "SECRET_KEY": "bench",
-                    "OUTBOX_DIR": str(scratch / "outbox"), "API_RATE_PER_MINUTE": "1000000", "SMTP_HOST": ""}  # fmt: skip
+        base_env = {
+            **os.environ,
+            "MODELS_DIR": str(models),
+            "TRIAGE_INSTANCE_PATH": str(scratch),
+            "SECRET_KEY": "bench",
+            "OUTBOX_DIR": str(scratch / "outbox"),
+            "API_RATE_PER_MINUTE": "1000000",
+            "SMTP_HOST": "",
+        }
         port = 18100 + os.getpid() % 500 * 4
         bare = _gunicorn("bench.bare_app:app", port, base_env, "bare 202 endpoint")
         try:
@@ -559,7 +697,9 @@ def main() -> None:
         finally:
             _stop(bare)
         if floor.errors:
-            raise SystemExit(f"accept floor run had errors ({dict(floor.errors)}): aborting, its figures mean nothing")
+            raise SystemExit(
+                f"accept floor run had errors ({dict(floor.errors)}): aborting, its figures mean nothing"
+            )
         print(
             f"  {'accept floor (bare Flask 202)':36} {floor.accepted / floor.elapsed:9.1f} emails/s  "
             f"p50 {percentile(floor.latencies, 50):6.1f} ms  p99 {percentile(floor.latencies, 99):6.1f} ms  errors 0"
@@ -571,14 +711,28 @@ def main() -> None:
         results = []
         for offset, (name, url, processes) in enumerate(targets, start=1):
             print(f" -- {name} --", flush=True)
-            results.append(_service(name, url, emails, model, base_env, port + offset, processes, concurrency,
-                                    max_seconds, scratch))  # fmt: skip
+            results.append(
+                _service(
+                    name,
+                    url,
+                    emails,
+                    model,
+                    base_env,
+                    port + offset,
+                    processes,
+                    concurrency,
+                    max_seconds,
+                    scratch,
+                )
+            )
         _profile(emails[: min(n, 600)], model, scratch, base_env)
     last = results[-1]
     print(f"  (load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
-    print(f"RESULT accept_p99_ms={last.accept_p99:.1f} processed_per_s={last.workers_per_s:.1f} "
-          f"floor_per_s={last.floor_per_s:.1f} ratio={last.workers_per_s / last.floor_per_s:.2f} "
-          f"lost={last.lost} duplicates={last.duplicates}")  # fmt: skip
+    print(
+        f"RESULT accept_p99_ms={last.accept_p99:.1f} processed_per_s={last.workers_per_s:.1f} "
+        f"floor_per_s={last.floor_per_s:.1f} ratio={last.workers_per_s / last.floor_per_s:.2f} "
+        f"lost={last.lost} duplicates={last.duplicates}"
+    )
 
 
 if __name__ == "__main__":

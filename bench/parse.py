@@ -40,11 +40,16 @@ def plain(size: int) -> bytes:
 def shapes(size: int) -> dict[str, bytes]:
     """Raw messages of about `size` bytes: the plain baseline first, then the hostile shapes for the parser."""
     rng = random.Random(3)
-    nest = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode() for i in range(2000))
+    nest = b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+        for i in range(2000)
+    )
     attachment = base64.encodebytes(rng.randbytes(size * 3 // 4 - 2000))
     return {
         "plain text (baseline)": plain(size),
-        "deep nesting (2,000 levels)": _fill(HEAD + b"Subject: nested\r\n" + nest, b"x" * 76 + b"\r\n", size),
+        "deep nesting (2,000 levels)": _fill(
+            HEAD + b"Subject: nested\r\n" + nest, b"x" * 76 + b"\r\n", size
+        ),
         "many parts": _fill(
             HEAD + b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
             b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n",
@@ -52,55 +57,83 @@ def shapes(size: int) -> dict[str, bytes]:
             b"--b--\r\n",
         ),
         "one huge header": _fill(HEAD + b"Subject: ", b"A", size, b"\r\n\r\nbody\r\n"),
-        "many headers": _fill(HEAD + b"Subject: h\r\n", b"X-Hop: relay.example\r\n", size, b"\r\nbody\r\n"),
-        "base64 attachment": HEAD + b"Subject: scan\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        "many headers": _fill(
+            HEAD + b"Subject: h\r\n", b"X-Hop: relay.example\r\n", size, b"\r\nbody\r\n"
+        ),
+        "base64 attachment": HEAD
+        + b"Subject: scan\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
         b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/pdf\r\n"
         b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment + b"--b--\r\n",
         "random bytes": HEAD + b"Subject: noise\r\n\r\n" + rng.randbytes(size),
     }
 
 
-def _text_mail(body: bytes, subject: bytes = b"exam frozen", sender: bytes = b"Jo <jo@college.example>") -> bytes:
+def _text_mail(
+    body: bytes, subject: bytes = b"exam frozen", sender: bytes = b"Jo <jo@college.example>"
+) -> bytes:
     return b"From: " + sender + b"\r\n" + _TO + b"Subject: " + subject + b"\r\n\r\n" + body
 
 
 def hostile_emails(size: int = MAX_BYTES) -> dict[str, bytes]:
     """Whole emails that once stalled a worker (the review's shapes at their sizes), and more up to `size`."""
-    nest = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode() for i in range(5000))
-    html_head = b"From: jo@college.example\r\n" + _TO + b"Subject: html\r\nContent-Type: text/html\r\n\r\n"
+    nest = b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+        for i in range(5000)
+    )
+    html_head = (
+        b"From: jo@college.example\r\n" + _TO + b"Subject: html\r\nContent-Type: text/html\r\n\r\n"
+    )
     return {
         "blank lines (a + CRLF*20000 + b)": _text_mail(b"a" + b"\r\n" * 20000 + b"b"),
         "'On ' * 6000": _text_mail(b"On " * 6000),
-        "80 KB From display name": _text_mail(b"x", sender=b'"' + b"A " * 40_000 + b'" <jo@college.example>'),
-        "160 KB From display name": _text_mail(b"x", sender=b"B" * 160_000 + b" <jo@college.example>"),
+        "80 KB From display name": _text_mail(
+            b"x", sender=b'"' + b"A " * 40_000 + b'" <jo@college.example>'
+        ),
+        "160 KB From display name": _text_mail(
+            b"x", sender=b"B" * 160_000 + b" <jo@college.example>"
+        ),
         "9 MB folded Subject": _text_mail(b"body", subject=b"word\r\n " * (9_000_000 // 7)),
         "8 MB HTML-only body": html_head + b"<p>exam<br>frozen</p>" * (8_000_000 // 22),
         "HTML nested 1M deep": html_head + b"<div>" * (size // 5 - 100),
-        "HTML table of 10 MB": _fill(html_head + b"<table>", b"<tr><td>a</td><td>b</td></tr>", size),
-        "'>' quote lines": _fill(_TO + b"From: jo@college.example\r\nSubject: q\r\n\r\n", b"> " * 500 + b"\r\n", size),
+        "HTML table of 10 MB": _fill(
+            html_head + b"<table>", b"<tr><td>a</td><td>b</td></tr>", size
+        ),
+        "'>' quote lines": _fill(
+            _TO + b"From: jo@college.example\r\nSubject: q\r\n\r\n", b"> " * 500 + b"\r\n", size
+        ),
         "one 10 MB line of '>'": _text_mail(b">" * (size - 200)),
         "'On ... wrote:' lines": _fill(_text_mail(b""), b"On Mon, Jo wrote:\r\n> x\r\n", size),
         "header-like lines": _fill(_text_mail(b""), b"From: a\r\nSent: b\r\n", size),
         "many encoded-words": _text_mail(b"x", subject=b"=?utf-8?b?w6k=?= " * (size // 17 - 10)),
         "encoded CR/LF display name": _text_mail(
             b"x",
-            sender=b"=?utf-8?b?" + base64.b64encode(b'"Name\r\nBcc: x@evil.example"') + b"?= <crlf@centre.example>",
+            sender=b"=?utf-8?b?"
+            + base64.b64encode(b'"Name\r\nBcc: x@evil.example"')
+            + b"?= <crlf@centre.example>",
         ),
         "10,000 To recipients": _text_mail(b"x").replace(
             b"To: support", b"To: " + b'"A B" <a@b.example>, ' * 10_000 + b"support", 1
         ),
-        "deep nesting (5,000 levels)": _fill(b"From: jo@college.example\r\n" + _TO + nest, b"x" * 76 + b"\r\n", size),
+        "deep nesting (5,000 levels)": _fill(
+            b"From: jo@college.example\r\n" + _TO + nest, b"x" * 76 + b"\r\n", size
+        ),
         "many parts (10 MB)": _fill(
-            b"From: jo@college.example\r\n" + _TO + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+            b"From: jo@college.example\r\n"
+            + _TO
+            + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n",
             b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n",
             size,
         ),
-        "many headers (10 MB)": _fill(b"From: jo@college.example\r\n" + _TO, b"X-Hop: relay\r\n", size, b"\r\nbody"),
+        "many headers (10 MB)": _fill(
+            b"From: jo@college.example\r\n" + _TO, b"X-Hop: relay\r\n", size, b"\r\nbody"
+        ),
         "quoted-printable soft breaks": b"From: jo@college.example\r\n"
         + _TO
         + b"Subject: qp\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
         + b"=\r\n" * (size // 3 - 100),
-        "signature-like lines": _fill(_text_mail(b"hello\r\n"), b"Thanks,\r\n-- \r\nSent from my phone\r\n", size),
+        "signature-like lines": _fill(
+            _text_mail(b"hello\r\n"), b"Thanks,\r\n-- \r\nSent from my phone\r\n", size
+        ),
     }
 
 
@@ -133,9 +166,13 @@ def _run(messages: dict[str, bytes], repeat: int) -> dict[str, float]:
     """Median CPU seconds per shape, printed with the ratio to the first (the plain baseline)."""
     times: dict[str, float] = {}
     for name, raw in messages.items():
-        times[name] = statistics.median(cpu_seconds(lambda raw=raw: _parse_or_reject(raw)) for _ in range(repeat))
+        times[name] = statistics.median(
+            cpu_seconds(lambda raw=raw: _parse_or_reject(raw)) for _ in range(repeat)
+        )
         ratio = times[name] / next(iter(times.values()))
-        print(f"  {name:30} {len(raw) / (1 << 20):5.1f} MiB  {times[name] * 1000:8.1f} ms   ratio {ratio:5.2f}")
+        print(
+            f"  {name:30} {len(raw) / (1 << 20):5.1f} MiB  {times[name] * 1000:8.1f} ms   ratio {ratio:5.2f}"
+        )
     return times
 
 
@@ -155,7 +192,9 @@ def main() -> None:
     baselines: dict[int, float] = {}
     worst, worst_time = "", 0.0
     for name, raw in hostile_emails().items():
-        bucket = min(MAX_BYTES, max(1 << 16, 1 << (len(raw) - 1).bit_length()))  # plain mail of about its size
+        bucket = min(
+            MAX_BYTES, max(1 << 16, 1 << (len(raw) - 1).bit_length())
+        )  # plain mail of about its size
         if bucket not in baselines:
             baseline_raw = plain(bucket)
             try:
@@ -165,14 +204,20 @@ def main() -> None:
             baselines[bucket] = statistics.median(
                 cpu_seconds(lambda b=baseline_raw: process(b, classify)) for _ in range(3)
             )
-        spent = statistics.median(cpu_seconds(lambda raw=raw: process(raw, classify)) for _ in range(3))
+        spent = statistics.median(
+            cpu_seconds(lambda raw=raw: process(raw, classify)) for _ in range(3)
+        )
         ratio = spent / baselines[bucket] if baselines[bucket] else float("inf")
-        print(f"  {name:36} {len(raw) / (1 << 20):6.2f} MiB  {spent * 1000:7.1f} ms CPU   "
-              f"(plain {bucket / (1 << 20):.2f} MiB: {baselines[bucket] * 1000:6.1f} ms; ratio {ratio:5.2f})")  # fmt: skip
+        print(
+            f"  {name:36} {len(raw) / (1 << 20):6.2f} MiB  {spent * 1000:7.1f} ms CPU   "
+            f"(plain {bucket / (1 << 20):.2f} MiB: {baselines[bucket] * 1000:6.1f} ms; ratio {ratio:5.2f})"
+        )
         if spent > worst_time:
             worst, worst_time = name, spent
     verdict = "within" if worst_time < BUDGET_SECONDS else "OVER"
-    print(f"  worst shape: {worst}: {worst_time * 1000:.1f} ms CPU, {verdict} the {BUDGET_SECONDS:.0f} s budget")
+    print(
+        f"  worst shape: {worst}: {worst_time * 1000:.1f} ms CPU, {verdict} the {BUDGET_SECONDS:.0f} s budget"
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,24 @@ from triage.classifier.retraining import build_datasets, retrain
 from triage.classifier.training import SCALABLE_FROM
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
-from triage.models import Message, Ticket, utcnow
+from triage.orm import Message, Ticket, utcnow
 
 
 def _tickets(n: int, seed: int = 11) -> list[tuple[str, str, str]]:
-    rows = [json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (REPO / "training_data" / TRAIN_FILE).read_text().splitlines()
+    ]
     rng = random.Random(seed)
     out = []
     for i in range(n):
         r = rng.choice(rows)
-        out.append((r["subject"], f"{r['body']}\nCentre {rng.randint(10000, 99999)}, learner ref {i}", r["label"]))
+        out.append(
+            (
+                r["subject"],
+                f"{r['body']}\nCentre {rng.randint(10000, 99999)}, learner ref {i}",
+                r["label"],
+            )
+        )
     return out
 
 
@@ -39,17 +47,35 @@ def main() -> None:
     print(f"== retrain on {n} resolved tickets (target at 50,000: under 120 s) ==")
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        settings = Settings(instance_path=scratch, database_url=f"sqlite:///{scratch / 'bench.db'}",
-                            models_dir=scratch / "models", training_data_dir=REPO / "training_data")  # fmt: skip
+        settings = Settings(
+            instance_path=scratch,
+            database_url=f"sqlite:///{scratch / 'bench.db'}",
+            models_dir=scratch / "models",
+            training_data_dir=REPO / "training_data",
+        )
         engine = make_engine(settings.database_url)
         schema.upgrade(engine)
         sessions = make_session_factory(engine)
         with sessions() as s:
             for i, (subject, body, label) in enumerate(_tickets(n)):
-                t = Ticket(centre_email=f"c{i % 500}@centre{i % 500}.example", subject=subject, status="resolved",
-                           predicted_category=label, confirmed_category=label, resolved_at=utcnow())  # fmt: skip
-                t.messages.append(Message(direction="inbound", message_id=f"<b{i}@bench>", subject=subject,
-                                          body_text=body, clean_text=body, from_address=t.centre_email))  # fmt: skip
+                t = Ticket(
+                    centre_email=f"c{i % 500}@centre{i % 500}.example",
+                    subject=subject,
+                    status="resolved",
+                    predicted_category=label,
+                    confirmed_category=label,
+                    resolved_at=utcnow(),
+                )
+                t.messages.append(
+                    Message(
+                        direction="inbound",
+                        message_id=f"<b{i}@bench>",
+                        subject=subject,
+                        body_text=body,
+                        clean_text=body,
+                        from_address=t.centre_email,
+                    )
+                )
                 s.add(t)
             s.commit()
         champion = shared_model()
@@ -61,12 +87,24 @@ def main() -> None:
         with sessions() as s:
             training, _evaluation, _n = build_datasets(s, settings)
         make = build_scalable_pipeline if len(training) >= SCALABLE_FROM else build_pipeline
-        bare_s, _ = timed(lambda: make().fit([e.pair for e in training], [e.label for e in training]))
+        bare_s, _ = timed(
+            lambda: make().fit([e.pair for e in training], [e.label for e in training])
+        )
         retrain_s, outcome = timed(lambda: retrain(sessions, settings, "bench", n_jobs=2))
-        print(row("retrain (data set, grouped CV, fit, evaluation, save)", retrain_s, "s", bare_s, "lower"))
+        print(
+            row(
+                "retrain (data set, grouped CV, fit, evaluation, save)",
+                retrain_s,
+                "s",
+                bare_s,
+                "lower",
+            )
+        )
         print(row(f"one bare {make.__name__}() fit on the same training set", bare_s, "s"))
-        print(f"  training emails {outcome.n_train}, from tickets {outcome.n_tickets_train}, frozen evaluation {outcome.n_eval}, "
-              f"promoted {outcome.promoted}")  # fmt: skip
+        print(
+            f"  training emails {outcome.n_train}, from tickets {outcome.n_tickets_train}, frozen evaluation {outcome.n_eval}, "
+            f"promoted {outcome.promoted}"
+        )
         engine.dispose()
 
 

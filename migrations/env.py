@@ -8,7 +8,7 @@ from alembic import context
 
 from triage.config import Settings
 from triage.database import make_engine
-from triage.models import Base
+from triage.orm import Base
 from triage.schema import include_name
 
 config = context.config
@@ -39,7 +39,9 @@ def _configure(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from triage import create_app, schema
 from triage.database import make_engine, make_session_factory
-from triage.models import Base
+from triage.orm import Base
 
 # Property tests draw the same examples on every run, so CI is repeatable; HYPOTHESIS_PROFILE=explore
 # draws new ones (run it now and then to look for new failures, then pin what it finds as a test).
@@ -61,7 +61,10 @@ def pg_seeded() -> Iterator[tuple[Engine, dict[str, list[dict[str, Any]]]]]:
         conn.execute(text("CREATE SCHEMA public"))
     schema.upgrade(engine)
     with engine.connect() as conn:
-        snapshot = {t.name: [dict(r._mapping) for r in conn.execute(select(t))] for t in Base.metadata.sorted_tables}
+        snapshot = {
+            t.name: [dict(r._mapping) for r in conn.execute(select(t))]
+            for t in Base.metadata.sorted_tables
+        }
     yield engine, snapshot
     engine.dispose()
 
@@ -198,11 +201,17 @@ class SmtpRecorder:
     def __init__(self) -> None:
         self.messages: list[Any] = []
         self.answers: list[str] = []
-        self.open = threading.Event()  # cleared: every message waits at the end of DATA (a slow server)
+        self.open = (
+            threading.Event()
+        )  # cleared: every message waits at the end of DATA (a slow server)
         self.open.set()
-        self.on_data: Callable[[], None] | None = None  # called as each message arrives, before it is answered
+        self.on_data: Callable[[], None] | None = (
+            None  # called as each message arrives, before it is answered
+        )
         self.peers: list[Any] = []  # the client address and port each accepted message came over
-        self.drop_after: int | None = None  # after accepting this many messages, close that connection once
+        self.drop_after: int | None = (
+            None  # after accepting this many messages, close that connection once
+        )
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         while not self.open.is_set():
@@ -213,7 +222,9 @@ class SmtpRecorder:
             return self.answers.pop(0)
         self.messages.append(envelope)
         self.peers.append(session.peer)
-        if self.drop_after == len(self.messages):  # the answer goes out first, then the server hangs up
+        if self.drop_after == len(
+            self.messages
+        ):  # the answer goes out first, then the server hangs up
             asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 OK"
 
@@ -240,8 +251,14 @@ def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
 @pytest.fixture
 def mail_app_config(model_app_config: dict[str, Any], smtp_server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """App config with the trained model and SMTP pointed at the test server."""
-    model_app_config.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": smtp_server[1], "SUPPORT_ADDRESS": "support@imi.test",
-                             "MODEL_CHECK_INTERVAL": 0.0})  # fmt: skip
+    model_app_config.update(
+        {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": smtp_server[1],
+            "SUPPORT_ADDRESS": "support@imi.test",
+            "MODEL_CHECK_INTERVAL": 0.0,
+        }
+    )
     return model_app_config
 
 

@@ -95,7 +95,9 @@ class TcpProxy:
                 self.cuts += 1
             pair.close()
 
-    def cut_on(self, pattern: bytes, nth: int = 1, reply_bytes: int | None = None, outage: bool = False) -> None:
+    def cut_on(
+        self, pattern: bytes, nth: int = 1, reply_bytes: int | None = None, outage: bool = False
+    ) -> None:
         """Cut the connection whose client sends `pattern` for the nth time (counted across connections).
 
         With `reply_bytes` None the chunk is never forwarded; otherwise it is, and the cut comes after

@@ -69,8 +69,13 @@ class Dovecot:
         shutil.chown(self.folder / "mail", "vmail", "vmail")
         conf = self.folder / "dovecot.conf"
         conf.write_text(CONFIG.format(dir=self.folder, port=self.port))
-        subprocess.run(["dovecot", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True)  # fmt: skip
+        subprocess.run(
+            ["dovecot", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:

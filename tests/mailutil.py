@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from triage.mail.inbound import InboundContext, process_pending
 from triage.mail.outbox import deliver_due
-from triage.models import Message, OutboxItem, Ticket
+from triage.orm import Message, OutboxItem, Ticket
 
 
 def make_email(
@@ -33,11 +33,21 @@ def make_email(
     return msg.as_bytes()
 
 
-def email_with_attachment(filename: str, data: bytes, subject: str = "form", message_id: str = "<att@centre.example>",
-                          body: str = "please see the attached form 45") -> bytes:  # fmt: skip
+def email_with_attachment(
+    filename: str,
+    data: bytes,
+    subject: str = "form",
+    message_id: str = "<att@centre.example>",
+    body: str = "please see the attached form 45",
+) -> bytes:
     """Raw bytes of a centre's email with one PDF attachment."""
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = "a@centre.example", "s@imi.test", subject, message_id
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
+        "a@centre.example",
+        "s@imi.test",
+        subject,
+        message_id,
+    )
     msg.set_content(body)
     msg.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
     return msg.as_bytes()
@@ -83,7 +93,7 @@ def post_email(client: Any, token: str, raw: bytes, process: bool = True) -> Any
 
 def process_all(app: Flask) -> int:
     """Run the worker's processing step until no stored mail is pending; returns how many emails it processed."""
-    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.models"])
+    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.model_provider"])
     total = 0
     while done := process_pending(app.extensions["triage.sessions"], ctx):
         total += done
@@ -103,7 +113,7 @@ def count(app: Flask, model: type) -> int:
 
 def ticket(app: Flask, reference: str) -> Ticket:
     """A ticket with its messages loaded, by reference."""
-    from triage.models import parse_reference
+    from triage.orm import parse_reference
 
     with app.extensions["triage.sessions"]() as s:
         t = s.get(Ticket, parse_reference(reference))
@@ -119,5 +129,14 @@ def outbox_rows(app: Flask) -> list[OutboxItem]:
         return list(s.scalars(select(OutboxItem).order_by(OutboxItem.id)))
 
 
-__all__ = ["Message", "count", "deliver", "email_with_attachment", "make_email", "outbox_rows", "post_email", "process_all",
-           "ticket"]  # fmt: skip
+__all__ = [
+    "Message",
+    "count",
+    "deliver",
+    "email_with_attachment",
+    "make_email",
+    "outbox_rows",
+    "post_email",
+    "process_all",
+    "ticket",
+]

@@ -14,7 +14,7 @@ from tests.mailutil import count, deliver, make_email, post_email, ticket
 from tests.webutil import make_user
 from triage.config import ConfigError, Settings
 from triage.helpdesk import tokens
-from triage.models import Ticket
+from triage.orm import Ticket
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -28,22 +28,37 @@ def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_ser
         client, api_token, make_email(subject="question", body="please send a copy of invoice 4471")
     ).get_json()["reference"]
     t = ticket(mail_app, ref)
-    listing = client.get("/api/v1/tickets?status=open&per_page=5", headers=_auth(api_token)).get_json()
+    listing = client.get(
+        "/api/v1/tickets?status=open&per_page=5", headers=_auth(api_token)
+    ).get_json()
     assert listing["total"] == 1 and listing["tickets"][0]["reference"] == ref
     one = client.get(f"/api/v1/tickets/{t.id}", headers=_auth(api_token)).get_json()
     assert one["messages"][0]["direction"] == "inbound"
-    changed = client.patch(f"/api/v1/tickets/{t.id}", json={"category": "other", "queue": "centre-admin", "assignee": "agent@imi.test"},
-                           headers=_auth(api_token))  # fmt: skip
+    changed = client.patch(
+        f"/api/v1/tickets/{t.id}",
+        json={"category": "other", "queue": "centre-admin", "assignee": "agent@imi.test"},
+        headers=_auth(api_token),
+    )
     assert changed.status_code == 200
-    assert changed.get_json()["confirmed_category"] == "other" and changed.get_json()["queue"] == "centre-admin"
+    assert (
+        changed.get_json()["confirmed_category"] == "other"
+        and changed.get_json()["queue"] == "centre-admin"
+    )
     reply = client.post(
-        f"/api/v1/tickets/{t.id}/replies", json={"body": "We have sent the invoice."}, headers=_auth(api_token)
+        f"/api/v1/tickets/{t.id}/replies",
+        json={"body": "We have sent the invoice."},
+        headers=_auth(api_token),
     )
     assert reply.status_code == 201
-    resolved = client.patch(f"/api/v1/tickets/{t.id}", json={"status": "resolved"}, headers=_auth(api_token))
+    resolved = client.patch(
+        f"/api/v1/tickets/{t.id}", json={"status": "resolved"}, headers=_auth(api_token)
+    )
     assert resolved.get_json()["status"] == "resolved"
     deliver(mail_app)
-    assert "We have sent the invoice." in smtp_server[0].parsed()[-1].get_body(("plain",)).get_content()
+    assert (
+        "We have sent the invoice."
+        in smtp_server[0].parsed()[-1].get_body(("plain",)).get_content()
+    )
     queues = client.get("/api/v1/queues", headers=_auth(api_token)).get_json()["queues"]
     assert queues[0]["slug"] == "triage"
 
@@ -73,11 +88,24 @@ def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_ser
         # JSON may escape a lone surrogate; no database can store one (found by schemathesis: it was a 500)
         ("post", "/api/v1/tickets/{id}/replies", {"body": "thanks \ud800"}, 400, None),
         ("patch", "/api/v1/tickets/{id}", {"assignee": "\udfff@imi.test"}, 400, None),
-        ("post", "/api/v1/tickets", {"from": "a@b.example", "subject": "x\ud800", "body": "hi"}, 400, None),
+        (
+            "post",
+            "/api/v1/tickets",
+            {"from": "a@b.example", "subject": "x\ud800", "body": "hi"},
+            400,
+            None,
+        ),
     ],
 )
-def test_errors_are_json_with_the_right_code(mail_app: Flask, api_token: str, method: str, url: str, body: object,
-                                             status: int, field: str | None) -> None:  # fmt: skip
+def test_errors_are_json_with_the_right_code(
+    mail_app: Flask,
+    api_token: str,
+    method: str,
+    url: str,
+    body: object,
+    status: int,
+    field: str | None,
+) -> None:
     client = mail_app.test_client()
     ref = post_email(client, api_token, make_email()).get_json()["reference"]
     url = url.replace("{id}", str(ticket(mail_app, ref).id))
@@ -92,7 +120,9 @@ def test_errors_are_json_with_the_right_code(mail_app: Flask, api_token: str, me
 def test_openapi_document_matches_the_routes(mail_app: Flask, api_token: str) -> None:
     spec = mail_app.test_client().get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
     documented = {
-        (re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper()) for path, ops in spec["paths"].items() for method in ops
+        (re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper())
+        for path, ops in spec["paths"].items()
+        for method in ops
     }
     routed = set()
     for rule in mail_app.url_map.iter_rules():
@@ -134,8 +164,9 @@ def _fresh_rate_window() -> None:
         time.sleep(left + 0.1)
 
 
-def test_api_token_rate_limit_is_shared_by_processes_and_per_token(mail_app_config: dict[str, Any],
-                                                                   active_model) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_api_token_rate_limit_is_shared_by_processes_and_per_token(
+    mail_app_config: dict[str, Any], active_model
+) -> None:  # type: ignore[no-untyped-def]
     config = {**mail_app_config, "API_RATE_PER_MINUTE": 3}
     first, second = create_app(config), create_app(config)  # two web processes sharing one database
     try:
@@ -145,13 +176,22 @@ def test_api_token_rate_limit_is_shared_by_processes_and_per_token(mail_app_conf
             s.commit()
         _fresh_rate_window()
         a, b = first.test_client(), second.test_client()
-        statuses = [post_email(c, busy, make_email(subject=f"q{i}", body="where is my certificate")).status_code
-                    for i, c in enumerate([a, b, a, b])]  # fmt: skip
+        statuses = [
+            post_email(
+                c, busy, make_email(subject=f"q{i}", body="where is my certificate")
+            ).status_code
+            for i, c in enumerate([a, b, a, b])
+        ]
         assert statuses == [202, 202, 202, 429]
         refused = b.get("/api/v1/tickets", headers=_auth(busy))
-        assert refused.status_code == 429 and "at most 3 requests a minute" in refused.get_json()["error"]
+        assert (
+            refused.status_code == 429
+            and "at most 3 requests a minute" in refused.get_json()["error"]
+        )
         assert 0 < int(refused.headers["Retry-After"]) <= 60
-        assert a.get("/api/v1/tickets", headers=_auth(other)).status_code == 200  # another token has its own count
+        assert (
+            a.get("/api/v1/tickets", headers=_auth(other)).status_code == 200
+        )  # another token has its own count
         assert count(first, Ticket) == 3  # the refused email was not stored
     finally:
         for application in (first, second):
@@ -172,10 +212,14 @@ def test_search_text_is_literal(mail_app: Flask, api_token: str) -> None:
     """%, _ and backslash are searched for as themselves, not as LIKE wildcards."""
     client = mail_app.test_client()
     post_email(client, api_token, make_email(subject="exam frozen at 50% on pc_3"))
-    post_email(client, api_token, make_email(subject="results day question", body="when are results out"))
+    post_email(
+        client, api_token, make_email(subject="results day question", body="when are results out")
+    )
 
     def total(q: str) -> int:
-        return client.get("/api/v1/tickets", query_string={"q": q}, headers=_auth(api_token)).get_json()["total"]
+        return client.get(
+            "/api/v1/tickets", query_string={"q": q}, headers=_auth(api_token)
+        ).get_json()["total"]
 
     assert total("%") == 1 and total("50%") == 1 and total("pc_3") == 1
     assert total("_") == 1 and total("\\") == 0 and total("p%3") == 0

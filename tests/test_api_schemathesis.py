@@ -19,17 +19,26 @@ from tests.test_fuzz import emails
 
 EXAMPLES_PER_OPERATION = 25
 # the webhook's body: hostile MIME from the fuzz strategy, random bytes, and well-formed mail
-_line = st.text(st.characters(exclude_characters="\r\n", exclude_categories=("Cs", "Cc")), max_size=80)
+_line = st.text(
+    st.characters(exclude_characters="\r\n", exclude_categories=("Cs", "Cc")), max_size=80
+)
 schemathesis.openapi.media_type(
     "message/rfc822",
-    st.one_of(emails(), st.binary(max_size=2000),
-              st.builds(lambda s, b: make_email(subject=s, body=b), _line, st.text(min_size=1, max_size=400))),
-)  # fmt: skip
+    st.one_of(
+        emails(),
+        st.binary(max_size=2000),
+        st.builds(
+            lambda s, b: make_email(subject=s, body=b), _line, st.text(min_size=1, max_size=400)
+        ),
+    ),
+)
 
 
 def test_every_operation_keeps_to_its_documented_contract(mail_app: Flask, api_token: str) -> None:
     auth = {"Authorization": f"Bearer {api_token}"}
-    post_email(mail_app.test_client(), api_token, make_email())  # one ticket, so generated ids can find one
+    post_email(
+        mail_app.test_client(), api_token, make_email()
+    )  # one ticket, so generated ids can find one
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", mail_app, headers=auth)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 6
@@ -46,8 +55,13 @@ def _exercise(operation: Any, auth: dict[str, str], calls: dict[str, int]) -> No
     # queue or category must name one that exists (400 otherwise), which a static schema cannot say
     lenient = [schemathesis.checks.positive_data_acceptance]
 
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None, derandomize=True)  # fmt: skip
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     @given(case=operation.as_strategy())
     def check(case: Any) -> None:
         calls[operation.label] = calls.get(operation.label, 0) + 1

@@ -23,8 +23,12 @@ def run_flask(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "app", *args],
-        cwd=REPO, env=full_env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_defaults_put_sqlite_and_a_generated_secret_in_instance(
@@ -53,13 +57,22 @@ def _prepare_together(instance: str, start: Any, results: Any) -> None:
         results.put(f"error: {exc}")
 
 
-def test_processes_starting_together_on_a_new_instance_folder_all_start_with_one_secret(tmp_path: Path) -> None:
+def test_processes_starting_together_on_a_new_instance_folder_all_start_with_one_secret(
+    tmp_path: Path,
+) -> None:
     """Web workers, worker processes and their helpers start at once on a shared instance folder: none may
     fail the folder's write check because of another, and they must sign with the same secret key."""
     context = multiprocessing.get_context("fork")
     for attempt in range(5):
-        instance, start, results = str(tmp_path / f"inst{attempt}"), context.Barrier(8), context.Queue()
-        procs = [context.Process(target=_prepare_together, args=(instance, start, results)) for _ in range(8)]
+        instance, start, results = (
+            str(tmp_path / f"inst{attempt}"),
+            context.Barrier(8),
+            context.Queue(),
+        )
+        procs = [
+            context.Process(target=_prepare_together, args=(instance, start, results))
+            for _ in range(8)
+        ]
         for proc in procs:
             proc.start()
         for proc in procs:
@@ -67,7 +80,10 @@ def test_processes_starting_together_on_a_new_instance_folder_all_start_with_one
         keys = [results.get(timeout=5) for _ in procs]
         assert [k for k in keys if k.startswith("error")] == [] and len(set(keys)) == 1, keys
         assert (Path(instance) / "secret_key").read_text().strip() == keys[0]
-        assert sorted(p.name for p in Path(instance).iterdir()) == ["secret_key", "triage.db"]  # no probe left
+        assert sorted(p.name for p in Path(instance).iterdir()) == [
+            "secret_key",
+            "triage.db",
+        ]  # no probe left
 
 
 def test_bad_number_in_environment_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,7 +110,9 @@ def test_health_reports_database_and_missing_model(app, client: FlaskClient) -> 
 
 
 def test_health_is_503_when_database_is_unreachable(tmp_path: Path) -> None:
-    app = create_app({"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "INSTANCE_PATH": tmp_path})
+    app = create_app(
+        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "INSTANCE_PATH": tmp_path}
+    )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable"}
@@ -108,7 +126,10 @@ def test_cli_lists_the_triage_commands() -> None:
 
 
 def test_unreachable_database_stops_startup_with_one_line(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "TRIAGE_INSTANCE_PATH": str(tmp_path)}
+    env = {
+        "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+        "TRIAGE_INSTANCE_PATH": str(tmp_path),
+    }
     result = run_flask("triage", "migrate", env=env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -127,7 +148,11 @@ def test_unwritable_instance_stops_startup_with_one_line(tmp_path: Path) -> None
 
 
 def test_invalid_database_url_is_one_line(tmp_path: Path) -> None:
-    result = run_flask("triage", "migrate", env={"DATABASE_URL": "not a url", "TRIAGE_INSTANCE_PATH": str(tmp_path)})
+    result = run_flask(
+        "triage",
+        "migrate",
+        env={"DATABASE_URL": "not a url", "TRIAGE_INSTANCE_PATH": str(tmp_path)},
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "not a valid database URL" in result.stderr
 
@@ -145,19 +170,31 @@ def test_serve_starts_web_and_worker_and_stops_cleanly(tmp_path: Path) -> None:
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
-    env.update({"TRIAGE_INSTANCE_PATH": str(tmp_path / "inst"), "MODELS_DIR": str(tmp_path / "models")})
+    env.update(
+        {"TRIAGE_INSTANCE_PATH": str(tmp_path / "inst"), "MODELS_DIR": str(tmp_path / "models")}
+    )
     assert run_flask("triage", "migrate", env=env).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "triage", "serve", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=default_sigint)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "triage", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True
+    )  # type: ignore[union-attr]
     reader.start()
     try:
         body = None
         for _ in range(100):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/healthz", timeout=2
+                ) as response:
                     body = json.loads(response.read())
             except urllib.error.HTTPError as exc:
                 body = json.loads(exc.read())
@@ -165,7 +202,9 @@ def test_serve_starts_web_and_worker_and_stops_cleanly(tmp_path: Path) -> None:
                 time.sleep(0.2)
                 continue
             break
-        assert body == {"status": "unavailable"}  # it answers; no model is trained yet (details need a token)
+        assert body == {
+            "status": "unavailable"
+        }  # it answers; no model is trained yet (details need a token)
         for _ in range(150):  # the worker is a second process; give it time to import and start
             if any("worker started" in line for line in lines):
                 break

@@ -15,8 +15,16 @@ from tests.mailutil import deliver, make_email, post_email, ticket
 from tests.webutil import PASSWORD, make_user
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -34,7 +42,9 @@ def live_server(mail_app: Flask) -> Iterator[str]:
 def browser_page() -> Iterator[object]:
     """A Playwright page in Debian's Chromium."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does this)")
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium; .ci/run does this)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -52,9 +62,11 @@ def test_agent_finds_understands_answers_and_resolves_a_routed_ticket(
     browser_page,  # type: ignore[no-untyped-def]
 ) -> None:
     make_user(mail_app, "agent@imi.test", "agent", "Alex Agent")
-    hostile = make_email(subject="<script>window.pwned=1</script> a question",
-                         body="<img src=x onerror=\"window.pwned=1\"> can we change our centre contact? zebra",
-                         message_id="<browser@centre.example>")  # fmt: skip
+    hostile = make_email(
+        subject="<script>window.pwned=1</script> a question",
+        body='<img src=x onerror="window.pwned=1"> can we change our centre contact? zebra',
+        message_id="<browser@centre.example>",
+    )
     ref = post_email(mail_app.test_client(), api_token, hostile).get_json()["reference"]
     deliver(mail_app)  # the acknowledgement
     page = browser_page
@@ -75,7 +87,10 @@ def test_agent_finds_understands_answers_and_resolves_a_routed_ticket(
     page.wait_for_selector("text=Saved.")
     page.select_option("#canned", index=4)  # an FAQ answer to start from
     assert page.input_value("#reply-body")
-    page.fill("#reply-body", "Hello, please send the new contact's details to our centre team and we will update it.")
+    page.fill(
+        "#reply-body",
+        "Hello, please send the new contact's details to our centre team and we will update it.",
+    )
     page.click("text=Send reply")
     page.wait_for_selector("text=Reply queued for sending.")
     page.click("#resolve-form button")

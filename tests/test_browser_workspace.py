@@ -11,10 +11,12 @@ from sqlalchemy import update
 from tests.test_browser import browser_page, live_server  # noqa: F401 (fixtures)
 from tests.webutil import PASSWORD, make_user
 from tests.workspace_util import ingest, reload
-from triage.models import Ticket
+from triage.orm import Ticket
 
-LIVE_EXAM = {"subject": "Exam frozen - candidate still in the room",
-             "body": "The exam has frozen half way. The candidate is sat there waiting, exam started at 10:30."}  # fmt: skip
+LIVE_EXAM = {
+    "subject": "Exam frozen - candidate still in the room",
+    "body": "The exam has frozen half way. The candidate is sat there waiting, exam started at 10:30.",
+}
 
 
 def _login(page: Any, server: str, email: str = "agent@imi.test") -> None:
@@ -27,15 +29,27 @@ def _login(page: Any, server: str, email: str = "agent@imi.test") -> None:
 
 def _csp_watch(page: Any) -> list[str]:
     problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     return problems
 
 
-def test_urgent_first_and_keyboard_shortcuts(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_urgent_first_and_keyboard_shortcuts(
+    mail_app: Flask, live_server: str, browser_page
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
-    calm = [ingest(mail_app, sender=f"c{i}@calm{i}.example", subject=f"Contact change {i}",
-                   body="Can we change our centre contact? zebra crossing") for i in range(2)]  # fmt: skip
+    calm = [
+        ingest(
+            mail_app,
+            sender=f"c{i}@calm{i}.example",
+            subject=f"Contact change {i}",
+            body="Can we change our centre contact? zebra crossing",
+        )
+        for i in range(2)
+    ]
     live = ingest(mail_app, sender="pat@live.example", **LIVE_EXAM)
     page = browser_page
     problems = _csp_watch(page)
@@ -74,16 +88,26 @@ def test_urgent_first_and_keyboard_shortcuts(mail_app: Flask, live_server: str, 
     page.wait_for_selector("text=Ticket resolved.")
     assert reload(mail_app, live.id).status == "resolved"
     assert (
-        page.locator("button:text-is('Resolve')").count() == 0 and page.locator("button:text-is('Reopen')").count() == 1
+        page.locator("button:text-is('Resolve')").count() == 0
+        and page.locator("button:text-is('Reopen')").count() == 1
     )
     assert all(reload(mail_app, t.id).status == "open" for t in calm)
     assert problems == []
 
 
-def test_bulk_actions_with_checkboxes_and_keys(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_bulk_actions_with_checkboxes_and_keys(
+    mail_app: Flask, live_server: str, browser_page
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
-    tickets = [ingest(mail_app, sender=f"b{i}@bulk{i}.example", subject=f"Bulk {i}",
-                      body="Can we change our centre contact? zebra crossing") for i in range(3)]  # fmt: skip
+    tickets = [
+        ingest(
+            mail_app,
+            sender=f"b{i}@bulk{i}.example",
+            subject=f"Bulk {i}",
+            body="Can we change our centre contact? zebra crossing",
+        )
+        for i in range(3)
+    ]
     page = browser_page
     _login(page, live_server)
     page.goto(f"{live_server}/views/unassigned")
@@ -113,15 +137,30 @@ def test_bulk_actions_with_checkboxes_and_keys(mail_app: Flask, live_server: str
     assert reload(mail_app, assigned[0].id).status == "resolved"
 
 
-def test_search_from_the_header_and_send_and_next(mail_app: Flask, live_server: str, browser_page, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_search_from_the_header_and_send_and_next(
+    mail_app: Flask, live_server: str, browser_page, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
-    first = ingest(mail_app, sender="Greenfield <exams@greenfield.example>", subject="Booking",
-                   body="We need to rebook the armadillo workshop for our learners. zebra")  # fmt: skip
-    second = ingest(
-        mail_app, sender="x@hill.example", subject="Another", body="Can we change our centre contact? zebra"
+    first = ingest(
+        mail_app,
+        sender="Greenfield <exams@greenfield.example>",
+        subject="Booking",
+        body="We need to rebook the armadillo workshop for our learners. zebra",
     )
-    with mail_app.extensions["triage.sessions"]() as s:  # both in one queue, whatever the model said
-        s.execute(update(Ticket).where(Ticket.id.in_([first.id, second.id])).values(queue_id=first.queue_id))
+    second = ingest(
+        mail_app,
+        sender="x@hill.example",
+        subject="Another",
+        body="Can we change our centre contact? zebra",
+    )
+    with mail_app.extensions[
+        "triage.sessions"
+    ]() as s:  # both in one queue, whatever the model said
+        s.execute(
+            update(Ticket)
+            .where(Ticket.id.in_([first.id, second.id]))
+            .values(queue_id=first.queue_id)
+        )
         s.commit()
     page = browser_page
     _login(page, live_server)
@@ -141,7 +180,9 @@ def test_search_from_the_header_and_send_and_next(mail_app: Flask, live_server: 
     assert page.is_visible("text=Centre: hill.example")
 
 
-def test_api_page_renders_the_document_with_the_csp_intact(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_api_page_renders_the_document_with_the_csp_intact(
+    mail_app: Flask, live_server: str, browser_page
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
     page = browser_page
     problems = _csp_watch(page)
@@ -153,25 +194,45 @@ def test_api_page_renders_the_document_with_the_csp_intact(mail_app: Flask, live
     assert problems == []
 
 
-def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app, "boss@imi.test", "admin")
-    t = ingest(mail_app, sender="Very Long Centre Name Limited <coordinator.of.examinations@averyveryverylongdomainname.example>",
-               subject="A subject with a very_long_unbroken_token_" + "x" * 120, body="frozen " + "y" * 300)  # fmt: skip
+    t = ingest(
+        mail_app,
+        sender="Very Long Centre Name Limited <coordinator.of.examinations@averyveryverylongdomainname.example>",
+        subject="A subject with a very_long_unbroken_token_" + "x" * 120,
+        body="frozen " + "y" * 300,
+    )
     page = browser_page
     page.set_viewport_size({"width": 390, "height": 844})
     _login(page, live_server, "boss@imi.test")
     domain = t.centre_email.rpartition("@")[2]
-    for path in ("/queues", "/views/open", f"/tickets/{t.id}", "/search?q=frozen", f"/centres/{domain}", "/dashboard",
-                 "/preferences", "/admin/users", "/admin/queues"):  # fmt: skip
+    for path in (
+        "/queues",
+        "/views/open",
+        f"/tickets/{t.id}",
+        "/search?q=frozen",
+        f"/centres/{domain}",
+        "/dashboard",
+        "/preferences",
+        "/admin/users",
+        "/admin/queues",
+    ):
         page.goto(f"{live_server}{path}")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
 
 
-def test_urgency_toggle_preferences_and_user_admin(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_urgency_toggle_preferences_and_user_admin(
+    mail_app: Flask, live_server: str, browser_page
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app, "boss@imi.test", "admin", "Boss")
     agent_id = make_user(mail_app)
-    calm = ingest(mail_app, sender="q@calm.example", subject="Contact change", body="Can we change our centre contact?")
+    calm = ingest(
+        mail_app,
+        sender="q@calm.example",
+        subject="Contact change",
+        body="Can we change our centre contact?",
+    )
     page = browser_page
     _login(page, live_server, "boss@imi.test")
     page.goto(f"{live_server}/tickets/{calm.id}")
@@ -179,18 +240,22 @@ def test_urgency_toggle_preferences_and_user_admin(mail_app: Flask, live_server:
     page.click("#urgency button")
     page.wait_for_selector("text=Saved.")
     assert page.is_visible("#urgency .pill.urgent") and reload(mail_app, calm.id).urgent
-    assert page.is_visible("text=Boss marked it urgent") or page.is_visible("text=boss@imi.test marked it urgent")
+    assert page.is_visible("text=Boss marked it urgent") or page.is_visible(
+        "text=boss@imi.test marked it urgent"
+    )
     page.goto(f"{live_server}/preferences")
     page.uncheck("input[name=notify_overdue]")
     page.click("text=Save")
     page.wait_for_selector("text=Preferences saved.")
-    assert not page.is_checked("input[name=notify_overdue]") and page.is_checked("input[name=notify_urgent]")
+    assert not page.is_checked("input[name=notify_overdue]") and page.is_checked(
+        "input[name=notify_urgent]"
+    )
     page.goto(f"{live_server}/admin/users")
     page.fill("input[aria-label='Name of agent@imi.test']", "Alex Renamed")
     page.locator("tr", has_text="agent@imi.test").locator("button:text-is('Rename')").click()
     page.wait_for_selector("text=Saved.")
     assert page.input_value("input[aria-label='Name of agent@imi.test']") == "Alex Renamed"
     with mail_app.extensions["triage.sessions"]() as s:
-        from triage.models import User
+        from triage.orm import User
 
         assert s.get(User, agent_id).name == "Alex Renamed"  # type: ignore[union-attr]

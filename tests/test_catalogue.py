@@ -10,16 +10,30 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage import catalogue
-from triage.models import Queue, RoutingRule
+from triage.orm import Queue, RoutingRule
 
 FAQ = Path(__file__).resolve().parent.parent / "docs" / "centre-enquiries-faq.txt"
 
 EXPECTED = [
-    "exam_access_secureclient", "cannot_unlock_exam", "exam_locked_after_keycode", "unlock_with_pin",
-    "exam_frozen", "candidate_not_on_schedule_list", "qualification_not_showing", "no_exam_for_qualification",
-    "how_to_schedule_exam", "extra_time", "exam_not_in_invigilate", "results_release_dates", "obtain_results",
-    "paper_based_exams", "errors_within_exam", "candidate_absent", "reschedule_missed_exam", "other",
-]  # fmt: skip
+    "exam_access_secureclient",
+    "cannot_unlock_exam",
+    "exam_locked_after_keycode",
+    "unlock_with_pin",
+    "exam_frozen",
+    "candidate_not_on_schedule_list",
+    "qualification_not_showing",
+    "no_exam_for_qualification",
+    "how_to_schedule_exam",
+    "extra_time",
+    "exam_not_in_invigilate",
+    "results_release_dates",
+    "obtain_results",
+    "paper_based_exams",
+    "errors_within_exam",
+    "candidate_absent",
+    "reschedule_missed_exam",
+    "other",
+]
 
 
 def test_exactly_the_eighteen_slugs_in_faq_order() -> None:
@@ -66,7 +80,22 @@ def _faq_entries() -> dict[int, str]:
 
 
 # Words a reply may add to the FAQ wording for grammar or to point at the reply path; nothing factual.
-GLUE = {"the", "a", "you", "if", "are", "in", "this", "does", "not", "work", "reply", "to", "email", "invigilate"}
+GLUE = {
+    "the",
+    "a",
+    "you",
+    "if",
+    "are",
+    "in",
+    "this",
+    "does",
+    "not",
+    "work",
+    "reply",
+    "to",
+    "email",
+    "invigilate",
+}
 
 
 def test_answers_are_taken_from_the_faq() -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from triage.classifier.cleaning import clean_body, clean_subject, html_to_text, latest_reply, model_text
+from triage.classifier.cleaning import (
+    clean_body,
+    clean_subject,
+    html_to_text,
+    latest_reply,
+    model_text,
+)
 
 
 def test_strips_on_wrote_quote_and_iphone_footer() -> None:
@@ -45,7 +51,9 @@ def test_greater_than_quoted_lines_only_after_new_text() -> None:
 
 
 def test_html_only_body_is_converted_and_scripts_dropped() -> None:
-    html = "<html><body><p>Learner is <b>absent</b> today</p><script>alert('x')</script></body></html>"
+    html = (
+        "<html><body><p>Learner is <b>absent</b> today</p><script>alert('x')</script></body></html>"
+    )
     text = clean_body("", html)
     assert "Learner is absent today" in text
     assert "alert" not in text
@@ -105,11 +113,11 @@ def test_reply_history_is_still_stripped_including_outlook_original_message_on_a
         "Subject: RE: exam\n\nDear Mark, please restart SecureClient.\n"
     )
     assert model_text("Re: exam", reply) == "exam\nThanks, that fixed it."
-    gmail_reply = (
-        "It froze again.\n\nOn Tue, 3 Mar 2026 at 09:12, IMI Support <\nsupport@imi.example> wrote:\n> restart it\n"
-    )
+    gmail_reply = "It froze again.\n\nOn Tue, 3 Mar 2026 at 09:12, IMI Support <\nsupport@imi.example> wrote:\n> restart it\n"
     assert latest_reply(gmail_reply) == "It froze again."
-    quoted_forward = "my answer\n> ---------- Forwarded message ---------\n> From: x\n> old forwarded text"
+    quoted_forward = (
+        "my answer\n> ---------- Forwarded message ---------\n> From: x\n> old forwarded text"
+    )
     assert latest_reply(quoted_forward) == "my answer"
 
 

@@ -11,7 +11,7 @@ from flask import Flask
 from tests.mailutil import count, deliver, make_email, post_email, ticket
 from triage.mail.loops import no_reply_reason
 from triage.mail.parse import parse
-from triage.models import OutboxItem, Ticket
+from triage.orm import OutboxItem, Ticket
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -41,8 +41,15 @@ def test_multipart_alternative_prefers_the_text_part() -> None:
     assert email.html and not re.search(r"</?(p|div|br|span)\b", email.text)
 
 
-@pytest.mark.parametrize(("name", "needle"), [("base64-utf8.eml", "é"), ("iso-8859-1.eml", "£"),
-                                              ("windows-1252.eml", "\u2019"), ("quoted-printable.eml", "\u2019")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "needle"),
+    [
+        ("base64-utf8.eml", "é"),
+        ("iso-8859-1.eml", "£"),
+        ("windows-1252.eml", "\u2019"),
+        ("quoted-printable.eml", "\u2019"),
+    ],
+)
 def test_transfer_encodings_and_charsets_decode(name: str, needle: str) -> None:
     assert needle in load(name).text
 
@@ -62,7 +69,9 @@ def test_missing_message_id_gets_a_stable_one() -> None:
     assert parse(raw).generated_message_id and parse(raw).message_id == parse(raw).message_id
 
 
-@pytest.mark.parametrize("name", ["ooo-exchange.eml", "ooo-gmail.eml", "bounce.eml", "mailing-list.eml"])
+@pytest.mark.parametrize(
+    "name", ["ooo-exchange.eml", "ooo-gmail.eml", "bounce.eml", "mailing-list.eml"]
+)
 def test_automatic_mail_is_never_answered(name: str) -> None:
     assert no_reply_reason(load(name), *OWN) is not None
 
@@ -70,7 +79,9 @@ def test_automatic_mail_is_never_answered(name: str) -> None:
 def test_bounce_names_the_message_that_bounced_and_not_its_body() -> None:
     email = load("bounce.eml")
     assert email.is_delivery_report
-    assert email.bounced_message_ids == ["<imi.1.0123456789abcdef.0123456789abcdef0123@imi-awards.example>"]
+    assert email.bounced_message_ids == [
+        "<imi.1.0123456789abcdef.0123456789abcdef0123@imi-awards.example>"
+    ]
 
 
 def test_header_injection_is_flattened() -> None:
@@ -105,14 +116,19 @@ def test_ingest_corpus_keeps_going_and_never_answers_automatic_mail(mail_app: Fl
     assert count(mail_app, Ticket) >= 14
 
 
-def test_bounce_of_our_reply_is_linked_to_its_ticket(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_bounce_of_our_reply_is_linked_to_its_ticket(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     first = post_email(mail_app.test_client(), api_token, make_email()).get_json()
     deliver(mail_app)
     [auto] = smtp_server[0].parsed()
     bounce = (
         (CORPUS / "bounce.eml")
         .read_bytes()
-        .replace(b"<imi.1.0123456789abcdef.0123456789abcdef0123@imi-awards.example>", auto["Message-ID"].encode())
+        .replace(
+            b"<imi.1.0123456789abcdef.0123456789abcdef0123@imi-awards.example>",
+            auto["Message-ID"].encode(),
+        )
     )
     linked = post_email(mail_app.test_client(), api_token, bounce).get_json()
     assert linked["reference"] == first["reference"]

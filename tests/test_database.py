@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from triage import database
 from triage.database import make_engine, make_session_factory, statement_session
 from triage.helpdesk import tokens
-from triage.models import ApiToken
+from triage.orm import ApiToken
 
 
 def _lock_is_free(lock_path: Path) -> bool:
@@ -55,7 +55,10 @@ def test_writers_in_several_processes_never_lose_an_update(tmp_path: Path) -> No
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE counter (n INTEGER NOT NULL)"))
         conn.execute(text("INSERT INTO counter VALUES (0)"))
-    workers = [multiprocessing.get_context("spawn").Process(target=_increment, args=(url, 40)) for _ in range(3)]
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=_increment, args=(url, 40))
+        for _ in range(3)
+    ]
     for w in workers:
         w.start()
     for w in workers:
@@ -127,7 +130,9 @@ def test_a_stuck_writer_makes_others_fail_after_the_timeout_not_hang(tmp_path: P
     worker.start()
     worker.join(10)
     assert not worker.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], OperationalError) and "locked" in str(errors[0])
+    assert (
+        len(errors) == 1 and isinstance(errors[0], OperationalError) and "locked" in str(errors[0])
+    )
     stuck.rollback()
     stuck.close()
     with waiter.begin() as conn:  # and the lock is usable again afterwards
@@ -151,7 +156,9 @@ def _terminate(engine: Engine, pid: int) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         for _ in range(200):
-            if not conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}):
+            if not conn.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ):
                 return
             conn.rollback()
             time.sleep(0.01)
@@ -176,7 +183,9 @@ def test_an_idle_pooled_connection_the_server_dropped_is_replaced_unseen(
     with _pool_and_admin(database_url, 1) as (engine, admin):
         dropped = _backend_pid(engine)
         _terminate(admin, dropped)
-        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has idled long enough: pinged first
+        monkeypatch.setattr(
+            database, "PING_AFTER_IDLE_SECONDS", 0.0
+        )  # it has idled long enough: pinged first
         assert _backend_pid(engine) != dropped  # a fresh connection, and no error for the caller
 
 
@@ -186,36 +195,55 @@ def test_a_busy_pooled_connection_the_server_dropped_fails_once_then_the_pool_re
 ) -> None:
     with _pool_and_admin(database_url, 2) as (engine, admin):
         with engine.connect() as first, engine.connect() as second:  # two pooled connections
-            pids = {first.scalar(text("SELECT pg_backend_pid()")), second.scalar(text("SELECT pg_backend_pid()"))}
+            pids = {
+                first.scalar(text("SELECT pg_backend_pid()")),
+                second.scalar(text("SELECT pg_backend_pid()")),
+            }
         for pid in pids:
             _terminate(admin, int(pid))
-        monkeypatch.setattr(database, "PING_AFTER_IDLE_SECONDS", 3600.0)  # in steady use: no ping per checkout
+        monkeypatch.setattr(
+            database, "PING_AFTER_IDLE_SECONDS", 3600.0
+        )  # in steady use: no ping per checkout
         with pytest.raises(OperationalError), engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        assert _backend_pid(engine) not in pids  # the failure invalidated the whole pool: the next one is fresh
+        assert (
+            _backend_pid(engine) not in pids
+        )  # the failure invalidated the whole pool: the next one is fresh
         assert _backend_pid(engine) not in pids
 
 
 def _statements(engine: Engine) -> list[str]:
     """A list that fills with every SQL statement the engine sends from now on."""
     sent: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: sent.append(statement))
+    event.listen(
+        engine, "before_cursor_execute", lambda _c, _cur, statement, *_rest: sent.append(statement)
+    )
     return sent
 
 
 @pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
-def test_a_statement_session_commits_each_statement_at_once_on_one_held_connection(database_url: str) -> None:
+def test_a_statement_session_commits_each_statement_at_once_on_one_held_connection(
+    database_url: str,
+) -> None:
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
     try:
         with statement_session(sessions) as session, engine.connect() as other:
             backend = session.scalar(text("SELECT pg_backend_pid()"))
             session.commit()
-            _row, plain = tokens.create_token(session, "probe")  # its INSERT is committed as it runs
-            seen = other.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.name == "probe"))
-            assert seen == 1, "another connection cannot see the statement's row: it was not committed at once"
+            _row, plain = tokens.create_token(
+                session, "probe"
+            )  # its INSERT is committed as it runs
+            seen = other.scalar(
+                select(func.count()).select_from(ApiToken).where(ApiToken.name == "probe")
+            )
+            assert seen == 1, (
+                "another connection cannot see the statement's row: it was not committed at once"
+            )
             session.commit()
-            assert session.scalar(text("SELECT pg_backend_pid()")) == backend, "a commit gave the connection back"
+            assert session.scalar(text("SELECT pg_backend_pid()")) == backend, (
+                "a commit gave the connection back"
+            )
             sent = _statements(engine)
             use = tokens.use_token(session, plain)
             assert use is not None and use.count == 1
@@ -228,14 +256,18 @@ def test_a_statement_session_commits_each_statement_at_once_on_one_held_connecti
 
 
 @pytest.mark.parametrize("database_url", PG_ONLY, indirect=True)
-def test_a_token_used_inside_a_transaction_leaves_that_transaction_durable(database_url: str) -> None:
+def test_a_token_used_inside_a_transaction_leaves_that_transaction_durable(
+    database_url: str,
+) -> None:
     engine = make_engine(database_url)
     try:
         with make_session_factory(engine)() as session:
             _row, plain = tokens.create_token(session, "probe")
             session.commit()
             sent = _statements(engine)
-            assert tokens.use_token(session, plain) is not None  # in a transaction that may write more
+            assert (
+                tokens.use_token(session, plain) is not None
+            )  # in a transaction that may write more
             assert "synchronous_commit" not in sent[-1]
             assert session.scalar(text("SHOW synchronous_commit")) == "on"
     finally:

@@ -66,7 +66,10 @@ def test_margin_separates_when_probability_does_not() -> None:
 
 def test_actions_by_category_kind() -> None:
     t = Thresholds(
-        {"candidate_absent": {"prob": 0.5, "margin": 0.1}, "errors_within_exam": {"prob": 0.5, "margin": 0.1}}
+        {
+            "candidate_absent": {"prob": 0.5, "margin": 0.1},
+            "errors_within_exam": {"prob": 0.5, "margin": 0.1},
+        }
     )
     assert action_for("candidate_absent", 0.8, 0.5, t) == AUTO_REPLY
     assert action_for("errors_within_exam", 0.8, 0.5, t) == ROUTE
@@ -78,7 +81,9 @@ def test_actions_by_category_kind() -> None:
 def test_decisions_carry_queue_and_alternatives() -> None:
     t = Thresholds({"errors_within_exam": {"prob": 0.5, "margin": 0.0}})
     probs = np.array([[0.1, 0.8, 0.1], [0.2, 0.3, 0.5]])
-    first, second = decide_rows(probs, CLASSES, t, routing={"errors_within_exam": "assessment-content"})
+    first, second = decide_rows(
+        probs, CLASSES, t, routing={"errors_within_exam": "assessment-content"}
+    )
     assert (first.action, first.queue) == (ROUTE, "assessment-content")
     assert first.alternatives[0][0] in {"candidate_absent", "other"}
     assert (second.category, second.action, second.queue) == ("other", TRIAGE, "triage")
@@ -120,10 +125,16 @@ def test_family_margin_holds_close_calls_between_siblings() -> None:
 
 
 def test_thresholds_written_before_policies_still_load() -> None:
-    old = {"auto_reply_target": 0.98, "route_target": 0.9, "per_category": {"extra_time": {"prob": 0.7, "margin": 0.1}}}
+    old = {
+        "auto_reply_target": 0.98,
+        "route_target": 0.9,
+        "per_category": {"extra_time": {"prob": 0.7, "margin": 0.1}},
+    }
     t = Thresholds.from_dict(old)
     assert (t.family_margin, t.policy) == (0.0, "per_category")
-    new = Thresholds({"extra_time": {"prob": 0.7, "margin": 0.0}}, family_margin=0.2, policy="global")
+    new = Thresholds(
+        {"extra_time": {"prob": 0.7, "margin": 0.0}}, family_margin=0.2, policy="global"
+    )
     assert Thresholds.from_dict(new.to_dict()) == new
 
 
@@ -131,8 +142,18 @@ def test_held_for_staff_is_other_in_triage_with_the_reason() -> None:
     from triage.classifier.decision import hold_for_staff
 
     probs = np.array([[0.7, 0.2, 0.1]])
-    (decision,) = decide_rows(probs, CLASSES, Thresholds({"candidate_absent": {"prob": 0.5, "margin": 0.0}}))
+    (decision,) = decide_rows(
+        probs, CLASSES, Thresholds({"candidate_absent": {"prob": 0.5, "margin": 0.0}})
+    )
     assert decision.action == AUTO_REPLY
     held = hold_for_staff(decision, probs[0], CLASSES, "thanks only")
-    assert (held.category, held.action, held.queue, held.reason) == ("other", TRIAGE, "triage", "thanks only")
-    assert held.confidence == 0.1 and [s for s, _p in held.alternatives] == ["candidate_absent", "errors_within_exam"]
+    assert (held.category, held.action, held.queue, held.reason) == (
+        "other",
+        TRIAGE,
+        "triage",
+        "thanks only",
+    )
+    assert held.confidence == 0.1 and [s for s, _p in held.alternatives] == [
+        "candidate_absent",
+        "errors_within_exam",
+    ]

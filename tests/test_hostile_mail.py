@@ -34,7 +34,9 @@ def test_h1_h2_every_hostile_shape_is_decided_within_the_cpu_budget(name: str, c
     raw = SHAPES[name]
     assert len(raw) <= 10 * 1024 * 1024  # INBOUND_MAX_BYTES
     spent = _cpu(lambda: process(raw, classify))
-    if spent >= BUDGET_SECONDS / MARGIN:  # a busy machine inflates CPU time too: the best of three runs decides
+    if (
+        spent >= BUDGET_SECONDS / MARGIN
+    ):  # a busy machine inflates CPU time too: the best of three runs decides
         spent = min(spent, *(_cpu(lambda: process(raw, classify)) for _ in range(2)))
     assert spent < BUDGET_SECONDS / MARGIN, f"{name}: {spent:.2f} s of CPU (best of three)"
 
@@ -65,7 +67,11 @@ def test_h2_long_headers_are_capped_before_parsing_and_keep_the_sender() -> None
 
 
 def test_h2_many_header_fields_keep_the_first_ones() -> None:
-    raw = b"From: jo@college.example\r\nSubject: first\r\n" + b"X-Hop: relay\r\n" * 100_000 + b"\r\nthe body\r\n"
+    raw = (
+        b"From: jo@college.example\r\nSubject: first\r\n"
+        + b"X-Hop: relay\r\n" * 100_000
+        + b"\r\nthe body\r\n"
+    )
     email = parse(raw)
     assert email.subject == "first" and email.text.strip() == "the body"
 
@@ -83,10 +89,19 @@ def test_h2_boundaries_split_parts_like_the_standard_parser() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["blank lines (a + CRLF*20000 + b)", "'On ' * 6000", "80 KB From display name", "160 KB From display name",
-             "9 MB folded Subject", "8 MB HTML-only body"],
-)  # fmt: skip
-def test_h1_h2_review_shapes_become_tickets_through_the_webhook(mail_app: Flask, api_token: str, name: str) -> None:
+    "name",
+    [
+        "blank lines (a + CRLF*20000 + b)",
+        "'On ' * 6000",
+        "80 KB From display name",
+        "160 KB From display name",
+        "9 MB folded Subject",
+        "8 MB HTML-only body",
+    ],
+)
+def test_h1_h2_review_shapes_become_tickets_through_the_webhook(
+    mail_app: Flask, api_token: str, name: str
+) -> None:
     response = post_email(mail_app.test_client(), api_token, SHAPES[name])
     assert response.status_code == 202, response.get_data(as_text=True)[:300]
     body = response.get_json()

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from tests.mailutil import count, deliver, make_email
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, receive
-from triage.models import ImapCheckpoint, OutboxItem, Ticket
-from triage.tasks import default_tasks
-from triage.worker import Worker
+from triage.orm import ImapCheckpoint, OutboxItem, Ticket
+from triage.worker.loop import Worker
+from triage.worker.tasks import default_tasks
 
 
 @pytest.fixture
@@ -27,8 +27,14 @@ def imap_app(mail_app_config: dict[str, Any], active_model, dovecot: int) -> Ite
     from triage import create_app
 
     user = f"u{uuid.uuid4().hex[:10]}"
-    config = {**mail_app_config, "IMAP_HOST": "127.0.0.1", "IMAP_PORT": dovecot, "IMAP_USER": user,
-              "IMAP_PASSWORD": "secret", "IMAP_TLS": False}  # fmt: skip
+    config = {
+        **mail_app_config,
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": dovecot,
+        "IMAP_USER": user,
+        "IMAP_PASSWORD": "secret",
+        "IMAP_TLS": False,
+    }
     app = create_app(config)
     yield app
     app.extensions["triage.engine"].dispose()
@@ -58,7 +64,7 @@ def _seen_uids(app: Flask) -> set[int]:
 
 def _poll(app: Flask, fail_on: int | None = None) -> int:
     sessions, settings = app.extensions["triage.sessions"], app.extensions["triage.settings"]
-    ctx = InboundContext(settings, app.extensions["triage.models"])
+    ctx = InboundContext(settings, app.extensions["triage.model_provider"])
     calls = {"n": 0}
 
     def store_one(raw: bytes) -> object:
@@ -71,10 +77,18 @@ def _poll(app: Flask, fail_on: int | None = None) -> int:
 
 
 def _emails(n: int) -> list[bytes]:
-    bodies = ["the exam has frozen on pc 2, screen stuck", "when will the june results be released?",
-              "learner is absent today, what do we do with his exam", "how do I set a PIN for the exams?"]  # fmt: skip
-    return [make_email(subject=f"enquiry {i}", body=bodies[i % len(bodies)], sender=f"c{i}@centre{i}.example")
-            for i in range(n)]  # fmt: skip
+    bodies = [
+        "the exam has frozen on pc 2, screen stuck",
+        "when will the june results be released?",
+        "learner is absent today, what do we do with his exam",
+        "how do I set a PIN for the exams?",
+    ]
+    return [
+        make_email(
+            subject=f"enquiry {i}", body=bodies[i % len(bodies)], sender=f"c{i}@centre{i}.example"
+        )
+        for i in range(n)
+    ]
 
 
 def test_poll_stores_then_flags_and_checkpoints(imap_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
@@ -106,8 +120,11 @@ def test_crash_midway_neither_skips_nor_repeats(imap_app: Flask) -> None:
 
 def test_a_stop_request_ends_the_poll_between_two_messages(imap_app: Flask) -> None:
     """SIGTERM reaches the poll as should_stop: it stops after the message in hand; the next poll resumes."""
-    sessions, settings = imap_app.extensions["triage.sessions"], imap_app.extensions["triage.settings"]
-    ctx = InboundContext(settings, imap_app.extensions["triage.models"])
+    sessions, settings = (
+        imap_app.extensions["triage.sessions"],
+        imap_app.extensions["triage.settings"],
+    )
+    ctx = InboundContext(settings, imap_app.extensions["triage.model_provider"])
     _append(imap_app, *_emails(4))
     stored: list[object] = []
 
@@ -124,7 +141,9 @@ def test_a_stop_request_ends_the_poll_between_two_messages(imap_app: Flask) -> N
 def test_stored_but_not_checkpointed_is_not_duplicated(imap_app: Flask) -> None:
     _append(imap_app, *_emails(2))
     assert _poll(imap_app) == 2
-    with imap_app.extensions["triage.sessions"]() as s:  # as if the process died before moving the checkpoint
+    with imap_app.extensions[
+        "triage.sessions"
+    ]() as s:  # as if the process died before moving the checkpoint
         s.scalars(select(ImapCheckpoint)).one().last_uid = 0
         s.commit()
     assert _poll(imap_app) == 2
@@ -143,7 +162,10 @@ def test_uidvalidity_change_rescans_without_duplicates(imap_app: Flask) -> None:
 
 def test_worker_polls_and_delivers_one_reply(imap_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
     _append(imap_app, make_email(message_id="<imap-e2e@college.example>"))
-    settings, sessions = imap_app.extensions["triage.settings"], imap_app.extensions["triage.sessions"]
+    settings, sessions = (
+        imap_app.extensions["triage.settings"],
+        imap_app.extensions["triage.sessions"],
+    )
     worker = Worker(default_tasks(settings, sessions), sessions, settings)
     done = worker.run_once()
     assert done["poll-imap"] == 1 and done["deliver-outbox"] == 1
@@ -153,7 +175,7 @@ def test_worker_polls_and_delivers_one_reply(imap_app: Flask, smtp_server) -> No
 
 
 def test_unparseable_mail_in_the_inbox_is_kept_not_lost(imap_app: Flask) -> None:
-    from triage.models import InboundEmail
+    from triage.orm import InboundEmail
 
     _append(imap_app, b"Subject: no sender at all\r\n\r\nhello\r\n")
     assert _poll(imap_app) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from flask import Flask
 
 from triage.catalogue import SLUGS
-from triage.classifier import registry
+from triage.classifier import compat, registry
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
 from triage.classifier.model import TrainedModel
 
@@ -24,7 +25,9 @@ def test_model_is_confident_on_clear_mail_and_abstains_on_noise(trained_model) -
     assert frozen.category == "exam_frozen"
     assert frozen.action == "auto_reply"
     assert frozen.queue == "technical"
-    staff = model.decide_one("qualification missing", "The Level 3 qualification is not showing for our centre at all")
+    staff = model.decide_one(
+        "qualification missing", "The Level 3 qualification is not showing for our centre at all"
+    )
     assert staff.category == "qualification_not_showing"
     assert staff.action in {"route", "triage"}
     noise = model.decide_one("", "asdf qwerty zxcv")
@@ -42,7 +45,14 @@ def test_training_is_reproducible(trained_model) -> None:  # type: ignore[no-unt
 def test_saved_metadata_has_versions_and_metrics(trained_model) -> None:  # type: ignore[no-untyped-def]
     models_dir = trained_model[1]
     meta = json.loads((models_dir / "vtest-1" / "metadata.json").read_text())
-    for key in ("version", "created", "sklearn_version", "python_version", "training_data_sha256", "thresholds"):
+    for key in (
+        "version",
+        "created",
+        "sklearn_version",
+        "python_version",
+        "training_data_sha256",
+        "thresholds",
+    ):
         assert key in meta
     assert meta["metrics"]["cross_validation"]["auto_reply"]["precision"] >= 0.98
 
@@ -53,13 +63,17 @@ def test_loading_refuses_a_different_scikit_learn(trained_model, tmp_path: Path)
     meta = json.loads(meta_path.read_text())
     meta["sklearn_version"] = "0.24.2"
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(registry.ModelLoadError, match=r"trained with scikit-learn 0\.24\.2.*retrain"):
+    with pytest.raises(
+        registry.ModelLoadError, match=r"trained with scikit-learn 0\.24\.2.*retrain"
+    ):
         registry.load(tmp_path, "vold")
 
 
 @pytest.mark.parametrize("version", ["../evil", "/etc/passwd", "a/b", "", ".hidden"])
 def test_models_load_only_from_the_models_directory(tmp_path: Path, version: str) -> None:
-    with pytest.raises(registry.ModelLoadError, match=r"invalid model version|outside the models directory"):
+    with pytest.raises(
+        registry.ModelLoadError, match=r"invalid model version|outside the models directory"
+    ):
         registry.load(tmp_path, version)
 
 
@@ -72,8 +86,16 @@ def test_symlink_out_of_the_models_directory_is_refused(tmp_path: Path) -> None:
 
 
 def _report(**auto: Any) -> dict[str, Any]:
-    base = {"precision": 0.99, "coverage": 0.9, "other_auto_replied": 0.0, "staff_only_auto_replied": 0.0,
-            "per_category": {"exam_frozen": {"wrong": 2, "auto_replied": 20}, "extra_time": {"wrong": 0, "auto_replied": 9}}}  # fmt: skip
+    base = {
+        "precision": 0.99,
+        "coverage": 0.9,
+        "other_auto_replied": 0.0,
+        "staff_only_auto_replied": 0.0,
+        "per_category": {
+            "exam_frozen": {"wrong": 2, "auto_replied": 20},
+            "extra_time": {"wrong": 0, "auto_replied": 9},
+        },
+    }
     base.update(auto)
     return {"auto_reply": base, "macro_f1": 0.95, "per_category": {"exam_frozen": {"f1": 0.9}}}
 
@@ -83,12 +105,18 @@ def test_gate_names_the_failing_category() -> None:
     assert len(reasons) == 1
     assert "exam_frozen (2 wrong of 20)" in reasons[0] and "extra_time" not in reasons[0]
     assert gate_failures(_report(), QualityTargets(), "x") == []
-    assert len(gate_failures(_report(coverage=0.5, other_auto_replied=0.05), QualityTargets(), "x")) == 2
+    assert (
+        len(gate_failures(_report(coverage=0.5, other_auto_replied=0.05), QualityTargets(), "x"))
+        == 2
+    )
 
 
 def test_evaluate_counts_auto_reply_figures(trained_model) -> None:  # type: ignore[no-untyped-def]
     model = trained_model[0].model
-    pairs = [("exam frozen", "the exam froze mid way, screen stuck"), ("invoice", "please send a copy of invoice 4471")]
+    pairs = [
+        ("exam frozen", "the exam froze mid way, screen stuck"),
+        ("invoice", "please send a copy of invoice 4471"),
+    ]
     report = evaluate(["exam_frozen", "other"], model.decide(pairs))
     assert report["n"] == 2
     assert report["auto_reply"]["other_auto_replied"] == 0.0
@@ -111,14 +139,22 @@ def model_app(model_app_config: dict[str, Any], active_model) -> Flask:  # type:
 
 def test_classify_contract(model_app: Flask) -> None:
     lines = [
-        {"id": "a1", "subject": "URGENT", "body": "exam frozen on pc 3, screen stuck, clock running"},
+        {
+            "id": "a1",
+            "subject": "URGENT",
+            "body": "exam frozen on pc 3, screen stuck, clock running",
+        },
         {
             "id": 7,
             "subject": "help",
             "body": "learner is off sick today, what do we do with his exam?",
             "from": "x@y.example",
         },
-        {"id": "c3", "subject": "newsletter", "body": "Our autumn newsletter: 20% off all brake pads this month"},
+        {
+            "id": "c3",
+            "subject": "newsletter",
+            "body": "Our autumn newsletter: 20% off all brake pads this month",
+        },
     ]
     result = _classify(model_app, "\n".join(json.dumps(x) for x in lines) + "\n")
     assert result.exit_code == 0, result.output
@@ -163,7 +199,9 @@ def test_classify_without_active_model_is_a_clear_error(app: Flask) -> None:
     assert "no active model" in result.output
 
 
-def test_train_refuses_to_activate_a_model_that_misses_the_gate(app_config: dict[str, Any], tmp_path: Path) -> None:
+def test_train_refuses_to_activate_a_model_that_misses_the_gate(
+    app_config: dict[str, Any], tmp_path: Path
+) -> None:
     """Shuffled labels on a small data set: the gate fails, names the reason, and nothing becomes active."""
     import random
 
@@ -187,7 +225,9 @@ def test_train_refuses_to_activate_a_model_that_misses_the_gate(app_config: dict
     assert "auto-reply precision" in result.stderr or "coverage" in result.stderr
     listing = app.test_cli_runner().invoke(args=["triage", "models", "list"])
     assert "rejected" in listing.stdout
-    activate = app.test_cli_runner().invoke(args=["triage", "models", "activate", listing.stdout.split()[0]])
+    activate = app.test_cli_runner().invoke(
+        args=["triage", "models", "activate", listing.stdout.split()[0]]
+    )
     assert activate.exit_code != 0 and "failed the quality gate" in activate.output
 
 
@@ -197,11 +237,21 @@ def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type:
     from triage.classifier.dataset import load_jsonl
 
     model = trained_model[0].model
-    pairs = [e.pair for e in load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / "test.jsonl")[:200]]
+    pairs = [
+        e.pair
+        for e in load_jsonl(
+            Path(__file__).resolve().parent.parent / "training_data" / "test.jsonl"
+        )[:200]
+    ]
     assert model._calibration() is not None
-    np.testing.assert_allclose(model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(
-        model.probabilities(pairs[:1]), model.pipeline.predict_proba(pairs[:1]), rtol=1e-6, atol=1e-9
+        model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        model.probabilities(pairs[:1]),
+        model.pipeline.predict_proba(pairs[:1]),
+        rtol=1e-6,
+        atol=1e-9,
     )
 
 
@@ -214,7 +264,9 @@ def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> N
 
     data = Path(__file__).resolve().parent.parent / "training_data"
     monkeypatch.setattr(training, "SCALABLE_FROM", 1000)
-    result = training.train(load_jsonl(data / "train.jsonl"), load_jsonl(data / "test.jsonl"), "vscale", n_jobs=2)
+    result = training.train(
+        load_jsonl(data / "train.jsonl"), load_jsonl(data / "test.jsonl"), "vscale", n_jobs=2
+    )
     model = result.model
     assert "holdout" in model.metadata["validation"]
     assert result.test_report is not None and result.test_report["macro_f1"] > 0.9
@@ -222,5 +274,33 @@ def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> N
         ("URGENT", "learners exam has frozen half way through, screen wont move"),
         ("invoice", "copy of invoice 4471 please"),
     ]
-    np.testing.assert_allclose(model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9
+    )
     assert model.decide_one(*pairs[0]).category == "exam_frozen"
+
+
+OLD_PICKLE = Path(__file__).parent / "data" / "pipeline-saved-by-716eb17-parent.joblib"
+
+
+def test_a_model_pickled_before_the_wing_move_loads_through_the_rename_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file names `triage.model.clean_pairs` (saved by the code at 716eb17^); it loads and predicts."""
+    import joblib
+    import sklearn
+
+    for old in compat.RENAMED_MODULES:
+        monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.raises(ModuleNotFoundError, match=r"triage\.model"):
+        joblib.load(OLD_PICKLE)  # without the map, the old path is unknown
+    folder = tmp_path / "v-old"
+    folder.mkdir()
+    shutil.copy(OLD_PICKLE, folder / registry.ARTIFACT)
+    thresholds = {"per_category": {}, "auto_reply_target": 0.98, "route_target": 0.9}
+    metadata = {"sklearn_version": sklearn.__version__, "thresholds": thresholds}
+    (folder / registry.METADATA).write_text(json.dumps(metadata))
+    model = registry.load(tmp_path, "v-old")
+    assert list(model.pipeline.predict([("locked", "the exam is locked after the keycode")])) == [
+        "a"
+    ]

@@ -25,11 +25,15 @@ from triage.web.observability import JsonLines
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_metrics_need_a_token_and_report_mail_and_decisions(mail_app: Flask, api_token: str) -> None:
+def test_metrics_need_a_token_and_report_mail_and_decisions(
+    mail_app: Flask, api_token: str
+) -> None:
     client = mail_app.test_client()
     post_email(client, api_token, make_email())
     assert client.get("/metrics").status_code == 401
-    text = client.get("/metrics", headers={"Authorization": f"Bearer {api_token}"}).get_data(as_text=True)
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {api_token}"}).get_data(
+        as_text=True
+    )
     assert 'triage_emails_received_total{source="webhook"} 1.0' in text
     assert 'triage_decisions_total{action="auto_reply",category="exam_frozen"} 1.0' in text
     assert 'triage_outbox{status="pending"} 1.0' in text
@@ -39,20 +43,36 @@ def test_metrics_need_a_token_and_report_mail_and_decisions(mail_app: Flask, api
 
 def test_request_id_is_echoed_or_made(mail_app: Flask) -> None:
     client = mail_app.test_client()
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
-    made = client.get("/healthz", headers={"X-Request-ID": "bad id <script>" * 10}).headers["X-Request-ID"]
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
+        == "abc-123"
+    )
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id <script>" * 10}).headers[
+        "X-Request-ID"
+    ]
     assert len(made) == 32 and "\n" not in made
 
 
 def test_json_log_lines_carry_request_id_and_reference(
     mail_app: Flask, api_token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    payload = {"from": "jo@college.example", "subject": "frozen", "body": "the exam froze on question 3"}
-    with caplog.at_level(logging.INFO, logger="triage.requests"):  # the JSON API answers with the reference
-        body = mail_app.test_client().post("/api/v1/tickets", json=payload,
-                                           headers={"Authorization": f"Bearer {api_token}"}).get_json()  # fmt: skip
+    payload = {
+        "from": "jo@college.example",
+        "subject": "frozen",
+        "body": "the exam froze on question 3",
+    }
+    with caplog.at_level(
+        logging.INFO, logger="triage.requests"
+    ):  # the JSON API answers with the reference
+        body = (
+            mail_app.test_client()
+            .post("/api/v1/tickets", json=payload, headers={"Authorization": f"Bearer {api_token}"})
+            .get_json()
+        )
     record = next(
-        r for r in caplog.records if r.name == "triage.requests" and getattr(r, "path", "") == "/api/v1/tickets"
+        r
+        for r in caplog.records
+        if r.name == "triage.requests" and getattr(r, "path", "") == "/api/v1/tickets"
     )
     line = json.loads(JsonLines().format(record))
     assert line["reference"] == body["reference"] and line["status"] == 202 and line["request_id"]
@@ -60,7 +80,9 @@ def test_json_log_lines_carry_request_id_and_reference(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_gunicorn_workers_share_one_latency_histogram(app_config: dict[str, Any], tmp_path: Path) -> None:
+def test_gunicorn_workers_share_one_latency_histogram(
+    app_config: dict[str, Any], tmp_path: Path
+) -> None:
     """Under the production gunicorn config, any worker's /metrics counts the requests every worker served."""
     from triage import create_app
     from triage.helpdesk import tokens
@@ -71,14 +93,27 @@ def test_gunicorn_workers_share_one_latency_histogram(app_config: dict[str, Any]
         s.commit()
     app.extensions["triage.engine"].dispose()
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": app_config["DATABASE_URL"], "SECRET_KEY": app_config["SECRET_KEY"],
-           "TRIAGE_INSTANCE_PATH": str(app_config["INSTANCE_PATH"]), "MODELS_DIR": str(app_config["MODELS_DIR"]),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "WEB_CONCURRENCY": "3",
-           "BIND": f"127.0.0.1:{port}"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": app_config["DATABASE_URL"],
+        "SECRET_KEY": app_config["SECRET_KEY"],
+        "TRIAGE_INSTANCE_PATH": str(app_config["INSTANCE_PATH"]),
+        "MODELS_DIR": str(app_config["MODELS_DIR"]),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "WEB_CONCURRENCY": "3",
+        "BIND": f"127.0.0.1:{port}",
+    }
     (tmp_path / "prom").mkdir()
-    (tmp_path / "prom" / "counter_999.db").write_bytes(b"stale")  # left by an earlier server: must be cleared
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:triage.web.gunicorn_conf", "app:app"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    (tmp_path / "prom" / "counter_999.db").write_bytes(
+        b"stale"
+    )  # left by an earlier server: must be cleared
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:triage.web.gunicorn_conf", "app:app"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for_http(port, proc)
 
@@ -91,10 +126,14 @@ def test_gunicorn_workers_share_one_latency_histogram(app_config: dict[str, Any]
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"})
             text = conn.getresponse().read().decode()
-            counts = re.findall(r'triage_http_request_seconds_count\{endpoint="/healthz".*?\} (\S+)', text)
+            counts = re.findall(
+                r'triage_http_request_seconds_count\{endpoint="/healthz".*?\} (\S+)', text
+            )
             return sum(float(c) for c in counts)
 
-        before = healthz_total()  # the start-up probes (one, or more when the machine is slow to start gunicorn)
+        before = (
+            healthz_total()
+        )  # the start-up probes (one, or more when the machine is slow to start gunicorn)
         assert before >= 1
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(healthz, range(60)))

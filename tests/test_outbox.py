@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 
 from tests.mailutil import deliver, make_email, outbox_rows, post_email
 from triage.mail.outbox import backoff
-from triage.models import OutboxItem, utcnow
+from triage.orm import OutboxItem, utcnow
 
 
 def _make_due(app: Flask) -> None:
@@ -19,7 +19,9 @@ def _make_due(app: Flask) -> None:
         s.commit()
 
 
-def test_temporary_failure_backs_off_then_delivers_once(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_temporary_failure_backs_off_then_delivers_once(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     recorder = smtp_server[0]
     recorder.answers = ["451 4.3.0 try again later", "421 4.7.0 busy"]
     post_email(mail_app.test_client(), api_token, make_email())
@@ -55,7 +57,9 @@ def test_permanent_failure_is_kept_for_staff(mail_app: Flask, api_token: str, sm
     assert outbox_rows(mail_app)[0].status == "sent"
 
 
-def test_too_many_temporary_failures_become_permanent(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_temporary_failures_become_permanent(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     mail_app.extensions["triage.settings"].outbox_max_attempts = 2
     smtp_server[0].answers = ["451 later"] * 5
     post_email(mail_app.test_client(), api_token, make_email())
@@ -83,8 +87,15 @@ def test_smtp_server_down_then_back(mail_app: Flask, api_token: str, smtp_server
 def test_two_workers_never_send_the_same_row(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
     client = mail_app.test_client()
     for i in range(12):
-        post_email(client, api_token, make_email(subject=f"q{i}", body="when will the results be released?",
-                                                 sender=f"c{i}@centre{i}.example"))  # fmt: skip
+        post_email(
+            client,
+            api_token,
+            make_email(
+                subject=f"q{i}",
+                body="when will the results be released?",
+                sender=f"c{i}@centre{i}.example",
+            ),
+        )
     barrier = threading.Barrier(2)
 
     def run(name: str) -> None:
@@ -102,18 +113,29 @@ def test_two_workers_never_send_the_same_row(mail_app: Flask, api_token: str, sm
     assert len(ids) == 12 == len(set(ids))
 
 
-def test_each_send_is_recorded_before_the_next_message_goes_out(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_each_send_is_recorded_before_the_next_message_goes_out(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     """A worker that dies between two sends can only ever send the message in hand twice, never the earlier ones."""
     client = mail_app.test_client()
     for i in range(4):
-        post_email(client, api_token, make_email(subject=f"q{i}", body="when will the results be released?",
-                                                 sender=f"c{i}@centre{i}.example"))  # fmt: skip
+        post_email(
+            client,
+            api_token,
+            make_email(
+                subject=f"q{i}",
+                body="when will the results be released?",
+                sender=f"c{i}@centre{i}.example",
+            ),
+        )
     engine = mail_app.extensions["triage.engine"]
     recorded_before: list[int] = []
 
     def count_recorded() -> None:  # another connection: it sees only what is committed
         with engine.connect() as conn:
-            recorded_before.append(conn.scalar(select(func.count()).where(OutboxItem.status == "sent")) or 0)
+            recorded_before.append(
+                conn.scalar(select(func.count()).where(OutboxItem.status == "sent")) or 0
+            )
 
     smtp_server[0].on_data = count_recorded
     assert deliver(mail_app) == 4
@@ -126,12 +148,21 @@ def test_one_smtp_connection_serves_a_delivery_round_and_a_dropped_one_is_opened
 ) -> None:  # type: ignore[no-untyped-def]
     client = mail_app.test_client()
     for i in range(6):
-        post_email(client, api_token, make_email(subject=f"q{i}", body="when will the results be released?",
-                                                 sender=f"c{i}@centre{i}.example"))  # fmt: skip
+        post_email(
+            client,
+            api_token,
+            make_email(
+                subject=f"q{i}",
+                body="when will the results be released?",
+                sender=f"c{i}@centre{i}.example",
+            ),
+        )
     recorder = smtp_server[0]
     recorder.drop_after = 3  # the server hangs up between the third and fourth message
     assert deliver(mail_app) == 6
-    assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 6 and len(recorder.messages) == 6
+    assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 6 and len(
+        recorder.messages
+    ) == 6
     peers = recorder.peers
     assert len(set(peers[:3])) == 1 and len(set(peers[3:])) == 1 and peers[0] != peers[3], peers
 
@@ -156,7 +187,9 @@ def test_crashed_worker_lease_expires_and_resends_with_same_message_id(
         assert s.get(OutboxItem, row.id).message.message_id == sent["Message-ID"]  # type: ignore[union-attr]
 
 
-def test_a_message_that_crashes_every_worker_ends_failed(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_that_crashes_every_worker_ends_failed(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     from triage.mail.outbox import LEASE, claim
 
     post_email(mail_app.test_client(), api_token, make_email())
@@ -170,13 +203,17 @@ def test_a_message_that_crashes_every_worker_ends_failed(mail_app: Flask, api_to
             s.execute(update(OutboxItem).values(claimed_at=utcnow() - LEASE - timedelta(seconds=1)))
             s.commit()
     [row] = outbox_rows(mail_app)
-    assert claims == limit  # the first claim plus limit - 1 retries; the crash that reaches the limit fails it
+    assert (
+        claims == limit
+    )  # the first claim plus limit - 1 retries; the crash that reaches the limit fails it
     assert row.status == "failed" and row.attempts == limit and row.claimed_by is None
     assert "stopped before recording the outcome" in (row.last_error or "")
     assert deliver(mail_app) == 0 and smtp_server[0].messages == []
 
 
-def test_without_smtp_mail_is_written_to_the_instance_outbox(model_app_config, active_model, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_without_smtp_mail_is_written_to_the_instance_outbox(
+    model_app_config, active_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from triage import create_app
     from triage.helpdesk import tokens as tokens_mod
 

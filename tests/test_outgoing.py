@@ -27,7 +27,7 @@ from triage import catalogue
 from triage.mail import compose
 from triage.mail.names import person_name
 from triage.mail.recipients import PLAIN_ADDRESS, registrable_domain, valid_recipient
-from triage.models import AuditEvent, Macro, OutboxItem, Ticket
+from triage.orm import AuditEvent, Macro, OutboxItem, Ticket
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -46,7 +46,11 @@ def header_block(raw: bytes) -> bytes:
 def raw_headers(raw: bytes) -> list[tuple[str, str]]:
     """(name, unfolded value) of every top-level header, exactly as written on the wire."""
     unfolded = re.sub(rb"\r?\n[ \t]", b" ", header_block(raw)).decode("ascii")
-    return [(line.split(":", 1)[0], line.split(":", 1)[1].strip()) for line in re.split(r"\r?\n", unfolded) if line]
+    return [
+        (line.split(":", 1)[0], line.split(":", 1)[1].strip())
+        for line in re.split(r"\r?\n", unfolded)
+        if line
+    ]
 
 
 def raw_header(raw: bytes, name: str) -> str | None:
@@ -63,7 +67,9 @@ def assert_msgid_list(raw: bytes, name: str) -> list[str]:
     assert tokens and all(MSGID.match(t) for t in tokens), (name, value)
     for line in header_block(raw).split(b"\r\n"):
         assert len(line) <= 998
-        assert not re.search(rb"<[^>\s]*$", line) or line.lower().startswith(b"content-type"), line  # no id cut
+        assert not re.search(rb"<[^>\s]*$", line) or line.lower().startswith(b"content-type"), (
+            line
+        )  # no id cut
     return tokens
 
 
@@ -71,7 +77,9 @@ def plain(msg: EmailMessage) -> str:
     """The text/plain part of a received message."""
     body = msg.get_body(("plain",))
     assert body is not None
-    return body.get_content().replace("\r\n", "\n")  # the wire's CRLF line ends, as a client shows them
+    return body.get_content().replace(
+        "\r\n", "\n"
+    )  # the wire's CRLF line ends, as a client shows them
 
 
 def html(msg: EmailMessage) -> str:
@@ -83,7 +91,9 @@ def html(msg: EmailMessage) -> str:
 
 def received(smtp_server: Any) -> list[tuple[Any, EmailMessage]]:
     """(envelope, parsed message) for everything the SMTP server accepted."""
-    return [(e, message_from_bytes(e.content, policy=policy.default)) for e in smtp_server[0].messages]
+    return [
+        (e, message_from_bytes(e.content, policy=policy.default)) for e in smtp_server[0].messages
+    ]
 
 
 def long_id(length: int, tag: str = "A") -> str:
@@ -94,12 +104,16 @@ def long_id(length: int, tag: str = "A") -> str:
 
 def wire_email(headers: str, sender: str = "Jo Bloggs <jo@college.example>") -> bytes:
     """A plain email with msg-id headers written exactly as given (the email package would encode long ones)."""
-    return (f"From: {sender}\r\nTo: support@imi.test\r\nSubject: learner's exam has frozen\r\n{headers}"
-            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            "learner's exam has frozen half way, screen stuck and the clock still going\r\n").encode()  # fmt: skip
+    return (
+        f"From: {sender}\r\nTo: support@imi.test\r\nSubject: learner's exam has frozen\r\n{headers}"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "learner's exam has frozen half way, screen stuck and the clock still going\r\n"
+    ).encode()
 
 
-def mdn(original_id: str, subject: str, sender: str = "Jo Bloggs <jo@college.example>", extra: str = "") -> bytes:
+def mdn(
+    original_id: str, subject: str, sender: str = "Jo Bloggs <jo@college.example>", extra: str = ""
+) -> bytes:
     """A read receipt (RFC 8098 disposition notification) naming one message only by Original-Message-ID."""
     return (
         f"From: {sender}\r\nTo: support@imi.test\r\nSubject: Read: {subject}\r\n"
@@ -159,9 +173,11 @@ def forward(style: str) -> bytes:
         + "\nHello, my exam froze halfway through <b>question 12</b> & the timer kept going. What happens now?\n"
     )
     return make_email(
-        subject=f"Fwd: exam ({style})", body=body, sender="Kim Wallace <kim@college.example>",
+        subject=f"Fwd: exam ({style})",
+        body=body,
+        sender="Kim Wallace <kim@college.example>",
         message_id=f"<fwd.{style}@college.example>",
-    )  # fmt: skip
+    )
 
 
 def _session(app: Flask) -> Any:
@@ -171,16 +187,24 @@ def _session(app: Flask) -> Any:
 def history(app: Flask, ticket_id: int) -> list[AuditEvent]:
     """The audit trail of one ticket."""
     with _session(app) as s:
-        return list(s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == ticket_id).order_by(AuditEvent.id)))
+        return list(
+            s.scalars(
+                select(AuditEvent).where(AuditEvent.ticket_id == ticket_id).order_by(AuditEvent.id)
+            )
+        )
 
 
 # --- 1. msg-id headers --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("length", [70, 90, 100])
-def test_long_msgids_are_never_encoded_or_folded_inside(mail_app: Flask, api_token: str, smtp_server, length: int) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_long_msgids_are_never_encoded_or_folded_inside(
+    mail_app: Flask, api_token: str, smtp_server, length: int
+) -> None:  # type: ignore[no-untyped-def]
     own, parent, root = long_id(length, "M"), long_id(length, "P"), long_id(length, "R")
-    raw = wire_email(f"Message-ID: {own}\r\nIn-Reply-To: {parent}\r\nReferences: {root}\r\n {parent}\r\n")
+    raw = wire_email(
+        f"Message-ID: {own}\r\nIn-Reply-To: {parent}\r\nReferences: {root}\r\n {parent}\r\n"
+    )
     assert post_email(mail_app.test_client(), api_token, raw).status_code == 202
     assert deliver(mail_app) == 1
     [(envelope, sent)] = received(smtp_server)
@@ -192,11 +216,23 @@ def test_long_msgids_are_never_encoded_or_folded_inside(mail_app: Flask, api_tok
 
 
 def test_ids_that_cannot_be_written_as_they_are_are_left_out() -> None:
-    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name="IMI", from_address="support@imi.test",
-                        to="jo@college.example", subject="s", body="b", in_reply_to="<no at sign>",
-                        references=["<a b@c>", "<ok@college.example>", "<é@x.example>",
-                                    "<sha256.1@no-message-id.invalid>", "<=?utf-8?q?x?=@y.example>"],
-                        auto_submitted=None)  # fmt: skip
+    msg = compose.build(
+        message_id="<imi.1.x@imi.test>",
+        from_name="IMI",
+        from_address="support@imi.test",
+        to="jo@college.example",
+        subject="s",
+        body="b",
+        in_reply_to="<no at sign>",
+        references=[
+            "<a b@c>",
+            "<ok@college.example>",
+            "<é@x.example>",
+            "<sha256.1@no-message-id.invalid>",
+            "<=?utf-8?q?x?=@y.example>",
+        ],
+        auto_submitted=None,
+    )
     raw = compose.to_bytes(msg)
     assert raw_header(raw, "In-Reply-To") is None
     assert assert_msgid_list(raw, "References") == ["<ok@college.example>"]
@@ -204,9 +240,17 @@ def test_ids_that_cannot_be_written_as_they_are_are_left_out() -> None:
 
 def test_a_long_reference_chain_keeps_the_first_and_the_newest() -> None:
     chain = [f"<{i:03d}.{'x' * 60}@college.example>" for i in range(40)]
-    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name="IMI", from_address="support@imi.test",
-                        to="jo@college.example", subject="s", body="b", in_reply_to=chain[-1], references=chain,
-                        auto_submitted=None)  # fmt: skip
+    msg = compose.build(
+        message_id="<imi.1.x@imi.test>",
+        from_name="IMI",
+        from_address="support@imi.test",
+        to="jo@college.example",
+        subject="s",
+        body="b",
+        in_reply_to=chain[-1],
+        references=chain,
+        auto_submitted=None,
+    )
     refs = assert_msgid_list(compose.to_bytes(msg), "References")
     assert len(refs) == compose.MAX_REFERENCES and refs[0] == chain[0] and refs[-1] == chain[-1]
 
@@ -215,20 +259,33 @@ def test_a_long_reference_chain_keeps_the_first_and_the_newest() -> None:
 
 
 def _answered_ticket(app: Flask, api_token: str, smtp_server: Any) -> tuple[str, EmailMessage]:
-    first = post_email(app.test_client(), api_token, make_email(message_id="<q.1@college.example>")).get_json()
+    first = post_email(
+        app.test_client(), api_token, make_email(message_id="<q.1@college.example>")
+    ).get_json()
     assert deliver(app) == 1
     return first["reference"], received(smtp_server)[-1][1]
 
 
 @pytest.mark.parametrize("shape", ["mdn", "read-subject", "dsn", "delivered-subject"])
-def test_reports_about_our_mail_attach_silently(mail_app: Flask, api_token: str, smtp_server, shape: str) -> None:  # type: ignore[no-untyped-def]
+def test_reports_about_our_mail_attach_silently(
+    mail_app: Flask, api_token: str, smtp_server, shape: str
+) -> None:  # type: ignore[no-untyped-def]
     reference, ours = _answered_ticket(mail_app, api_token, smtp_server)
     our_id, subject = ours["Message-ID"], ours["Subject"]
     status = ticket(mail_app, reference).status
-    read = make_email(subject="Read: " + subject, body="Your message was read.", headers={"In-Reply-To": our_id})
-    delivered = make_email(subject="Delivered: " + subject, body="Delivered.", headers={"References": our_id})
+    read = make_email(
+        subject="Read: " + subject, body="Your message was read.", headers={"In-Reply-To": our_id}
+    )
+    delivered = make_email(
+        subject="Delivered: " + subject, body="Delivered.", headers={"References": our_id}
+    )
     # the MDN and the DSN name our message only inside their report parts
-    raw = {"mdn": mdn(our_id, subject), "read-subject": read, "dsn": dsn(our_id), "delivered-subject": delivered}[shape]
+    raw = {
+        "mdn": mdn(our_id, subject),
+        "read-subject": read,
+        "dsn": dsn(our_id),
+        "delivered-subject": delivered,
+    }[shape]
     assert post_email(mail_app.test_client(), api_token, raw).get_json()["reference"] == reference
     t = ticket(mail_app, reference)
     assert t.status == status and count(mail_app, Ticket) == 1  # no new ticket, nothing changed
@@ -236,7 +293,9 @@ def test_reports_about_our_mail_attach_silently(mail_app: Flask, api_token: str,
     assert deliver(mail_app) == 0 and len(smtp_server[0].messages) == 1
 
 
-def test_a_receipt_never_reopens_a_resolved_ticket(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_receipt_never_reopens_a_resolved_ticket(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     reference, ours = _answered_ticket(mail_app, api_token, smtp_server)
     with _session(mail_app) as s:
         t = s.get(Ticket, ticket(mail_app, reference).id)
@@ -251,24 +310,38 @@ def test_a_receipt_never_reopens_a_resolved_ticket(mail_app: Flask, api_token: s
     [
         (arf(), "ARF"),
         (mdn("<unknown.1@elsewhere.example>", "exam frozen"), "MDN"),
-        (make_email(subject="Not read: exam booking", body="Your message was deleted without being read."), "receipt"),
+        (
+            make_email(
+                subject="Not read: exam booking",
+                body="Your message was deleted without being read.",
+            ),
+            "receipt",
+        ),
         ((SAMPLES / "12-out-of-office.eml").read_bytes(), "Auto-Submitted"),
         (make_email(subject="I am away", headers={"X-Autoreply": "yes"}), "x-autoreply"),
         (dsn("<unknown.2@elsewhere.example>"), "bounce"),
     ],
 )
-def test_automatic_mail_is_stored_and_resolved_no_action_needed(mail_app: Flask, api_token: str, smtp_server,
-                                                                raw: bytes, reason: str) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_automatic_mail_is_stored_and_resolved_no_action_needed(
+    mail_app: Flask, api_token: str, smtp_server, raw: bytes, reason: str
+) -> None:  # type: ignore[no-untyped-def]
     body = post_email(mail_app.test_client(), api_token, raw).get_json()
     t = ticket(mail_app, body["reference"])
-    assert (t.status, t.resolution, t.queue.slug, t.action) == ("resolved", "no action needed", "triage", "none")
+    assert (t.status, t.resolution, t.queue.slug, t.action) == (
+        "resolved",
+        "no action needed",
+        "triage",
+        "none",
+    )
     assert reason.lower() in (t.messages[0].auto_submitted_reason or "").lower()
     assert t.resolved_at is not None and t.confirmed_category is None  # never trained on
     assert deliver(mail_app) == 0 and smtp_server[0].messages == []
     make_user(mail_app)
     client = mail_app.test_client()
     login(client)
-    listing = client.get("/queues/triage", query_string={"status": "resolved"}).get_data(as_text=True)
+    listing = client.get("/queues/triage", query_string={"status": "resolved"}).get_data(
+        as_text=True
+    )
     assert f"/tickets/{t.id}" in listing  # still listable
     assert "no action needed" in client.get(f"/tickets/{t.id}").get_data(as_text=True)
 
@@ -298,15 +371,24 @@ def test_registrable_domain_uses_the_public_suffix_list(domain: str, registrable
 @pytest.mark.parametrize(
     ("sender", "reply_to", "expected"),
     [
-        ("jo@college.ac.uk", "exams@mail.college.ac.uk", "exams@mail.college.ac.uk"),  # a subdomain: same org
+        (
+            "jo@college.ac.uk",
+            "exams@mail.college.ac.uk",
+            "exams@mail.college.ac.uk",
+        ),  # a subdomain: same org
         ("alerts@systems.centre.co.uk", "Exams <exams@centre.co.uk>", "exams@centre.co.uk"),
-        ("jo@alpha.ac.uk", "x@beta.ac.uk", "jo@alpha.ac.uk"),  # same public suffix, different organisations
+        (
+            "jo@alpha.ac.uk",
+            "x@beta.ac.uk",
+            "jo@alpha.ac.uk",
+        ),  # same public suffix, different organisations
         ("a@school1.lancs.sch.uk", "b@school2.lancs.sch.uk", "a@school1.lancs.sch.uk"),
         ("jo@college.example", "victim@elsewhere.example", "jo@college.example"),
     ],
 )
-def test_reply_to_only_within_the_senders_organisation(mail_app: Flask, api_token: str, smtp_server, sender: str,
-                                                       reply_to: str, expected: str) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_reply_to_only_within_the_senders_organisation(
+    mail_app: Flask, api_token: str, smtp_server, sender: str, reply_to: str, expected: str
+) -> None:  # type: ignore[no-untyped-def]
     raw = make_email(sender=sender, headers={"Reply-To": reply_to})
     ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
     assert deliver(mail_app) == 1
@@ -320,18 +402,38 @@ def test_reply_to_only_within_the_senders_organisation(mail_app: Flask, api_toke
         assert not ignored
 
 
-def test_domain_hourly_cap_counts_every_address_of_a_domain(mail_app: Flask, api_token: str) -> None:
+def test_domain_hourly_cap_counts_every_address_of_a_domain(
+    mail_app: Flask, api_token: str
+) -> None:
     mail_app.extensions["triage.settings"].domain_hourly_cap = 2
     client = mail_app.test_client()
-    for i, host in enumerate(["college.ac.uk", "mail.college.ac.uk", "staff.college.ac.uk", "other.ac.uk"]):
-        post_email(client, api_token, make_email(subject=f"q{i}", sender=f"user{i}@{host}",
-                                                 body=f"random question number {i} about something"))  # fmt: skip
+    for i, host in enumerate(
+        ["college.ac.uk", "mail.college.ac.uk", "staff.college.ac.uk", "other.ac.uk"]
+    ):
+        post_email(
+            client,
+            api_token,
+            make_email(
+                subject=f"q{i}",
+                sender=f"user{i}@{host}",
+                body=f"random question number {i} about something",
+            ),
+        )
     rows = outbox_rows(mail_app)
-    assert sorted(r.recipient for r in rows) == ["user0@college.ac.uk", "user1@mail.college.ac.uk", "user3@other.ac.uk"]
+    assert sorted(r.recipient for r in rows) == [
+        "user0@college.ac.uk",
+        "user1@mail.college.ac.uk",
+        "user3@other.ac.uk",
+    ]
     with _session(mail_app) as s:
-        capped = s.scalars(select(Ticket).where(Ticket.centre_email == "user2@staff.college.ac.uk")).one()
+        capped = s.scalars(
+            select(Ticket).where(Ticket.centre_email == "user2@staff.college.ac.uk")
+        ).one()
         assert capped.status == "open" and capped.action == "none"
-    assert any("college.ac.uk" in str(e.details.get("reply_suppressed")) for e in history(mail_app, capped.id))
+    assert any(
+        "college.ac.uk" in str(e.details.get("reply_suppressed"))
+        for e in history(mail_app, capped.id)
+    )
 
 
 def test_domain_cap_holds_inside_one_worker_batch(mail_app: Flask, api_token: str) -> None:
@@ -342,29 +444,47 @@ def test_domain_cap_holds_inside_one_worker_batch(mail_app: Flask, api_token: st
     client = mail_app.test_client()
     senders = ["a@college.ac.uk", "b@mail.college.ac.uk", "c@staff.college.ac.uk", "d@other.ac.uk"]
     for i, sender in enumerate(senders):
-        raw = make_email(subject=f"q{i}", sender=sender, body=f"random question number {i} about something",
-                         message_id=f"<batch-{i}@college.ac.uk>")  # fmt: skip
+        raw = make_email(
+            subject=f"q{i}",
+            sender=sender,
+            body=f"random question number {i} about something",
+            message_id=f"<batch-{i}@college.ac.uk>",
+        )
         post_email(client, api_token, raw, process=False)
     assert process_all(mail_app) == 4
-    assert sorted(r.recipient for r in outbox_rows(mail_app)) == ["a@college.ac.uk", "b@mail.college.ac.uk",
-                                                                  "d@other.ac.uk"]  # fmt: skip
+    assert sorted(r.recipient for r in outbox_rows(mail_app)) == [
+        "a@college.ac.uk",
+        "b@mail.college.ac.uk",
+        "d@other.ac.uk",
+    ]
 
 
 @pytest.mark.parametrize(
     ("results", "answered"),
     [
         (
-            ["mx.imi.test; spf=pass smtp.mailfrom=college.example; dmarc=fail (p=reject) header.from=college.example"],
+            [
+                "mx.imi.test; spf=pass smtp.mailfrom=college.example; dmarc=fail (p=reject) header.from=college.example"
+            ],
             False,
         ),
         (["mx.imi.test 1; dkim=none; DMARC=FAIL header.from=college.example"], False),
-        (["evil.example; dmarc=fail header.from=college.example"], True),  # someone else's header: not believed
-        (["mx.imi.test; dkim=pass (dmarc=fail in a comment) header.d=college.example; dmarc=pass"], True),
+        (
+            ["evil.example; dmarc=fail header.from=college.example"],
+            True,
+        ),  # someone else's header: not believed
+        (
+            [
+                "mx.imi.test; dkim=pass (dmarc=fail in a comment) header.d=college.example; dmarc=pass"
+            ],
+            True,
+        ),
         (["mx.imi.test; dmarc=pass header.from=college.example", "mx.imi.test; dmarc=fail"], False),
     ],
 )
-def test_dmarc_failure_from_our_server_sends_no_automatic_answer(mail_app: Flask, api_token: str, smtp_server,
-                                                                 results: list[str], answered: bool) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_dmarc_failure_from_our_server_sends_no_automatic_answer(
+    mail_app: Flask, api_token: str, smtp_server, results: list[str], answered: bool
+) -> None:  # type: ignore[no-untyped-def]
     mail_app.extensions["triage.settings"].trusted_authserv_id = "mx.imi.test"
     msg = message_from_bytes(make_email(), policy=policy.default)
     for value in results:
@@ -377,23 +497,35 @@ def test_dmarc_failure_from_our_server_sends_no_automatic_answer(mail_app: Flask
         make_user(mail_app)
         client = mail_app.test_client()
         login(client)
-        assert "No automatic answer: DMARC fail" in client.get(f"/tickets/{t.id}").get_data(as_text=True)
+        assert "No automatic answer: DMARC fail" in client.get(f"/tickets/{t.id}").get_data(
+            as_text=True
+        )
 
 
-def test_without_a_trusted_authserv_id_no_authentication_results_is_believed(mail_app: Flask, api_token: str) -> None:
-    raw = make_email(headers={"Authentication-Results": "mx.imi.test; dmarc=fail header.from=college.example"})
+def test_without_a_trusted_authserv_id_no_authentication_results_is_believed(
+    mail_app: Flask, api_token: str
+) -> None:
+    raw = make_email(
+        headers={"Authentication-Results": "mx.imi.test; dmarc=fail header.from=college.example"}
+    )
     post_email(mail_app.test_client(), api_token, raw)
     assert count(mail_app, OutboxItem) == 1
 
 
-def test_crlf_in_an_encoded_from_name_never_reaches_a_recipient(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_crlf_in_an_encoded_from_name_never_reaches_a_recipient(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     name = base64.b64encode(b"Name X\r\nBcc: injected@evil.example").decode()
-    raw = (f"From: =?utf-8?b?{name}?= <crlf@centre.example>\r\nTo: support@imi.test\r\n"
-           "Subject: learner's exam has frozen\r\nMessage-ID: <crlf.1@centre.example>\r\n\r\n"
-           "learner's exam has frozen half way, screen stuck and the clock still going\r\n").encode()  # fmt: skip
+    raw = (
+        f"From: =?utf-8?b?{name}?= <crlf@centre.example>\r\nTo: support@imi.test\r\n"
+        "Subject: learner's exam has frozen\r\nMessage-ID: <crlf.1@centre.example>\r\n\r\n"
+        "learner's exam has frozen half way, screen stuck and the clock still going\r\n"
+    ).encode()
     ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
     t = ticket(mail_app, ref)
-    assert t.centre_email == "crlf@centre.example" and t.action == "none" and t.queue.slug == "triage"
+    assert (
+        t.centre_email == "crlf@centre.example" and t.action == "none" and t.queue.slug == "triage"
+    )
     assert any(e.action == "recipient.flagged" for e in history(mail_app, t.id))
     assert count(mail_app, OutboxItem) == 0  # flagged: no automatic answer
     make_user(mail_app)
@@ -401,16 +533,26 @@ def test_crlf_in_an_encoded_from_name_never_reaches_a_recipient(mail_app: Flask,
     login(client)
     page = f"/tickets/{t.id}"
     assert "From header held a line break" in client.get(page).get_data(as_text=True)
-    post_form(client, page, f"{page}/reply", {"body": "We have looked into this."})  # a person may still answer
+    post_form(
+        client, page, f"{page}/reply", {"body": "We have looked into this."}
+    )  # a person may still answer
     deliver(mail_app)
     for envelope, sent in received(smtp_server):
         assert envelope.rcpt_tos == ["crlf@centre.example"] and sent["To"] == "crlf@centre.example"
-        assert b"injected@evil.example" not in header_block(envelope.content) and sent["Bcc"] is None
+        assert (
+            b"injected@evil.example" not in header_block(envelope.content) and sent["Bcc"] is None
+        )
         assert "Dear colleague," in plain(sent)
 
 
 def test_an_outgoing_recipient_must_be_one_parsed_address() -> None:
-    for bad in ["a@b.example, c@d.example", "a@b.example\r\nBcc: c@d.example", "Name <a@b.example>", "", "nope"]:
+    for bad in [
+        "a@b.example, c@d.example",
+        "a@b.example\r\nBcc: c@d.example",
+        "Name <a@b.example>",
+        "",
+        "nope",
+    ]:
         with pytest.raises(ValueError, match="address"):
             valid_recipient(bad)
     assert valid_recipient("jo.bloggs+exams@college.ac.uk") == "jo.bloggs+exams@college.ac.uk"
@@ -418,7 +560,9 @@ def test_an_outgoing_recipient_must_be_one_parsed_address() -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(st.from_regex(PLAIN_ADDRESS, fullmatch=True))
-def test_the_plain_address_shortcut_accepts_only_what_the_full_parser_takes_as_it_is(address: str) -> None:
+def test_the_plain_address_shortcut_accepts_only_what_the_full_parser_takes_as_it_is(
+    address: str,
+) -> None:
     parsed = Address(addr_spec=address)  # the check valid_recipient skips for these
     assert parsed.addr_spec == address and parsed.username and parsed.domain
 
@@ -489,8 +633,19 @@ def test_every_faq_number_appears_in_the_rewritten_answer() -> None:
         for fact in facts:
             assert re.search(rf"\b{re.escape(fact)}", answer, re.IGNORECASE), (category.slug, fact)
             checked += 1
-        for term in ("SecureAssess", "SecureClient", "keycode", "Form 45", "Web Portal 2", "Reasonable Adjustment",
-                     "Set PIN", "Invigilate", "Reporting tab", "Secure Centre Information", "void"):  # fmt: skip
+        for term in (
+            "SecureAssess",
+            "SecureClient",
+            "keycode",
+            "Form 45",
+            "Web Portal 2",
+            "Reasonable Adjustment",
+            "Set PIN",
+            "Invigilate",
+            "Reporting tab",
+            "Secure Centre Information",
+            "void",
+        ):
             if term.lower() in entries[category.number].lower():  # type: ignore[index]
                 assert term.lower() in answer.lower(), (category.slug, term)
     assert checked >= 10
@@ -500,14 +655,36 @@ def test_every_faq_number_appears_in_the_rewritten_answer() -> None:
 
 
 def test_answers_with_steps_are_numbered_lists() -> None:
-    for slug in ("unlock_with_pin", "exam_frozen", "obtain_results", "paper_based_exams", "exam_access_secureclient"):
+    for slug in (
+        "unlock_with_pin",
+        "exam_frozen",
+        "obtain_results",
+        "paper_based_exams",
+        "exam_access_secureclient",
+    ):
         blocks = compose.blocks((ANSWERS / f"{slug}.txt").read_text())
         assert any(b["kind"] == "ol" and len(b["items"]) >= 2 for b in blocks), slug
 
 
-_LINES = st.sampled_from(["Dear Sam,", "1. Open SecureAssess.", "2) Enter the PIN.", "- a bullet", "* another",
-                          "> quoted", ">", "On Monday Sam wrote:", "See https://imi.example/a?b=1&c=2.", "<b>&amp;",
-                          "", " ", "\t", "\r", "text"])  # fmt: skip
+_LINES = st.sampled_from(
+    [
+        "Dear Sam,",
+        "1. Open SecureAssess.",
+        "2) Enter the PIN.",
+        "- a bullet",
+        "* another",
+        "> quoted",
+        ">",
+        "On Monday Sam wrote:",
+        "See https://imi.example/a?b=1&c=2.",
+        "<b>&amp;",
+        "",
+        " ",
+        "\t",
+        "\r",
+        "text",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -527,9 +704,12 @@ def _assert_reads_well(sent: EmailMessage) -> None:
     lines = text.splitlines()
     for above, below in itertools.pairwise(lines):  # no line broken in the middle of a sentence
         if above.strip() and below.strip() and not below.lstrip().startswith((">", "-")):
-            assert re.search(r"[.,:;!?)]$|^\s*\d+\.|^(Kind regards|IMI Awards)", above.strip()) or \
-                   re.match(r"^(\d+\.|IMI Awards|[A-Z][a-z]+ [A-Z])", below.strip()), (above, below)  # fmt: skip
-    assert "Thank you for contacting IMI Awards about" not in text and "Should be resolved" not in text
+            assert re.search(
+                r"[.,:;!?)]$|^\s*\d+\.|^(Kind regards|IMI Awards)", above.strip()
+            ) or re.match(r"^(\d+\.|IMI Awards|[A-Z][a-z]+ [A-Z])", below.strip()), (above, below)
+    assert (
+        "Thank you for contacting IMI Awards about" not in text and "Should be resolved" not in text
+    )
     assert "Contact IMI Awards." not in text
     page = html(sent)
     assert re.search(r'<html lang="en', page) and "<title>" in page and 'style="' in page
@@ -538,23 +718,40 @@ def _assert_reads_well(sent: EmailMessage) -> None:
     from html import unescape
 
     body = re.sub(r"<title>.*?</title>", " ", page, flags=re.S)
-    unlisted = re.sub(r"^\s*(\d{1,3}[.)]|[-*\u2022])\s+", "", text.replace(">", " "), flags=re.MULTILINE)
+    unlisted = re.sub(
+        r"^\s*(\d{1,3}[.)]|[-*\u2022])\s+", "", text.replace(">", " "), flags=re.MULTILINE
+    )
     assert words(unescape(re.sub(r"<[^>]+>", " ", body))) == words(unlisted)
 
 
-def test_answers_read_well_and_acknowledgements_say_when(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_answers_read_well_and_acknowledgements_say_when(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     mail_app.extensions["triage.settings"].response_time_text = "within two working days"
     client = mail_app.test_client()
-    post_email(client, api_token, make_email(sender="Okafor, Chidi <c.okafor@college.example>"))  # exam frozen
-    post_email(client, api_token, make_email(subject="zebra", body="please send a copy of invoice 4471",
-                                             sender="kayleigh fox <k.fox@dunmore.example>"))  # fmt: skip
+    post_email(
+        client, api_token, make_email(sender="Okafor, Chidi <c.okafor@college.example>")
+    )  # exam frozen
+    post_email(
+        client,
+        api_token,
+        make_email(
+            subject="zebra",
+            body="please send a copy of invoice 4471",
+            sender="kayleigh fox <k.fox@dunmore.example>",
+        ),
+    )
     deliver(mail_app)
     answer, ack = [sent for _e, sent in received(smtp_server)]
     for sent in (answer, ack):
         _assert_reads_well(sent)
-    assert plain(answer).startswith("Dear Chidi Okafor,\n") and "1. Turn the computer off" in plain(answer)
+    assert plain(answer).startswith("Dear Chidi Okafor,\n") and "1. Turn the computer off" in plain(
+        answer
+    )
     assert "<ol" in html(answer) and "<li" in html(answer)
-    assert plain(ack).startswith("Dear Kayleigh Fox,\n") and "will reply within two working days." in plain(ack)
+    assert plain(ack).startswith(
+        "Dear Kayleigh Fox,\n"
+    ) and "will reply within two working days." in plain(ack)
 
 
 # --- 6. staff replies and macros ----------------------------------------------------------------------------
@@ -566,15 +763,25 @@ def test_macros_are_seeded_for_every_category(session) -> None:  # type: ignore[
     for m in rows:
         assert m.body.strip() and m.title.strip()
         assert "Contact IMI Awards" not in m.body and "Should be resolved" not in m.body
-        assert not re.search(r"^\s*(dear|hi|hello)\b", m.body, re.IGNORECASE)  # the greeting is added when sent
+        assert not re.search(
+            r"^\s*(dear|hi|hello)\b", m.body, re.IGNORECASE
+        )  # the greeting is added when sent
 
 
-def test_staff_reply_greets_signs_once_and_quotes_the_centre(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
+def test_staff_reply_greets_signs_once_and_quotes_the_centre(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)  # "Alex Agent"
     make_user(mail_app, "anon@imi.test", name="")
-    ref = post_email(mail_app.test_client(), api_token,
-                     make_email(subject="zebra", body="Our centre needs a copy of invoice 4471 please.",
-                                sender='"Okafor, Chidi" <c.okafor@college.example>')).get_json()["reference"]  # fmt: skip
+    ref = post_email(
+        mail_app.test_client(),
+        api_token,
+        make_email(
+            subject="zebra",
+            body="Our centre needs a copy of invoice 4471 please.",
+            sender='"Okafor, Chidi" <c.okafor@college.example>',
+        ),
+    ).get_json()["reference"]
     deliver(mail_app)
     t = ticket(mail_app, ref)
     page = f"/tickets/{t.id}"
@@ -618,11 +825,30 @@ def test_admins_edit_macros_and_staff_see_them(mail_app: Flask, api_token: str) 
     with _session(mail_app) as s:
         macro = s.scalars(select(Macro).where(Macro.category == "exam_frozen")).one()
         macro_id = macro.id
-    assert admin.post("/admin/macros", data={"macro_id": str(macro_id), "title": "x", "body": "y"}).status_code == 400
+    assert (
+        admin.post(
+            "/admin/macros", data={"macro_id": str(macro_id), "title": "x", "body": "y"}
+        ).status_code
+        == 400
+    )
     new_body = "Please restart the PC <now> & re-enter the keycode."
-    post_form(admin, "/admin/macros", "/admin/macros",
-              {"macro_id": str(macro_id), "title": "Frozen exam", "body": new_body, "category": "exam_frozen"})  # fmt: skip
-    post_form(admin, "/admin/macros", "/admin/macros", {"title": "Chasing", "body": "Any news?", "category": ""})
+    post_form(
+        admin,
+        "/admin/macros",
+        "/admin/macros",
+        {
+            "macro_id": str(macro_id),
+            "title": "Frozen exam",
+            "body": new_body,
+            "category": "exam_frozen",
+        },
+    )
+    post_form(
+        admin,
+        "/admin/macros",
+        "/admin/macros",
+        {"title": "Chasing", "body": "Any news?", "category": ""},
+    )
     refused = post_form(admin, "/admin/macros", "/admin/macros", {"title": "", "body": "x"})
     assert "needs a title" in admin.get(refused.headers["Location"]).get_data(as_text=True)
     with _session(mail_app) as s:
@@ -634,7 +860,9 @@ def test_admins_edit_macros_and_staff_see_them(mail_app: Flask, api_token: str) 
     page = agent.get(f"/tickets/{ticket(mail_app, ref).id}").get_data(as_text=True)
     assert "Please restart the PC &lt;now&gt; &amp; re-enter the keycode." in page
     assert page.index("Frozen exam") < page.index("Chasing")  # the ticket's category first
-    post_form(admin, "/admin/macros", "/admin/macros", {"macro_id": str(chasing.id), "op": "delete"})
+    post_form(
+        admin, "/admin/macros", "/admin/macros", {"macro_id": str(chasing.id), "op": "delete"}
+    )
     with _session(mail_app) as s:
         assert s.get(Macro, chasing.id) is None
 
@@ -643,7 +871,9 @@ def test_admins_edit_macros_and_staff_see_them(mail_app: Flask, api_token: str) 
 
 
 @pytest.mark.parametrize("style", ["gmail", "outlook", "apple"])
-def test_forwarded_mail_is_shown_whole_to_staff(mail_app: Flask, api_token: str, style: str) -> None:
+def test_forwarded_mail_is_shown_whole_to_staff(
+    mail_app: Flask, api_token: str, style: str
+) -> None:
     ref = post_email(mail_app.test_client(), api_token, forward(style)).get_json()["reference"]
     make_user(mail_app)
     client = mail_app.test_client()
@@ -658,21 +888,47 @@ def test_forwarded_mail_is_shown_whole_to_staff(mail_app: Flask, api_token: str,
 # --- done when: every client shape, header by header ---------------------------------------------------------
 
 SAMPLE_NAMES = {
-    "01": "Gareth Lloyd", "02": "Priya Shah", "03": "Sue Haines", "04": "Martin Okafor", "05": "Helen Brannigan",
-    "06": "Tomasz Nowicki", "07": "Jennifer Marsh", "08": "Rob Tennant", "09": "Angela Birtwistle",
-    "10": "Kayleigh Fox", "11": "Paul Ashcroft",
-}  # fmt: skip
-EXPECTED_HEADERS = {"Message-ID", "Date", "From", "To", "Subject", "In-Reply-To", "References", "Auto-Submitted",
-                    "X-Auto-Response-Suppress", "MIME-Version", "Content-Type"}  # fmt: skip
+    "01": "Gareth Lloyd",
+    "02": "Priya Shah",
+    "03": "Sue Haines",
+    "04": "Martin Okafor",
+    "05": "Helen Brannigan",
+    "06": "Tomasz Nowicki",
+    "07": "Jennifer Marsh",
+    "08": "Rob Tennant",
+    "09": "Angela Birtwistle",
+    "10": "Kayleigh Fox",
+    "11": "Paul Ashcroft",
+}
+EXPECTED_HEADERS = {
+    "Message-ID",
+    "Date",
+    "From",
+    "To",
+    "Subject",
+    "In-Reply-To",
+    "References",
+    "Auto-Submitted",
+    "X-Auto-Response-Suppress",
+    "MIME-Version",
+    "Content-Type",
+}
 
 
 def _extra_cases() -> list[tuple[str, bytes, str | None, str]]:
     """(name, raw, expected recipient or None for no answer, expected greeting name)."""
-    long_ids = wire_email(f"Message-ID: {long_id(100)}\r\nReferences: {long_id(90, 'R')}\r\n"
-                          f"In-Reply-To: {long_id(90, 'R')}\r\n", "Jo Bloggs <jo@longid.example>")  # fmt: skip
-    last_first = make_email(sender='"Okafor, Chidi" <c.okafor@eastbourne.example>', subject="exam frozen")
+    long_ids = wire_email(
+        f"Message-ID: {long_id(100)}\r\nReferences: {long_id(90, 'R')}\r\n"
+        f"In-Reply-To: {long_id(90, 'R')}\r\n",
+        "Jo Bloggs <jo@longid.example>",
+    )
+    last_first = make_email(
+        sender='"Okafor, Chidi" <c.okafor@eastbourne.example>', subject="exam frozen"
+    )
     forwarded = forward("gmail").replace(b"kim@college.example", b"kim@fwd.example")
-    foreign = make_email(sender="Dana Cole <dana@centre-a.example>", headers={"Reply-To": "victim@elsewhere.example"})
+    foreign = make_email(
+        sender="Dana Cole <dana@centre-a.example>", headers={"Reply-To": "victim@elsewhere.example"}
+    )
     receipt = mdn("<someone.else@centre-b.example>", "hello", sender="Lee <lee@centre-b.example>")
     qp = (
         b"From: =?utf-8?q?Zo=C3=AB_=C3=98degaard?= <zoe@centre-c.example>\r\nTo: support@imi.test\r\n"
@@ -690,8 +946,9 @@ def _extra_cases() -> list[tuple[str, bytes, str | None, str]]:
     ]
 
 
-def test_every_client_shape_through_webhook_and_worker_header_by_header(mail_app: Flask, api_token: str,
-                                                                         smtp_server) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_every_client_shape_through_webhook_and_worker_header_by_header(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     from triage.mail.parse import parse
 
     cases: list[tuple[str, bytes, str | None, str]] = []
@@ -724,7 +981,10 @@ def test_every_client_shape_through_webhook_and_worker_header_by_header(mail_app
         assert our_id.endswith("@imi.test>"), name
         assert assert_msgid_list(wire, "In-Reply-To") == [inbound.message_id], name
         refs = assert_msgid_list(wire, "References")
-        assert refs[-1] == inbound.message_id and refs[:-1] == inbound.references[-(compose.MAX_REFERENCES - 1) :], name
+        assert (
+            refs[-1] == inbound.message_id
+            and refs[:-1] == inbound.references[-(compose.MAX_REFERENCES - 1) :]
+        ), name
         reference = response.get_json()["reference"]
         assert sent["Subject"].startswith(f"[{reference}] Re: "), (name, sent["Subject"])
         assert (
@@ -748,7 +1008,7 @@ def test_every_client_shape_through_webhook_and_worker_header_by_header(mail_app
 
 def test_an_address_no_mail_can_go_to_is_refused_clearly(mail_app: Flask, api_token: str) -> None:
     """A staff reply to an unusable address is a clear error, and a bad queue address never stops a centre's reply."""
-    from triage.models import Queue
+    from triage.orm import Queue
 
     ref = post_email(
         mail_app.test_client(), api_token, make_email(subject="zebra", body="invoice 4471 please")
@@ -760,7 +1020,9 @@ def test_an_address_no_mail_can_go_to_is_refused_clearly(mail_app: Flask, api_to
         s.get(Queue, t.queue_id).notify_address = "queue team@imi.test"  # type: ignore[union-attr]
         s.commit()
     rows_before = count(mail_app, OutboxItem)
-    follow = make_email(sender="jo@college.example", subject=f"Re: [{ref['reference']}] any news?", body="any news?")
+    follow = make_email(
+        sender="jo@college.example", subject=f"Re: [{ref['reference']}] any news?", body="any news?"
+    )
     assert post_email(mail_app.test_client(), api_token, follow).get_json()["status"] == "processed"
     make_user(mail_app)
     client = mail_app.test_client()
@@ -776,16 +1038,29 @@ def test_an_address_no_mail_can_go_to_is_refused_clearly(mail_app: Flask, api_to
 @given(
     subject=st.text(st.characters(codec="utf-8"), max_size=200),
     body=st.text(st.characters(codec="utf-8"), max_size=600)
-    | st.sampled_from(["", "\n", "--x\n--", "From here\r\nto there\r", "=" * 200, "line\n" * 40, "é" * 100]),
+    | st.sampled_from(
+        ["", "\n", "--x\n--", "From here\r\nto there\r", "=" * 200, "line\n" * 40, "é" * 100]
+    ),
     name=st.text(max_size=60),
-    references=st.lists(st.from_regex(r"<[a-z0-9.]{1,80}@[a-z.]{1,20}>", fullmatch=True), max_size=25),
+    references=st.lists(
+        st.from_regex(r"<[a-z0-9.]{1,80}@[a-z.]{1,20}>", fullmatch=True), max_size=25
+    ),
 )
-def test_our_writer_gives_the_standard_generators_bytes(subject: str, body: str, name: str,
-                                                        references: list[str]) -> None:  # fmt: skip
+def test_our_writer_gives_the_standard_generators_bytes(
+    subject: str, body: str, name: str, references: list[str]
+) -> None:
     """`to_bytes` writes the messages `build` makes itself: byte for byte what the email package writes."""
-    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name=name, from_address="support@imi.test",
-                        to="jo@college.example", subject=subject, body=body, in_reply_to=(references or [None])[-1],
-                        references=references, auto_submitted=compose.AUTO_REPLIED)  # fmt: skip
+    msg = compose.build(
+        message_id="<imi.1.x@imi.test>",
+        from_name=name,
+        from_address="support@imi.test",
+        to="jo@college.example",
+        subject=subject,
+        body=body,
+        in_reply_to=(references or [None])[-1],
+        references=references,
+        auto_submitted=compose.AUTO_REPLIED,
+    )
     raw = compose.to_bytes(msg)
     assert raw == msg.as_bytes(policy=compose.POLICY)
     assert raw.isascii() and b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
@@ -793,8 +1068,18 @@ def test_our_writer_gives_the_standard_generators_bytes(subject: str, body: str,
 
 
 def test_a_message_our_writer_does_not_make_is_written_by_the_standard_generator() -> None:
-    msg = compose.build(message_id="<imi.1.x@imi.test>", from_name="IMI", from_address="support@imi.test",
-                        to="jo@college.example", subject="s", body="b", in_reply_to=None, references=[],
-                        auto_submitted=None)  # fmt: skip
+    msg = compose.build(
+        message_id="<imi.1.x@imi.test>",
+        from_name="IMI",
+        from_address="support@imi.test",
+        to="jo@college.example",
+        subject="s",
+        body="b",
+        in_reply_to=None,
+        references=[],
+        auto_submitted=None,
+    )
     msg.epilogue = "the end"
-    assert compose.to_bytes(msg) == msg.as_bytes(policy=compose.POLICY) and compose.to_bytes(msg).endswith(b"the end")
+    assert compose.to_bytes(msg) == msg.as_bytes(policy=compose.POLICY) and compose.to_bytes(
+        msg
+    ).endswith(b"the end")

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from triage.classifier import policies
-from triage.classifier.policies import Scored, best_policy, compare_policies, fit_policy, nested_evaluation
+from triage.classifier.policies import (
+    Scored,
+    best_policy,
+    compare_policies,
+    fit_policy,
+    nested_evaluation,
+)
 
 CLASSES = ["candidate_absent", "extra_time", "errors_within_exam", "other"]
 
 
-def _writer(rng: np.random.Generator, wrong_other_at: float | None) -> tuple[list[str], list[list[float]]]:
+def _writer(
+    rng: np.random.Generator, wrong_other_at: float | None
+) -> tuple[list[str], list[list[float]]]:
     """40 right self-serve answers spread over 0.55-0.99, 30 `other`; optionally one `other` confidently wrong."""
     truth, rows = [], []
     for i in range(40):
@@ -57,7 +65,9 @@ def test_nested_evaluation_scores_each_writer_with_thresholds_fitted_without_it(
     assert set(result.per_writer) == {"a", "b", "c"}
     assert result.per_writer["c"].replies - result.per_writer["c"].correct == 1
     assert result.per_writer["a"].precision == 1.0
-    assert result.worst_precision < 1.0 and result.pooled.replies == sum(o.replies for o in result.per_writer.values())
+    assert result.worst_precision < 1.0 and result.pooled.replies == sum(
+        o.replies for o in result.per_writer.values()
+    )
     fitted_on_all = fit_policy("global", scored, 0.98)
     assert not (scored.auto_replied(fitted_on_all) & (scored.truth == "other")).any()
 
@@ -69,6 +79,8 @@ def test_the_rule_keeps_the_best_worst_writer_then_coverage() -> None:
     best = best_policy(results)
     top = max(round(r.worst_precision, 3) for r in results if r.mean_precision >= 0.98)
     assert round(best.worst_precision, 3) == top
-    assert best.pooled.coverage == max(r.pooled.coverage for r in results if round(r.worst_precision, 3) == top)
+    assert best.pooled.coverage == max(
+        r.pooled.coverage for r in results if round(r.worst_precision, 3) == top
+    )
     table = policies.comparison_table(results, best)
     assert table.count("\n") == len(results) + 1 and "(kept)" in table

@@ -15,7 +15,7 @@ from triage import create_app
 from triage.classifier import registry
 from triage.classifier.dataset import load_jsonl
 from triage.classifier.training import train
-from triage.models import Message, Ticket, utcnow
+from triage.orm import Message, Ticket, utcnow
 
 DATA = Path(__file__).resolve().parent.parent / "training_data"
 BASE_WRITERS = {"w2", "w3", "w9"}
@@ -26,7 +26,9 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A smaller training folder (four writers) and a champion trained on it, to keep retrains quick."""
     folder = tmp_path_factory.mktemp("data")
     rows = [json.loads(line) for line in (DATA / "train.jsonl").read_text().splitlines()]
-    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["group"] in BASE_WRITERS))
+    (folder / "train.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r["group"] in BASE_WRITERS)
+    )
     (folder / "test.jsonl").write_text((DATA / "test.jsonl").read_text())
     models = tmp_path_factory.mktemp("models")
     result = train(load_jsonl(folder / "train.jsonl"), None, "vchampion", n_jobs=2)
@@ -35,10 +37,14 @@ def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def retrain_app(app_config: dict[str, Any], small_data: tuple[Path, Path], session: Session) -> Flask:
+def retrain_app(
+    app_config: dict[str, Any], small_data: tuple[Path, Path], session: Session
+) -> Flask:
     """An app whose champion is the small model, active in this test's database."""
     folder, models = small_data
-    app_config.update({"TRAINING_DATA_DIR": folder, "MODELS_DIR": models, "MODEL_CHECK_INTERVAL": 0.0})
+    app_config.update(
+        {"TRAINING_DATA_DIR": folder, "MODELS_DIR": models, "MODEL_CHECK_INTERVAL": 0.0}
+    )
     champion = registry.load(models, "vchampion")
     registry.register(session, champion, "test", True, "")
     registry.activate(session, "vchampion", "test")
@@ -50,10 +56,24 @@ def _resolved_tickets(app: Flask, emails: list[tuple[str, str, str]]) -> None:
     """Store resolved tickets whose first message is (subject, body) and whose confirmed category is given."""
     with app.extensions["triage.sessions"]() as s:
         for i, (subject, body, label) in enumerate(emails):
-            t = Ticket(centre_email=f"c{i % 40}@centre{i % 40}.example", subject=subject, status="resolved",
-                       predicted_category="other", confirmed_category=label, resolved_at=utcnow())  # fmt: skip
-            t.messages.append(Message(direction="inbound", message_id=f"<sim{i}@centre.example>", subject=subject,
-                                      body_text=body, clean_text=body, from_address=t.centre_email))  # fmt: skip
+            t = Ticket(
+                centre_email=f"c{i % 40}@centre{i % 40}.example",
+                subject=subject,
+                status="resolved",
+                predicted_category="other",
+                confirmed_category=label,
+                resolved_at=utcnow(),
+            )
+            t.messages.append(
+                Message(
+                    direction="inbound",
+                    message_id=f"<sim{i}@centre.example>",
+                    subject=subject,
+                    body_text=body,
+                    clean_text=body,
+                    from_address=t.centre_email,
+                )
+            )
             s.add(t)
         s.commit()
 
@@ -70,24 +90,37 @@ NEW_PHRASING = [
 
 def _phrasing_tickets(n: int, seed: int = 3) -> list[tuple[str, str, str]]:
     rng = random.Random(seed)
-    subjects = ["help", "URGENT", "exam", "session held??", "padlock", "room 4", "test this morning", ""]
+    subjects = [
+        "help",
+        "URGENT",
+        "exam",
+        "session held??",
+        "padlock",
+        "room 4",
+        "test this morning",
+        "",
+    ]
     names = ["Jay", "Priya", "Tom", "Ewa", "Sam", "Kofi", "Lena", "Mo", "Aled", "Ruth"]
     out = []
     for _ in range(n):
-        body = (f"{rng.choice(['hi', 'hello', 'morning', ''])} {rng.choice(NEW_PHRASING)} "
-                f"for {rng.choice(names)} on pc {rng.randint(1, 30)} {rng.choice(['thanks', 'pls help', 'cheers', ''])}")  # fmt: skip
+        body = (
+            f"{rng.choice(['hi', 'hello', 'morning', ''])} {rng.choice(NEW_PHRASING)} "
+            f"for {rng.choice(names)} on pc {rng.randint(1, 30)} {rng.choice(['thanks', 'pls help', 'cheers', ''])}"
+        )
         out.append((rng.choice(subjects), body.strip(), "exam_locked_after_keycode"))
     return out
 
 
 def test_a_new_phrasing_confirmed_by_staff_is_learned_and_promoted(retrain_app: Flask) -> None:
     probe = ("help", "the screen has a grey padlock and says session held for my learner")
-    before = registry.load(retrain_app.extensions["triage.settings"].models_dir, "vchampion").decide_one(*probe)
+    before = registry.load(
+        retrain_app.extensions["triage.settings"].models_dir, "vchampion"
+    ).decide_one(*probe)
     _resolved_tickets(retrain_app, _phrasing_tickets(300))
     result = retrain_app.test_cli_runner().invoke(args=["triage", "retrain"])
     assert result.exit_code == 0, result.output
     assert "promoted" in result.output
-    provider = retrain_app.extensions["triage.models"]
+    provider = retrain_app.extensions["triage.model_provider"]
     provider.refresh()
     after = provider.current().decide_one(*probe)
     assert after.category == "exam_locked_after_keycode"
@@ -101,7 +134,9 @@ def test_poisoned_labels_are_refused_and_the_champion_stays(retrain_app: Flask) 
     rows = [r for r in rows if r["group"] not in BASE_WRITERS][:600]
     labels = [r["label"] for r in rows]
     random.Random(5).shuffle(labels)
-    _resolved_tickets(retrain_app, [(r["subject"], r["body"], y) for r, y in zip(rows, labels, strict=True)])
+    _resolved_tickets(
+        retrain_app, [(r["subject"], r["body"], y) for r, y in zip(rows, labels, strict=True)]
+    )
     result = retrain_app.test_cli_runner().invoke(args=["triage", "retrain"])
     assert result.exit_code == 1
     assert "kept the champion" in result.output
@@ -109,9 +144,11 @@ def test_poisoned_labels_are_refused_and_the_champion_stays(retrain_app: Flask) 
         assert registry.active_version(s) == "vchampion"
 
 
-def test_rollback_restores_the_previous_version_and_processes_follow(retrain_app: Flask, small_data) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_restores_the_previous_version_and_processes_follow(
+    retrain_app: Flask, small_data
+) -> None:  # type: ignore[no-untyped-def]
     _folder, models = small_data
-    provider = retrain_app.extensions["triage.models"]
+    provider = retrain_app.extensions["triage.model_provider"]
     assert provider.current().version == "vchampion"
     second = registry.load(models, "vchampion")
     second.metadata = {**second.metadata, "version": "vsecond"}
@@ -128,8 +165,8 @@ def test_rollback_restores_the_previous_version_and_processes_follow(retrain_app
 
 
 def test_retrain_job_runs_in_the_worker(retrain_app: Flask) -> None:
-    from triage.jobs import request_retrain, run_queued
-    from triage.models import Job
+    from triage.orm import Job
+    from triage.worker.jobs import request_retrain, run_queued
 
     with retrain_app.extensions["triage.sessions"]() as s:
         job = request_retrain(s, "user:boss@imi.test")
@@ -137,7 +174,10 @@ def test_retrain_job_runs_in_the_worker(retrain_app: Flask) -> None:
         assert again.id == job.id  # one at a time
         s.commit()
         job_id = job.id
-    sessions, settings = retrain_app.extensions["triage.sessions"], retrain_app.extensions["triage.settings"]
+    sessions, settings = (
+        retrain_app.extensions["triage.sessions"],
+        retrain_app.extensions["triage.settings"],
+    )
     assert run_queued(sessions, settings, "w1") == 1
     assert run_queued(sessions, settings, "w1") == 0
     with sessions() as s:

@@ -37,10 +37,20 @@ def test_risk_coverage_answers_in_order_of_confidence() -> None:
 
 def test_report_has_precision_per_writer_and_a_risk_table() -> None:
     report = evaluate(TRUTH, DECISIONS, ["w1", "w1", "w1", "w2", "w2", "w2"])
-    assert report["per_writer"]["w1"] == {"n": 3, "auto_replied": 3, "wrong": 1, "precision": 2 / 3, "coverage": 2 / 3}
+    assert report["per_writer"]["w1"] == {
+        "n": 3,
+        "auto_replied": 3,
+        "wrong": 1,
+        "precision": 2 / 3,
+        "coverage": 2 / 3,
+    }
     assert report["per_writer"]["w2"]["precision"] is None and report["held_for_staff"] == 1
     text = format_report(report)
-    assert "writer" in text and "risk-coverage" in text and "operating point: coverage 0.500 at risk 0.333" in text
+    assert (
+        "writer" in text
+        and "risk-coverage" in text
+        and "operating point: coverage 0.500 at risk 0.333" in text
+    )
     assert evaluate(TRUTH, DECISIONS)["per_writer"] == {}
 
 
@@ -52,12 +62,22 @@ def test_risk_coverage_chart_draws_the_curve_and_the_operating_point() -> None:
 
 
 def test_models_page_shows_the_risk_coverage_curve(app: Flask, app_config: dict[str, Any]) -> None:
-    from triage.models import ModelVersion
+    from triage.orm import ModelVersion
 
     report = evaluate(TRUTH, DECISIONS)
     with app.extensions["triage.sessions"]() as s:
-        s.add(ModelVersion(version="vcurve", status="active", data_sha256="0" * 64, sklearn_version="x",
-                           metrics={"test": report}, trained_by="test", gate_passed=True, gate_reason=""))  # fmt: skip
+        s.add(
+            ModelVersion(
+                version="vcurve",
+                status="active",
+                data_sha256="0" * 64,
+                sklearn_version="x",
+                metrics={"test": report},
+                trained_by="test",
+                gate_passed=True,
+                gate_reason="",
+            )
+        )
         s.commit()
     make_user(app, "boss@imi.test", "admin")
     client = app.test_client()

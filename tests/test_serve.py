@@ -17,11 +17,15 @@ from tests.conftest import default_sigint, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads child processes from /proc"
+)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SMTP_", "IMAP_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "SMTP_", "IMAP_"))
+    }
     env.update(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
@@ -43,8 +47,14 @@ def _start_serve(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], in
     env = _env(tmp_path)
     subprocess.run(_flask("migrate"), cwd=REPO, env=env, check=True, capture_output=True)
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(_flask("serve", "--port", str(port)), cwd=REPO, env=env, stdout=log, stderr=log,
-                            preexec_fn=default_sigint)  # fmt: skip
+    proc = subprocess.Popen(
+        _flask("serve", "--port", str(port)),
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=log,
+        preexec_fn=default_sigint,
+    )
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
@@ -103,17 +113,31 @@ def _autogroup(pid: int) -> tuple[str, int] | None:
 def test_signal_to_serve_stops_its_worker(tmp_path: Path, signum: int) -> None:
     proc, worker = _start_serve(tmp_path, free_port())
     try:
-        deadline = time.monotonic() + 30  # the worker lowers its priority (WORKER_NICE, 10) once it has started
-        while _nice(worker) != _nice(proc.pid) + 10 and time.monotonic() < deadline and _alive(worker):
+        deadline = (
+            time.monotonic() + 30
+        )  # the worker lowers its priority (WORKER_NICE, 10) once it has started
+        while (
+            _nice(worker) != _nice(proc.pid) + 10 and time.monotonic() < deadline and _alive(worker)
+        ):
             time.sleep(0.1)
-        assert _nice(worker) == _nice(proc.pid) + 10, "the worker runs at the web server's CPU priority"
+        assert _nice(worker) == _nice(proc.pid) + 10, (
+            "the worker runs at the web server's CPU priority"
+        )
         web_group, worker_group = _autogroup(proc.pid), _autogroup(worker)
-        if web_group is not None and worker_group is not None and web_group[1] == 0:  # Linux autogroups in use
+        if (
+            web_group is not None and worker_group is not None and web_group[1] == 0
+        ):  # Linux autogroups in use
             # CPU is shared between sessions before nice values count: the worker's session is lowered too
-            assert worker_group[0] != web_group[0], "the worker shares the web server's session (autogroup)"
+            assert worker_group[0] != web_group[0], (
+                "the worker shares the web server's session (autogroup)"
+            )
             assert worker_group[1] == 10, f"the worker's session kept its priority: {worker_group}"
-            assert _autogroup(proc.pid) == web_group, "lowering the worker lowered the web server's session"
-        proc.send_signal(signum)  # only to serve itself, not its process group: serve must pass it on
+            assert _autogroup(proc.pid) == web_group, (
+                "lowering the worker lowered the web server's session"
+            )
+        proc.send_signal(
+            signum
+        )  # only to serve itself, not its process group: serve must pass it on
         proc.wait(timeout=30)
         assert _wait_gone(worker), f"worker {worker} still running after serve exited"
     finally:
@@ -140,7 +164,12 @@ def test_taken_port_says_how_to_choose_another(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
-            _flask("serve", "--port", str(port)), cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+            _flask("serve", "--port", str(port)),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode != 0
     assert "make run PORT=" in result.stderr, result.stderr

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from triage.catalogue import SLUGS
-from triage.classifier.dataset import HARD_FILE, TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl, near_duplicates
+from triage.classifier.dataset import (
+    HARD_FILE,
+    TEST_FILE,
+    TRAIN_FILE,
+    DatasetError,
+    load_jsonl,
+    near_duplicates,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "training_data"
 TRAIN = load_jsonl(DATA / TRAIN_FILE)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.mailutil import deliver, email_with_attachment, make_email, post_email, ticket
 from tests.webutil import PASSWORD, login, make_user, post_form
-from triage.models import AuditEvent, User
+from triage.orm import AuditEvent, User
 
 PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
 
@@ -57,11 +57,16 @@ def test_login_is_rate_limited(mail_app: Flask) -> None:
     blocked = login(client)  # even the right password waits now
     assert blocked.status_code == 429
     with mail_app.extensions["triage.sessions"]() as s:
-        details = [e.details for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "login.failed"))]
+        details = [
+            e.details
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "login.failed"))
+        ]
     assert all("password" not in str(d) for d in details)
 
 
-def test_passwords_never_reach_the_logs_or_the_audit_trail(mail_app: Flask, caplog: pytest.LogCaptureFixture) -> None:
+def test_passwords_never_reach_the_logs_or_the_audit_trail(
+    mail_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
     """Every log record and audit row written around logins and user creation is free of the passwords."""
     import logging
 
@@ -72,10 +77,22 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(mail_app: Flask, capl
         login(client, "boss@imi.test", password=wrong)
         login(client, "nobody@imi.test", password=wrong)
         login(client, "boss@imi.test")
-        post_form(client, "/admin/users", "/admin/users", {"op": "create", "email": "new@imi.test", "name": "New",
-                                                           "password": new_password, "role": "agent"})  # fmt: skip
-        mail_app.test_cli_runner().invoke(args=["triage", "create-user", "cli@imi.test", "--role", "agent", "--name", "Cli"],
-                                          input=f"{new_password}\n{new_password}\n")  # fmt: skip
+        post_form(
+            client,
+            "/admin/users",
+            "/admin/users",
+            {
+                "op": "create",
+                "email": "new@imi.test",
+                "name": "New",
+                "password": new_password,
+                "role": "agent",
+            },
+        )
+        mail_app.test_cli_runner().invoke(
+            args=["triage", "create-user", "cli@imi.test", "--role", "agent", "--name", "Cli"],
+            input=f"{new_password}\n{new_password}\n",
+        )
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert caplog.records  # the requests were logged ...
     for secret in (wrong, new_password, PASSWORD):
@@ -91,7 +108,10 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(mail_app: Flask, capl
 def test_forms_need_a_csrf_token(mail_app: Flask) -> None:
     make_user(mail_app)
     client = mail_app.test_client()
-    assert client.post("/login", data={"email": "agent@imi.test", "password": "x" * 12}).status_code == 400
+    assert (
+        client.post("/login", data={"email": "agent@imi.test", "password": "x" * 12}).status_code
+        == 400
+    )
     login(client)
     assert client.post("/tickets/1/claim").status_code == 400
 
@@ -107,8 +127,11 @@ def test_session_cookie_flags(mail_app: Flask) -> None:
 
 def test_hostile_email_is_shown_inert(mail_app: Flask, api_token: str) -> None:
     make_user(mail_app)
-    raw = make_email(subject="<script>alert('subject')</script> exam frozen",
-                     body="<img src=x onerror=alert(1)> <b>bold</b> the exam froze", sender="\"<i>Evil</i>\" <x@evil.example>")  # fmt: skip
+    raw = make_email(
+        subject="<script>alert('subject')</script> exam frozen",
+        body="<img src=x onerror=alert(1)> <b>bold</b> the exam froze",
+        sender='"<i>Evil</i>" <x@evil.example>',
+    )
     ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
     client = mail_app.test_client()
     login(client)
@@ -122,8 +145,18 @@ def test_hostile_email_is_shown_inert(mail_app: Flask, api_token: str) -> None:
 def test_queue_page_filters_search_and_pages(mail_app: Flask, api_token: str) -> None:
     make_user(mail_app)
     api = mail_app.test_client()
-    refs = [post_email(api, api_token, make_email(subject=f"invoice query {i}", body=f"please send a copy of invoice number {i} to our finance team",
-                                                  sender=f"c{i}@centre{i}.example")).get_json()["reference"] for i in range(30)]  # fmt: skip
+    refs = [
+        post_email(
+            api,
+            api_token,
+            make_email(
+                subject=f"invoice query {i}",
+                body=f"please send a copy of invoice number {i} to our finance team",
+                sender=f"c{i}@centre{i}.example",
+            ),
+        ).get_json()["reference"]
+        for i in range(30)
+    ]
     slug = ticket(mail_app, refs[0]).queue.slug
     assert all(ticket(mail_app, ref).queue.slug == slug for ref in refs)
     client = mail_app.test_client()
@@ -136,14 +169,19 @@ def test_queue_page_filters_search_and_pages(mail_app: Flask, api_token: str) ->
     assert page2.count("invoice query") == 5
     found = client.get(f"/queues/{slug}?status=all&q=number+17").get_data(as_text=True)
     assert "invoice query 17" in found and "invoice query 16" not in found
-    assert "invoice query" not in client.get(f"/queues/{slug}?status=resolved").get_data(as_text=True)
+    assert "invoice query" not in client.get(f"/queues/{slug}?status=resolved").get_data(
+        as_text=True
+    )
     assert client.get("/queues/nope").status_code == 404
 
 
 def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
-    ref = post_email(mail_app.test_client(), api_token,
-                     make_email(subject="hmm", body="zebra crossing outside the test centre")).get_json()["reference"]  # fmt: skip
+    ref = post_email(
+        mail_app.test_client(),
+        api_token,
+        make_email(subject="hmm", body="zebra crossing outside the test centre"),
+    ).get_json()["reference"]
     deliver(mail_app)  # the acknowledgement
     t = ticket(mail_app, ref)
     page = f"/tickets/{t.id}"
@@ -152,11 +190,15 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
     html = client.get(page).get_data(as_text=True)
     assert "Why it is here" in html and "automatic acknowledgement" in html
     refused = post_form(client, page, f"{page}/resolve", {})
-    assert "confirm the category before resolving" in client.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "confirm the category before resolving" in client.get(
+        refused.headers["Location"]
+    ).get_data(as_text=True)
     post_form(client, page, f"{page}/claim", {})
     post_form(client, page, f"{page}/category", {"category": "exam_frozen"})
     post_form(client, page, f"{page}/note", {"body": "called the centre, PC restarted"})
-    post_form(client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."})
+    post_form(
+        client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."}
+    )
     post_form(client, page, f"{page}/move", {"queue": "technical"})
     post_form(client, page, f"{page}/resolve", {})
     t = ticket(mail_app, ref)
@@ -169,11 +211,14 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
     deliver(mail_app)
     staff_reply = smtp_server[0].parsed()[-1]
     assert (
-        "re-enter the keycode" in staff_reply.get_body(("plain",)).get_content() and "Auto-Submitted" not in staff_reply
+        "re-enter the keycode" in staff_reply.get_body(("plain",)).get_content()
+        and "Auto-Submitted" not in staff_reply
     )
     assert staff_reply["In-Reply-To"] == t.messages[0].message_id
     with mail_app.extensions["triage.sessions"]() as s:
-        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))]
+        actions = [
+            e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))
+        ]
     assert {
         "ticket.assigned",
         "ticket.category_confirmed",
@@ -231,18 +276,24 @@ def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
         "/admin/inbound",
     ):
         assert admin.get(page).status_code == 200, page
-    post_form(admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"})
+    post_form(
+        admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"}
+    )
     from triage.routing import routing_map
 
     with mail_app.extensions["triage.sessions"]() as s:
         assert routing_map(s)["extra_time"] == "scheduling"
-    created = post_form(admin, "/admin/tokens", "/admin/tokens", {"name": "gateway", "scope": "inbound"})
+    created = post_form(
+        admin, "/admin/tokens", "/admin/tokens", {"name": "gateway", "scope": "inbound"}
+    )
     token = re.search(r'id="new-token">(imi_[^<]+)<', created.get_data(as_text=True))
     assert token is not None
     assert post_email(mail_app.test_client(), token.group(1), make_email()).status_code == 202
 
 
-@pytest.mark.parametrize("payload", ["' OR 1=1 --", "%' UNION SELECT password_hash FROM users --", "\\x00", "%", "_"])
+@pytest.mark.parametrize(
+    "payload", ["' OR 1=1 --", "%' UNION SELECT password_hash FROM users --", "\\x00", "%", "_"]
+)
 def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None:
     make_user(mail_app)
     client = mail_app.test_client()
@@ -253,18 +304,26 @@ def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None
 
 def test_create_user_command_prompts_for_the_password(mail_app: Flask) -> None:
     runner = mail_app.test_cli_runner()
-    result = runner.invoke(args=["triage", "create-user", "New@IMI.test", "--role", "admin"],
-                           input="Nia Newton\na long enough password\na long enough password\n")  # fmt: skip
+    result = runner.invoke(
+        args=["triage", "create-user", "New@IMI.test", "--role", "admin"],
+        input="Nia Newton\na long enough password\na long enough password\n",
+    )
     assert result.exit_code == 0, result.output
     assert "created admin new@imi.test" in result.output and "Name" in result.output
     with mail_app.extensions["triage.sessions"]() as s:
-        assert s.scalars(select(User).where(User.email == "new@imi.test")).one().name == "Nia Newton"
+        assert (
+            s.scalars(select(User).where(User.email == "new@imi.test")).one().name == "Nia Newton"
+        )
     client = mail_app.test_client()
     assert login(client, "new@imi.test", "a long enough password").status_code == 302
-    again = runner.invoke(args=["triage", "create-user", "new@imi.test", "--name", "N"],
-                          input="a long enough password\na long enough password\n")  # fmt: skip
+    again = runner.invoke(
+        args=["triage", "create-user", "new@imi.test", "--name", "N"],
+        input="a long enough password\na long enough password\n",
+    )
     assert again.exit_code != 0 and "already exists" in again.output
-    short = runner.invoke(args=["triage", "create-user", "x@imi.test", "--name", "X"], input="short\nshort\n")
+    short = runner.invoke(
+        args=["triage", "create-user", "x@imi.test", "--name", "X"], input="short\nshort\n"
+    )
     assert short.exit_code != 0 and "at least 10 characters" in short.output
 
 
@@ -278,15 +337,19 @@ def test_models_page_and_drift_panel(mail_app: Flask, api_token: str) -> None:
     assert ("vtest-1" in html and "Confusion matrix" not in html) or "<svg" in html
     queued = post_form(client, "/admin/models", "/admin/models", {"op": "retrain"})
     assert "Retrain job" in client.get(queued.headers["Location"]).get_data(as_text=True)
-    from triage.models import Job
+    from triage.orm import Job
 
     with mail_app.extensions["triage.sessions"]() as s:
         assert s.scalars(select(Job)).one().status == "queued"
     dashboard = client.get("/dashboard").get_data(as_text=True)
     assert "Drift" in dashboard and "Not enough mail yet" in dashboard
     refused = post_form(client, "/admin/models", "/admin/models", {"op": "rollback"})
-    assert "no earlier active version" in client.get(refused.headers["Location"]).get_data(as_text=True)
-    missing = post_form(client, "/admin/models", "/admin/models", {"op": "activate", "version": "vnothere"})
+    assert "no earlier active version" in client.get(refused.headers["Location"]).get_data(
+        as_text=True
+    )
+    missing = post_form(
+        client, "/admin/models", "/admin/models", {"op": "activate", "version": "vnothere"}
+    )
     assert "not found" in client.get(missing.headers["Location"]).get_data(as_text=True)
 
 
@@ -294,12 +357,18 @@ def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def
     from datetime import timedelta
 
     from triage.helpdesk.stats import drift
-    from triage.models import Ticket, utcnow
+    from triage.orm import Ticket, utcnow
 
     now = utcnow()
     for i in range(40):
-        session.add(Ticket(centre_email="a@b.example", predicted_category="exam_frozen", action="auto_reply",
-                           created_at=now - timedelta(days=10 + i % 20)))  # fmt: skip
+        session.add(
+            Ticket(
+                centre_email="a@b.example",
+                predicted_category="exam_frozen",
+                action="auto_reply",
+                created_at=now - timedelta(days=10 + i % 20),
+            )
+        )
     for _ in range(30):
         session.add(
             Ticket(
@@ -314,17 +383,28 @@ def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def
     assert report["enough_data"] and len(report["flags"]) == 2
 
 
-def test_inbound_problems_page_shows_stuck_mail_and_retries_it(mail_app: Flask, api_token: str) -> None:
+def test_inbound_problems_page_shows_stuck_mail_and_retries_it(
+    mail_app: Flask, api_token: str
+) -> None:
     """Mail that was stored but never became a ticket is visible to admins, downloadable, and retryable."""
     from triage.mail.inbound import MAX_PROCESS_ATTEMPTS, InboundContext, process_pending, receive
-    from triage.models import InboundEmail
+    from triage.orm import InboundEmail
 
     sessions = mail_app.extensions["triage.sessions"]
-    ctx = InboundContext(mail_app.extensions["triage.settings"], mail_app.extensions["triage.models"])
+    ctx = InboundContext(
+        mail_app.extensions["triage.settings"], mail_app.extensions["triage.model_provider"]
+    )
     hostile = make_email(subject="<script>alert(1)</script>", message_id="<stuck@college.example>")
     with sessions() as s:
-        s.add(InboundEmail(message_id="<stuck@college.example>", raw=hostile, source="imap",
-                           attempts=MAX_PROCESS_ATTEMPTS, last_error="OperationalError: <b>disk full</b>"))  # fmt: skip
+        s.add(
+            InboundEmail(
+                message_id="<stuck@college.example>",
+                raw=hostile,
+                source="imap",
+                attempts=MAX_PROCESS_ATTEMPTS,
+                last_error="OperationalError: <b>disk full</b>",
+            )
+        )
         s.commit()
     receive(sessions, ctx, b"\x00\x01 not mail", "imap", keep_unparseable=True)
     assert process_pending(sessions, ctx) == 0  # the worker has given up on it

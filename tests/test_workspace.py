@@ -13,12 +13,17 @@ from tests.mailutil import deliver, make_email, outbox_rows, post_email
 from tests.webutil import PASSWORD, csrf_from, login, make_user, post_form
 from tests.workspace_util import ingest, reload
 from triage.helpdesk import notifications, search
-from triage.models import AuditEvent, Message, Queue, Ticket, User, utcnow
+from triage.orm import AuditEvent, Message, Queue, Ticket, User, utcnow
 
-LIVE_EXAM = {"subject": "Exam frozen - candidate still in the room",
-             "body": "Our candidate's exam has frozen half way through. He is still in the room waiting. "
-                     "The exam started at 10:30. What do we do?"}  # fmt: skip
-QUESTION = {"subject": "Changing our centre contact", "body": "Can we change our centre contact? zebra crossing"}
+LIVE_EXAM = {
+    "subject": "Exam frozen - candidate still in the room",
+    "body": "Our candidate's exam has frozen half way through. He is still in the room waiting. "
+    "The exam started at 10:30. What do we do?",
+}
+QUESTION = {
+    "subject": "Changing our centre contact",
+    "body": "Can we change our centre contact? zebra crossing",
+}
 
 
 def _first_ref_in_table(html: str) -> str:
@@ -28,7 +33,9 @@ def _first_ref_in_table(html: str) -> str:
     return match.group(0)
 
 
-def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(mail_app: Flask, api_token: str) -> None:
+def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(
+    mail_app: Flask, api_token: str
+) -> None:
     make_user(mail_app)
     older = [ingest(mail_app, sender=f"c{i}@centre{i}.example", **QUESTION) for i in range(3)]
     live = ingest(mail_app, sender="Pat Invigilator <pat@livecollege.example>", **LIVE_EXAM)
@@ -42,15 +49,21 @@ def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(mai
     due_text = re.search(r'class="due (?:soon|due)"[^>]*>due in (\d+)([ms])<', html)
     assert due_text and int(due_text.group(1)) <= 15 and due_text.group(2) == "m"
     page = client.get(f"/tickets/{live.id}").get_data(as_text=True)
-    assert "happening now" in page and "Not urgent" in page  # explained, and the button to change it
-    api = mail_app.test_client().get(f"/api/v1/tickets/{live.id}", headers={"Authorization": f"Bearer {api_token}"})
+    assert (
+        "happening now" in page and "Not urgent" in page
+    )  # explained, and the button to change it
+    api = mail_app.test_client().get(
+        f"/api/v1/tickets/{live.id}", headers={"Authorization": f"Bearer {api_token}"}
+    )
     body = api.get_json()
     assert body["urgent"] is True
     from datetime import datetime
 
     due_at = datetime.fromisoformat(body["due_at"])
     assert timedelta(0) < due_at - utcnow() <= timedelta(minutes=15)
-    listed = mail_app.test_client().get("/api/v1/tickets?status=open", headers={"Authorization": f"Bearer {api_token}"})
+    listed = mail_app.test_client().get(
+        "/api/v1/tickets?status=open", headers={"Authorization": f"Bearer {api_token}"}
+    )
     assert listed.get_json()["tickets"][0]["reference"] == live.reference
 
 
@@ -58,23 +71,37 @@ def test_webhook_mail_becomes_urgent_too(mail_app: Flask, api_token: str) -> Non
     """The webhook path (whether it processes at once or leaves it to the worker) ends in an urgent ticket."""
     from triage.mail.inbound import InboundContext, process_pending
 
-    response = post_email(mail_app.test_client(), api_token, make_email(message_id="<live@x.example>", **LIVE_EXAM))
+    response = post_email(
+        mail_app.test_client(), api_token, make_email(message_id="<live@x.example>", **LIVE_EXAM)
+    )
     assert response.status_code == 202
-    process_pending(mail_app.extensions["triage.sessions"],
-                    InboundContext(mail_app.extensions["triage.settings"], mail_app.extensions["triage.models"]))  # fmt: skip
+    process_pending(
+        mail_app.extensions["triage.sessions"],
+        InboundContext(
+            mail_app.extensions["triage.settings"], mail_app.extensions["triage.model_provider"]
+        ),
+    )
     with mail_app.extensions["triage.sessions"]() as s:
-        ticket_id = s.scalar(select(Message.ticket_id).where(Message.message_id == "<live@x.example>"))
+        ticket_id = s.scalar(
+            select(Message.ticket_id).where(Message.message_id == "<live@x.example>")
+        )
     assert reload(mail_app, ticket_id).urgent
 
 
-def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_history(mail_app: Flask,
-                                                                                      api_token: str) -> None:  # fmt: skip
+def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_history(
+    mail_app: Flask, api_token: str
+) -> None:
     make_user(mail_app)
     t = ingest(mail_app, **LIVE_EXAM)
     client = mail_app.test_client()
     login(client)
     page = f"/tickets/{t.id}"
-    post_form(client, page, f"{page}/urgent", {"urgent": "0", "reason": "exam is next week, they misdated it"})
+    post_form(
+        client,
+        page,
+        f"{page}/urgent",
+        {"urgent": "0", "reason": "exam is next week, they misdated it"},
+    )
     assert not reload(mail_app, t.id).urgent
     html = client.get(page).get_data(as_text=True)
     assert "agent@imi.test marked it not urgent: exam is next week, they misdated it." in html
@@ -83,12 +110,16 @@ def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_his
     assert "already not urgent" in client.get(refused.headers["Location"]).get_data(as_text=True)
     post_form(client, page, f"{page}/urgent", {"urgent": "1"})
     assert reload(mail_app, t.id).urgent
-    post_form(client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."})
+    post_form(
+        client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."}
+    )
     auth = {"Authorization": f"Bearer {api_token}"}
     body = mail_app.test_client().get(f"/api/v1/tickets/{t.id}", headers=auth).get_json()
     assert body["status"] == "pending" and body["due_at"] is None
     with mail_app.extensions["triage.sessions"]() as s:
-        actions = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))]
+        actions = [
+            e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))
+        ]
     assert actions.count("ticket.urgency_changed") == 2
 
 
@@ -109,16 +140,32 @@ def test_buttons_that_do_not_apply_are_hidden(mail_app: Flask) -> None:
     assert ">Reopen<" in html and ">Resolve<" not in html and "Send reply" not in html
 
 
-def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(mail_app: Flask, api_token: str,
-                                                                           smtp_server) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
     me_id = make_user(mail_app)
     make_user(mail_app, "other@imi.test", name="Other")
     mine = ingest(mail_app, sender="a@one.example", **QUESTION)
-    theirs = ingest(mail_app, sender="b@two.example", subject="Invoice copy", body="please send invoice 77 again")
+    theirs = ingest(
+        mail_app,
+        sender="b@two.example",
+        subject="Invoice copy",
+        body="please send invoice 77 again",
+    )
     urgent = ingest(mail_app, sender="c@three.example", **LIVE_EXAM)
-    waiting = ingest(mail_app, sender="d@four.example", subject="Certificates", body="when do certificates arrive?")
-    ooo = ingest(mail_app, sender="e@five.example", subject="Out of office", body="I am away until Monday.",
-                 headers={"Auto-Submitted": "auto-replied"})  # fmt: skip
+    waiting = ingest(
+        mail_app,
+        sender="d@four.example",
+        subject="Certificates",
+        body="when do certificates arrive?",
+    )
+    ooo = ingest(
+        mail_app,
+        sender="e@five.example",
+        subject="Out of office",
+        body="I am away until Monday.",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
     client = mail_app.test_client()
     login(client)
     post_form(client, f"/tickets/{mine.id}", f"/tickets/{mine.id}/claim", {})
@@ -126,12 +173,22 @@ def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(mail_a
         other = s.scalars(select(User).where(User.email == "other@imi.test")).one()
         s.get(Ticket, theirs.id).assignee_id = other.id  # type: ignore[union-attr]
         s.commit()
-    post_form(client, f"/tickets/{waiting.id}", f"/tickets/{waiting.id}/reply", {"body": "In about two weeks."})
+    post_form(
+        client,
+        f"/tickets/{waiting.id}",
+        f"/tickets/{waiting.id}/reply",
+        {"body": "In about two weeks."},
+    )
     deliver(mail_app)
     # the centre answers the staff reply: the ticket moves from "waiting on centre" to "centre replied"
     reply_to = reload(mail_app, waiting.id).messages[-1].message_id
-    ingest(mail_app, sender="d@four.example", subject="Re: Certificates", body="Thanks, and the learner names?",
-           headers={"In-Reply-To": reply_to})  # fmt: skip
+    ingest(
+        mail_app,
+        sender="d@four.example",
+        subject="Re: Certificates",
+        body="Thanks, and the learner names?",
+        headers={"In-Reply-To": reply_to},
+    )
 
     def refs(view: str) -> set[str]:
         html = client.get(f"/views/{view}").get_data(as_text=True)
@@ -149,17 +206,27 @@ def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(mail_a
     assert 'Urgent <span class="count urgent">1</span>' in html  # and counted in the navigation
     assert client.get("/views/nope").status_code == 404
     # a staff action clears the marker
-    post_form(client, f"/tickets/{waiting.id}", f"/tickets/{waiting.id}/note", {"body": "asked finance"})
+    post_form(
+        client, f"/tickets/{waiting.id}", f"/tickets/{waiting.id}/note", {"body": "asked finance"}
+    )
     assert refs("centre-replied") == set()
     assert me_id
 
 
 def test_global_search_finds_a_body_word_in_any_queue(mail_app: Flask) -> None:
     make_user(mail_app)
-    a = ingest(mail_app, sender="Greenfield College <exams@greenfield.example>", subject="Keycode trouble",
-               body="The learner typed the keycode but SecureAssess says locked. Workshop 4.")  # fmt: skip
-    b = ingest(mail_app, sender="Hill School <office@hill.example>", subject="Invoice",
-               body="Please send a copy of invoice 1234 for the workshop booking.")  # fmt: skip
+    a = ingest(
+        mail_app,
+        sender="Greenfield College <exams@greenfield.example>",
+        subject="Keycode trouble",
+        body="The learner typed the keycode but SecureAssess says locked. Workshop 4.",
+    )
+    b = ingest(
+        mail_app,
+        sender="Hill School <office@hill.example>",
+        subject="Invoice",
+        body="Please send a copy of invoice 1234 for the workshop booking.",
+    )
     with mail_app.extensions["triage.sessions"]() as s:  # different queues
         queues = s.scalars(select(Queue).order_by(Queue.slug)).all()
         s.get(Ticket, a.id).queue_id = queues[0].id  # type: ignore[union-attr]
@@ -171,7 +238,10 @@ def test_global_search_finds_a_body_word_in_any_queue(mail_app: Flask) -> None:
     def found(q: str) -> set[int]:
         response = client.get("/search", query_string={"q": q})
         assert response.status_code == 200
-        return {int(i) for i in re.findall(r'data-href="/tickets/(\d+)"', response.get_data(as_text=True))}
+        return {
+            int(i)
+            for i in re.findall(r'data-href="/tickets/(\d+)"', response.get_data(as_text=True))
+        }
 
     assert found("workshop") == {a.id, b.id}  # a word from both bodies, two queues
     assert found("WORKSHOP booking") == {b.id}  # every word must match
@@ -179,21 +249,46 @@ def test_global_search_finds_a_body_word_in_any_queue(mail_app: Flask) -> None:
     assert found("greenfield") == {a.id}  # centre address and name
     assert found("Hill School") == {b.id}
     assert found("keycode trouble") == {a.id}  # subject
-    assert found(b.reference) == {b.id} and a.id in found(str(a.id))  # reference (digits also match words: 1 -> 1234)
+    assert found(b.reference) == {b.id} and a.id in found(
+        str(a.id)
+    )  # reference (digits also match words: 1 -> 1234)
     assert found("nothingmatchesthis") == set()
     # words from our own automatic replies are not the centre's words
-    assert found("member staff") == set()  # in every acknowledgement we sent, never in what a centre wrote
-    for hostile in ('" OR 1=1 --', "*", "NEAR(a b)", "a:*", "!!!", "%_\\", "x" * 500, "IMI-99999999999999"):
+    assert (
+        found("member staff") == set()
+    )  # in every acknowledgement we sent, never in what a centre wrote
+    for hostile in (
+        '" OR 1=1 --',
+        "*",
+        "NEAR(a b)",
+        "a:*",
+        "!!!",
+        "%_\\",
+        "x" * 500,
+        "IMI-99999999999999",
+    ):
         assert client.get("/search", query_string={"q": hostile}).status_code == 200
     html = client.get("/search?q=workshop").get_data(as_text=True)
     assert "2 tickets match" in html
 
 
 def test_search_contract_is_the_same_function_on_both_backends(mail_app: Flask) -> None:
-    a = ingest(mail_app, sender="x@alpha.example", subject="Café booking", body="Straße naïve résumé data-entry 42")
+    a = ingest(
+        mail_app,
+        sender="x@alpha.example",
+        subject="Café booking",
+        body="Straße naïve résumé data-entry 42",
+    )
     with mail_app.extensions["triage.sessions"]() as s:
-        for q, expected in (("café", {a.id}), ("straße", {a.id}), ("entry", {a.id}), ("data entry", {a.id}),
-                            ("42", {a.id}), ("alpha example", {a.id}), ("cafe", set())):  # fmt: skip
+        for q, expected in (
+            ("café", {a.id}),
+            ("straße", {a.id}),
+            ("entry", {a.id}),
+            ("data entry", {a.id}),
+            ("42", {a.id}),
+            ("alpha example", {a.id}),
+            ("cafe", set()),
+        ):
             assert {t.id for t in search.search(s, q).tickets} == expected, q
         # the subject changed later is found by its new words (the triggers keep the document current)
         s.execute(update(Ticket).where(Ticket.id == a.id).values(subject="Renamed subject quokka"))
@@ -213,8 +308,16 @@ def test_bulk_assign_move_confirm_and_resolve(mail_app: Flask) -> None:
         me = s.scalars(select(User).where(User.email == "agent@imi.test")).one()
 
     def bulk(op: str, value: str, chosen: list[str]) -> str:
-        response = client.post("/tickets/bulk", data={"csrf_token": token, "op": op, f"{op}_value": value,
-                                                      "ticket_id": chosen, "next": page})  # fmt: skip
+        response = client.post(
+            "/tickets/bulk",
+            data={
+                "csrf_token": token,
+                "op": op,
+                f"{op}_value": value,
+                "ticket_id": chosen,
+                "next": page,
+            },
+        )
         assert response.status_code == 302 and response.headers["Location"].endswith(page)
         return client.get(page).get_data(as_text=True)
 
@@ -225,38 +328,56 @@ def test_bulk_assign_move_confirm_and_resolve(mail_app: Flask) -> None:
     assert "2 tickets changed" in bulk("confirm", "", ids[:2])  # the model's category
     assert "2 tickets changed" in bulk("resolve", "", ids[:2])
     rows = [reload(mail_app, int(i)) for i in ids]
-    assert [t.assignee_id for t in rows] == [me.id] * 3 and {t.queue.slug for t in rows} == {"technical"}
+    assert [t.assignee_id for t in rows] == [me.id] * 3 and {t.queue.slug for t in rows} == {
+        "technical"
+    }
     assert [t.status for t in rows] == ["resolved", "resolved", "open"]
     assert rows[0].confirmed_category == rows[0].predicted_category
     assert "choose someone" in bulk("assign", "999999", ids)
     assert "select at least one" in bulk("move", "technical", [])
-    offsite = client.post("/tickets/bulk", data={"csrf_token": token, "op": "move", "move_value": "triage",
-                                                 "ticket_id": ids[2:], "next": "//evil.example/x"})  # fmt: skip
+    offsite = client.post(
+        "/tickets/bulk",
+        data={
+            "csrf_token": token,
+            "op": "move",
+            "move_value": "triage",
+            "ticket_id": ids[2:],
+            "next": "//evil.example/x",
+        },
+    )
     assert offsite.headers["Location"] == "/queues"
 
 
 def test_send_and_resolve_and_send_and_next(mail_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
     make_user(mail_app)
     first = ingest(mail_app, sender="a@one.example", **QUESTION)
-    second = ingest(mail_app, sender="b@two.example", subject="Another", body="zebra crossing question two")
+    second = ingest(
+        mail_app, sender="b@two.example", subject="Another", body="zebra crossing question two"
+    )
     client = mail_app.test_client()
     login(client)
     page = f"/tickets/{first.id}"
     refused = post_form(client, page, f"{page}/reply", {"body": "Done for you.", "then": "resolve"})
     assert "confirm the category" in client.get(refused.headers["Location"]).get_data(as_text=True)
-    assert reload(mail_app, first.id).status == "open" and deliver(mail_app) == 2  # only the two acknowledgements
+    assert (
+        reload(mail_app, first.id).status == "open" and deliver(mail_app) == 2
+    )  # only the two acknowledgements
     post_form(client, page, f"{page}/category", {"category": "other"})
     done = post_form(client, page, f"{page}/reply", {"body": "Done for you.", "then": "resolve"})
     assert "Ticket resolved" in client.get(done.headers["Location"]).get_data(as_text=True)
     assert reload(mail_app, first.id).status == "resolved" and deliver(mail_app) == 1
-    third = ingest(mail_app, sender="c@three.example", subject="Third", body="zebra crossing question three")
+    third = ingest(
+        mail_app, sender="c@three.example", subject="Third", body="zebra crossing question three"
+    )
     page = f"/tickets/{second.id}"
     moved_on = post_form(client, page, f"{page}/reply", {"body": "Answered.", "then": "next"})
     assert moved_on.headers["Location"].endswith(f"/tickets/{third.id}")
     assert reload(mail_app, second.id).status == "pending"
 
 
-def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(mail_app: Flask) -> None:
+def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
+    mail_app: Flask,
+) -> None:
     from triage.helpdesk.tickets import Actor, assign
 
     make_user(mail_app)
@@ -279,8 +400,12 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
         t = s.get(Ticket, urgent.id)
         assign(s, Actor.of_user(agent), t, agent)  # type: ignore[arg-type]
         s.commit()
-    ingest(mail_app, subject="Re: " + LIVE_EXAM["subject"], body="Still frozen after the restart.",
-           headers={"In-Reply-To": urgent.messages[0].message_id})  # fmt: skip
+    ingest(
+        mail_app,
+        subject="Re: " + LIVE_EXAM["subject"],
+        body="Still frozen after the restart.",
+        headers={"In-Reply-To": urgent.messages[0].message_id},
+    )
     before = len(outbox_rows(mail_app))
     assert notifications.run(sessions, settings) >= 1
     to_agent = [r for r in outbox_rows(mail_app)[before:] if r.recipient == "agent@imi.test"]
@@ -292,7 +417,11 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
     post_form(client, "/preferences", "/preferences", {"notify_centre_replies": "on"})
     with sessions() as s:
         agent = s.scalars(select(User).where(User.email == "agent@imi.test")).one()
-        assert (agent.notify_centre_replies, agent.notify_urgent, agent.notify_overdue) == (True, False, False)
+        assert (agent.notify_centre_replies, agent.notify_urgent, agent.notify_overdue) == (
+            True,
+            False,
+            False,
+        )
         t = s.get(Ticket, urgent.id)
         t.centre_replied_at = utcnow() - timedelta(minutes=30)  # type: ignore[union-attr]
         s.commit()
@@ -303,7 +432,9 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
     assert notifications.run(sessions, settings) == 0
 
 
-def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(mail_app: Flask) -> None:
+def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(
+    mail_app: Flask,
+) -> None:
     """The overdue scan skips tickets waiting less than the shortest target; that is the queues' shortest, not
     the defaults (15 minutes for urgent mail)."""
     settings = mail_app.extensions["triage.settings"]
@@ -316,11 +447,16 @@ def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(m
     assert notifications.run(sessions, settings) == 0  # waiting under 3 minutes: not overdue yet
     with sessions() as s:
         five_minutes_ago = utcnow() - timedelta(minutes=5)
-        s.execute(update(Ticket).where(Ticket.id == urgent.id).values(created_at=five_minutes_ago,
-                                                                      last_inbound_at=five_minutes_ago))  # fmt: skip
+        s.execute(
+            update(Ticket)
+            .where(Ticket.id == urgent.id)
+            .values(created_at=five_minutes_ago, last_inbound_at=five_minutes_ago)
+        )
         s.commit()
     before = len(outbox_rows(mail_app))
-    assert notifications.run(sessions, settings) == 1  # 5 minutes: past its queue's 3, short of the default 15
+    assert (
+        notifications.run(sessions, settings) == 1
+    )  # 5 minutes: past its queue's 3, short of the default 15
     [told] = outbox_rows(mail_app)[before:]
     with sessions() as s:
         message = s.get(Message, told.message_id)
@@ -334,7 +470,9 @@ def test_centre_page_lists_every_ticket_from_the_domain(mail_app: Flask) -> None
     other = ingest(mail_app, sender="x@greenfield.example.evil", **QUESTION)
     client = mail_app.test_client()
     login(client)
-    assert "all tickets from greenfield.example" in client.get(f"/tickets/{a.id}").get_data(as_text=True)
+    assert "all tickets from greenfield.example" in client.get(f"/tickets/{a.id}").get_data(
+        as_text=True
+    )
     html = client.get("/centres/greenfield.example").get_data(as_text=True)
     assert a.reference in html and b.reference in html and other.reference not in html
     assert "2 tickets" in html and "Exam has frozen" in html
@@ -347,13 +485,24 @@ def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: F
     agent_id = make_user(mail_app)
     admin = mail_app.test_client()
     login(admin, "boss@imi.test")
-    post_form(admin, "/admin/users", "/admin/users", {"op": "rename", "user_id": str(agent_id), "name": " Alex  B. "})
+    post_form(
+        admin,
+        "/admin/users",
+        "/admin/users",
+        {"op": "rename", "user_id": str(agent_id), "name": " Alex  B. "},
+    )
     new_password = "a brand new password 7"
     post_form(
-        admin, "/admin/users", "/admin/users", {"op": "password", "user_id": str(agent_id), "password": new_password}
+        admin,
+        "/admin/users",
+        "/admin/users",
+        {"op": "password", "user_id": str(agent_id), "password": new_password},
     )
     short = post_form(
-        admin, "/admin/users", "/admin/users", {"op": "password", "user_id": str(agent_id), "password": "short"}
+        admin,
+        "/admin/users",
+        "/admin/users",
+        {"op": "password", "user_id": str(agent_id), "password": "short"},
     )
     assert "at least 10" in admin.get(short.headers["Location"]).get_data(as_text=True)
     agent = mail_app.test_client()
@@ -363,17 +512,37 @@ def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: F
     with mail_app.extensions["triage.sessions"]() as s:
         user = s.get(User, agent_id)
         assert user and user.name == "Alex B." and not user.is_active
-        events = [e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.action.like("user.%")))]
+        events = [
+            e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.action.like("user.%")))
+        ]
         assert {"user.renamed", "user.password_reset", "user.changed"} <= set(events)
         assert new_password not in str([e.details for e in s.scalars(select(AuditEvent))])
-    post_form(admin, "/admin/queues", "/admin/queues", {"slug": "technical", "notify_address": "",
-                                                        "first_response_minutes": "120", "next_response_minutes": "60",
-                                                        "urgent_response_minutes": "10"})  # fmt: skip
-    bad = post_form(admin, "/admin/queues", "/admin/queues", {"slug": "technical", "first_response_minutes": "0"})
+    post_form(
+        admin,
+        "/admin/queues",
+        "/admin/queues",
+        {
+            "slug": "technical",
+            "notify_address": "",
+            "first_response_minutes": "120",
+            "next_response_minutes": "60",
+            "urgent_response_minutes": "10",
+        },
+    )
+    bad = post_form(
+        admin,
+        "/admin/queues",
+        "/admin/queues",
+        {"slug": "technical", "first_response_minutes": "0"},
+    )
     assert "whole number of minutes" in admin.get(bad.headers["Location"]).get_data(as_text=True)
     with mail_app.extensions["triage.sessions"]() as s:
         q = s.scalars(select(Queue).where(Queue.slug == "technical")).one()
-        assert (q.first_response_minutes, q.next_response_minutes, q.urgent_response_minutes) == (120, 60, 10)
+        assert (q.first_response_minutes, q.next_response_minutes, q.urgent_response_minutes) == (
+            120,
+            60,
+            10,
+        )
 
 
 def test_api_page_and_openapi_for_a_logged_in_session(mail_app: Flask) -> None:

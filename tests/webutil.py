@@ -13,7 +13,9 @@ from triage.helpdesk import users
 PASSWORD = "correct horse battery"
 
 
-def make_user(app: Flask, email: str = "agent@imi.test", role: str = "agent", name: str = "Alex Agent") -> int:
+def make_user(
+    app: Flask, email: str = "agent@imi.test", role: str = "agent", name: str = "Alex Agent"
+) -> int:
     """Create a user and return its id."""
     with app.extensions["triage.sessions"]() as s:
         user = users.create_user(s, email, PASSWORD, role, name)

@@ -9,14 +9,14 @@ from sqlalchemy import select
 
 from tests.mailutil import make_email
 from triage.mail.inbound import InboundContext, process_pending, receive
-from triage.models import Message, Ticket
+from triage.orm import Message, Ticket
 
 
 def ingest(app: Flask, **email: Any) -> Ticket:
     """Store and process one email the way every inbound path does (webhook, IMAP, ingest); return its ticket."""
     raw = make_email(**email)
     sessions = app.extensions["triage.sessions"]
-    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.models"])
+    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.model_provider"])
     receive(sessions, ctx, raw, "ingest")
     process_pending(sessions, ctx)  # nothing to do when receiving processed it already
     from email import message_from_bytes

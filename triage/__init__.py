@@ -21,7 +21,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         configure_json_logging()
     app = Flask(__name__, instance_path=str(settings.instance_path))
-    if settings.trusted_proxies:  # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
+    if (
+        settings.trusted_proxies
+    ):  # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = settings.trusted_proxies
@@ -33,7 +35,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SECURE"] = settings.secure_cookies
     app.config["REMEMBER_COOKIE_SECURE"] = settings.secure_cookies
     app.config["REMEMBER_COOKIE_HTTPONLY"] = True
-    app.config["WTF_CSRF_TIME_LIMIT"] = None  # tied to the session instead; a long shift must not lose a reply
+    app.config["WTF_CSRF_TIME_LIMIT"] = (
+        None  # tied to the session instead; a long shift must not lose a reply
+    )
     app.config.update({k: v for k, v in settings.extra.items() if k.isupper()})
     app.extensions["triage.settings"] = settings
 

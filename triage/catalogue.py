@@ -92,7 +92,14 @@ CATEGORIES: tuple[Category, ...] = (
         "technical",
         invites_reply=True,
     ),
-    Category(7, "qualification_not_showing", "Qualification not showing for centre", False, _CONTACT, "centre-admin"),
+    Category(
+        7,
+        "qualification_not_showing",
+        "Qualification not showing for centre",
+        False,
+        _CONTACT,
+        "centre-admin",
+    ),
     Category(
         8,
         "no_exam_for_qualification",
@@ -188,17 +195,23 @@ CATEGORIES: tuple[Category, ...] = (
 BY_SLUG: dict[str, Category] = {c.slug: c for c in CATEGORIES}
 SLUGS: tuple[str, ...] = tuple(c.slug for c in CATEGORIES)
 SELF_SERVE_SLUGS: frozenset[str] = frozenset(c.slug for c in CATEGORIES if c.self_serve)
-STAFF_ONLY_SLUGS: frozenset[str] = frozenset(c.slug for c in CATEGORIES if not c.self_serve and c.slug != OTHER)
+STAFF_ONLY_SLUGS: frozenset[str] = frozenset(
+    c.slug for c in CATEGORIES if not c.self_serve and c.slug != OTHER
+)
 
 # Confusable families: categories whose emails read alike. Inside a family the model must be clearly surer of
 # its answer than of every sibling before it answers alone (see classifier/decision.py).
 FAMILIES: tuple[frozenset[str], ...] = (
     frozenset({"cannot_unlock_exam", "exam_locked_after_keycode", "unlock_with_pin"}),
-    frozenset({"candidate_not_on_schedule_list", "qualification_not_showing", "no_exam_for_qualification"}),
+    frozenset(
+        {"candidate_not_on_schedule_list", "qualification_not_showing", "no_exam_for_qualification"}
+    ),
     frozenset({"results_release_dates", "obtain_results"}),
     frozenset({"candidate_absent", "reschedule_missed_exam"}),
 )
-SIBLINGS: dict[str, frozenset[str]] = {slug: family - {slug} for family in FAMILIES for slug in family}
+SIBLINGS: dict[str, frozenset[str]] = {
+    slug: family - {slug} for family in FAMILIES for slug in family
+}
 
 QUEUES: dict[str, str] = {
     "triage": "Triage: unclassified and uncertain mail",

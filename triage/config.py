@@ -68,12 +68,20 @@ class Settings:
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
-    domain_hourly_cap: int = 50  # automatic mails to one sender domain (registrable) per hour (0: no cap)
-    trusted_authserv_id: str = ""  # our receiving server's authserv-id: its Authentication-Results are believed
-    response_time_text: str = "within one working day"  # when acknowledgements say staff will answer
+    domain_hourly_cap: int = (
+        50  # automatic mails to one sender domain (registrable) per hour (0: no cap)
+    )
+    trusted_authserv_id: str = (
+        ""  # our receiving server's authserv-id: its Authentication-Results are believed
+    )
+    response_time_text: str = (
+        "within one working day"  # when acknowledgements say staff will answer
+    )
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
-    trusted_proxies: int = 0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
+    trusted_proxies: int = (
+        0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
+    )
     log_format: str = "text"  # LOG_FORMAT=json for JSON lines (production)
     worker_interval: float = 5.0
     worker_nice: int = 10  # the worker's CPU priority below the web processes (0-19; 0: the same)
@@ -118,7 +126,9 @@ class Settings:
         s.trusted_authserv_id = (env("TRUSTED_AUTHSERV_ID") or "").strip()
         s.response_time_text = (env("RESPONSE_TIME_TEXT") or "").strip() or s.response_time_text
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
-        s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))  # idle sleep when nothing wakes it
+        s.worker_interval = _env_int(
+            "WORKER_INTERVAL", int(s.worker_interval)
+        )  # idle sleep when nothing wakes it
         s.worker_nice = _env_int("WORKER_NICE", s.worker_nice)
         if not 0 <= s.worker_nice <= 19:
             raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
@@ -127,7 +137,9 @@ class Settings:
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
         if not 0 <= s.trusted_proxies <= 10:
-            raise ConfigError("TRUSTED_PROXIES must be the number of proxies in front of the app, 0 to 10")
+            raise ConfigError(
+                "TRUSTED_PROXIES must be the number of proxies in front of the app, 0 to 10"
+            )
         s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
         if s.log_format not in {"text", "json"}:
             raise ConfigError(f"LOG_FORMAT must be text or json, got {s.log_format!r}")
@@ -139,7 +151,10 @@ class Settings:
         for key, value in overrides.items():
             name = key.lower()
             if name in names:
-                if name in {"instance_path", "models_dir", "training_data_dir", "outbox_dir"} and value:
+                if (
+                    name in {"instance_path", "models_dir", "training_data_dir", "outbox_dir"}
+                    and value
+                ):
                     value = Path(str(value)).resolve()
                 setattr(self, name, value)
             else:
@@ -149,14 +164,24 @@ class Settings:
         """Create the instance folder, and fill in the database URL and secret key defaults inside it."""
         try:
             self.instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.instance_path.chmod(0o700)  # the database, its WAL, the secret and outgoing mail live here
-            with tempfile.TemporaryFile(dir=self.instance_path) as probe:  # a name of its own: processes start together
+            self.instance_path.chmod(
+                0o700
+            )  # the database, its WAL, the secret and outgoing mail live here
+            with tempfile.TemporaryFile(
+                dir=self.instance_path
+            ) as probe:  # a name of its own: processes start together
                 probe.write(b"ok")
         except OSError as exc:
-            raise ConfigError(f"instance folder {self.instance_path} is not writable: {exc.strerror}") from None
+            raise ConfigError(
+                f"instance folder {self.instance_path} is not writable: {exc.strerror}"
+            ) from None
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'triage.db'}"
-            for suffix in ("", "-wal", "-shm"):  # SQLite gives new -wal and -shm files the database's mode
+            for suffix in (
+                "",
+                "-wal",
+                "-shm",
+            ):  # SQLite gives new -wal and -shm files the database's mode
                 if not suffix or (self.instance_path / f"triage.db{suffix}").exists():
                     private_file(self.instance_path / f"triage.db{suffix}")
         if not self.secret_key:

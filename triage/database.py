@@ -28,7 +28,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         # how long a writer waits for the lock: 30 s, or ?timeout=SECONDS in the URL
         connect_args: dict[str, Any] = {} if "timeout" in parsed.query else {"timeout": 30}
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        if (
+            parsed.database
+            and parsed.database != ":memory:"
+            and not parsed.database.startswith("file:")
+        ):
             connect_args["factory"] = _writer_lock_factory(parsed.database + ".writelock")
         kwargs["connect_args"] = {**connect_args, **kwargs.get("connect_args", {})}
         engine = create_engine(parsed, **kwargs)
@@ -38,14 +42,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     try:
         engine = create_engine(parsed, **kwargs)
     except (ImportError, ArgumentError) as exc:
-        raise ConfigError(f"DATABASE_URL {parsed.render_as_string(hide_password=True)} cannot be used: {exc}") from None
+        raise ConfigError(
+            f"DATABASE_URL {parsed.render_as_string(hide_password=True)} cannot be used: {exc}"
+        ) from None
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine, "checkin", _note_checkin)
         event.listen(engine, "checkout", _ping_if_idle(engine))
     return engine
 
 
-PING_AFTER_IDLE_SECONDS = 5.0  # a pooled connection unused this long is checked before it is handed out
+PING_AFTER_IDLE_SECONDS = (
+    5.0  # a pooled connection unused this long is checked before it is handed out
+)
 
 
 def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -62,7 +70,9 @@ def _ping_if_idle(engine: Engine) -> Any:
     """
 
     def ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        last_used = record.info.get("checked_in")  # None: a connection made just now for this checkout
+        last_used = record.info.get(
+            "checked_in"
+        )  # None: a connection made just now for this checkout
         if last_used is None or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
             return
         try:
@@ -104,7 +114,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     # Take the write lock at BEGIN so two writers queue instead of failing to upgrade a read lock.
     dbapi_conn = conn.connection.dbapi_connection
-    if not isinstance(dbapi_conn, _WriterLockConnection):  # :memory: and file: URLs have no lock file
+    if not isinstance(
+        dbapi_conn, _WriterLockConnection
+    ):  # :memory: and file: URLs have no lock file
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         return
     dbapi_conn.acquire_writer_lock()
@@ -149,8 +161,13 @@ class _WriterLockConnection(sqlite3.Connection):
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
-                        f"database is locked (no write lock within {self._lock_timeout:g} s)")) from None  # fmt: skip
+                    raise OperationalError(
+                        "BEGIN IMMEDIATE",
+                        None,
+                        sqlite3.OperationalError(
+                            f"database is locked (no write lock within {self._lock_timeout:g} s)"
+                        ),
+                    ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
         self._lock_fd = fd
@@ -215,6 +232,10 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        reason = (
+            str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            if str(exc)
+            else type(exc).__name__
+        )
         url = engine.url.render_as_string(hide_password=True)
         raise ConfigError(f"cannot reach the database at {url}: {reason}") from None

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from triage.models import ModelVersion, OutboxItem
+from triage.orm import ModelVersion, OutboxItem
 
 
 def check(session: Session, models_dir: Path) -> dict[str, Any]:
@@ -25,7 +25,9 @@ def check(session: Session, models_dir: Path) -> dict[str, Any]:
         model["error"] = "no active model; run: flask --app app triage train"
     backlog = dict(
         session.execute(
-            select(OutboxItem.status, func.count()).where(OutboxItem.status != "sent").group_by(OutboxItem.status)
+            select(OutboxItem.status, func.count())
+            .where(OutboxItem.status != "sent")
+            .group_by(OutboxItem.status)
         ).all()
     )
     ok = model["ok"]

@@ -14,12 +14,14 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.mail.inbound import MAX_PROCESS_ATTEMPTS
-from triage.models import InboundEmail, OutboxItem, Ticket
+from triage.orm import InboundEmail, OutboxItem, Ticket
 
 REQUEST_LATENCY = Histogram(
-    "triage_http_request_seconds", "HTTP request latency by endpoint", ["endpoint", "method", "status"],
+    "triage_http_request_seconds",
+    "HTTP request latency by endpoint",
+    ["endpoint", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)  # fmt: skip
+)
 
 
 class DatabaseCollector:
@@ -34,26 +36,39 @@ class DatabaseCollector:
             received = CounterMetricFamily(
                 "triage_emails_received", "Inbound emails stored, by source", labels=["source"]
             )
-            for source, n in session.execute(select(InboundEmail.source, func.count()).group_by(InboundEmail.source)):
+            for source, n in session.execute(
+                select(InboundEmail.source, func.count()).group_by(InboundEmail.source)
+            ):
                 received.add_metric([source], n)
             yield received
-            decisions = CounterMetricFamily("triage_decisions", "New tickets by action and predicted category",
-                                            labels=["action", "category"])  # fmt: skip
+            decisions = CounterMetricFamily(
+                "triage_decisions",
+                "New tickets by action and predicted category",
+                labels=["action", "category"],
+            )
             query = select(Ticket.action, Ticket.predicted_category, func.count()).group_by(
                 Ticket.action, Ticket.predicted_category
             )
             for action, category, n in session.execute(query):
                 decisions.add_metric([action or "none", category or "unclassified"], n)
             yield decisions
-            stored = GaugeMetricFamily("triage_inbound", "Stored inbound mail by state (gave_up: the worker stopped "
-                                       "retrying; see Admin > Inbound problems)", labels=["state"])  # fmt: skip
-            gave_up = (InboundEmail.status == "pending") & (InboundEmail.attempts >= MAX_PROCESS_ATTEMPTS)
+            stored = GaugeMetricFamily(
+                "triage_inbound",
+                "Stored inbound mail by state (gave_up: the worker stopped "
+                "retrying; see Admin > Inbound problems)",
+                labels=["state"],
+            )
+            gave_up = (InboundEmail.status == "pending") & (
+                InboundEmail.attempts >= MAX_PROCESS_ATTEMPTS
+            )
             state = case((gave_up, "gave_up"), else_=InboundEmail.status)
             for name, n in session.execute(select(state, func.count()).group_by(state)):
                 stored.add_metric([name], n)
             yield stored
             outbox = GaugeMetricFamily("triage_outbox", "Outbox rows by status", labels=["status"])
-            for status, n in session.execute(select(OutboxItem.status, func.count()).group_by(OutboxItem.status)):
+            for status, n in session.execute(
+                select(OutboxItem.status, func.count()).group_by(OutboxItem.status)
+            ):
                 outbox.add_metric([status], n)
             yield outbox
 

@@ -13,14 +13,20 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 from triage.config import REPO_ROOT, ConfigError
-from triage.models import Base
+from triage.orm import Base
 
-SEARCH_TABLE = "ticket_search"  # full-text search (migration 0008): a tsvector table or an FTS5 virtual table
+SEARCH_TABLE = (
+    "ticket_search"  # full-text search (migration 0008): a tsvector table or an FTS5 virtual table
+)
 
 
 def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
     """Leave the search table (and SQLite's FTS5 shadow tables) out of the model comparison: triggers keep it."""
-    return not (type_ == "table" and name is not None and (name == SEARCH_TABLE or name.startswith(SEARCH_TABLE + "_")))
+    return not (
+        type_ == "table"
+        and name is not None
+        and (name == SEARCH_TABLE or name.startswith(SEARCH_TABLE + "_"))
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -79,7 +85,12 @@ def pending_model_changes(engine: Engine) -> list[object]:
     """Differences between the migrated database and the models (empty when they agree)."""
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True, "include_name": include_name}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": include_name,
+            },
         )
         return compare_metadata(ctx, Base.metadata)
 

@@ -110,7 +110,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("urgent", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch.add_column(sa.Column("urgent_reason", sa.String(length=300), nullable=True))
         for name in ("centre_replied_at", "last_staff_action_at", "urgent_notified_at", "reply_notified_at",
-                     "overdue_notified_due"):  # fmt: skip
+                     "overdue_notified_due"):
             batch.add_column(sa.Column(name, sa.DateTime(timezone=True), nullable=True))
         batch.create_index("ix_tickets_status_urgent", ["status", "urgent"], unique=False)
     statements = PG_UP if op.get_bind().dialect.name == "postgresql" else SQLITE_UP
@@ -125,7 +125,7 @@ def downgrade() -> None:
     with op.batch_alter_table("tickets") as batch:
         batch.drop_index("ix_tickets_status_urgent")
         for name in ("overdue_notified_due", "reply_notified_at", "urgent_notified_at", "last_staff_action_at",
-                     "centre_replied_at", "urgent_reason", "urgent"):  # fmt: skip
+                     "centre_replied_at", "urgent_reason", "urgent"):
             batch.drop_column(name)
     with op.batch_alter_table("users") as batch:
         for name in ("notify_overdue", "notify_urgent", "notify_centre_replies"):

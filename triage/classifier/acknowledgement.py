@@ -74,6 +74,8 @@ def acknowledgement_only(clean: str, raw: str) -> bool:
     if len(_WORD.findall(clean[:200].lower())) > 3:
         return False
     unquoted = "\n".join(
-        line for line in (raw or "")[: MAX_CHARS * 2].splitlines() if not line.lstrip().startswith(">")
+        line
+        for line in (raw or "")[: MAX_CHARS * 2].splitlines()
+        if not line.lstrip().startswith(">")
     )
     return is_acknowledgement(unquoted.strip())

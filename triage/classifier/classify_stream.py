@@ -51,7 +51,9 @@ def classify_lines(
                 yield {"id": ident, **next(decisions).as_json()}
 
 
-def run(stdin: TextIO, stdout: TextIO, model: TrainedModel, routing: Mapping[str, str] | None = None) -> int:
+def run(
+    stdin: TextIO, stdout: TextIO, model: TrainedModel, routing: Mapping[str, str] | None = None
+) -> int:
     """Classify stdin to stdout; returns how many lines failed."""
     failed = 0
     for result in classify_lines(stdin, model, routing):

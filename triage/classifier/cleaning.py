@@ -18,7 +18,9 @@ from inscriptis.model.config import ParserConfig
 _HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=False, display_images=False)
 _HTML_HINT = re.compile(r"<\s*(html|body|div|p|br|table|span|font|meta)\b", re.IGNORECASE)
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|antw|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-_FORWARD_SUBJECT = re.compile(r"^\s*((re|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)*(fw|fwd|tr|wg)\s*(\[\d+\])?\s*:", re.I)
+_FORWARD_SUBJECT = re.compile(
+    r"^\s*((re|aw|sv|antw)\s*(\[\d+\])?\s*:\s*)*(fw|fwd|tr|wg)\s*(\[\d+\])?\s*:", re.I
+)
 _REFERENCE = re.compile(r"\[?\bIMI-\d{6,}\b\]?", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
 _TAG = re.compile(r"<[^<>]{0,2000}>")
@@ -26,18 +28,23 @@ _TAG = re.compile(r"<[^<>]{0,2000}>")
 MAX_BODY_CHARS = 20_000
 MAX_LINES = 1_000
 PROBE_CHARS = 200  # how much of a line the header, signature and disclaimer patterns look at
-MAX_HTML_CHARS = 64_000  # HTML converted to text, after <head>, <style>, <script> and comments are dropped
+MAX_HTML_CHARS = (
+    64_000  # HTML converted to text, after <head>, <style>, <script> and comments are dropped
+)
 MAX_FORWARDS = 3  # nested forwards read (FW: FW: FW: ...)
 
 # Patterns below are matched with .match/.fullmatch on one line's first PROBE_CHARS characters: anchored,
 # and with no nested or overlapping repetition, so each costs at most a pass over those characters.
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]?)+")
 _FORWARD_MARK = re.compile(
-    r"-{2,}[ \t]*forwarded message[ \t]*-{2,}|begin forwarded message:|forwarded message:", re.IGNORECASE
+    r"-{2,}[ \t]*forwarded message[ \t]*-{2,}|begin forwarded message:|forwarded message:",
+    re.IGNORECASE,
 )
 _ORIGINAL_MARK = re.compile(r"-{2,}[ \t]*original message[ \t]*-{2,}", re.IGNORECASE)
 _SEPARATOR = re.compile(r"[_-]{32,}")
-_HEADER_FIELD = re.compile(r"[* ]*(from|sent|to|cc|bcc|subject|date|reply-to|organization|importance)[ *]*:", re.I)
+_HEADER_FIELD = re.compile(
+    r"[* ]*(from|sent|to|cc|bcc|subject|date|reply-to|organization|importance)[ *]*:", re.I
+)
 _WROTE = re.compile(r"on[ \t].{1,300}", re.IGNORECASE)
 _SIGN_OFF = re.compile(  # a short line opening with one of these, or one of them alone, ends the message
     r"(best regards|kind regards|warm regards|all the best|many thanks|best wishes|thanks,|thank you,|best,|regards,)"
@@ -47,7 +54,8 @@ _SIGN_OFF = re.compile(  # a short line opening with one of these, or one of the
 SIGN_OFF_CHARS = 30  # a sign-off line is short ("Kind regards, Jane Doe"); a longer "Thanks, that worked ..." is not
 _SIGNATURE_DELIMITER = re.compile(r"(--|__)|-[A-Za-z][\w .]{0,30}")
 _MOBILE_FOOTER = re.compile(
-    r"(sent from my|sent from outlook for|get outlook for|sent from mail for|sent from yahoo mail)\b.{0,60}", re.I
+    r"(sent from my|sent from outlook for|get outlook for|sent from mail for|sent from yahoo mail)\b.{0,60}",
+    re.I,
 )
 _DISCLAIMER = re.compile(
     r"(caution|disclaimer|warning|confidential|confidentiality)[ \t*]*:|[ \t*]*disclaimer\b"
@@ -63,7 +71,11 @@ def html_to_text(html: str) -> str:
     visible = _drop_invisible(html or "")[:MAX_HTML_CHARS]
     try:
         return get_text(visible, _HTML_CONFIG)
-    except (RecursionError, ValueError, TypeError):  # markup the converter cannot lay out: keep its words
+    except (
+        RecursionError,
+        ValueError,
+        TypeError,
+    ):  # markup the converter cannot lay out: keep its words
         return _TAG.sub(" ", visible)
 
 
@@ -153,9 +165,15 @@ def _marker(lines: list[str], i: int, original_is_forward: bool) -> tuple[str, i
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if len(nxt) <= PROBE_CHARS and nxt.endswith("wrote:"):
             return "reply", 2
-    if _is_header_field(line):  # an Outlook block: two header fields in a row (a blank line between allowed)
+    if _is_header_field(
+        line
+    ):  # an Outlook block: two header fields in a row (a blank line between allowed)
         following = [lines[j] for j in range(i + 1, min(i + 3, len(lines)))]
-        nxt = following[0] if following and following[0] else (following[1] if len(following) > 1 else "")
+        nxt = (
+            following[0]
+            if following and following[0]
+            else (following[1] if len(following) > 1 else "")
+        )
         if _is_header_field(nxt):
             return "reply", 0
     return "", 0
@@ -204,7 +222,11 @@ def _own_text(lines: list[str]) -> list[str]:
         probe = line[:PROBE_CHARS]
         if _MOBILE_FOOTER.fullmatch(probe) and len(line) <= PROBE_CHARS:
             break
-        if any(out) and len(line) <= SIGN_OFF_CHARS and (_SIGN_OFF.match(line) or _SIGNATURE_DELIMITER.fullmatch(line)):
+        if (
+            any(out)
+            and len(line) <= SIGN_OFF_CHARS
+            and (_SIGN_OFF.match(line) or _SIGNATURE_DELIMITER.fullmatch(line))
+        ):
             break
         if _DISCLAIMER.match(probe):
             in_disclaimer = True

@@ -15,9 +15,7 @@ from triage.catalogue import BY_SLUG
 
 TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
-HARD_FILE = (
-    "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
-)
+HARD_FILE = "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
 
 
 class DatasetError(ValueError):
@@ -60,10 +58,20 @@ def load_jsonl(path: Path) -> list[Example]:
         if label not in BY_SLUG:
             raise DatasetError(f"{path}:{number}: unknown label {label!r}")
         subject, body = row.get("subject", ""), row.get("body", "")
-        if not isinstance(subject, str) or not isinstance(body, str) or not (subject.strip() or body.strip()):
+        if (
+            not isinstance(subject, str)
+            or not isinstance(body, str)
+            or not (subject.strip() or body.strip())
+        ):
             raise DatasetError(f"{path}:{number}: subject and body must be text, not both empty")
         examples.append(
-            Example(subject, body, label, str(row.get("group", "")), str(row.get("id", f"{path.stem}:{number}")))
+            Example(
+                subject,
+                body,
+                label,
+                str(row.get("group", "")),
+                str(row.get("id", f"{path.stem}:{number}")),
+            )
         )
     return examples
 
@@ -72,14 +80,23 @@ def sha256_of(examples: Iterable[Example]) -> str:
     """A content hash of a data set, independent of file layout."""
     digest = hashlib.sha256()
     for ex in examples:
-        digest.update(json.dumps([ex.subject, ex.body, ex.label, ex.group], ensure_ascii=False).encode())
+        digest.update(
+            json.dumps([ex.subject, ex.body, ex.label, ex.group], ensure_ascii=False).encode()
+        )
         digest.update(b"\n")
     return digest.hexdigest()
 
 
 def _shingles(texts: Sequence[str]):  # type: ignore[no-untyped-def]
-    vec = HashingVectorizer(analyzer="char", ngram_range=(5, 5), n_features=2**20, binary=True, norm=None,
-                            alternate_sign=False, lowercase=True)  # fmt: skip
+    vec = HashingVectorizer(
+        analyzer="char",
+        ngram_range=(5, 5),
+        n_features=2**20,
+        binary=True,
+        norm=None,
+        alternate_sign=False,
+        lowercase=True,
+    )
     return vec.transform([" ".join(t.split()) for t in texts]).tocsr()
 
 

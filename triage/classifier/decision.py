@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from triage.catalogue import BY_SLUG, OTHER, SELF_SERVE_SLUGS, SIBLINGS, STAFF_ONLY_SLUGS, TRIAGE_QUEUE
+from triage.catalogue import (
+    BY_SLUG,
+    OTHER,
+    SELF_SERVE_SLUGS,
+    SIBLINGS,
+    STAFF_ONLY_SLUGS,
+    TRIAGE_QUEUE,
+)
 
 AUTO_REPLY, ROUTE, TRIAGE = "auto_reply", "route", "triage"
 PROB_GRID = tuple(round(x, 2) for x in np.arange(0.30, 1.0001, 0.01))
@@ -36,14 +43,24 @@ class Thresholds:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for metadata.json."""
-        return {"auto_reply_target": self.auto_reply_target, "route_target": self.route_target,
-                "per_category": self.per_category, "family_margin": self.family_margin, "policy": self.policy}  # fmt: skip
+        return {
+            "auto_reply_target": self.auto_reply_target,
+            "route_target": self.route_target,
+            "per_category": self.per_category,
+            "family_margin": self.family_margin,
+            "policy": self.policy,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
         """Inverse of to_dict (metadata written before families and policies had neither: 0 and per_category)."""
-        return cls(dict(data["per_category"]), float(data["auto_reply_target"]), float(data["route_target"]),
-                   float(data.get("family_margin", 0.0)), str(data.get("policy", "per_category")))  # fmt: skip
+        return cls(
+            dict(data["per_category"]),
+            float(data["auto_reply_target"]),
+            float(data["route_target"]),
+            float(data.get("family_margin", 0.0)),
+            str(data.get("policy", "per_category")),
+        )
 
 
 @dataclass(frozen=True)
@@ -60,8 +77,13 @@ class Decision:
 
     def as_json(self) -> dict[str, Any]:
         """The classify contract's fields (without id)."""
-        return {"category": self.category, "confidence": round(self.confidence, 4), "action": self.action,
-                "queue": self.queue, "alternatives": [[s, round(p, 4)] for s, p in self.alternatives]}  # fmt: skip
+        return {
+            "category": self.category,
+            "confidence": round(self.confidence, 4),
+            "action": self.action,
+            "queue": self.queue,
+            "alternatives": [[s, round(p, 4)] for s, p in self.alternatives],
+        }
 
 
 def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +109,9 @@ def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> 
     return np.where(np.isfinite(gap), gap, 1.0)
 
 
-def action_for(slug: str, prob: float, margin: float, thresholds: Thresholds, family_gap: float = 1.0) -> str:
+def action_for(
+    slug: str, prob: float, margin: float, thresholds: Thresholds, family_gap: float = 1.0
+) -> str:
     """auto_reply for a confident self-serve category (clear of its family), route for a confident staff-only
     one, else triage."""
     if slug == OTHER:
@@ -123,11 +147,15 @@ def decide_rows(
     return decisions
 
 
-def hold_for_staff(decision: Decision, probs: np.ndarray, classes: Sequence[str], reason: str) -> Decision:
+def hold_for_staff(
+    decision: Decision, probs: np.ndarray, classes: Sequence[str], reason: str
+) -> Decision:
     """The decision for mail that must not be answered or routed automatically: `other`, to triage, with why."""
     other = float(probs[list(classes).index(OTHER)]) if OTHER in classes else 0.0
     ranked = [(classes[j], float(probs[j])) for j in np.argsort(-probs) if classes[j] != OTHER]
-    return Decision(OTHER, other, 0.0, TRIAGE, TRIAGE_QUEUE, ranked[: len(decision.alternatives)], reason)
+    return Decision(
+        OTHER, other, 0.0, TRIAGE, TRIAGE_QUEUE, ranked[: len(decision.alternatives)], reason
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +169,9 @@ class _Option:
     threshold: dict[str, float]
 
 
-def _frontier(p: np.ndarray, m: np.ndarray, truth: np.ndarray, slug: str, weight: np.ndarray,
-              min_support: int) -> list[_Option]:  # fmt: skip
+def _frontier(
+    p: np.ndarray, m: np.ndarray, truth: np.ndarray, slug: str, weight: np.ndarray, min_support: int
+) -> list[_Option]:
     """For one category, the threshold options that are best (fewest weighted errors) for their coverage."""
     ok = truth == slug
     is_other, is_staff = truth == OTHER, np.isin(truth, list(STAFF_ONLY_SLUGS))
@@ -153,12 +182,19 @@ def _frontier(p: np.ndarray, m: np.ndarray, truth: np.ndarray, slug: str, weight
             correct = int((accepted & ok).sum())
             if correct < min_support:
                 break  # higher prob thresholds only accept fewer
-            option = _Option(correct, float(weight[accepted & ~ok].sum()), int((accepted & is_other).sum()),
-                             int((accepted & is_staff).sum()), {"prob": float(p_min), "margin": float(m_min)})  # fmt: skip
+            option = _Option(
+                correct,
+                float(weight[accepted & ~ok].sum()),
+                int((accepted & is_other).sum()),
+                int((accepted & is_staff).sum()),
+                {"prob": float(p_min), "margin": float(m_min)},
+            )
             if correct not in best or option.errors < best[correct].errors:
                 best[correct] = option
     options, lowest = [], float("inf")
-    for correct in sorted(best, reverse=True):  # keep only options that beat every larger one on errors
+    for correct in sorted(
+        best, reverse=True
+    ):  # keep only options that beat every larger one on errors
         if best[correct].errors < lowest:
             options.append(best[correct])
             lowest = best[correct].errors
@@ -206,8 +242,11 @@ def choose_thresholds(
         self_serve = slug in SELF_SERVE_SLUGS
         weight = np.where(costly[mask] & self_serve, costly_error_weight, 1.0)
         floor = category_floor if self_serve else route_target
-        options = [o for o in _frontier(top[mask], margin[mask], truth[mask], slug, weight, min_support)
-                   if o.correct / (o.correct + o.errors) >= floor]  # fmt: skip
+        options = [
+            o
+            for o in _frontier(top[mask], margin[mask], truth[mask], slug, weight, min_support)
+            if o.correct / (o.correct + o.errors) >= floor
+        ]
         if self_serve:
             frontiers[slug] = options
         chosen[slug] = options[-1].threshold if options and not self_serve else dict(NEVER)
@@ -224,11 +263,18 @@ def choose_thresholds(
             for option in options:
                 if option.correct <= here.correct:
                     continue
-                d = [option.correct - here.correct, option.errors - here.errors,
-                     option.other_accepted - here.other_accepted, option.staff_accepted - here.staff_accepted]  # fmt: skip
+                d = [
+                    option.correct - here.correct,
+                    option.errors - here.errors,
+                    option.other_accepted - here.other_accepted,
+                    option.staff_accepted - here.staff_accepted,
+                ]
                 correct, errors, other, staff = (t + x for t, x in zip(totals, d, strict=True))
-                if (correct / (correct + errors) < auto_reply_target or other / n_other > max_other_share
-                        or staff / n_staff > max_staff_only_share):  # fmt: skip
+                if (
+                    correct / (correct + errors) < auto_reply_target
+                    or other / n_other > max_other_share
+                    or staff / n_staff > max_staff_only_share
+                ):
                     continue
                 rate = d[0] / (d[1] + 0.5)
                 if rate > best_rate:

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from triage.catalogue import OTHER, SELF_SERVE_SLUGS, SLUGS, STAFF_ONLY_SLUGS
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
@@ -41,8 +46,11 @@ def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[
     """
     truth = np.asarray(y_true, dtype=object)
     n_self_serve = max(1, int(np.isin(truth, list(SELF_SERVE_SLUGS)).sum()))
-    candidates = [(d.confidence, d.category == y) for d, y in zip(decisions, truth, strict=True)
-                  if d.category in SELF_SERVE_SLUGS and not d.reason]  # fmt: skip
+    candidates = [
+        (d.confidence, d.category == y)
+        for d, y in zip(decisions, truth, strict=True)
+        if d.category in SELF_SERVE_SLUGS and not d.reason
+    ]
     candidates.sort(key=lambda c: -c[0])
     if not candidates:
         return []
@@ -50,11 +58,20 @@ def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[
     answered = np.arange(1, len(candidates) + 1)
     step = max(1, len(candidates) // RISK_COVERAGE_POINTS)
     keep = sorted({*range(step - 1, len(candidates), step), len(candidates) - 1})
-    return [{"threshold": float(candidates[i][0]), "coverage": float(right[i] / n_self_serve),
-             "risk": float(1 - right[i] / answered[i]), "answered": int(answered[i])} for i in keep]  # fmt: skip
+    return [
+        {
+            "threshold": float(candidates[i][0]),
+            "coverage": float(right[i] / n_self_serve),
+            "risk": float(1 - right[i] / answered[i]),
+            "answered": int(answered[i]),
+        }
+        for i in keep
+    ]
 
 
-def per_writer(y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str]) -> dict[str, Any]:
+def per_writer(
+    y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str]
+) -> dict[str, Any]:
     """Auto-reply precision and coverage for each writer (group) separately."""
     out = {}
     truth = np.asarray(y_true, dtype=object)
@@ -82,7 +99,9 @@ def evaluate(
     predicted = np.asarray([d.category for d in decisions], dtype=object)
     actions = np.asarray([d.action for d in decisions], dtype=object)
     labels = list(SLUGS)
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
     correct = truth == predicted
     auto = actions == AUTO_REPLY
     routed = actions == ROUTE
@@ -100,7 +119,9 @@ def evaluate(
     return {
         "n": len(truth),
         "accuracy": float(accuracy_score(truth, predicted)),
-        "macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)
+        ),
         "per_category": {
             slug: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for slug, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
@@ -115,11 +136,16 @@ def evaluate(
             "staff_only_auto_replied": _share(auto[staff_only]),
             "per_category": per_category_auto,
         },
-        "route": {"count": int(routed.sum()), "precision": float(correct[routed].mean()) if routed.any() else 1.0},
+        "route": {
+            "count": int(routed.sum()),
+            "precision": float(correct[routed].mean()) if routed.any() else 1.0,
+        },
         "triage_share": _share(actions == TRIAGE),
         "held_for_staff": int(sum(bool(d.reason) for d in decisions)),
         "risk_coverage": risk_coverage(truth.tolist(), decisions),
-        "per_writer": per_writer(truth.tolist(), decisions, groups) if groups is not None and any(groups) else {},
+        "per_writer": per_writer(truth.tolist(), decisions, groups)
+        if groups is not None and any(groups)
+        else {},
     }
 
 
@@ -128,8 +154,11 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
     auto = report["auto_reply"]
     reasons = []
     if auto["precision"] < targets.auto_reply_precision:
-        culprits = [f"{slug} ({c['wrong']} wrong of {c['auto_replied']})"
-                    for slug, c in auto["per_category"].items() if c["wrong"]]  # fmt: skip
+        culprits = [
+            f"{slug} ({c['wrong']} wrong of {c['auto_replied']})"
+            for slug, c in auto["per_category"].items()
+            if c["wrong"]
+        ]
         reasons.append(
             f"{name}: auto-reply precision {auto['precision']:.3f} < {targets.auto_reply_precision}; "
             f"wrong auto-replies in: {', '.join(culprits)}"
@@ -139,7 +168,9 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
     if report["macro_f1"] < targets.macro_f1:
         weakest = sorted(report["per_category"].items(), key=lambda kv: kv[1]["f1"])[:3]
         names = ", ".join(f"{slug} F1 {v['f1']:.2f}" for slug, v in weakest)
-        reasons.append(f"{name}: macro-F1 {report['macro_f1']:.3f} < {targets.macro_f1} (weakest: {names})")
+        reasons.append(
+            f"{name}: macro-F1 {report['macro_f1']:.3f} < {targets.macro_f1} (weakest: {names})"
+        )
     if auto["other_auto_replied"] > targets.other_auto_replied:
         reasons.append(
             f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > {targets.other_auto_replied}"
@@ -165,17 +196,27 @@ def format_report(report: dict[str, Any]) -> str:
         f"{'category':34} {'prec':>6} {'recall':>6} {'F1':>6} {'n':>5}",
     ]
     for slug, v in report["per_category"].items():
-        lines.append(f"{slug:34} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}")
+        lines.append(
+            f"{slug:34} {v['precision']:6.3f} {v['recall']:6.3f} {v['f1']:6.3f} {v['support']:5d}"
+        )
     if report.get("per_writer"):
-        lines += ["", f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} {'coverage':>8}"]
+        lines += [
+            "",
+            f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} {'coverage':>8}",
+        ]
         for writer, w in report["per_writer"].items():
             precision = f"{w['precision']:.3f}" if w["precision"] is not None else "-"
-            lines.append(f"{writer:10} {w['n']:6d} {w['auto_replied']:12d} {w['wrong']:5d} {precision:>9} "
-                         f"{w['coverage']:8.3f}")  # fmt: skip
+            lines.append(
+                f"{writer:10} {w['n']:6d} {w['auto_replied']:12d} {w['wrong']:5d} {precision:>9} "
+                f"{w['coverage']:8.3f}"
+            )
     curve = report.get("risk_coverage") or []
     if curve:
-        lines += ["", "risk-coverage (answering self-serve predictions in order of confidence):",
-                  f"{'coverage':>8} {'risk':>6} {'confidence >=':>13}"]  # fmt: skip
+        lines += [
+            "",
+            "risk-coverage (answering self-serve predictions in order of confidence):",
+            f"{'coverage':>8} {'risk':>6} {'confidence >=':>13}",
+        ]
         for level in COVERAGE_LEVELS:
             reached = [p for p in curve if p["coverage"] >= level]
             if reached:
@@ -183,7 +224,9 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(f"{level:8.2f} {point['risk']:6.3f} {point['threshold']:13.3f}")
             else:
                 lines.append(f"{level:8.2f} {'-':>6} {'not reached':>13}")
-        lines.append(f"operating point: coverage {auto['coverage']:.3f} at risk {1 - auto['precision']:.3f}")
+        lines.append(
+            f"operating point: coverage {auto['coverage']:.3f} at risk {1 - auto['precision']:.3f}"
+        )
     lines += ["", "confusion matrix (rows: true, columns: predicted, in the order above):"]
     lines += [" ".join(f"{n:3d}" for n in row) for row in report["confusion_matrix"]]
     return "\n".join(lines)

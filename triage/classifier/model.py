@@ -17,10 +17,17 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
-from triage.classifier.cleaning import clean_body, clean_subject, cleaned_text, is_forward, model_text
+from triage.classifier.cleaning import (
+    clean_body,
+    clean_subject,
+    cleaned_text,
+    is_forward,
+    model_text,
+)
 from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 
 SEED = 20261126
+WORD_TOKENS = r"(?u)\b\w+\b"  # words of one character count too (a PIN, "2")
 
 
 def clean_pairs(pairs: Sequence[tuple[str, str]]) -> list[str]:
@@ -30,7 +37,10 @@ def clean_pairs(pairs: Sequence[tuple[str, str]]) -> list[str]:
 
 def clean_fields(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """Pipeline step: (subject, body) pairs to (cleaned subject, cleaned body), each read by its own features."""
-    return [(clean_subject(subject), clean_body(body, forwarded=is_forward(subject))) for subject, body in pairs]
+    return [
+        (clean_subject(subject), clean_body(body, forwarded=is_forward(subject)))
+        for subject, body in pairs
+    ]
 
 
 def subjects(fields: Sequence[tuple[str, str]]) -> list[str]:
@@ -44,13 +54,26 @@ def bodies(fields: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def _word_vectoriser() -> TfidfVectorizer:
-    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode",
-                           token_pattern=r"(?u)\b\w+\b", min_df=1, dtype=np.float32)  # noqa: S106  # fmt: skip
+    return TfidfVectorizer(
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        strip_accents="unicode",
+        token_pattern=WORD_TOKENS,
+        min_df=1,
+        dtype=np.float32,
+    )
 
 
 def _char_vectoriser(max_features: int = 150_000) -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, strip_accents="unicode",
-                           min_df=2, max_features=max_features, dtype=np.float32)  # fmt: skip
+    return TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        sublinear_tf=True,
+        strip_accents="unicode",
+        min_df=2,
+        max_features=max_features,
+        dtype=np.float32,
+    )
 
 
 def _part(pick: Any, vectoriser: TfidfVectorizer) -> Pipeline:
@@ -72,14 +95,29 @@ def build_pipeline(seed: int = SEED, subject_weight: float | None = None) -> Pip
     classify = CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)
     if subject_weight is None:
         features = FeatureUnion([("word", _word_vectoriser()), ("char", _char_vectoriser())])
-        return Pipeline([("clean", FunctionTransformer(clean_pairs)), ("features", features), ("classify", classify)])
+        return Pipeline(
+            [
+                ("clean", FunctionTransformer(clean_pairs)),
+                ("features", features),
+                ("classify", classify),
+            ]
+        )
     features = FeatureUnion(
-        [("word", _part(bodies, _word_vectoriser())), ("char", _part(bodies, _char_vectoriser())),
-         ("subject_word", _part(subjects, _word_vectoriser())),
-         ("subject_char", _part(subjects, _char_vectoriser(30_000)))],
+        [
+            ("word", _part(bodies, _word_vectoriser())),
+            ("char", _part(bodies, _char_vectoriser())),
+            ("subject_word", _part(subjects, _word_vectoriser())),
+            ("subject_char", _part(subjects, _char_vectoriser(30_000))),
+        ],
         transformer_weights={"subject_word": subject_weight, "subject_char": subject_weight},
-    )  # fmt: skip
-    return Pipeline([("clean", FunctionTransformer(clean_fields)), ("features", features), ("classify", classify)])
+    )
+    return Pipeline(
+        [
+            ("clean", FunctionTransformer(clean_fields)),
+            ("features", features),
+            ("classify", classify),
+        ]
+    )
 
 
 def build_scalable_pipeline(seed: int = SEED, n_jobs: int = 2) -> Pipeline:
@@ -97,11 +135,16 @@ def build_scalable_pipeline(seed: int = SEED, n_jobs: int = 2) -> Pipeline:
     }
     features = FeatureUnion(
         [
-            ("word", HashingVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", **hashing)),  # noqa: S106
+            (
+                "word",
+                HashingVectorizer(ngram_range=(1, 2), token_pattern=WORD_TOKENS, **hashing),
+            ),
             ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **hashing)),
         ]
     )
-    svm = SGDClassifier(loss="hinge", alpha=1e-5, max_iter=6, tol=None, random_state=seed, n_jobs=n_jobs)
+    svm = SGDClassifier(
+        loss="hinge", alpha=1e-5, max_iter=6, tol=None, random_state=seed, n_jobs=n_jobs
+    )
     return Pipeline(
         [
             ("clean", FunctionTransformer(clean_pairs)),
@@ -162,20 +205,33 @@ class TrainedModel:
             self._fast = None
             final = self.pipeline[-1]
             calibrated = getattr(final, "calibrated_classifiers_", [])
-            if isinstance(final, CalibratedClassifierCV) and final.method == "sigmoid" and len(calibrated) == 1:
+            if (
+                isinstance(final, CalibratedClassifierCV)
+                and final.method == "sigmoid"
+                and len(calibrated) == 1
+            ):
                 only = calibrated[0]
                 svm = only.estimator
-                if isinstance(svm, (LinearSVC, SGDClassifier)) and len(only.calibrators) == svm.coef_.shape[0] > 1:
+                if (
+                    isinstance(svm, (LinearSVC, SGDClassifier))
+                    and len(only.calibrators) == svm.coef_.shape[0] > 1
+                ):
                     columns = np.searchsorted(only.classes, svm.classes_)
                     a = np.array([c.a_ for c in only.calibrators])
                     b = np.array([c.b_ for c in only.calibrators])
                     self._fast = (svm.coef_, svm.intercept_, a, b, columns)
         return self._fast
 
-    def decide(self, pairs: Sequence[tuple[str, str]], routing: Mapping[str, str] | None = None) -> list[Decision]:
+    def decide(
+        self, pairs: Sequence[tuple[str, str]], routing: Mapping[str, str] | None = None
+    ) -> list[Decision]:
         """Decisions for a batch of (subject, body) pairs; a body that only thanks or confirms goes to staff."""
         return self.decide_cleaned(
-            [(subject, clean_body(body, forwarded=is_forward(subject)), body) for subject, body in pairs], routing
+            [
+                (subject, clean_body(body, forwarded=is_forward(subject)), body)
+                for subject, body in pairs
+            ],
+            routing,
         )
 
     def decide_cleaned(
@@ -196,9 +252,13 @@ class TrainedModel:
         decisions = decide_rows(probs, self.classes, self.thresholds, routing)
         for i, (_subject, clean, raw) in enumerate(emails):
             if acknowledgement_only(clean, raw):
-                decisions[i] = hold_for_staff(decisions[i], probs[i], self.classes, ACKNOWLEDGEMENT_REASON)
+                decisions[i] = hold_for_staff(
+                    decisions[i], probs[i], self.classes, ACKNOWLEDGEMENT_REASON
+                )
         return decisions
 
-    def decide_one(self, subject: str, body: str, routing: Mapping[str, str] | None = None) -> Decision:
+    def decide_one(
+        self, subject: str, body: str, routing: Mapping[str, str] | None = None
+    ) -> Decision:
         """The decision for one email."""
         return self.decide([(subject, body)], routing)[0]

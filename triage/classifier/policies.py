@@ -20,19 +20,30 @@ from typing import Any
 import numpy as np
 
 from triage.catalogue import OTHER, SELF_SERVE_SLUGS, STAFF_ONLY_SLUGS
-from triage.classifier.decision import NEVER, PROB_GRID, Thresholds, choose_thresholds, family_gaps, top_two
+from triage.classifier.decision import (
+    NEVER,
+    PROB_GRID,
+    Thresholds,
+    choose_thresholds,
+    family_gaps,
+    top_two,
+)
 
 POLICIES = ("global", "per_category", "shrunk", "margin")
 FAMILY_GRID = (0.0, 0.1, 0.2, 0.3, 0.4)
 MARGIN_RULE_GRID = tuple(round(x, 2) for x in np.arange(0.0, 1.0001, 0.02))
-SHRINK_EXAMPLES = 100  # a category with this many examples gets half its own threshold, half the global one
+SHRINK_EXAMPLES = (
+    100  # a category with this many examples gets half its own threshold, half the global one
+)
 # Caps on out-of-fold auto-replies to `other` and staff-only mail (the gate's are 2 % and 1 %). 0.4 % of
 # `other` (decision.choose_thresholds' default, 3 emails here) cost 24 points of coverage in the nested
 # evaluation for no fewer `other` auto-replies on held-out writers; 0.8 % keeps them at 0.6 %.
 MAX_OTHER_SHARE = 0.008
 MAX_STAFF_ONLY_SHARE = 0.005
 COSTLY_ERROR_WEIGHT = 2.0
-MIN_WRITER_REPLIES = 10  # a writer's precision counts towards "worst writer" only with this many auto-replies
+MIN_WRITER_REPLIES = (
+    10  # a writer's precision counts towards "worst writer" only with this many auto-replies
+)
 
 
 @dataclass(frozen=True)
@@ -49,26 +60,58 @@ class Scored:
     classes: tuple[str, ...]
 
     @classmethod
-    def build(cls, truth: Sequence[str], probs: np.ndarray, classes: Sequence[str],
-              acknowledgement: np.ndarray | None = None) -> Scored:  # fmt: skip
+    def build(
+        cls,
+        truth: Sequence[str],
+        probs: np.ndarray,
+        classes: Sequence[str],
+        acknowledgement: np.ndarray | None = None,
+    ) -> Scored:
         """Score arrays for a probability matrix; `acknowledgement` marks thank-you mail (never auto-replied)."""
         best, top, margin = top_two(probs)
-        ack = np.zeros(len(truth), dtype=bool) if acknowledgement is None else np.asarray(acknowledgement, bool)
-        return cls(np.asarray(truth, dtype=object), np.asarray(classes, dtype=object)[best], top, margin,
-                   family_gaps(probs, classes, best), ack, probs, tuple(classes))  # fmt: skip
+        ack = (
+            np.zeros(len(truth), dtype=bool)
+            if acknowledgement is None
+            else np.asarray(acknowledgement, bool)
+        )
+        return cls(
+            np.asarray(truth, dtype=object),
+            np.asarray(classes, dtype=object)[best],
+            top,
+            margin,
+            family_gaps(probs, classes, best),
+            ack,
+            probs,
+            tuple(classes),
+        )
 
     def subset(self, mask: np.ndarray) -> Scored:
         """The rows where mask is True."""
-        return Scored(self.truth[mask], self.predicted[mask], self.top[mask], self.margin[mask],
-                      self.family_gap[mask], self.acknowledgement[mask], self.probs[mask], self.classes)  # fmt: skip
+        return Scored(
+            self.truth[mask],
+            self.predicted[mask],
+            self.top[mask],
+            self.margin[mask],
+            self.family_gap[mask],
+            self.acknowledgement[mask],
+            self.probs[mask],
+            self.classes,
+        )
 
     def auto_replied(self, thresholds: Thresholds) -> np.ndarray:
         """Which rows the thresholds would answer automatically (as decision.action_for does)."""
         index = np.searchsorted(self._sorted_classes, self.predicted.astype(str))
         prob = np.array([thresholds.for_category(c)["prob"] for c in self._sorted_classes])[index]
-        margin = np.array([thresholds.for_category(c)["margin"] for c in self._sorted_classes])[index]
-        return (self.self_serve & ~self.acknowledgement & (self.top >= prob) & (self.margin >= margin)
-                & (self.family_gap >= thresholds.family_margin))  # fmt: skip
+        margin = np.array([thresholds.for_category(c)["margin"] for c in self._sorted_classes])[
+            index
+        ]
+        return (
+            self.self_serve
+            & ~self.acknowledgement
+            & (self.top >= prob)
+            & (self.margin >= margin)
+            & (self.family_gap >= thresholds.family_margin)
+        )
 
     @property
     def _sorted_classes(self) -> np.ndarray:
@@ -97,8 +140,15 @@ class Outcome:
         """Count the outcome of auto-replying the rows in `auto`."""
         right = scored.truth == scored.predicted
         is_other, is_staff = scored.truth == OTHER, np.isin(scored.truth, list(STAFF_ONLY_SLUGS))
-        return cls(int(auto.sum()), int((auto & right).sum()), int(np.isin(scored.truth, list(SELF_SERVE_SLUGS)).sum()),
-                   int((auto & is_other).sum()), int(is_other.sum()), int((auto & is_staff).sum()), int(is_staff.sum()))  # fmt: skip
+        return cls(
+            int(auto.sum()),
+            int((auto & right).sum()),
+            int(np.isin(scored.truth, list(SELF_SERVE_SLUGS)).sum()),
+            int((auto & is_other).sum()),
+            int(is_other.sum()),
+            int((auto & is_staff).sum()),
+            int(is_staff.sum()),
+        )
 
     @property
     def precision(self) -> float:
@@ -119,22 +169,35 @@ class Outcome:
 
     def within(self, target: float) -> bool:
         """True when precision meets `target` and the caps on `other` and staff-only mail hold."""
-        return (self.weighted_precision >= target and self.other_replied <= MAX_OTHER_SHARE * max(1, self.n_other)
-                and self.staff_replied <= MAX_STAFF_ONLY_SHARE * max(1, self.n_staff))  # fmt: skip
+        return (
+            self.weighted_precision >= target
+            and self.other_replied <= MAX_OTHER_SHARE * max(1, self.n_other)
+            and self.staff_replied <= MAX_STAFF_ONLY_SHARE * max(1, self.n_staff)
+        )
 
 
 def _uniform(prob: float, margin: float, base: Thresholds) -> dict[str, dict[str, float]]:
     """Every self-serve category at (prob, margin); staff-only categories keep their routing thresholds."""
-    out = {slug: dict(limit) for slug, limit in base.per_category.items() if slug not in SELF_SERVE_SLUGS}
+    out = {
+        slug: dict(limit)
+        for slug, limit in base.per_category.items()
+        if slug not in SELF_SERVE_SLUGS
+    }
     out.update({slug: {"prob": prob, "margin": margin} for slug in SELF_SERVE_SLUGS})
     return out
 
 
 def _routing(scored: Scored, target: float) -> Thresholds:
     """Thresholds for staff-only routing (and a per-category start for self-serve), from decision.py."""
-    return choose_thresholds(list(scored.truth), scored.probs, scored.classes, auto_reply_target=target,
-                             max_other_share=MAX_OTHER_SHARE, max_staff_only_share=MAX_STAFF_ONLY_SHARE,
-                             eligible=~scored.acknowledgement)  # fmt: skip
+    return choose_thresholds(
+        list(scored.truth),
+        scored.probs,
+        scored.classes,
+        auto_reply_target=target,
+        max_other_share=MAX_OTHER_SHARE,
+        max_staff_only_share=MAX_STAFF_ONLY_SHARE,
+        eligible=~scored.acknowledgement,
+    )
 
 
 def _best_uniform(scored: Scored, target: float, policy: str, base: Thresholds) -> Thresholds:
@@ -142,16 +205,22 @@ def _best_uniform(scored: Scored, target: float, policy: str, base: Thresholds) 
     best: tuple[int, Thresholds] | None = None
     values = PROB_GRID if policy == "global" else MARGIN_RULE_GRID
     for family_margin in FAMILY_GRID:
-        for value in values:  # loosest first: the first setting within target is the one with most replies
+        for (
+            value
+        ) in values:  # loosest first: the first setting within target is the one with most replies
             prob, margin = (value, 0.0) if policy == "global" else (0.0, value)
-            thresholds = Thresholds(_uniform(prob, margin, base), target, base.route_target, family_margin, policy)
+            thresholds = Thresholds(
+                _uniform(prob, margin, base), target, base.route_target, family_margin, policy
+            )
             outcome = Outcome.of(scored, scored.auto_replied(thresholds))
             if outcome.within(target):
                 if best is None or outcome.correct > best[0]:
                     best = (outcome.correct, thresholds)
                 break
     if best is None:
-        return Thresholds(_uniform(NEVER["prob"], NEVER["margin"], base), target, base.route_target, 0.0, policy)
+        return Thresholds(
+            _uniform(NEVER["prob"], NEVER["margin"], base), target, base.route_target, 0.0, policy
+        )
     return best[1]
 
 
@@ -161,9 +230,15 @@ def _best_per_category(scored: Scored, target: float) -> Thresholds:
     self_serve = np.isin(scored.predicted, list(SELF_SERVE_SLUGS))
     for family_margin in FAMILY_GRID:
         eligible = ~scored.acknowledgement & (~self_serve | (scored.family_gap >= family_margin))
-        thresholds = choose_thresholds(list(scored.truth), scored.probs, scored.classes, auto_reply_target=target,
-                                       max_other_share=MAX_OTHER_SHARE, max_staff_only_share=MAX_STAFF_ONLY_SHARE,
-                                       eligible=eligible)  # fmt: skip
+        thresholds = choose_thresholds(
+            list(scored.truth),
+            scored.probs,
+            scored.classes,
+            auto_reply_target=target,
+            max_other_share=MAX_OTHER_SHARE,
+            max_staff_only_share=MAX_STAFF_ONLY_SHARE,
+            eligible=eligible,
+        )
         thresholds.family_margin, thresholds.policy = family_margin, "per_category"
         correct = Outcome.of(scored, scored.auto_replied(thresholds)).correct
         if best is None or correct > best[0]:
@@ -182,16 +257,26 @@ def _shrunk(scored: Scored, target: float) -> Thresholds:
     for slug in SELF_SERVE_SLUGS:
         mine = own.for_category(slug)
         w = counts[slug] / (counts[slug] + SHRINK_EXAMPLES)
-        prob = g if mine["prob"] > 1 else w * mine["prob"] + (1 - w) * g  # "never" alone: the global one
+        prob = (
+            g if mine["prob"] > 1 else w * mine["prob"] + (1 - w) * g
+        )  # "never" alone: the global one
         per_category[slug] = {"prob": prob, "margin": w * min(mine["margin"], 1.0)}
     family_margin = max(own.family_margin, glob.family_margin)
     for raise_by in np.arange(0.0, 0.7, 0.01):
-        raised = {s: ({"prob": min(1.01, v["prob"] + raise_by), "margin": v["margin"]} if s in SELF_SERVE_SLUGS
-                      else v) for s, v in per_category.items()}  # fmt: skip
+        raised = {
+            s: (
+                {"prob": min(1.01, v["prob"] + raise_by), "margin": v["margin"]}
+                if s in SELF_SERVE_SLUGS
+                else v
+            )
+            for s, v in per_category.items()
+        }
         thresholds = Thresholds(raised, target, own.route_target, family_margin, "shrunk")
         if Outcome.of(scored, scored.auto_replied(thresholds)).within(target):
             return thresholds
-    return Thresholds(_uniform(NEVER["prob"], NEVER["margin"], own), target, own.route_target, 0.0, "shrunk")
+    return Thresholds(
+        _uniform(NEVER["prob"], NEVER["margin"], own), target, own.route_target, 0.0, "shrunk"
+    )
 
 
 def fit_policy(policy: str, scored: Scored, target: float = 0.98) -> Thresholds:
@@ -232,16 +317,32 @@ class PolicyResult:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures for metadata and reports."""
         p = self.pooled
-        return {"policy": self.policy, "target": self.target, "precision": p.precision, "coverage": p.coverage,
-                "mean_writer_precision": self.mean_precision, "worst_writer_precision": self.worst_precision,
-                "replies": p.replies, "wrong": p.replies - p.correct,
-                "other_auto_replied": p.other_replied / max(1, p.n_other),
-                "staff_only_auto_replied": p.staff_replied / max(1, p.n_staff),
-                "per_writer": {w: {"precision": o.precision, "coverage": o.coverage, "replies": o.replies,
-                                   "wrong": o.replies - o.correct} for w, o in sorted(self.per_writer.items())}}  # fmt: skip
+        return {
+            "policy": self.policy,
+            "target": self.target,
+            "precision": p.precision,
+            "coverage": p.coverage,
+            "mean_writer_precision": self.mean_precision,
+            "worst_writer_precision": self.worst_precision,
+            "replies": p.replies,
+            "wrong": p.replies - p.correct,
+            "other_auto_replied": p.other_replied / max(1, p.n_other),
+            "staff_only_auto_replied": p.staff_replied / max(1, p.n_staff),
+            "per_writer": {
+                w: {
+                    "precision": o.precision,
+                    "coverage": o.coverage,
+                    "replies": o.replies,
+                    "wrong": o.replies - o.correct,
+                }
+                for w, o in sorted(self.per_writer.items())
+            },
+        }
 
 
-def nested_evaluation(scored: Scored, groups: Sequence[str], policy: str, target: float = 0.98) -> PolicyResult:
+def nested_evaluation(
+    scored: Scored, groups: Sequence[str], policy: str, target: float = 0.98
+) -> PolicyResult:
     """Fit `policy` without each writer in turn and score it on that writer; pooled and per-writer outcomes."""
     groups_arr = np.asarray(groups, dtype=object)
     auto = np.zeros(len(groups_arr), dtype=bool)
@@ -255,8 +356,12 @@ def nested_evaluation(scored: Scored, groups: Sequence[str], policy: str, target
     return PolicyResult(policy, target, Outcome.of(scored, auto), per_writer)
 
 
-def compare_policies(scored: Scored, groups: Sequence[str], targets: Sequence[float] = (0.98, 0.99),
-                     progress: Callable[[str], None] = lambda _m: None) -> list[PolicyResult]:  # fmt: skip
+def compare_policies(
+    scored: Scored,
+    groups: Sequence[str],
+    targets: Sequence[float] = (0.98, 0.99),
+    progress: Callable[[str], None] = lambda _m: None,
+) -> list[PolicyResult]:
     """Every policy at every fitting target, by nested leave-one-writer-out evaluation."""
     results = []
     for target in targets:
@@ -275,15 +380,23 @@ def best_policy(results: Sequence[PolicyResult], floor: float = 0.98) -> PolicyR
 
 def comparison_table(results: Sequence[PolicyResult], chosen: PolicyResult | None = None) -> str:
     """A Markdown table of the comparison, the kept policy in bold."""
-    lines = ["| policy | fitted to | precision | mean writer precision | worst writer | coverage | wrong | "
-             "`other` auto-replied | staff-only auto-replied |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| policy | fitted to | precision | mean writer precision | worst writer | coverage | wrong | "
+        "`other` auto-replied | staff-only auto-replied |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         d = r.as_dict()
         name = f"**{r.policy}** (kept)" if r is chosen else r.policy
-        worst = min((o for o in r.per_writer.values() if o.replies >= MIN_WRITER_REPLIES),
-                    key=lambda o: o.precision, default=None)  # fmt: skip
+        worst = min(
+            (o for o in r.per_writer.values() if o.replies >= MIN_WRITER_REPLIES),
+            key=lambda o: o.precision,
+            default=None,
+        )
         worst_name = next((w for w, o in r.per_writer.items() if o is worst), "-")
-        lines.append(f"| {name} | {r.target:.2f} | {d['precision']:.3f} | {d['mean_writer_precision']:.3f} | "
-                     f"{d['worst_writer_precision']:.3f} ({worst_name}) | {d['coverage']:.3f} | {d['wrong']} | "
-                     f"{d['other_auto_replied']:.1%} | {d['staff_only_auto_replied']:.1%} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r.target:.2f} | {d['precision']:.3f} | {d['mean_writer_precision']:.3f} | "
+            f"{d['worst_writer_precision']:.3f} ({worst_name}) | {d['coverage']:.3f} | {d['wrong']} | "
+            f"{d['other_auto_replied']:.1%} | {d['staff_only_auto_replied']:.1%} |"
+        )
     return "\n".join(lines)

@@ -21,9 +21,10 @@ import sklearn
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from triage.classifier.compat import register_renamed_modules
 from triage.classifier.decision import Thresholds
 from triage.classifier.model import TrainedModel
-from triage.models import AuditEvent, ModelVersion, utcnow
+from triage.orm import AuditEvent, ModelVersion, utcnow
 
 ARTIFACT = "model.joblib"
 METADATA = "metadata.json"
@@ -100,7 +101,9 @@ def load(models_dir: Path, version: str) -> TrainedModel:
         )
     artifact = version_dir(models_dir, version) / ARTIFACT
     if not artifact.is_file():
-        raise ModelLoadError(f"model version {version}: {ARTIFACT} is missing from {artifact.parent}")
+        raise ModelLoadError(
+            f"model version {version}: {ARTIFACT} is missing from {artifact.parent}"
+        )
     pipeline = _load_pipeline(str(artifact), artifact.stat().st_mtime_ns)
     return TrainedModel(pipeline, Thresholds.from_dict(metadata["thresholds"]), metadata)
 
@@ -108,6 +111,7 @@ def load(models_dir: Path, version: str) -> TrainedModel:
 @lru_cache(maxsize=4)
 def _load_pipeline(path: str, _mtime_ns: int) -> Any:
     """Versions never change once written, so one process loads each artifact once (the mtime guards that)."""
+    register_renamed_modules()  # files saved before a module moved name its old path
     return joblib.load(path)
 
 
@@ -126,8 +130,13 @@ def register(
         gate_reason=gate_reason,
     )
     session.add(row)
-    session.add(AuditEvent(actor=trained_by, action="model.trained",
-                           details={"version": model.version, "gate_passed": gate_passed, "reason": gate_reason}))  # fmt: skip
+    session.add(
+        AuditEvent(
+            actor=trained_by,
+            action="model.trained",
+            details={"version": model.version, "gate_passed": gate_passed, "reason": gate_reason},
+        )
+    )
     return row
 
 
@@ -137,15 +146,25 @@ def activate(session: Session, version: str, by: str, allow_rejected: bool = Fal
     if row is None:
         raise ModelLoadError(f"model version {version} is not in the registry")
     if not row.gate_passed and not allow_rejected:
-        raise ModelLoadError(f"model version {version} failed the quality gate ({row.gate_reason}); use --force")
+        raise ModelLoadError(
+            f"model version {version} failed the quality gate ({row.gate_reason}); use --force"
+        )
     previous = active_version(session)
-    session.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
+    session.execute(
+        update(ModelVersion).where(ModelVersion.status == "active").values(status="retired")
+    )
     row.status, row.promoted_by, row.activated_at = "active", by, utcnow()
-    session.add(AuditEvent(actor=by, action="model.activated", details={"version": version, "previous": previous}))
+    session.add(
+        AuditEvent(
+            actor=by, action="model.activated", details={"version": version, "previous": previous}
+        )
+    )
     return row
 
 
-def activate_checked(session: Session, models_dir: Path, version: str, by: str, allow_rejected: bool = False) -> None:
+def activate_checked(
+    session: Session, models_dir: Path, version: str, by: str, allow_rejected: bool = False
+) -> None:
     """Activate a version only after checking it loads here (artifact present, same scikit-learn)."""
     load(models_dir, version)
     activate(session, version, by, allow_rejected)
@@ -172,13 +191,17 @@ def previous_version(session: Session) -> str | None:
 
 def active_version(session: Session) -> str | None:
     """The active version's name, or None."""
-    return session.scalars(select(ModelVersion.version).where(ModelVersion.status == "active")).first()
+    return session.scalars(
+        select(ModelVersion.version).where(ModelVersion.status == "active")
+    ).first()
 
 
 class ModelProvider:
     """Keeps the active model loaded, checking the database for a newer active version at most every few seconds."""
 
-    def __init__(self, sessions: sessionmaker[Session], models_dir: Path, check_interval: float = 10.0) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], models_dir: Path, check_interval: float = 10.0
+    ) -> None:
         self.sessions = sessions
         self.models_dir = models_dir
         self.check_interval = check_interval

@@ -17,11 +17,13 @@ from triage.classifier.evaluation import QualityTargets, evaluate
 from triage.classifier.model import TrainedModel
 from triage.classifier.training import train
 from triage.config import Settings
-from triage.models import AuditEvent, Message, Ticket
+from triage.orm import AuditEvent, Message, Ticket
 
 log = logging.getLogger(__name__)
 
-RECENT_SHARE = 0.2  # the newest fifth of confirmed tickets is held out for evaluation, never trained on
+RECENT_SHARE = (
+    0.2  # the newest fifth of confirmed tickets is held out for evaluation, never trained on
+)
 RECENT_MAX = 2000
 MACRO_F1_TOLERANCE = 0.01
 
@@ -64,8 +66,13 @@ def confirmed_examples(session: Session) -> list[tuple[Any, Example]]:
         if first is None or not (first.clean_text or first.subject).strip():
             continue
         domain = t.centre_email.rpartition("@")[2] or "unknown"
-        example = Example(first.subject, first.clean_text, t.confirmed_category or "other", f"centre:{domain}",
-                          f"ticket:{t.id}")  # fmt: skip
+        example = Example(
+            first.subject,
+            first.clean_text,
+            t.confirmed_category or "other",
+            f"centre:{domain}",
+            f"ticket:{t.id}",
+        )
         out.append((t.resolved_at, example))
     return out
 
@@ -82,10 +89,14 @@ def _dedupe(examples: list[Example], exclude: set[str]) -> list[Example]:
 
 
 def _keys(examples: list[Example]) -> set[str]:
-    return {hashlib.sha256(_normalise(f"{e.subject}\n{e.body}").encode()).hexdigest() for e in examples}
+    return {
+        hashlib.sha256(_normalise(f"{e.subject}\n{e.body}").encode()).hexdigest() for e in examples
+    }
 
 
-def build_datasets(session: Session, settings: Settings) -> tuple[list[Example], list[Example], int]:
+def build_datasets(
+    session: Session, settings: Settings
+) -> tuple[list[Example], list[Example], int]:
     """(training set, frozen evaluation set, tickets used for training).
 
     Evaluation: the held-out test file plus the newest confirmed tickets (time-based slice).
@@ -132,34 +143,70 @@ def retrain(
     champion_report = None
     if champion_version is not None:
         try:
-            champion_report = _score(registry.load(settings.models_dir, champion_version), evaluation)
+            champion_report = _score(
+                registry.load(settings.models_dir, champion_version), evaluation
+            )
         except registry.ModelLoadError as exc:
             log.warning(
-                "champion %s cannot be loaded (%s); judging the challenger on the floor alone", champion_version, exc
+                "champion %s cannot be loaded (%s); judging the challenger on the floor alone",
+                champion_version,
+                exc,
             )
     reasons = []
     precision = challenger_report["auto_reply"]["precision"]
     if precision < targets.auto_reply_precision:
-        reasons.append(f"auto-reply precision {precision:.3f} is below the floor {targets.auto_reply_precision}")
+        reasons.append(
+            f"auto-reply precision {precision:.3f} is below the floor {targets.auto_reply_precision}"
+        )
     if champion_report is not None:
         drop = champion_report["macro_f1"] - challenger_report["macro_f1"]
         if drop > MACRO_F1_TOLERANCE:
-            reasons.append(f"macro-F1 {challenger_report['macro_f1']:.3f} is {drop:.3f} below the champion's "
-                           f"{champion_report['macro_f1']:.3f} (allowed: {MACRO_F1_TOLERANCE})")  # fmt: skip
+            reasons.append(
+                f"macro-F1 {challenger_report['macro_f1']:.3f} is {drop:.3f} below the champion's "
+                f"{champion_report['macro_f1']:.3f} (allowed: {MACRO_F1_TOLERANCE})"
+            )
     promoted = not reasons
     challenger.metadata["metrics"]["test"] = challenger_report
-    challenger.metadata.update({"training_data_sha256": data_hash, "n_tickets": n_tickets,
-                                "evaluation": {"n": len(evaluation), "champion": champion_version,
-                                               "champion_report": champion_report}})  # fmt: skip
+    challenger.metadata.update(
+        {
+            "training_data_sha256": data_hash,
+            "n_tickets": n_tickets,
+            "evaluation": {
+                "n": len(evaluation),
+                "champion": champion_version,
+                "champion_report": champion_report,
+            },
+        }
+    )
     challenger.metadata["gate"] = {"passed": promoted, "reasons": reasons}
     registry.save(challenger, settings.models_dir)
     with sessions() as session, session.begin():
         registry.register(session, challenger, by, promoted, "; ".join(reasons))
         if promoted:
             registry.activate(session, version, by)
-        details = {"version": version, "promoted": promoted, "reasons": reasons, "champion": champion_version,
-                   "n_train": len(training), "n_tickets": n_tickets, "n_eval": len(evaluation)}  # fmt: skip
+        details = {
+            "version": version,
+            "promoted": promoted,
+            "reasons": reasons,
+            "champion": champion_version,
+            "n_train": len(training),
+            "n_tickets": n_tickets,
+            "n_eval": len(evaluation),
+        }
         session.add(AuditEvent(actor=by, action="model.retrained", details=details))
-    progress(("promoted " if promoted else "kept the champion: ") + (version if promoted else "; ".join(reasons)))
-    return RetrainResult(version, promoted, reasons, challenger_report, champion_report, champion_version,
-                         len(training), n_tickets, len(evaluation), data_hash)  # fmt: skip
+    progress(
+        ("promoted " if promoted else "kept the champion: ")
+        + (version if promoted else "; ".join(reasons))
+    )
+    return RetrainResult(
+        version,
+        promoted,
+        reasons,
+        challenger_report,
+        champion_report,
+        champion_version,
+        len(training),
+        n_tickets,
+        len(evaluation),
+        data_hash,
+    )

@@ -11,7 +11,12 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn import config_context
-from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    StratifiedKFold,
+    cross_val_predict,
+)
 from sklearn.pipeline import Pipeline
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
@@ -21,7 +26,7 @@ from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_f
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
 from triage.classifier.model import SEED, TrainedModel, build_pipeline, build_scalable_pipeline
 from triage.classifier.policies import Scored, fit_policy
-from triage.models import utcnow
+from triage.orm import utcnow
 
 # The threshold policy training keeps, chosen by nested leave-one-writer-out evaluation
 # (`flask triage evaluate --policies`; the comparison is in training_data/README.md).
@@ -57,7 +62,13 @@ def out_of_fold_probabilities(
     else:
         splitter, groups = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed), None
     probs = cross_val_predict(
-        build_pipeline(seed), pairs, labels, groups=groups, cv=splitter, method="predict_proba", n_jobs=n_jobs
+        build_pipeline(seed),
+        pairs,
+        labels,
+        groups=groups,
+        cv=splitter,
+        method="predict_proba",
+        n_jobs=n_jobs,
     )
     return probs, sorted(set(labels.tolist()))
 
@@ -65,14 +76,18 @@ def out_of_fold_probabilities(
 def acknowledgements(examples: Sequence[Example]) -> np.ndarray:
     """Which examples' bodies only thank or confirm (these are never auto-replied)."""
     return np.fromiter(
-        (acknowledgement_only(clean_body(ex.body, forwarded=is_forward(ex.subject)), ex.body) for ex in examples),
+        (
+            acknowledgement_only(clean_body(ex.body, forwarded=is_forward(ex.subject)), ex.body)
+            for ex in examples
+        ),
         bool,
         len(examples),
     )
 
 
-def decisions_for(probs: np.ndarray, classes: Sequence[str], thresholds: Thresholds,
-                  held: np.ndarray) -> list[Decision]:  # fmt: skip
+def decisions_for(
+    probs: np.ndarray, classes: Sequence[str], thresholds: Thresholds, held: np.ndarray
+) -> list[Decision]:
     """Decisions from out-of-fold probabilities, thank-you mail held for staff as TrainedModel.decide does."""
     decisions = decide_rows(probs, classes, thresholds)
     for i in np.flatnonzero(held):
@@ -92,8 +107,9 @@ def _featurise(pipeline: Pipeline, pairs: list[tuple[str, str]], n_jobs: int) ->
     return sparse.vstack(parts).tocsr()
 
 
-def _train_scalable(train_set: Sequence[Example], version: str, targets: QualityTargets, seed: int,
-                    n_jobs: int) -> tuple[TrainedModel, dict[str, Any], str]:  # fmt: skip
+def _train_scalable(
+    train_set: Sequence[Example], version: str, targets: QualityTargets, seed: int, n_jobs: int
+) -> tuple[TrainedModel, dict[str, Any], str]:
     """Large data: one grouped 80/20 split; the model fitted on the 80 % is the one kept, with thresholds
     chosen on the 20 % it never saw (no refit, so the thresholds belong to exactly this model)."""
     pipeline = build_scalable_pipeline(seed, n_jobs)
@@ -115,7 +131,11 @@ def _train_scalable(train_set: Sequence[Example], version: str, targets: Quality
     target = max(POLICY_TARGET, targets.auto_reply_precision)
     thresholds = fit_policy(POLICY, Scored.build(held, probs, classes, ack), target)
     report = evaluate(held, decisions_for(probs, classes, thresholds, ack))
-    return TrainedModel(pipeline, thresholds), report, f"grouped 80/20 holdout ({len(hold_idx)} emails)"
+    return (
+        TrainedModel(pipeline, thresholds),
+        report,
+        f"grouped 80/20 holdout ({len(hold_idx)} emails)",
+    )
 
 
 def train(
@@ -136,13 +156,20 @@ def train(
         held = acknowledgements(train_set)
         target = max(POLICY_TARGET, targets.auto_reply_precision)
         thresholds = fit_policy(POLICY, Scored.build(labels, probs, classes, held), target)
-        cv_report = evaluate(labels, decisions_for(probs, classes, thresholds, held), [ex.group for ex in train_set])
+        cv_report = evaluate(
+            labels, decisions_for(probs, classes, thresholds, held), [ex.group for ex in train_set]
+        )
         pipeline = build_pipeline(seed).fit([ex.pair for ex in train_set], labels)
-        model, validation = TrainedModel(pipeline, thresholds), "grouped cross-validation (out-of-fold)"
+        model, validation = (
+            TrainedModel(pipeline, thresholds),
+            "grouped cross-validation (out-of-fold)",
+        )
     test_report = None
     reasons = gate_failures(cv_report, targets, "cross-validation")
     if test_set:
-        test_report = evaluate([ex.label for ex in test_set], model.decide([ex.pair for ex in test_set]))
+        test_report = evaluate(
+            [ex.label for ex in test_set], model.decide([ex.pair for ex in test_set])
+        )
         reasons += gate_failures(test_report, targets, "held-out test")
     model.metadata = {
         "version": version,

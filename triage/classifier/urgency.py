@@ -15,9 +15,14 @@ from typing import NamedTuple
 from triage import catalogue
 
 LIVE_EXAM_CATEGORIES = frozenset(
-    {"exam_frozen", "exam_locked_after_keycode", "cannot_unlock_exam", "exam_not_in_invigilate",
-     "exam_access_secureclient"}
-)  # fmt: skip
+    {
+        "exam_frozen",
+        "exam_locked_after_keycode",
+        "cannot_unlock_exam",
+        "exam_not_in_invigilate",
+        "exam_access_secureclient",
+    }
+)
 MAX_CHARS = 4000  # urgency is in the first lines of an email; the rest is never scanned
 
 _LIVE_PROBLEM = re.compile(

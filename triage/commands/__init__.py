@@ -16,7 +16,9 @@ from triage import schema
 from triage.config import ConfigError, Settings
 from triage.database import check_connection
 
-triage_cli = AppGroup("triage", help="IMI centre-enquiry triage: database, model, mail and worker commands.")
+triage_cli = AppGroup(
+    "triage", help="IMI centre-enquiry triage: database, model, mail and worker commands."
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,29 +19,41 @@ from triage.mail.inbound import InboundContext, receive
 
 @triage_cli.command("create-token")
 @click.argument("name")
-@click.option("--scope", "scopes", multiple=True, type=click.Choice(tokens.SCOPES),
-              help="What the token may do (repeatable): inbound (webhook, contact form), read, write, metrics. "
-                   "Default: every scope.")  # fmt: skip
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(tokens.SCOPES),
+    help="What the token may do (repeatable): inbound (webhook, contact form), read, write, metrics. "
+    "Default: every scope.",
+)
 @reports_config_errors
 def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     """Create an API token called NAME; the token is printed once, alone on the last line."""
     ready_engine(migrate_sqlite=True)
     if not scopes:
-        click.echo(f"No --scope given: the token gets every scope ({', '.join(tokens.SCOPES)}). "
-                   "A mail gateway needs only --scope inbound.", err=True)  # fmt: skip
+        click.echo(
+            f"No --scope given: the token gets every scope ({', '.join(tokens.SCOPES)}). "
+            "A mail gateway needs only --scope inbound.",
+            err=True,
+        )
     try:
         with transaction(sessions()) as session:
             row, plain = tokens.create_token(session, name, scopes=scopes or tokens.SCOPES)
             row_id, granted = row.id, row.scopes
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; store it safely:")
+    click.echo(
+        f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; store it safely:"
+    )
     click.echo(plain)
 
 
 def _context() -> InboundContext:
     settings = app_settings()
-    return InboundContext(settings, ModelProvider(sessions(), settings.models_dir, settings.model_check_interval))
+    return InboundContext(
+        settings, ModelProvider(sessions(), settings.models_dir, settings.model_check_interval)
+    )
 
 
 def _is_mbox(path: Path) -> bool:
@@ -55,7 +67,9 @@ def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
     """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox files."""
     for path in paths:
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in {".eml", ".mbox"}):
+            for child in sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in {".eml", ".mbox"}
+            ):
                 yield from iter_raw([child])
         elif _is_mbox(path):
             box = mailbox.mbox(path, create=False)
@@ -79,7 +93,11 @@ def ingest_command(paths: tuple[Path, ...]) -> None:
             counts["rejected"] += 1
             click.echo(f"{label}: rejected (not a usable email)", err=True)
             continue
-        kind = "duplicate" if result.duplicate else ("pending" if result.status == "pending" else "new")
+        kind = (
+            "duplicate"
+            if result.duplicate
+            else ("pending" if result.status == "pending" else "new")
+        )
         counts[kind] += 1
         click.echo(
             f"{label}: {result.reference or 'stored, pending'}{' (already received)' if result.duplicate else ''}"
@@ -100,7 +118,9 @@ def poll_imap_command() -> None:
     ctx = _context()
     try:
         count = imap.poll(
-            sessions(), settings, lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True)
+            sessions(),
+            settings,
+            lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True),
         )
     except (imap.ImapError, OSError, imap.imaplib.IMAP4.error) as exc:
         raise click.ClickException(f"IMAP poll failed: {exc}") from None

@@ -17,7 +17,7 @@ from triage.classifier.evaluation import evaluate, format_report
 from triage.classifier.training import train
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
-from triage.models import ModelVersion
+from triage.orm import ModelVersion
 from triage.routing import routing_map
 
 
@@ -42,8 +42,14 @@ def _load_data(path: Path) -> list:  # type: ignore[type-arg]
 
 
 @triage_cli.command("train")
-@click.option("--no-activate", is_flag=True, help="Register the new version but do not make it active.")
-@click.option("--if-missing", is_flag=True, help="Do nothing when an active model loads fine (used by make run).")
+@click.option(
+    "--no-activate", is_flag=True, help="Register the new version but do not make it active."
+)
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing when an active model loads fine (used by make run).",
+)
 @click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
 @reports_config_errors
 def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
@@ -63,7 +69,9 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
     train_set = _load_data(settings.training_data_dir / TRAIN_FILE)
     test_set = _load_data(settings.training_data_dir / TEST_FILE)
     version = registry.new_version_name()
-    click.echo(f"training {version} on {len(train_set)} emails; held-out test set: {len(test_set)} emails")
+    click.echo(
+        f"training {version} on {len(train_set)} emails; held-out test set: {len(test_set)} emails"
+    )
     result = train(train_set, test_set, version, n_jobs=jobs)
     registry.save(result.model, settings.models_dir)
     click.echo("\n== grouped cross-validation (out-of-fold, by writer) ==")
@@ -82,7 +90,8 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
             click.echo(f"  - {reason}", err=True)
         sys.exit(1)
     click.echo(
-        f"\nmodel {version} saved to {settings.models_dir / version}" + ("" if no_activate else " and activated")
+        f"\nmodel {version} saved to {settings.models_dir / version}"
+        + ("" if no_activate else " and activated")
     )
 
 
@@ -94,17 +103,24 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
     help="JSONL file (default: the held-out test file; with --policies, the training file).",
 )
 @click.option("--model", "version", help="Model version (default: the active one).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the JSON report.",
+)
 @click.option(
     "--policies",
     is_flag=True,
     help="Compare the threshold policies by nested leave-one-writer-out evaluation on the training file "
     "(fits the model once per fold; no trained model needed) and print the comparison table.",
 )
-@click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs (with --policies).")
+@click.option(
+    "--jobs", default=2, show_default=True, help="Parallel cross-validation jobs (with --policies)."
+)
 @reports_config_errors
-def evaluate_command(data_file: Path | None, version: str | None, output: Path | None, policies: bool,
-                     jobs: int) -> None:  # fmt: skip
+def evaluate_command(
+    data_file: Path | None, version: str | None, output: Path | None, policies: bool, jobs: int
+) -> None:
     """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply figures."""
     settings = app_settings()
     if policies:
@@ -121,7 +137,10 @@ def evaluate_command(data_file: Path | None, version: str | None, output: Path |
     report.update({"model_version": model.version, "data_file": str(data_file)})
     click.echo(f"model {model.version} on {data_file}")
     click.echo(format_report(report))
-    output = output or settings.instance_path / "reports" / f"evaluation-{model.version}-{data_file.stem}.json"
+    output = (
+        output
+        or settings.instance_path / "reports" / f"evaluation-{model.version}-{data_file.stem}.json"
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"\nJSON report written to {output}")
@@ -130,7 +149,12 @@ def evaluate_command(data_file: Path | None, version: str | None, output: Path |
 def _compare_policies(data_file: Path, output: Path | None, jobs: int) -> None:
     """Nested leave-one-writer-out comparison of the threshold policies on a labelled file."""
     from triage.classifier import policies
-    from triage.classifier.training import POLICY, POLICY_TARGET, acknowledgements, out_of_fold_probabilities
+    from triage.classifier.training import (
+        POLICY,
+        POLICY_TARGET,
+        acknowledgements,
+        out_of_fold_probabilities,
+    )
 
     examples = _load_data(data_file)
     groups = [ex.group for ex in examples]
@@ -138,20 +162,30 @@ def _compare_policies(data_file: Path, output: Path | None, jobs: int) -> None:
         raise click.ClickException(
             f"{data_file}: --policies needs a writer (group) on every line and 3 or more writers"
         )
-    click.echo(f"out-of-fold probabilities for {len(examples)} emails by {len(set(groups))} writers ...", err=True)
+    click.echo(
+        f"out-of-fold probabilities for {len(examples)} emails by {len(set(groups))} writers ...",
+        err=True,
+    )
     probs, classes = out_of_fold_probabilities(examples, n_jobs=jobs)
-    scored = policies.Scored.build([ex.label for ex in examples], probs, classes, acknowledgements(examples))
+    scored = policies.Scored.build(
+        [ex.label for ex in examples], probs, classes, acknowledgements(examples)
+    )
     results = policies.compare_policies(scored, groups, progress=lambda m: click.echo(m, err=True))
     best = policies.best_policy(results)
     click.echo(policies.comparison_table(results, best))
-    click.echo(f"\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, then coverage): "
-               f"{best.policy} fitted to {best.target:.2f}; training uses {POLICY} fitted to {POLICY_TARGET:.2f}")  # fmt: skip
+    click.echo(
+        f"\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, then coverage): "
+        f"{best.policy} fitted to {best.target:.2f}; training uses {POLICY} fitted to {POLICY_TARGET:.2f}"
+    )
     click.echo("\nper writer (precision / coverage / auto-replies):")
     writers = sorted(best.per_writer)
     click.echo("| policy | fitted to | " + " | ".join(writers) + " |")
     click.echo("|---|---|" + "---|" * len(writers))
     for r in results:
-        cells = [f"{o.precision:.3f} / {o.coverage:.2f} / {o.replies}" for o in (r.per_writer[w] for w in writers)]
+        cells = [
+            f"{o.precision:.3f} / {o.coverage:.2f} / {o.replies}"
+            for o in (r.per_writer[w] for w in writers)
+        ]
         click.echo(f"| {r.policy} | {r.target:.2f} | " + " | ".join(cells) + " |")
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +217,9 @@ def retrain_command(jobs: int) -> None:
 
     settings = app_settings()
     ready_engine(migrate_sqlite=True)
-    outcome = retrain(sessions(), settings, f"cli:{getpass.getuser()}", n_jobs=jobs, progress=click.echo)
+    outcome = retrain(
+        sessions(), settings, f"cli:{getpass.getuser()}", n_jobs=jobs, progress=click.echo
+    )
     c = outcome.challenger
     click.echo(
         f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), sha256 {outcome.data_sha256}"
@@ -192,7 +228,10 @@ def retrain_command(jobs: int) -> None:
     line = "{}: macro-F1 {:.3f}, auto-reply precision {:.3f}, coverage {:.3f}"
     click.echo(
         line.format(
-            f"challenger {outcome.version}", c["macro_f1"], c["auto_reply"]["precision"], c["auto_reply"]["coverage"]
+            f"challenger {outcome.version}",
+            c["macro_f1"],
+            c["auto_reply"]["precision"],
+            c["auto_reply"]["coverage"],
         )
     )
     if outcome.champion:
@@ -229,9 +268,17 @@ def models_list() -> None:
     for row in rows:
         test = (row.metrics or {}).get("test") or {}
         auto = test.get("auto_reply", {})
-        figures = (f"test macro-F1 {test['macro_f1']:.3f}, auto-reply precision {auto['precision']:.3f}, "
-                   f"coverage {auto['coverage']:.3f}") if test else "no test figures"  # fmt: skip
-        click.echo(f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} by {row.trained_by}: {figures}")
+        figures = (
+            (
+                f"test macro-F1 {test['macro_f1']:.3f}, auto-reply precision {auto['precision']:.3f}, "
+                f"coverage {auto['coverage']:.3f}"
+            )
+            if test
+            else "no test figures"
+        )
+        click.echo(
+            f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} by {row.trained_by}: {figures}"
+        )
 
 
 @models_group.command("activate")
@@ -243,7 +290,9 @@ def models_activate(version: str, force: bool) -> None:
     ready_engine(migrate_sqlite=True)
     try:
         with transaction(sessions()) as session:
-            registry.activate_checked(session, app_settings().models_dir, version, f"cli:{getpass.getuser()}", force)
+            registry.activate_checked(
+                session, app_settings().models_dir, version, f"cli:{getpass.getuser()}", force
+            )
     except registry.ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"model {version} is now active")
@@ -256,7 +305,9 @@ def models_rollback() -> None:
     ready_engine(migrate_sqlite=True)
     try:
         with transaction(sessions()) as session:
-            version = registry.rollback(session, app_settings().models_dir, f"cli:{getpass.getuser()}")
+            version = registry.rollback(
+                session, app_settings().models_dir, f"cli:{getpass.getuser()}"
+            )
     except registry.ModelLoadError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"rolled back: model {version} is now active")

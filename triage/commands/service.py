@@ -23,7 +23,9 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @triage_cli.command("migrate")
-@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to.")
+@click.option(
+    "--revision", default="head", show_default=True, help="Alembic revision to upgrade to."
+)
 @reports_config_errors
 def migrate_command(revision: str) -> None:
     """Create or upgrade the database schema (Alembic upgrade)."""
@@ -61,9 +63,13 @@ def serve_command(host: str, port: int, no_worker: bool) -> None:
         )
     # SIGTERM would end this process without running `finally`; make it unwind like Ctrl-C does.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    click.echo(f"IMI triage service on http://{host}:{port}/  (database: {_safe_url(settings.database_url)})")
+    click.echo(
+        f"IMI triage service on http://{host}:{port}/  (database: {_safe_url(settings.database_url)})"
+    )
     if settings.outbox_dir is not None:
-        click.echo(f"No SMTP_HOST configured: outgoing mail is written as .eml files into {settings.outbox_dir}")
+        click.echo(
+            f"No SMTP_HOST configured: outgoing mail is written as .eml files into {settings.outbox_dir}"
+        )
     click.echo(
         "First time? Create a staff login with: .venv/bin/flask --app app triage create-user you@example.org "
         '--name "Your Name" --role admin'
@@ -119,16 +125,23 @@ def _safe_url(url: str) -> str:
 
 @triage_cli.command("worker")
 @click.option("--once", is_flag=True, help="Do what is due now and exit (for cron and tests).")
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes on this host (PostgreSQL; SQLite keeps one): the extra ones process "
-                   "mail and deliver replies.")  # fmt: skip
-@click.option("--helper", is_flag=True, hidden=True, help="Run as an extra process of --processes N.")
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes on this host (PostgreSQL; SQLite keeps one): the extra ones process "
+    "mail and deliver replies.",
+)
+@click.option(
+    "--helper", is_flag=True, hidden=True, help="Run as an extra process of --processes N."
+)
 @reports_config_errors
 def worker_command(once: bool, processes: int, helper: bool) -> None:
     """Run the background worker: inbound mail processing, outbox delivery, IMAP polling, queued jobs."""
-    from triage.tasks import default_tasks, delivery_tasks
-    from triage.wakeup import Waker
-    from triage.worker import Nudge, Worker, tune_garbage_collector
+    from triage.worker.loop import Nudge, Worker, tune_garbage_collector
+    from triage.worker.tasks import default_tasks, delivery_tasks
+    from triage.worker.wakeup import Waker
 
     engine = ready_engine()
     settings = app_settings()
@@ -137,8 +150,13 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     # PostgreSQL: replies go out from a loop of their own, so a slow SMTP server never holds up processing
     # (SQLite keeps one loop: one writer at a time, and nothing to overlap)
     nudge = Nudge() if engine.dialect.name == "postgresql" and not once else None
-    worker = Worker(default_tasks(settings, sessions(), stopping, helper=helper, delivery=nudge), sessions(),
-                    settings, stopping, waker.wait)  # fmt: skip
+    worker = Worker(
+        default_tasks(settings, sessions(), stopping, helper=helper, delivery=nudge),
+        sessions(),
+        settings,
+        stopping,
+        waker.wait,
+    )
     if once:
         done = worker.run_once()
         click.echo(" ".join(f"{name}={count}" for name, count in done.items()) or "nothing to do")
@@ -156,9 +174,13 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
     sender = None
     if nudge is not None:
         delivery = Worker(delivery_tasks(stopping), sessions(), settings, stopping, nudge.wait)
-        sender = threading.Thread(target=delivery.run_until_stopped, name="deliver-outbox", daemon=True)
+        sender = threading.Thread(
+            target=delivery.run_until_stopped, name="deliver-outbox", daemon=True
+        )
     tune_garbage_collector()  # the model is loaded (default_tasks)
-    click.echo("worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else ""))
+    click.echo(
+        "worker started; stop with Ctrl-C" + (f" ({processes} processes)" if processes > 1 else "")
+    )
     try:
         supervisor.start()
         if sender is not None:
@@ -168,7 +190,9 @@ def worker_command(once: bool, processes: int, helper: bool) -> None:
         stopping.set()
         if nudge is not None and sender is not None and sender.is_alive():
             nudge.wake()
-            sender.join(timeout=60)  # it finishes the message in hand and hands the rest of its claim back
+            sender.join(
+                timeout=60
+            )  # it finishes the message in hand and hands the rest of its claim back
         supervisor.stop()
         waker.close()
 
@@ -187,8 +211,10 @@ def _lower_own_session(nice: int) -> None:
     try:
         autogroup.write_text(str(nice))
     except OSError as exc:
-        click.echo(f"could not lower this worker session's CPU priority ({exc}); its nice value still applies",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"could not lower this worker session's CPU priority ({exc}); its nice value still applies",
+            err=True,
+        )
 
 
 class _Helpers(threading.Thread):
@@ -219,7 +245,10 @@ class _Helpers(threading.Thread):
             with self.lock:
                 for index, proc in enumerate(self.procs):
                     if proc.poll() is not None and not self.stopping.is_set():
-                        click.echo(f"worker helper {proc.pid} exited ({proc.returncode}); starting another", err=True)
+                        click.echo(
+                            f"worker helper {proc.pid} exited ({proc.returncode}); starting another",
+                            err=True,
+                        )
                         self.procs[index] = self._spawn()
 
     def stop(self) -> None:

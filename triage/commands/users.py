@@ -12,7 +12,11 @@ from triage.helpdesk import users
 @triage_cli.command("create-user")
 @click.argument("email")
 @click.option("--role", type=click.Choice(users.ROLES), default="agent", show_default=True)
-@click.option("--name", prompt="Name (signs your replies to centres)", help="Display name, used to sign replies.")
+@click.option(
+    "--name",
+    prompt="Name (signs your replies to centres)",
+    help="Display name, used to sign replies.",
+)
 @click.password_option(prompt="Password (10+ characters)", help="Prompted for when not given.")
 @reports_config_errors
 def create_user_command(email: str, role: str, name: str, password: str) -> None:

@@ -10,10 +10,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from triage.models import Ticket
+from triage.orm import Ticket
 
 PAGE_SIZE = 50
-_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$")  # no nested repetition over one char
+_DOMAIN = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$"
+)  # no nested repetition over one char
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,15 @@ def centre_history(session: Session, domain: str, page: int = 1) -> CentreHistor
         return None
     escaped = domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     where = func.lower(Ticket.centre_email).like(f"%@{escaped}", escape="\\")
-    summary = session.execute(select(func.count(), func.min(Ticket.created_at), func.max(Ticket.created_at))
-                              .where(where)).one()  # fmt: skip
+    summary = session.execute(
+        select(func.count(), func.min(Ticket.created_at), func.max(Ticket.created_at)).where(where)
+    ).one()
     total = summary[0] or 0
     labels = session.execute(
         select(
-            func.coalesce(Ticket.confirmed_category, Ticket.predicted_category), Ticket.status, Ticket.centre_name
+            func.coalesce(Ticket.confirmed_category, Ticket.predicted_category),
+            Ticket.status,
+            Ticket.centre_name,
         ).where(where)
     ).all()
     categories = Counter(label or "unclassified" for label, _s, _n in labels)
@@ -57,8 +62,22 @@ def centre_history(session: Session, domain: str, page: int = 1) -> CentreHistor
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     rows = session.scalars(
-        select(Ticket).where(where).options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-    ).all()  # fmt: skip
-    return CentreHistory(domain, names, list(rows), total, sum(s in ("open", "pending") for _l, s, _n in labels),
-                         summary[1], summary[2], categories.most_common(), page, pages)  # fmt: skip
+        select(Ticket)
+        .where(where)
+        .options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return CentreHistory(
+        domain,
+        names,
+        list(rows),
+        total,
+        sum(s in ("open", "pending") for _l, s, _n in labels),
+        summary[1],
+        summary[2],
+        categories.most_common(),
+        page,
+        pages,
+    )

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from triage.models import Queue, Ticket
+from triage.orm import Queue, Ticket
 
 UK = ZoneInfo("Europe/London")
 OPENS, CLOSES = time(9, 0), time(17, 0)
@@ -83,6 +83,10 @@ def is_overdue(ticket: Ticket, now: datetime) -> bool:
 def validate_minutes(value: str, name: str) -> int:
     """A target from a form: whole minutes from 1 to sixty business days, else ValueError naming the field."""
     value = value.strip()
-    if not (value.isascii() and value.isdigit()) or len(value) > 9 or not 1 <= int(value) <= MAX_TARGET_MINUTES:
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > 9
+        or not 1 <= int(value) <= MAX_TARGET_MINUTES
+    ):
         raise ValueError(f"{name} must be a whole number of minutes from 1 to {MAX_TARGET_MINUTES}")
     return int(value)

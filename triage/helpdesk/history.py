@@ -5,21 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from triage import catalogue
-from triage.models import AuditEvent
+from triage.orm import AuditEvent
 
-_ACTIONS = {"auto_reply": "auto-replied", "route": "routed it to staff", "triage": "sent it to triage",
-            "none": "held it for staff (no automatic reply)"}  # fmt: skip
+_ACTIONS = {
+    "auto_reply": "auto-replied",
+    "route": "routed it to staff",
+    "triage": "sent it to triage",
+    "none": "held it for staff (no automatic reply)",
+}
 
 
 def _title(slug: object) -> str:
-    return catalogue.BY_SLUG[slug].title if isinstance(slug, str) and slug in catalogue.BY_SLUG else str(slug or "none")
+    return (
+        catalogue.BY_SLUG[slug].title
+        if isinstance(slug, str) and slug in catalogue.BY_SLUG
+        else str(slug or "none")
+    )
 
 
 def who(actor: str) -> str:
     """A readable name for an audit actor ("user:jo@x" -> "jo@x", "model:v3" -> "Model v3")."""
     kind, _, name = actor.partition(":")
-    return {"user": name, "model": f"Model {name}", "token": f"API token {name}", "centre": f"The centre ({name})",
-            "system": "The system"}.get(kind, actor)  # fmt: skip
+    return {
+        "user": name,
+        "model": f"Model {name}",
+        "token": f"API token {name}",
+        "centre": f"The centre ({name})",
+        "system": "The system",
+    }.get(kind, actor)
 
 
 def describe(event: AuditEvent) -> str:
@@ -38,7 +51,9 @@ def describe(event: AuditEvent) -> str:
         return sentence + "."
     if action == "ticket.assigned":
         if d.get("assignee") is None:
-            return f"{actor} unassigned it" + (f" from {d['previous']}." if d.get("previous") else ".")
+            return f"{actor} unassigned it" + (
+                f" from {d['previous']}." if d.get("previous") else "."
+            )
         if event.actor == f"user:{d.get('assignee')}":
             return f"{actor} took it."
         return f"{actor} assigned it to {d['assignee']}."
@@ -72,5 +87,7 @@ def describe(event: AuditEvent) -> str:
     if action == "notification.sent":
         return f"Staff were notified by email: {str(d.get('what', '')).lower()}."
     readable = action.replace("ticket.", "").replace("_", " ").replace(".", " ")
-    extra = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items() if v not in (None, "", [], {}))
+    extra = ", ".join(
+        f"{k.replace('_', ' ')} {v}" for k, v in d.items() if v not in (None, "", [], {})
+    )
     return f"{actor}: {readable}" + (f" ({extra})" if extra else "") + "."

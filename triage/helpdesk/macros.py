@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage import catalogue
-from triage.models import AuditEvent, Macro, User
+from triage.orm import AuditEvent, Macro, User
 
 MAX_TITLE = 200
 MAX_BODY = 20_000
@@ -20,7 +20,9 @@ def list_macros(session: Session) -> list[Macro]:
     """Every macro, in catalogue order (FAQ number), then the ones without a category, by title."""
     order = {slug: i for i, slug in enumerate(catalogue.SLUGS)}
     rows = session.scalars(select(Macro)).all()
-    return sorted(rows, key=lambda m: (order.get(m.category or "", len(order)), m.title.lower(), m.id))
+    return sorted(
+        rows, key=lambda m: (order.get(m.category or "", len(order)), m.title.lower(), m.id)
+    )
 
 
 def for_category(session: Session, category: str | None) -> list[Macro]:
@@ -29,7 +31,9 @@ def for_category(session: Session, category: str | None) -> list[Macro]:
     return sorted(macros, key=lambda m: m.category != category) if category else macros
 
 
-def save(session: Session, user: User, macro_id: int | None, title: str, body: str, category: str | None) -> Macro:
+def save(
+    session: Session, user: User, macro_id: int | None, title: str, body: str, category: str | None
+) -> Macro:
     """Create (no id) or update a macro, checked, with an audit event."""
     title, body = " ".join((title or "").split()), (body or "").replace("\r\n", "\n").strip()
     category = category or None
@@ -52,11 +56,22 @@ def save(session: Session, user: User, macro_id: int | None, title: str, body: s
         if found is None:
             raise MacroError("no such macro")
         macro = found
-        macro.title, macro.body, macro.category, macro.updated_by_id = title, body, category, user.id
+        macro.title, macro.body, macro.category, macro.updated_by_id = (
+            title,
+            body,
+            category,
+            user.id,
+        )
         action = "macro.changed"
     session.flush()
-    session.add(AuditEvent(actor=f"user:{user.email}", user_id=user.id, action=action,
-                           details={"macro": macro.id, "title": title, "category": category}))  # fmt: skip
+    session.add(
+        AuditEvent(
+            actor=f"user:{user.email}",
+            user_id=user.id,
+            action=action,
+            details={"macro": macro.id, "title": title, "category": category},
+        )
+    )
     return macro
 
 
@@ -65,6 +80,12 @@ def delete(session: Session, user: User, macro_id: int) -> None:
     macro = session.get(Macro, macro_id)
     if macro is None:
         raise MacroError("no such macro")
-    session.add(AuditEvent(actor=f"user:{user.email}", user_id=user.id, action="macro.deleted",
-                           details={"macro": macro.id, "title": macro.title, "category": macro.category}))  # fmt: skip
+    session.add(
+        AuditEvent(
+            actor=f"user:{user.email}",
+            user_id=user.id,
+            action="macro.deleted",
+            details={"macro": macro.id, "title": macro.title, "category": macro.category},
+        )
+    )
     session.delete(macro)

@@ -21,12 +21,14 @@ from triage.config import Settings
 from triage.helpdesk import due, tickets
 from triage.mail import compose
 from triage.mail.outbox import enqueue
-from triage.models import AuditEvent, Queue, Ticket, User, utcnow
+from triage.orm import AuditEvent, Queue, Ticket, User, utcnow
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
-STALE = timedelta(days=1)  # events older than this when first seen (e.g. right after an upgrade) are not mailed
+STALE = timedelta(
+    days=1
+)  # events older than this when first seen (e.g. right after an upgrade) are not mailed
 
 
 def run(sessions: sessionmaker[Session], settings: Settings) -> int:
@@ -40,25 +42,48 @@ def run(sessions: sessionmaker[Session], settings: Settings) -> int:
         )
 
 
-def _send(session: Session, settings: Settings, ticket: Ticket, recipients: Iterable[str], what: str,
-          body: str) -> int:  # fmt: skip
+def _send(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    recipients: Iterable[str],
+    what: str,
+    body: str,
+) -> int:
     sent = 0
     for address in dict.fromkeys(a.strip().lower() for a in recipients if a and a.strip()):
-        enqueue(session, settings, ticket, kind="notification", subject=f"[{ticket.reference}] {what}: {ticket.subject}"[:300],
-                body=body, reply_to=None, auto_submitted=compose.AUTO_GENERATED, to=address)  # fmt: skip
+        enqueue(
+            session,
+            settings,
+            ticket,
+            kind="notification",
+            subject=f"[{ticket.reference}] {what}: {ticket.subject}"[:300],
+            body=body,
+            reply_to=None,
+            auto_submitted=compose.AUTO_GENERATED,
+            to=address,
+        )
         sent += 1
     if sent:
-        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="notification.sent",
-                               details={"what": what, "recipients": sent}))  # fmt: skip
+        session.add(
+            AuditEvent(
+                actor="system",
+                ticket_id=ticket.id,
+                action="notification.sent",
+                details={"what": what, "recipients": sent},
+            )
+        )
     return sent
 
 
 def _text(ticket: Ticket, headline: str) -> str:
     queue = ticket.queue.slug if ticket.queue else "no"
     assignee = ticket.assignee.email if ticket.assignee else "nobody"
-    return (f"{headline}\n\n{ticket.reference}: {ticket.subject or '(no subject)'}\n"
-            f"From: {ticket.centre_name} <{ticket.centre_email}>\nQueue: {queue} · assigned to {assignee}\n\n"
-            "Open the ticket in the staff app to answer it.\n")  # fmt: skip
+    return (
+        f"{headline}\n\n{ticket.reference}: {ticket.subject or '(no subject)'}\n"
+        f"From: {ticket.centre_name} <{ticket.centre_email}>\nQueue: {queue} · assigned to {assignee}\n\n"
+        "Open the ticket in the staff app to answer it.\n"
+    )
 
 
 def _assignee(ticket: Ticket, wants: str) -> list[str]:
@@ -67,43 +92,71 @@ def _assignee(ticket: Ticket, wants: str) -> list[str]:
 
 
 def _queue(ticket: Ticket) -> list[str]:
-    return [ticket.queue.notify_address] if ticket.queue is not None and ticket.queue.notify_address else []
+    return (
+        [ticket.queue.notify_address]
+        if ticket.queue is not None and ticket.queue.notify_address
+        else []
+    )
 
 
 def _claim(session: Session, conditions: list[Any], order: list[Any]) -> list[Ticket]:
     """A batch of matching tickets, locked for this worker (others skip them) on PostgreSQL."""
-    query = (select(Ticket).where(*conditions).options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
-             .order_by(*order).limit(BATCH).with_for_update(skip_locked=True))  # fmt: skip
+    query = (
+        select(Ticket)
+        .where(*conditions)
+        .options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
+        .order_by(*order)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    )
     return list(session.scalars(query))
 
 
 def urgent_arrivals(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the queue and the assignee of each urgent ticket not yet notified."""
     rows = _claim(
-        session, [Ticket.urgent.is_(True), Ticket.urgent_notified_at.is_(None), Ticket.status == "open"], [Ticket.id]
+        session,
+        [Ticket.urgent.is_(True), Ticket.urgent_notified_at.is_(None), Ticket.status == "open"],
+        [Ticket.id],
     )
     sent = 0
     for ticket in rows:
         ticket.urgent_notified_at = now
         if ticket.created_at >= now - STALE:
             headline = f"Urgent: an exam is happening now. {ticket.urgent_reason or ''}".strip()
-            sent += _send(session, settings, ticket, _queue(ticket) + _assignee(ticket, "notify_urgent"),
-                          "Urgent ticket", _text(ticket, headline))  # fmt: skip
+            sent += _send(
+                session,
+                settings,
+                ticket,
+                _queue(ticket) + _assignee(ticket, "notify_urgent"),
+                "Urgent ticket",
+                _text(ticket, headline),
+            )
     return sent
 
 
 def centre_replies(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the assignee when the centre replies on their ticket (once per reply)."""
-    unseen = or_(Ticket.reply_notified_at.is_(None), Ticket.reply_notified_at < Ticket.centre_replied_at)
+    unseen = or_(
+        Ticket.reply_notified_at.is_(None), Ticket.reply_notified_at < Ticket.centre_replied_at
+    )
     rows = _claim(
-        session, [Ticket.centre_replied_at.is_not(None), Ticket.assignee_id.is_not(None), unseen], [Ticket.id]
+        session,
+        [Ticket.centre_replied_at.is_not(None), Ticket.assignee_id.is_not(None), unseen],
+        [Ticket.id],
     )
     sent = 0
     for ticket in rows:
         ticket.reply_notified_at = ticket.centre_replied_at
         if ticket.centre_replied_at is not None and ticket.centre_replied_at >= now - STALE:
-            sent += _send(session, settings, ticket, _assignee(ticket, "notify_centre_replies"), "Centre replied",
-                          _text(ticket, "The centre has replied on a ticket assigned to you."))  # fmt: skip
+            sent += _send(
+                session,
+                settings,
+                ticket,
+                _assignee(ticket, "notify_centre_replies"),
+                "Centre replied",
+                _text(ticket, "The centre has replied on a ticket assigned to you."),
+            )
     return sent
 
 
@@ -118,15 +171,21 @@ def _shortest_targets(session: Session) -> tuple[int, int]:
     ).one()
     return (
         min(urgent or due.DEFAULT_URGENT_MINUTES, due.DEFAULT_URGENT_MINUTES),
-        min(first or due.DEFAULT_FIRST_MINUTES, following or due.DEFAULT_NEXT_MINUTES, due.DEFAULT_FIRST_MINUTES,
-            due.DEFAULT_NEXT_MINUTES),
-    )  # fmt: skip
+        min(
+            first or due.DEFAULT_FIRST_MINUTES,
+            following or due.DEFAULT_NEXT_MINUTES,
+            due.DEFAULT_FIRST_MINUTES,
+            due.DEFAULT_NEXT_MINUTES,
+        ),
+    )
 
 
 def overdue(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the queue and the assignee when an open ticket passes its due time (once per due time)."""
     waiting_since = tickets.waiting_since()
-    not_told = or_(Ticket.overdue_notified_due.is_(None), Ticket.overdue_notified_due < waiting_since)
+    not_told = or_(
+        Ticket.overdue_notified_due.is_(None), Ticket.overdue_notified_due < waiting_since
+    )
     urgent_minutes, other_minutes = _shortest_targets(session)
     # A due time is at least the target's minutes after the wait began (business time never runs faster
     # than the clock), so a ticket waiting less than the shortest target cannot be overdue: not loaded.
@@ -134,8 +193,11 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
         and_(Ticket.urgent.is_(True), waiting_since <= now - timedelta(minutes=urgent_minutes)),
         waiting_since <= now - timedelta(minutes=other_minutes),
     )
-    rows = _claim(session, [Ticket.status == "open", not_told, may_be_due],
-                  [Ticket.urgent.desc(), waiting_since, Ticket.id])  # fmt: skip
+    rows = _claim(
+        session,
+        [Ticket.status == "open", not_told, may_be_due],
+        [Ticket.urgent.desc(), waiting_since, Ticket.id],
+    )
     sent = 0
     for ticket in rows:
         due_time = due.due_at(ticket)
@@ -144,6 +206,12 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
         ticket.overdue_notified_due = due_time
         if due_time >= now - STALE:
             headline = f"Overdue: a response was due at {due_time.astimezone(due.UK):%H:%M on %d %b} (UK time)."
-            sent += _send(session, settings, ticket, _queue(ticket) + _assignee(ticket, "notify_overdue"), "Overdue",
-                          _text(ticket, headline))  # fmt: skip
+            sent += _send(
+                session,
+                settings,
+                ticket,
+                _queue(ticket) + _assignee(ticket, "notify_overdue"),
+                "Overdue",
+                _text(ticket, headline),
+            )
     return sent

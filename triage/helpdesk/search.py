@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, false, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from triage.models import Ticket, parse_reference
+from triage.orm import Ticket, parse_reference
 
 MAX_WORDS = 8
 MAX_WORD_CHARS = 64
@@ -59,7 +59,9 @@ def _matching(session: Session, terms: list[str]) -> ColumnElement[bool]:
     return Ticket.id.in_(ids)
 
 
-def search(session: Session, query: str, page: int = 1, page_size: int = PAGE_SIZE) -> SearchResults:
+def search(
+    session: Session, query: str, page: int = 1, page_size: int = PAGE_SIZE
+) -> SearchResults:
     """Tickets in any queue and any status matching the query (an IMI-000123 reference finds its ticket)."""
     query = query.strip()[:200]
     terms = words(query)

@@ -11,17 +11,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage.helpdesk.tickets import queue_summaries
-from triage.models import Ticket, utcnow
+from triage.orm import Ticket, utcnow
 
 
 def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
     """All dashboard figures for the last `days` days."""
     since = utcnow() - timedelta(days=days)
     rows = session.execute(
-        select(Ticket.created_at, Ticket.predicted_category, Ticket.confirmed_category, Ticket.action,
-               Ticket.first_response_at, Ticket.status, Ticket.resolved_at)
-        .where(Ticket.created_at >= since)
-    ).all()  # fmt: skip
+        select(
+            Ticket.created_at,
+            Ticket.predicted_category,
+            Ticket.confirmed_category,
+            Ticket.action,
+            Ticket.first_response_at,
+            Ticket.status,
+            Ticket.resolved_at,
+        ).where(Ticket.created_at >= since)
+    ).all()
     per_day: dict[date, Counter[str]] = defaultdict(Counter)
     auto, corrected, confirmed = 0, Counter[str](), Counter[str]()
     auto_by_day: Counter[date] = Counter()
@@ -35,7 +41,9 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
             confirmed[confirmed_cat] += 1
             if confirmed_cat != predicted:
                 corrected[confirmed_cat] += 1
-        if first_response:  # an automatic reply is stamped a moment before the row's creation time: never negative
+        if (
+            first_response
+        ):  # an automatic reply is stamped a moment before the row's creation time: never negative
             hours = max(0.0, (first_response - created).total_seconds() / 3600)
             first_reply_hours.append(hours)
             if action != "auto_reply":
@@ -48,12 +56,20 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
         "total": len(rows),
         "auto_reply_share": auto / len(rows) if rows else 0.0,
         "auto_reply_share_by_day": {
-            f"{d:%d %b}": auto_by_day[d] / sum(per_day[d].values()) for d in day_list if per_day.get(d)
+            f"{d:%d %b}": auto_by_day[d] / sum(per_day[d].values())
+            for d in day_list
+            if per_day.get(d)
         },
         "corrected_share": {c: corrected[c] / n for c, n in confirmed.items()},
-        "median_first_reply_hours": statistics.median(first_reply_hours) if first_reply_hours else None,
-        "median_staff_first_reply_hours": statistics.median(staff_reply_hours) if staff_reply_hours else None,
-        "backlog": {q.slug: q.open_count for q in sorted(queue_summaries(session), key=lambda q: q.slug)},
+        "median_first_reply_hours": statistics.median(first_reply_hours)
+        if first_reply_hours
+        else None,
+        "median_staff_first_reply_hours": statistics.median(staff_reply_hours)
+        if staff_reply_hours
+        else None,
+        "backlog": {
+            q.slug: q.open_count for q in sorted(queue_summaries(session), key=lambda q: q.slug)
+        },
     }
 
 
@@ -83,8 +99,11 @@ def drift(session: Session) -> dict[str, Any]:
     """This week's share sent to triage and category mix against the four weeks before, with flags."""
     now = utcnow()
     week, before = now - timedelta(days=7), now - timedelta(days=35)
-    rows = session.execute(select(Ticket.created_at, Ticket.predicted_category, Ticket.action)
-                           .where(Ticket.created_at >= before)).all()  # fmt: skip
+    rows = session.execute(
+        select(Ticket.created_at, Ticket.predicted_category, Ticket.action).where(
+            Ticket.created_at >= before
+        )
+    ).all()
     this = [(p or "unclassified", a) for created, p, a in rows if created >= week]
     past = [(p or "unclassified", a) for created, p, a in rows if created < week]
 
@@ -96,7 +115,9 @@ def drift(session: Session) -> dict[str, Any]:
         return sum(a in {"triage", "none", None} for _p, a in items) / len(items) if items else None
 
     this_mix, past_mix = mix(this), mix(past)
-    distance = 0.5 * sum(abs(this_mix.get(k, 0) - past_mix.get(k, 0)) for k in set(this_mix) | set(past_mix))
+    distance = 0.5 * sum(
+        abs(this_mix.get(k, 0) - past_mix.get(k, 0)) for k in set(this_mix) | set(past_mix)
+    )
     share_now, share_before = triage_share(this), triage_share(past)
     enough = len(this) >= DRIFT_MIN_TICKETS and len(past) >= DRIFT_MIN_TICKETS
     flags = []
@@ -109,6 +130,14 @@ def drift(session: Session) -> dict[str, Any]:
         flags.append(f"share sent to triage moved from {share_before:.0%} to {share_now:.0%}")
     if enough and distance >= DRIFT_DISTANCE:
         flags.append(f"the category mix changed (total variation distance {distance:.2f})")
-    return {"this_week": len(this), "previous_four_weeks": len(past), "triage_share_now": share_now,
-            "triage_share_before": share_before, "distance": distance, "this_mix": this_mix, "past_mix": past_mix,
-            "flags": flags, "enough_data": enough}  # fmt: skip
+    return {
+        "this_week": len(this),
+        "previous_four_weeks": len(past),
+        "triage_share_now": share_now,
+        "triage_share_before": share_before,
+        "distance": distance,
+        "this_mix": this_mix,
+        "past_mix": past_mix,
+        "flags": flags,
+        "enough_data": enough,
+    }

@@ -14,7 +14,7 @@ from triage.config import Settings
 from triage.mail import compose
 from triage.mail.outbox import enqueue
 from triage.mail.recipients import unanswerable
-from triage.models import AuditEvent, Message, Note, Queue, Ticket, User, utcnow
+from triage.orm import AuditEvent, Message, Note, Queue, Ticket, User, utcnow
 
 STATUSES = ("open", "pending", "auto_replied", "resolved")
 OPEN_STATUSES = ("open", "pending")
@@ -64,7 +64,9 @@ class TicketFilter:
     statuses: tuple[str, ...] | None = None  # any of these (views: "open" means open or pending)
     urgent: bool = False
     centre_replied: bool = False
-    automatic: bool = False  # tickets opened by automatic mail (out-of-office, bounces, notifications)
+    automatic: bool = (
+        False  # tickets opened by automatic mail (out-of-office, bounces, notifications)
+    )
 
 
 def _filtered(f: TicketFilter) -> Select[Any]:
@@ -85,28 +87,46 @@ def _filtered(f: TicketFilter) -> Select[Any]:
     if f.urgent:
         query = query.where(Ticket.urgent.is_(True))
     if f.centre_replied:
-        query = query.where(Ticket.centre_replied_at.is_not(None), Ticket.status.in_(OPEN_STATUSES),
-                            or_(Ticket.last_staff_action_at.is_(None),
-                                Ticket.centre_replied_at > Ticket.last_staff_action_at))  # fmt: skip
+        query = query.where(
+            Ticket.centre_replied_at.is_not(None),
+            Ticket.status.in_(OPEN_STATUSES),
+            or_(
+                Ticket.last_staff_action_at.is_(None),
+                Ticket.centre_replied_at > Ticket.last_staff_action_at,
+            ),
+        )
     if f.automatic:
         first_messages = select(func.min(Message.id)).group_by(Message.ticket_id).scalar_subquery()
-        query = query.where(Ticket.id.in_(select(Message.ticket_id).where(
-            Message.id.in_(first_messages), Message.auto_submitted_reason.is_not(None))))  # fmt: skip
+        query = query.where(
+            Ticket.id.in_(
+                select(Message.ticket_id).where(
+                    Message.id.in_(first_messages), Message.auto_submitted_reason.is_not(None)
+                )
+            )
+        )
     # literal text: %, _ and \ are not wildcards for the person searching (NUL is refused at the web boundary)
     words = (f.text or "").strip().lower()[:200]
     if words:
         needle = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        in_body = select(Message.ticket_id).where(func.lower(Message.body_text).like(needle, escape="\\"))
-        query = query.where(or_(func.lower(Ticket.subject).like(needle, escape="\\"),
-                                func.lower(Ticket.centre_email).like(needle, escape="\\"),
-                                Ticket.id.in_(in_body)))  # fmt: skip
+        in_body = select(Message.ticket_id).where(
+            func.lower(Message.body_text).like(needle, escape="\\")
+        )
+        query = query.where(
+            or_(
+                func.lower(Ticket.subject).like(needle, escape="\\"),
+                func.lower(Ticket.centre_email).like(needle, escape="\\"),
+                Ticket.id.in_(in_body),
+            )
+        )
     return query
 
 
 def waiting_since() -> ColumnElement[Any]:
     """SQL for when a ticket's current wait began: creation until a first response, then the centre's reply."""
-    return case((Ticket.first_response_at.is_(None), Ticket.created_at),
-                else_=func.coalesce(Ticket.centre_replied_at, Ticket.created_at))  # fmt: skip
+    return case(
+        (Ticket.first_response_at.is_(None), Ticket.created_at),
+        else_=func.coalesce(Ticket.centre_replied_at, Ticket.created_at),
+    )
 
 
 def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
@@ -134,7 +154,9 @@ def next_ticket(session: Session, current: Ticket, user: User) -> Ticket | None:
     """The next open ticket to work in the same queue (urgent first, longest waiting), mine or nobody's."""
     if current.queue is None:
         return None
-    rows, _total = list_tickets(session, TicketFilter(queue=current.queue.slug, statuses=("open",), page_size=50))
+    rows, _total = list_tickets(
+        session, TicketFilter(queue=current.queue.slug, statuses=("open",), page_size=50)
+    )
     return next((t for t in rows if t.id != current.id and t.assignee_id in (None, user.id)), None)
 
 
@@ -161,7 +183,9 @@ def queue_summaries(session: Session) -> list[QueueSummary]:
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
     """A ticket with its thread loaded; TicketError if there is none."""
-    ticket = session.get(Ticket, ticket_id, options=[selectinload(Ticket.messages).selectinload(Message.attachments)])
+    ticket = session.get(
+        Ticket, ticket_id, options=[selectinload(Ticket.messages).selectinload(Message.attachments)]
+    )
     if ticket is None:
         raise TicketError(f"no ticket {ticket_id}")
     return ticket
@@ -169,7 +193,13 @@ def get_ticket(session: Session, ticket_id: int) -> Ticket:
 
 def _audit(session: Session, actor: Actor, ticket: Ticket, action: str, **details: Any) -> None:
     session.add(
-        AuditEvent(actor=actor.label, user_id=actor.user_id, ticket_id=ticket.id, action=action, details=details)
+        AuditEvent(
+            actor=actor.label,
+            user_id=actor.user_id,
+            ticket_id=ticket.id,
+            action=action,
+            details=details,
+        )
     )
     ticket.updated_at = ticket.last_staff_action_at = utcnow()
 
@@ -180,7 +210,14 @@ def assign(session: Session, actor: Actor, ticket: Ticket, assignee: User | None
         raise TicketError(f"{assignee.email} is not an active user")
     previous = ticket.assignee.email if ticket.assignee else None
     ticket.assignee = assignee
-    _audit(session, actor, ticket, "ticket.assigned", previous=previous, assignee=assignee.email if assignee else None)
+    _audit(
+        session,
+        actor,
+        ticket,
+        "ticket.assigned",
+        previous=previous,
+        assignee=assignee.email if assignee else None,
+    )
 
 
 def set_category(session: Session, actor: Actor, ticket: Ticket, category: str) -> None:
@@ -190,8 +227,16 @@ def set_category(session: Session, actor: Actor, ticket: Ticket, category: str) 
     previous = ticket.confirmed_category
     ticket.confirmed_category = category
     ticket.confirmed_by_id = actor.user_id
-    _audit(session, actor, ticket, "ticket.category_confirmed", category=category, previous=previous,
-           predicted=ticket.predicted_category, correction=category != ticket.predicted_category)  # fmt: skip
+    _audit(
+        session,
+        actor,
+        ticket,
+        "ticket.category_confirmed",
+        category=category,
+        previous=previous,
+        predicted=ticket.predicted_category,
+        correction=category != ticket.predicted_category,
+    )
 
 
 def move(session: Session, actor: Actor, ticket: Ticket, queue_slug: str) -> None:
@@ -224,8 +269,14 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
         raise TicketError(f"the centre's address cannot take a reply: {problem}")
     last_inbound = next((m for m in reversed(ticket.messages) if m.direction == "inbound"), None)
     # quote what the centre last wrote (not an out-of-office or a receipt that came after it)
-    quoted = next((m for m in reversed(ticket.messages) if m.direction == "inbound" and not m.auto_submitted_reason),
-                  last_inbound)  # fmt: skip
+    quoted = next(
+        (
+            m
+            for m in reversed(ticket.messages)
+            if m.direction == "inbound" and not m.auto_submitted_reason
+        ),
+        last_inbound,
+    )
     text = compose.staff_reply_text(
         body=body,
         reference=ticket.reference,
@@ -237,8 +288,17 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
         quoted_at=quoted.created_at if quoted is not None else None,
         quoted_text=(quoted.clean_text or quoted.body_text) if quoted is not None else "",
     )
-    message = enqueue(session, settings, ticket, kind="staff_reply", subject=compose.reply_subject(ticket.id, ticket.subject),
-                      body=text, reply_to=last_inbound, auto_submitted=None, author_id=actor.user_id)  # fmt: skip
+    message = enqueue(
+        session,
+        settings,
+        ticket,
+        kind="staff_reply",
+        subject=compose.reply_subject(ticket.id, ticket.subject),
+        body=text,
+        reply_to=last_inbound,
+        auto_submitted=None,
+        author_id=actor.user_id,
+    )
     ticket.status = "pending"
     ticket.first_response_at = ticket.first_response_at or utcnow()
     _audit(session, actor, ticket, "ticket.replied", message_id=message.message_id)
@@ -246,7 +306,11 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
 
 
 def _sender_label(message: Message) -> str:
-    return f"{message.from_name} <{message.from_address}>" if message.from_name else message.from_address
+    return (
+        f"{message.from_name} <{message.from_address}>"
+        if message.from_name
+        else message.from_address
+    )
 
 
 def resolve(session: Session, actor: Actor, ticket: Ticket) -> None:
@@ -265,26 +329,46 @@ def reopen(session: Session, actor: Actor, ticket: Ticket) -> None:
     _audit(session, actor, ticket, "ticket.reopened")
 
 
-def set_urgent(session: Session, actor: Actor, ticket: Ticket, urgent: bool, reason: str = "") -> None:
+def set_urgent(
+    session: Session, actor: Actor, ticket: Ticket, urgent: bool, reason: str = ""
+) -> None:
     """Mark a ticket urgent (an exam happening now) or not, with the reason staff give."""
     if ticket.urgent == urgent:
-        raise TicketError("the ticket is already urgent" if urgent else "the ticket is already not urgent")
+        raise TicketError(
+            "the ticket is already urgent" if urgent else "the ticket is already not urgent"
+        )
     previous = ticket.urgent_reason
     ticket.urgent = urgent
-    ticket.urgent_reason = (reason.strip() or f"marked {'urgent' if urgent else 'not urgent'} by staff")[:300]
-    _audit(session, actor, ticket, "ticket.urgency_changed", urgent=urgent, reason=ticket.urgent_reason,
-           previous_reason=previous)  # fmt: skip
+    ticket.urgent_reason = (
+        reason.strip() or f"marked {'urgent' if urgent else 'not urgent'} by staff"
+    )[:300]
+    _audit(
+        session,
+        actor,
+        ticket,
+        "ticket.urgency_changed",
+        urgent=urgent,
+        reason=ticket.urgent_reason,
+        previous_reason=previous,
+    )
 
 
 def history(session: Session, ticket: Ticket) -> list[AuditEvent]:
     """The ticket's audit trail, oldest first."""
-    return list(session.scalars(select(AuditEvent).where(AuditEvent.ticket_id == ticket.id).order_by(AuditEvent.id)))
+    return list(
+        session.scalars(
+            select(AuditEvent).where(AuditEvent.ticket_id == ticket.id).order_by(AuditEvent.id)
+        )
+    )
 
 
 def notes(session: Session, ticket: Ticket) -> list[Note]:
     """The ticket's internal notes, oldest first."""
     return list(
         session.scalars(
-            select(Note).where(Note.ticket_id == ticket.id).options(selectinload(Note.author)).order_by(Note.id)
+            select(Note)
+            .where(Note.ticket_id == ticket.id)
+            .options(selectinload(Note.author))
+            .order_by(Note.id)
         )
     )

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, case, select, text, update
 from sqlalchemy.orm import Session
 
-from triage.models import API_SCOPES, ApiToken, utcnow
+from triage.orm import API_SCOPES, ApiToken, utcnow
 
 PREFIX = "imi_"
 RATE_WINDOW_SECONDS = 60
-SCOPES = tuple(API_SCOPES.split())  # inbound (webhook, contact form), read, write (change, reply), metrics
+SCOPES = tuple(
+    API_SCOPES.split()
+)  # inbound (webhook, contact form), read, write (change, reply), metrics
 SCOPE_HELP = {
     "inbound": "submit email (webhook) and contact-form tickets",
     "read": "list and read tickets and queues",
@@ -27,7 +29,10 @@ def _hash(token: str) -> str:
 
 
 def create_token(
-    session: Session, name: str, created_by_id: int | None = None, scopes: list[str] | tuple[str, ...] = SCOPES
+    session: Session,
+    name: str,
+    created_by_id: int | None = None,
+    scopes: list[str] | tuple[str, ...] = SCOPES,
 ) -> tuple[ApiToken, str]:
     """Create a token with the given scopes (all by default); returns the row and the plain token (not stored)."""
     name = name.strip()
@@ -37,8 +42,13 @@ def create_token(
     if unknown or not scopes:
         raise ValueError(f"token scopes must be one or more of: {', '.join(SCOPES)}")
     plain = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name, token_hash=_hash(plain), prefix=plain[:10], created_by_id=created_by_id,
-                   scopes=" ".join(s for s in SCOPES if s in scopes))  # fmt: skip
+    row = ApiToken(
+        name=name,
+        token_hash=_hash(plain),
+        prefix=plain[:10],
+        created_by_id=created_by_id,
+        scopes=" ".join(s for s in SCOPES if s in scopes),
+    )
     session.add(row)
     session.flush()
     return row, plain
@@ -67,13 +77,17 @@ _USE_TOKEN = (
     .where(_TOKENS.c.token_hash == bindparam("presented_hash"), _TOKENS.c.revoked_at.is_(None))
     .values(
         rate_window=bindparam("window"),
-        rate_count=case((_TOKENS.c.rate_window == bindparam("window"), _TOKENS.c.rate_count + 1), else_=1),
+        rate_count=case(
+            (_TOKENS.c.rate_window == bindparam("window"), _TOKENS.c.rate_count + 1), else_=1
+        ),
         last_used_at=bindparam("now"),
     )
     .returning(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.scopes, _TOKENS.c.rate_count)
 )
 # PostgreSQL, the statement a transaction of its own: the same, committed without waiting for the disk flush
-_USE_TOKEN_LAZY_COMMIT = _USE_TOKEN.where(text("set_config('synchronous_commit', 'off', true) = 'off'"))
+_USE_TOKEN_LAZY_COMMIT = _USE_TOKEN.where(
+    text("set_config('synchronous_commit', 'off', true) = 'off'")
+)
 
 
 def well_formed(presented: str) -> bool:
@@ -99,11 +113,15 @@ def use_token(session: Session, presented: str) -> TokenUse | None:
     window = epoch // RATE_WINDOW_SECONDS
     params = {"presented_hash": _hash(presented), "window": window, "now": now}
     connection = session.connection()
-    alone = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"  # on PostgreSQL only
+    alone = (
+        connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    )  # on PostgreSQL only
     row = connection.execute(_USE_TOKEN_LAZY_COMMIT if alone else _USE_TOKEN, params).one_or_none()
     if row is None:
         return None
-    return TokenUse(row.id, row.name, row.scopes, row.rate_count, (window + 1) * RATE_WINDOW_SECONDS - epoch)
+    return TokenUse(
+        row.id, row.name, row.scopes, row.rate_count, (window + 1) * RATE_WINDOW_SECONDS - epoch
+    )
 
 
 def revoke(session: Session, token_id: int) -> ApiToken | None:
@@ -117,7 +135,9 @@ def revoke(session: Session, token_id: int) -> ApiToken | None:
 def revoke_created_by(session: Session, user_id: int) -> list[ApiToken]:
     """Revoke every live token a user created (when the user is deactivated); returns them."""
     rows = list(
-        session.scalars(select(ApiToken).where(ApiToken.created_by_id == user_id, ApiToken.revoked_at.is_(None)))
+        session.scalars(
+            select(ApiToken).where(ApiToken.created_by_id == user_id, ApiToken.revoked_at.is_(None))
+        )
     )
     for row in rows:
         row.revoked_at = utcnow()

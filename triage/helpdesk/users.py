@@ -12,14 +12,16 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from triage.helpdesk import tokens
-from triage.models import ApiToken, AuditEvent, User, utcnow
+from triage.orm import ApiToken, AuditEvent, User, utcnow
 
 ROLES = ("agent", "admin")
 MIN_PASSWORD = 10
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_MAX_FAILURES = 5  # for one account from one client address
 CLIENT_MAX_FAILURES = 20  # from one client address, whatever accounts it tries
-ACCOUNT_MAX_FAILURES = 50  # for one account from everywhere: then only addresses it logged in from lately get in
+ACCOUNT_MAX_FAILURES = (
+    50  # for one account from everywhere: then only addresses it logged in from lately get in
+)
 KNOWN_ADDRESS_AGE = timedelta(days=30)
 
 
@@ -32,7 +34,9 @@ def normalise_email(email: str) -> str:
     return unicodedata.normalize("NFKC", email or "").strip().lower()[:254]
 
 
-def create_user(session: Session, email: str, password: str, role: str = "agent", name: str = "") -> User:
+def create_user(
+    session: Session, email: str, password: str, role: str = "agent", name: str = ""
+) -> User:
     """Create a staff account with a hashed password."""
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
@@ -43,7 +47,12 @@ def create_user(session: Session, email: str, password: str, role: str = "agent"
         raise UserError(f"password must be at least {MIN_PASSWORD} characters")
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise UserError(f"a user {email} already exists")
-    user = User(email=email, name=name.strip()[:200], password_hash=generate_password_hash(password), role=role)
+    user = User(
+        email=email,
+        name=name.strip()[:200],
+        password_hash=generate_password_hash(password),
+        role=role,
+    )
     session.add(user)
     session.flush()
     return user
@@ -135,8 +144,15 @@ def authenticate(session: Session, email: str, password: str, remote: str) -> Us
     if user is not None and user.is_active and matches:
         user.last_login_at = utcnow()
         session.add(
-            AuditEvent(actor=f"user:{user.email}", user_id=user.id, action="login.ok", details={"remote": remote})
+            AuditEvent(
+                actor=f"user:{user.email}",
+                user_id=user.id,
+                action="login.ok",
+                details={"remote": remote},
+            )
         )
         return user
-    session.add(AuditEvent(actor=_failure_actor(email), action="login.failed", details={"remote": remote}))
+    session.add(
+        AuditEvent(actor=_failure_actor(email), action="login.failed", details={"remote": remote})
+    )
     return None

@@ -27,21 +27,36 @@ from triage.classifier.cleaning import clean_subject
 from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
 from triage.mail.recipients import ATEXT, valid_recipient
-from triage.models import format_reference, utcnow
+from triage.orm import format_reference, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 # templates are read once (auto_reload off): no file check on every email
-_ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False,  # noqa: S701 — plain text mail
-                   keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # fmt: skip
-_HTML_ENV = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, autoescape=True,
-                        trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # fmt: skip
+_ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    autoescape=False,  # noqa: S701 — plain text mail
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+_HTML_ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
 _OUR_ID = re.compile(r"^<imi\.(\d+)\.([0-9a-f]{16})\.([0-9a-f]{20})@")
 # a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @, printable ASCII only
 _WRITABLE_ID = re.compile(rf"<[{ATEXT}.]+@(?:[{ATEXT}.]+|\[[\x21-\x5a\x5e-\x7e]*\])>")
 _MSGID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _FOLD_AT = 78
 MAX_REFERENCES = 20
-_GENERATED_ID_DOMAIN = "@no-message-id.invalid>"  # our stand-in for mail that had none: the centre never saw it
+_GENERATED_ID_DOMAIN = (
+    "@no-message-id.invalid>"  # our stand-in for mail that had none: the centre never saw it
+)
 
 AUTO_REPLIED = "auto-replied"
 AUTO_GENERATED = "auto-generated"
@@ -60,7 +75,9 @@ class _OutgoingPolicy(Compat32):
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
         text = str(value)
         if len(name) + 2 + len(text) <= _FOLD_AT and text.isascii() and text.isprintable():
-            return f"{name}: {text}{self.linesep}"  # a short plain header: nothing to fold or encode
+            return (
+                f"{name}: {text}{self.linesep}"  # a short plain header: nothing to fold or encode
+            )
         if name.lower() in _MSGID_HEADERS:
             return self._fold_at(name, text.split())
         if name.lower() == "subject" and text.isascii() and text.isprintable() and "=?" not in text:
@@ -71,7 +88,11 @@ class _OutgoingPolicy(Compat32):
         """The header with its tokens joined by spaces, a line break before a token that would pass 78 columns."""
         lines = [f"{name}:"]
         for token in tokens:
-            if len(lines[-1]) + 1 + len(token) > _FOLD_AT and lines[-1].strip() and lines[-1] != f"{name}:":
+            if (
+                len(lines[-1]) + 1 + len(token) > _FOLD_AT
+                and lines[-1].strip()
+                and lines[-1] != f"{name}:"
+            ):
                 lines.append("")
             lines[-1] += " " + token
         return self.linesep.join(lines) + self.linesep
@@ -81,7 +102,9 @@ POLICY = _OutgoingPolicy(linesep="\r\n", mangle_from_=False)
 
 
 def _sign(secret: str, ticket_id: int, nonce: str) -> str:
-    return hmac.new(secret.encode(), f"{ticket_id}.{nonce}".encode(), hashlib.sha256).hexdigest()[:20]
+    return hmac.new(secret.encode(), f"{ticket_id}.{nonce}".encode(), hashlib.sha256).hexdigest()[
+        :20
+    ]
 
 
 def new_message_id(secret: str, ticket_id: int, domain: str) -> str:
@@ -102,7 +125,12 @@ def ticket_from_message_id(secret: str, message_id: str) -> int | None:
 def writable_id(message_id: str | None) -> str | None:
     """The msg-id if it can go into an outgoing header exactly as it is (and is a real one), else None."""
     value = (message_id or "").strip()
-    if len(value) > 900 or "=?" in value or value.endswith(_GENERATED_ID_DOMAIN) or not _WRITABLE_ID.fullmatch(value):
+    if (
+        len(value) > 900
+        or "=?" in value
+        or value.endswith(_GENERATED_ID_DOMAIN)
+        or not _WRITABLE_ID.fullmatch(value)
+    ):
         return None
     return value
 
@@ -118,17 +146,31 @@ def reply_subject(ticket_id: int, original: str) -> str:
     return f"[{format_reference(ticket_id)}] Re: {base}"
 
 
-def auto_reply_text(category: Category, reference: str, centre_name: str, sender_address: str = "") -> str:
+def auto_reply_text(
+    category: Category, reference: str, centre_name: str, sender_address: str = ""
+) -> str:
     """The body of an automatic answer: greeting, the centre-facing answer, how to reach a person."""
-    return render("auto_reply.txt", category=category, reference=reference,
-                  name=greeting_name(centre_name, sender_address))  # fmt: skip
+    return render(
+        "auto_reply.txt",
+        category=category,
+        reference=reference,
+        name=greeting_name(centre_name, sender_address),
+    )
 
 
-def acknowledgement_text(reference: str, centre_name: str, sender_address: str = "",
-                         response_time: str = "within one working day") -> str:  # fmt: skip
+def acknowledgement_text(
+    reference: str,
+    centre_name: str,
+    sender_address: str = "",
+    response_time: str = "within one working day",
+) -> str:
     """The body of an acknowledgement for mail routed to staff, saying when staff will answer."""
-    return render("acknowledgement.txt", reference=reference, name=greeting_name(centre_name, sender_address),
-                  response_time=response_time)  # fmt: skip
+    return render(
+        "acknowledgement.txt",
+        reference=reference,
+        name=greeting_name(centre_name, sender_address),
+        response_time=response_time,
+    )
 
 
 def staff_reply_text(
@@ -148,20 +190,34 @@ def staff_reply_text(
     lines = [ln for ln in text.splitlines() if ln.strip()]
     has_greeting = bool(lines) and bool(_GREETING.match(lines[0]))
     tail = [ln.strip().lower() for ln in lines[-4:]]
-    has_closing = any(len(ln) <= 40 and _CLOSING.match(ln) for ln in tail)  # "Kind regards,", "Thanks again, Sam"
+    has_closing = any(
+        len(ln) <= 40 and _CLOSING.match(ln) for ln in tail
+    )  # "Kind regards,", "Thanks again, Sam"
     agent = single_line(agent_name, 200)
     signature = [] if has_closing else ["Kind regards,"]
     signature += [line for line in (agent, team_name) if line and line.lower() not in tail]
     signed = text + ("\n" if has_closing else "\n\n") + "\n".join(signature) if signature else text
-    quote = "\n".join("> " + ln if ln.strip() else ">" for ln in quoted_text.strip().splitlines()[:200])
-    return render("staff_reply.txt", body=signed, greet=not has_greeting, reference=reference,
-                  name=greeting_name(centre_name, centre_address), quoted_from=single_line(quoted_from, 300),
-                  quoted_at=quoted_at, quote=quote)  # fmt: skip
+    quote = "\n".join(
+        "> " + ln if ln.strip() else ">" for ln in quoted_text.strip().splitlines()[:200]
+    )
+    return render(
+        "staff_reply.txt",
+        body=signed,
+        greet=not has_greeting,
+        reference=reference,
+        name=greeting_name(centre_name, centre_address),
+        quoted_from=single_line(quoted_from, 300),
+        quoted_at=quoted_at,
+        quote=quote,
+    )
 
 
 _GREETING = re.compile(r"^\s*(dear|hi|hello|hey|good (morning|afternoon|evening))\b", re.IGNORECASE)
-_CLOSING = re.compile(r"^(kind regards|best regards|warm regards|regards|best wishes|many thanks|thanks|thank you|"
-                      r"yours sincerely|yours faithfully|all the best|cheers)\b[,.!]?", re.IGNORECASE)  # fmt: skip
+_CLOSING = re.compile(
+    r"^(kind regards|best regards|warm regards|regards|best wishes|many thanks|thanks|thank you|"
+    r"yours sincerely|yours faithfully|all the best|cheers)\b[,.!]?",
+    re.IGNORECASE,
+)
 
 
 # --- the HTML alternative: the same text, as simple accessible HTML --------------------------------------
@@ -190,10 +246,17 @@ def blocks(text: str) -> list[dict[str, Any]]:
 
 def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
     if quoted:
-        return {"kind": "quote", "blocks": blocks("\n".join(re.sub(r"^\s*> ?", "", ln) for ln in lines))}
+        return {
+            "kind": "quote",
+            "blocks": blocks("\n".join(re.sub(r"^\s*> ?", "", ln) for ln in lines)),
+        }
     numbered = [_NUMBERED.match(ln) for ln in lines]
     if all(numbered):
-        return {"kind": "ol", "start": int(numbered[0].group(1)), "items": [m.group(2) for m in numbered]}  # type: ignore[union-attr]
+        return {
+            "kind": "ol",
+            "start": int(numbered[0].group(1)),
+            "items": [m.group(2) for m in numbered],
+        }  # type: ignore[union-attr]
     bullets = [_BULLET.match(ln) for ln in lines]
     if all(bullets):
         return {"kind": "ul", "items": [m.group(1) for m in bullets]}  # type: ignore[union-attr]
@@ -253,10 +316,15 @@ def build(
     # boundary and the generator need not search the parts for one that fits
     msg = MIMEMultipart("alternative", boundary=f"=_imi.{secrets.token_hex(12)}", policy=POLICY)
     content_type = msg["Content-Type"]
-    del msg["MIME-Version"], msg["Content-Type"]  # written after the addressing headers, as mail clients do
+    del (
+        msg["MIME-Version"],
+        msg["Content-Type"],
+    )  # written after the addressing headers, as mail clients do
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(utcnow())
-    msg["From"] = formataddr((single_line(from_name, 200), single_line(from_address, 254)), charset="utf-8")
+    msg["From"] = formataddr(
+        (single_line(from_name, 200), single_line(from_address, 254)), charset="utf-8"
+    )
     msg["To"] = valid_recipient(to)
     title = single_line(subject)
     msg["Subject"] = title if title.isascii() else Header(title, "utf-8", header_name="Subject")
@@ -264,7 +332,9 @@ def build(
     if parent:
         msg["In-Reply-To"] = parent
     refs = list(dict.fromkeys(r for r in (writable_id(r) for r in references) if r))
-    if len(refs) > MAX_REFERENCES:  # keep the thread's first message and the newest ones (RFC 5322 3.6.4)
+    if (
+        len(refs) > MAX_REFERENCES
+    ):  # keep the thread's first message and the newest ones (RFC 5322 3.6.4)
         refs = [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
     if refs:
         msg["References"] = " ".join(refs)
@@ -284,7 +354,9 @@ def _text_part(text: str, subtype: str) -> Message:
     part = MIMENonMultipart("text", subtype, charset="utf-8", policy=POLICY)
     del part["MIME-Version"]
     part["Content-Transfer-Encoding"] = "quoted-printable"
-    encoded = binascii.b2a_qp((text if text.endswith("\n") else text + "\n").encode("utf-8"), istext=True)
+    encoded = binascii.b2a_qp(
+        (text if text.endswith("\n") else text + "\n").encode("utf-8"), istext=True
+    )
     part.set_payload(encoded.decode("ascii"))
     return part
 
@@ -297,8 +369,13 @@ def to_bytes(msg: Message) -> bytes:
     """
     boundary = msg.get_boundary() if msg.is_multipart() else None
     parts = msg.get_payload()
-    if (not boundary or msg.preamble is not None or msg.epilogue is not None or not isinstance(parts, list)
-            or not all(_plain_leaf(part) for part in parts)):  # fmt: skip
+    if (
+        not boundary
+        or msg.preamble is not None
+        or msg.epilogue is not None
+        or not isinstance(parts, list)
+        or not all(_plain_leaf(part) for part in parts)
+    ):
         return msg.as_bytes(policy=POLICY)
     nl = POLICY.linesep
     out = [_headers(msg)]
@@ -311,12 +388,21 @@ def to_bytes(msg: Message) -> bytes:
 def _plain_leaf(part: Message) -> bool:
     """A single part whose payload is ASCII text ending in a line break (as `_text_part` makes them)."""
     payload = part.get_payload()
-    return (not part.is_multipart() and isinstance(payload, str) and payload.isascii() and payload.endswith("\n")
-            and part.preamble is None and part.epilogue is None)  # fmt: skip
+    return (
+        not part.is_multipart()
+        and isinstance(payload, str)
+        and payload.isascii()
+        and payload.endswith("\n")
+        and part.preamble is None
+        and part.epilogue is None
+    )
 
 
 def _headers(msg: Message) -> str:
-    return "".join(POLICY.fold_binary(name, value).decode("ascii") for name, value in msg.raw_items()) + POLICY.linesep
+    return (
+        "".join(POLICY.fold_binary(name, value).decode("ascii") for name, value in msg.raw_items())
+        + POLICY.linesep
+    )
 
 
 def _crlf(text: str) -> str:

@@ -30,4 +30,6 @@ def split_forward(body: str) -> Forward | None:
     match = _MARKER.search(text, 0, min(len(text), _SCAN_LIMIT))
     if match is None:
         return None
-    return Forward(note=text[: match.start()].strip("\n"), forwarded=text[match.start() :].strip("\n"))
+    return Forward(
+        note=text[: match.start()].strip("\n"), forwarded=text[match.start() :].strip("\n")
+    )

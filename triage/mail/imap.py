@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
-from triage.models import ImapCheckpoint
+from triage.orm import ImapCheckpoint
 
 log = logging.getLogger(__name__)
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
@@ -32,8 +32,12 @@ def mailbox_key(settings: Settings) -> str:
 def connect(settings: Settings) -> imaplib.IMAP4:
     """Open and log in to the configured IMAP server (TLS unless IMAP_TLS=false)."""
     if settings.imap_tls:
-        conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(settings.imap_host, settings.imap_port,
-                                                ssl_context=ssl.create_default_context(), timeout=30)  # fmt: skip
+        conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+            settings.imap_host,
+            settings.imap_port,
+            ssl_context=ssl.create_default_context(),
+            timeout=30,
+        )
     else:
         conn = imaplib.IMAP4(settings.imap_host, settings.imap_port, timeout=30)
     conn.login(settings.imap_user, settings.imap_password)
@@ -63,8 +67,14 @@ def poll(
     conn = connect(settings)
     try:
         _ok(conn.select(_quote(settings.imap_folder)), "SELECT")
-        validity_line = b" ".join(x for x in conn.response("UIDVALIDITY")[1] if isinstance(x, bytes))
-        uidvalidity = int(validity_line) if validity_line.strip().isdigit() else _status_uidvalidity(conn, settings)
+        validity_line = b" ".join(
+            x for x in conn.response("UIDVALIDITY")[1] if isinstance(x, bytes)
+        )
+        uidvalidity = (
+            int(validity_line)
+            if validity_line.strip().isdigit()
+            else _status_uidvalidity(conn, settings)
+        )
         key = mailbox_key(settings)
         last_uid = _checkpoint(sessions, key, uidvalidity)
         data = _ok(conn.uid("SEARCH", None, f"UID {last_uid + 1}:*"), "UID SEARCH")
@@ -86,7 +96,9 @@ def poll(
                 _ok(conn.uid("STORE", str(uid), "+FLAGS", r"(\Seen)"), "UID STORE")
             done += 1
         return done
-    except imaplib.IMAP4.abort as exc:  # the server or the network dropped the connection mid-command
+    except (
+        imaplib.IMAP4.abort
+    ) as exc:  # the server or the network dropped the connection mid-command
         raise ImapError(f"IMAP connection dropped: {exc}") from exc
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
@@ -108,13 +120,19 @@ def _status_uidvalidity(conn: imaplib.IMAP4, settings: Settings) -> int:
 def _checkpoint(sessions: sessionmaker[Session], key: str, uidvalidity: int) -> int:
     """The last stored UID for this mailbox; a changed UIDVALIDITY starts again from the beginning."""
     with sessions() as session, session.begin():
-        row = session.scalars(select(ImapCheckpoint).where(ImapCheckpoint.mailbox == key)).one_or_none()
+        row = session.scalars(
+            select(ImapCheckpoint).where(ImapCheckpoint.mailbox == key)
+        ).one_or_none()
         if row is None:
             session.add(ImapCheckpoint(mailbox=key, uidvalidity=uidvalidity, last_uid=0))
             return 0
         if row.uidvalidity != uidvalidity:
-            log.warning("UIDVALIDITY of %s changed (%s -> %s): rescanning; duplicates are skipped by Message-ID",
-                        key, row.uidvalidity, uidvalidity)  # fmt: skip
+            log.warning(
+                "UIDVALIDITY of %s changed (%s -> %s): rescanning; duplicates are skipped by Message-ID",
+                key,
+                row.uidvalidity,
+                uidvalidity,
+            )
             row.uidvalidity, row.last_uid = uidvalidity, 0
         return row.last_uid
 

@@ -20,14 +20,24 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, literal_column, or_, select, text, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    exists,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.sql import Executable
 
 from triage import catalogue
-from triage.bulk import insert_rows
+from triage.bulk_insert import insert_rows
 from triage.classifier import urgency
 from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
@@ -39,8 +49,14 @@ from triage.mail import compose
 from triage.mail.loops import no_reply_reason
 from triage.mail.outbox import enqueue, outbound_message
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify, parse, single_line
-from triage.mail.recipients import Recipient, address_domain, choose_recipient, dmarc_failure, unanswerable
-from triage.models import (
+from triage.mail.recipients import (
+    Recipient,
+    address_domain,
+    choose_recipient,
+    dmarc_failure,
+    unanswerable,
+)
+from triage.orm import (
     Attachment,
     AuditEvent,
     Classification,
@@ -54,11 +70,15 @@ from triage.models import (
     utcnow,
 )
 from triage.routing import routing_map
-from triage.wakeup import notify_workers
+from triage.worker.wakeup import notify_workers
 
 log = logging.getLogger(__name__)
-MAX_PROCESS_ATTEMPTS = 20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
-NO_ACTION_NEEDED = "no action needed"  # the resolution of automatic mail (receipts, bounces, out-of-office...)
+MAX_PROCESS_ATTEMPTS = (
+    20  # after this many failures the worker stops retrying; staff see it under Admin > Inbound
+)
+NO_ACTION_NEEDED = (
+    "no action needed"  # the resolution of automatic mail (receipts, bounces, out-of-office...)
+)
 BATCH_SIZE = 50  # emails a worker claims, classifies and writes together
 
 
@@ -100,7 +120,11 @@ class Stored:
 
 
 def store(
-    session: Session, raw: bytes, source: str, keep_unparseable: bool, parsed: ParsedEmail | None = None
+    session: Session,
+    raw: bytes,
+    source: str,
+    keep_unparseable: bool,
+    parsed: ParsedEmail | None = None,
 ) -> tuple[Stored, bool]:
     """Commit the raw email (once per Message-ID, or per raw bytes without one); returns (row, was_duplicate).
 
@@ -116,10 +140,18 @@ def store(
     except UnparseableEmail as exc:
         if not keep_unparseable:
             raise
-        error, message_id = str(exc), f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>"
+        error, message_id = (
+            str(exc),
+            f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>",
+        )
     status = "rejected" if error else "pending"
-    values = {"new_message_id": message_id, "new_raw": raw, "new_source": source, "new_status": status,
-              "new_last_error": error}  # fmt: skip
+    values = {
+        "new_message_id": message_id,
+        "new_raw": raw,
+        "new_source": source,
+        "new_status": status,
+        "new_last_error": error,
+    }
     new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name), values)
     if new_id is not None:
         session.commit()
@@ -127,9 +159,9 @@ def store(
             notify_workers(session)
         return Stored(new_id, message_id, status, None), False
     held = session.execute(  # held already (a retry, or the same mail by another path)
-        select(InboundEmail.id, InboundEmail.message_id, InboundEmail.status, InboundEmail.ticket_id).where(
-            InboundEmail.message_id == message_id
-        )
+        select(
+            InboundEmail.id, InboundEmail.message_id, InboundEmail.status, InboundEmail.ticket_id
+        ).where(InboundEmail.message_id == message_id)
     ).one()
     session.commit()
     return Stored(*held), True
@@ -159,8 +191,13 @@ def accept(session: Session, raw: bytes, source: str, keep_unparseable: bool = F
     return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
 
 
-def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, source: str,
-            keep_unparseable: bool = False) -> Received:  # fmt: skip
+def receive(
+    sessions: sessionmaker[Session],
+    ctx: InboundContext,
+    raw: bytes,
+    source: str,
+    keep_unparseable: bool = False,
+) -> Received:
     """Store then process one raw email now (JSON API, IMAP, ingest); failures leave it pending for the worker."""
     try:
         parsed: ParsedEmail | None = parse(raw)
@@ -172,7 +209,9 @@ def receive(sessions: sessionmaker[Session], ctx: InboundContext, raw: bytes, so
         row, duplicate = store(session, raw, source, keep_unparseable, parsed)
     status, ticket_id = row.status, row.ticket_id
     if status == "pending":
-        outcome = process_batch(sessions, ctx, ids=[row.id], parsed={row.id: parsed} if parsed else None)
+        outcome = process_batch(
+            sessions, ctx, ids=[row.id], parsed={row.id: parsed} if parsed else None
+        )
         if row.id in outcome.tickets:
             status, ticket_id = "processed", outcome.tickets[row.id]
     return Received(row.id, row.message_id, ticket_id, duplicate, status)
@@ -186,8 +225,12 @@ def _note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: Excepti
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def process_pending(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = BATCH_SIZE,
-                    should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
+def process_pending(
+    sessions: sessionmaker[Session],
+    ctx: InboundContext,
+    limit: int = BATCH_SIZE,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Worker task: claim one batch of stored mail still pending and process it; returns how many were processed.
 
     `should_stop` is checked before claiming: a batch once claimed is short, and is finished.
@@ -202,7 +245,10 @@ def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
     query = (
         select(InboundEmail)
         .where(
-            or_(InboundEmail.status == "rejected", and_(InboundEmail.status == "pending", InboundEmail.attempts > 0))
+            or_(
+                InboundEmail.status == "rejected",
+                and_(InboundEmail.status == "pending", InboundEmail.attempts > 0),
+            )
         )
         .order_by(InboundEmail.id.desc())
         .limit(limit)
@@ -229,7 +275,9 @@ class BatchOutcome:
     tickets: dict[int, int | None] = field(default_factory=dict)
     failed: list[int] = field(default_factory=list)
     rejected: list[int] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, for the load benchmark
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds per stage, for the load benchmark
 
 
 @dataclass
@@ -237,11 +285,18 @@ class _Item:
     inbound_id: int
     parsed: ParsedEmail | None = None
     decision: Decision | None = None
-    error: Exception | None = None  # preparing it failed (parse, cleaning): counted as a failed attempt
+    error: Exception | None = (
+        None  # preparing it failed (parse, cleaning): counted as a failed attempt
+    )
 
 
-def process_batch(sessions: sessionmaker[Session], ctx: InboundContext, limit: int = BATCH_SIZE,
-                  ids: list[int] | None = None, parsed: dict[int, ParsedEmail] | None = None) -> BatchOutcome:  # fmt: skip
+def process_batch(
+    sessions: sessionmaker[Session],
+    ctx: InboundContext,
+    limit: int = BATCH_SIZE,
+    ids: list[int] | None = None,
+    parsed: dict[int, ParsedEmail] | None = None,
+) -> BatchOutcome:
     """Claim up to `limit` pending emails (or just `ids`), then parse, clean and classify them together
     and write them in one transaction.
 
@@ -281,7 +336,11 @@ def process_batch(sessions: sessionmaker[Session], ctx: InboundContext, limit: i
         except Exception:
             session.rollback()
             if len(items) > 1:
-                log.warning("writing a batch of %s failed; writing them one by one", len(items), exc_info=True)
+                log.warning(
+                    "writing a batch of %s failed; writing them one by one",
+                    len(items),
+                    exc_info=True,
+                )
             outcome = BatchOutcome(timings=outcome.timings)
             for item in items:
                 try:
@@ -300,8 +359,12 @@ def _lap(start: float) -> float:
     return time.perf_counter() - start
 
 
-def _prepare(rows: list[Any], given: dict[int, ParsedEmail], model: TrainedModel | None,
-             timings: dict[str, float]) -> list[_Item]:  # fmt: skip
+def _prepare(
+    rows: list[Any],
+    given: dict[int, ParsedEmail],
+    model: TrainedModel | None,
+    timings: dict[str, float],
+) -> list[_Item]:
     """Parse and clean each email once, then classify the batch in one call (no transaction involved)."""
     clock = time.perf_counter()
     items = []
@@ -309,7 +372,9 @@ def _prepare(rows: list[Any], given: dict[int, ParsedEmail], model: TrainedModel
         item = _Item(inbound_id)
         try:
             item.parsed = given.get(inbound_id) or parse(raw)
-        except Exception as exc:  # UnparseableEmail: rejected at the write; anything else: a failed attempt
+        except (
+            Exception
+        ) as exc:  # UnparseableEmail: rejected at the write; anything else: a failed attempt
             item.error = exc
         items.append(item)
     timings["parse"] = _lap(clock)
@@ -336,30 +401,46 @@ def _prepare(rows: list[Any], given: dict[int, ParsedEmail], model: TrainedModel
 def _clean(parsed: ParsedEmail) -> str:
     """The cleaned body, computed once per email (the model and the stored message both use it)."""
     if parsed.clean_text is None:
-        parsed.clean_text = clean_body(parsed.text, parsed.html, forwarded=is_forward(parsed.subject))
+        parsed.clean_text = clean_body(
+            parsed.text, parsed.html, forwarded=is_forward(parsed.subject)
+        )
     return parsed.clean_text
 
 
-def _write(session: Session, settings: Settings, model: TrainedModel | None, items: list[_Item],
-           outcome: BatchOutcome) -> None:  # fmt: skip
+def _write(
+    session: Session,
+    settings: Settings,
+    model: TrainedModel | None,
+    items: list[_Item],
+    outcome: BatchOutcome,
+) -> None:
     """Thread or create a ticket for each prepared email still pending, with its replies, in the open transaction."""
     by_id = {item.inbound_id: item for item in items}
     rows = {
         row.id: row
         for row in session.scalars(  # the raw bytes are in hand already: not read twice
-            select(InboundEmail).options(defer(InboundEmail.raw)).where(InboundEmail.id.in_(by_id)).with_for_update()
+            select(InboundEmail)
+            .options(defer(InboundEmail.raw))
+            .where(InboundEmail.id.in_(by_id))
+            .with_for_update()
         )
     }
     message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
     known: dict[str, int | Ticket | _Opened] = dict(
-        session.execute(select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))).all()
+        session.execute(
+            select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))
+        ).all()
     )
     senders = {choose_recipient(item.parsed).address for item in items if item.parsed is not None}
     domains = {address_domain(address) for address in senders} - {""}
-    session.info[_CACHE] = {  # read before anything is added, so no query mid-batch flushes the batch early
-        "automatic": _recent_automatic(session, senders, domains), "opened": [], "routing": routing_map(session),
+    session.info[
+        _CACHE
+    ] = {  # read before anything is added, so no query mid-batch flushes the batch early
+        "automatic": _recent_automatic(session, senders, domains),
+        "opened": [],
+        "routing": routing_map(session),
         "queues": {queue.slug: queue for queue in session.scalars(select(Queue))},
-    }  # fmt: skip
+    }
     try:
         now = utcnow()
         handled: list[tuple[InboundEmail, int | Ticket | _Opened]] = []
@@ -407,8 +488,13 @@ def _queue(session: Session, slug: str) -> Queue:
     return session.info[_CACHE]["queues"][slug]
 
 
-def _handle(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-            parsed: ParsedEmail) -> Ticket | _Opened:  # fmt: skip
+def _handle(
+    session: Session,
+    settings: Settings,
+    model: TrainedModel | None,
+    decision: Decision | None,
+    parsed: ParsedEmail,
+) -> Ticket | _Opened:
     own = {settings.support_address.lower()}
     reason = no_reply_reason(parsed, own, settings.mail_domain)
     candidates, reference = _thread_candidates(parsed), parse_reference(parsed.subject)
@@ -425,11 +511,16 @@ def _handle(session: Session, settings: Settings, model: TrainedModel | None, de
 
 def _thread_candidates(parsed: ParsedEmail) -> list[str]:
     """The Message-IDs an email answers: In-Reply-To, References (latest first), and those a bounce reports."""
-    return [i for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids] if i]
+    return [
+        i
+        for i in [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids]
+        if i
+    ]
 
 
-def find_thread(session: Session, parsed: ParsedEmail, secret: str, candidates: list[str],
-                reference: int | None) -> Ticket | None:  # fmt: skip
+def find_thread(
+    session: Session, parsed: ParsedEmail, secret: str, candidates: list[str], reference: int | None
+) -> Ticket | None:
     """The ticket this email continues: by the Message-IDs it answers (`_thread_candidates`), then by the
     ticket reference in its subject (from a participant only)."""
     for message_id in candidates:
@@ -437,7 +528,9 @@ def find_thread(session: Session, parsed: ParsedEmail, secret: str, candidates: 
         if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
             return ticket
     if candidates:
-        known = session.scalars(select(Message.ticket_id).where(Message.message_id.in_(candidates))).first()
+        known = session.scalars(
+            select(Message.ticket_id).where(Message.message_id.in_(candidates))
+        ).first()
         if known is not None:
             return session.get(Ticket, known)
     ticket = session.get(Ticket, reference) if reference is not None else None
@@ -459,8 +552,9 @@ def _is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bo
     return bool(session.scalar(query))
 
 
-def _message_values(settings: Settings, parsed: ParsedEmail, reason: str | None,
-                    kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+def _message_values(
+    settings: Settings, parsed: ParsedEmail, reason: str | None, kind: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The column values of an inbound message and of its attachments (the links to ticket and message aside)."""
     message = {
         "direction": "inbound",
@@ -479,19 +573,27 @@ def _message_values(settings: Settings, parsed: ParsedEmail, reason: str | None,
     attachments = []
     for att in parsed.attachments:
         keep = len(att.data) <= settings.attachment_max_bytes
-        attachments.append({
-            "filename": att.filename,
-            "content_type": single_line(att.content_type, 255),
-            "size": len(att.data),
-            "sha256": hashlib.sha256(att.data).hexdigest(),
-            "data": att.data if keep else None,
-            "truncated": not keep,
-        })  # fmt: skip
+        attachments.append(
+            {
+                "filename": att.filename,
+                "content_type": single_line(att.content_type, 255),
+                "size": len(att.data),
+                "sha256": hashlib.sha256(att.data).hexdigest(),
+                "data": att.data if keep else None,
+                "truncated": not keep,
+            }
+        )
     return message, attachments
 
 
-def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail, reason: str | None,
-                   kind: str) -> Message:  # fmt: skip
+def _store_message(
+    session: Session,
+    settings: Settings,
+    ticket: Ticket,
+    parsed: ParsedEmail,
+    reason: str | None,
+    kind: str,
+) -> Message:
     values, attachments = _message_values(settings, parsed, reason, kind)
     message = Message(ticket=ticket, **values)
     message.attachments.extend(Attachment(**attachment) for attachment in attachments)
@@ -500,15 +602,25 @@ def _store_message(session: Session, settings: Settings, ticket: Ticket, parsed:
     return message
 
 
-def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail,
-                   reason: str | None) -> None:  # fmt: skip
+def _add_follow_up(
+    session: Session, settings: Settings, ticket: Ticket, parsed: ParsedEmail, reason: str | None
+) -> None:
     kind = "bounce" if parsed.is_delivery_report else "email"
     message = _store_message(session, settings, ticket, parsed, reason, kind)
     if reason is not None:  # an out-of-office or a bounce on the thread: keep it, change nothing
-        session.add(AuditEvent(actor="system", ticket_id=ticket.id, action="message.automatic",
-                               details={"message_id": message.message_id, "reason": reason}))  # fmt: skip
+        session.add(
+            AuditEvent(
+                actor="system",
+                ticket_id=ticket.id,
+                action="message.automatic",
+                details={"message_id": message.message_id, "reason": reason},
+            )
+        )
         return
-    details: dict[str, object] = {"message_id": message.message_id, "previous_status": ticket.status}
+    details: dict[str, object] = {
+        "message_id": message.message_id,
+        "previous_status": ticket.status,
+    }
     if ticket.status in {"auto_replied", "resolved"}:
         category = ticket.confirmed_category or ticket.predicted_category or catalogue.OTHER
         queue_slug = _routing(session).get(category, catalogue.TRIAGE_QUEUE)
@@ -520,13 +632,37 @@ def _add_follow_up(session: Session, settings: Settings, ticket: Ticket, parsed:
         action = "ticket.centre_replied"
     ticket.status, ticket.centre_replied_at = "open", utcnow()
     session.add(
-        AuditEvent(actor=f"centre:{parsed.from_address}"[:200], ticket_id=ticket.id, action=action, details=details)
+        AuditEvent(
+            actor=f"centre:{parsed.from_address}"[:200],
+            ticket_id=ticket.id,
+            action=action,
+            details=details,
+        )
     )
-    if ticket.queue is not None and ticket.queue.notify_address and not unanswerable(ticket.queue.notify_address):
-        body = compose.render("queue_notification.txt", reference=ticket.reference, subject=ticket.subject,
-                              queue=ticket.queue.slug, sender=parsed.from_address, excerpt=message.clean_text[:1500])  # fmt: skip
-        enqueue(session, settings, ticket, kind="notification", subject=f"[{ticket.reference}] Centre replied",
-                body=body, reply_to=None, auto_submitted=compose.AUTO_GENERATED, to=ticket.queue.notify_address)  # fmt: skip
+    if (
+        ticket.queue is not None
+        and ticket.queue.notify_address
+        and not unanswerable(ticket.queue.notify_address)
+    ):
+        body = compose.render(
+            "queue_notification.txt",
+            reference=ticket.reference,
+            subject=ticket.subject,
+            queue=ticket.queue.slug,
+            sender=parsed.from_address,
+            excerpt=message.clean_text[:1500],
+        )
+        enqueue(
+            session,
+            settings,
+            ticket,
+            kind="notification",
+            subject=f"[{ticket.reference}] Centre replied",
+            body=body,
+            reply_to=None,
+            auto_submitted=compose.AUTO_GENERATED,
+            to=ticket.queue.notify_address,
+        )
 
 
 def _current_model(ctx: InboundContext) -> TrainedModel | None:
@@ -563,38 +699,53 @@ class _Opened:
         return ticket_id
 
 
-def _open_ticket(session: Session, settings: Settings, model: TrainedModel | None, decision: Decision | None,
-                 parsed: ParsedEmail, reason: str | None) -> _Opened:  # fmt: skip
+def _open_ticket(
+    session: Session,
+    settings: Settings,
+    model: TrainedModel | None,
+    decision: Decision | None,
+    parsed: ParsedEmail,
+    reason: str | None,
+) -> _Opened:
     """Decide a new ticket and its message; they are written with the batch's other new tickets."""
     routing = _routing(session)
     action = decision.action if decision else TRIAGE
     category = decision.category if decision else catalogue.OTHER
     queue_slug = (
-        routing.get(category, catalogue.TRIAGE_QUEUE) if action in {AUTO_REPLY, ROUTE} else catalogue.TRIAGE_QUEUE
+        routing.get(category, catalogue.TRIAGE_QUEUE)
+        if action in {AUTO_REPLY, ROUTE}
+        else catalogue.TRIAGE_QUEUE
     )
     recipient = choose_recipient(parsed)
     domain = address_domain(recipient.address)
     # a person may be waiting, but an automatic answer would be unsafe: staff in triage see why
     held = (
-        parsed.address_problem or unanswerable(recipient.address) or dmarc_failure(parsed, settings.trusted_authserv_id)
+        parsed.address_problem
+        or unanswerable(recipient.address)
+        or dmarc_failure(parsed, settings.trusted_authserv_id)
     )
     if reason is None and held:
         queue_slug = catalogue.TRIAGE_QUEUE
     suppressed = (
         reason
         or held
-        or _rate_limited(session, settings, recipient.address, domain, category if action == AUTO_REPLY else None)
+        or _rate_limited(
+            session, settings, recipient.address, domain, category if action == AUTO_REPLY else None
+        )
     )
     if suppressed and action == AUTO_REPLY:
         action = TRIAGE if category not in routing else ROUTE  # a human looks at it instead
     replying = not suppressed and action == AUTO_REPLY
     now = utcnow()
     automatic = reason is not None  # a machine wrote it: nobody is waiting for an answer
-    message, attachments = _message_values(settings, parsed, reason,
-                                           "bounce" if parsed.is_delivery_report else "email")  # fmt: skip
+    message, attachments = _message_values(
+        settings, parsed, reason, "bounce" if parsed.is_delivery_report else "email"
+    )
     # automatic mail is never urgent; an urgent ticket stays open for staff even when answered
     urgent, urgent_reason = (
-        (False, None) if automatic else urgency.assess(category, parsed.subject, message["clean_text"])
+        (False, None)
+        if automatic
+        else urgency.assess(category, parsed.subject, message["clean_text"])
     )
     queue = _queue(session, catalogue.TRIAGE_QUEUE if automatic else queue_slug)
     ticket = {
@@ -604,7 +755,13 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
         "subject": parsed.subject,
         "predicted_category": decision.category if decision else None,
         "predicted_confidence": decision.confidence if decision else None,
-        "status": "open" if urgent else "auto_replied" if replying else "resolved" if automatic else "open",
+        "status": "open"
+        if urgent
+        else "auto_replied"
+        if replying
+        else "resolved"
+        if automatic
+        else "open",
         "action": action if not suppressed else "none",
         "queue_id": queue.id,
         "first_response_at": now if replying else None,
@@ -615,11 +772,28 @@ def _open_ticket(session: Session, settings: Settings, model: TrainedModel | Non
         "urgent_reason": urgent_reason,
     }
     if not suppressed:  # counted now: the caps of the batch's next emails include this reply
-        _note_automatic(session, recipient.address, domain, "auto_reply" if replying else "ack",
-                        ticket["predicted_category"])  # fmt: skip
-    opened = _Opened(ticket, message, attachments, parsed, recipient, decision,
-                     model.version if model else "unavailable", category, action, queue.slug, reason, suppressed,
-                     replying)  # fmt: skip
+        _note_automatic(
+            session,
+            recipient.address,
+            domain,
+            "auto_reply" if replying else "ack",
+            ticket["predicted_category"],
+        )
+    opened = _Opened(
+        ticket,
+        message,
+        attachments,
+        parsed,
+        recipient,
+        decision,
+        model.version if model else "unavailable",
+        category,
+        action,
+        queue.slug,
+        reason,
+        suppressed,
+        replying,
+    )
     session.info[_CACHE]["opened"].append(opened)
     return opened
 
@@ -644,7 +818,9 @@ def _complete_opened(session: Session, settings: Settings) -> None:
     history, replies = _History(), _Replies()
     for each in opened:
         _complete(settings, each, history, replies)
-    _number_new(session, {Message: replies.messages, OutboxItem: replies.outbox})  # SQLite: after those above
+    _number_new(
+        session, {Message: replies.messages, OutboxItem: replies.outbox}
+    )  # SQLite: after those above
     for message, row in zip(replies.messages, replies.outbox, strict=True):
         row["message_id"] = message["id"]
     _insert(session, (Message, replies.messages), (OutboxItem, replies.outbox))
@@ -652,14 +828,20 @@ def _complete_opened(session: Session, settings: Settings) -> None:
 
 
 def _insert(
-    session: Session, *tables: tuple[type[Ticket | Message | Attachment | OutboxItem], list[dict[str, Any]]]
+    session: Session,
+    *tables: tuple[type[Ticket | Message | Attachment | OutboxItem], list[dict[str, Any]]],
 ) -> None:
     """Insert numbered rows, one statement per table, in the order given (parents first)."""
     for kind, rows in tables:
         insert_rows(session, kind.__table__, rows)
 
 
-_NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (Ticket, Message, Attachment, OutboxItem)
+_NUMBERED: tuple[type[Ticket | Message | Attachment | OutboxItem], ...] = (
+    Ticket,
+    Message,
+    Attachment,
+    OutboxItem,
+)
 
 
 def _number_new(session: Session, rows: dict[type, list[dict[str, Any]]]) -> None:
@@ -689,7 +871,9 @@ def _number_new(session: Session, rows: dict[type, list[dict[str, Any]]]) -> Non
         for i, kind in enumerate(kinds)
     )
     counts = {f"n{i}": len(waiting[kind]) for i, kind in enumerate(kinds)} if postgres else {}
-    numbers = session.connection().execute(text(f"SELECT {columns}"), counts).one()  # no autoflush: nothing written
+    numbers = (
+        session.connection().execute(text(f"SELECT {columns}"), counts).one()
+    )  # no autoflush: nothing written
     for kind, given in zip(kinds, numbers, strict=True):
         ids = given if postgres else range(given + 1, given + 1 + len(waiting[kind]))
         for item, new_id in zip(waiting[kind], ids, strict=True):
@@ -716,7 +900,9 @@ class _History:
 
     def event(self, actor: str, ticket_id: int, action: str, details: dict[str, Any]) -> None:
         """Add one history row."""
-        self.events.append({"actor": actor, "ticket_id": ticket_id, "action": action, "details": details})
+        self.events.append(
+            {"actor": actor, "ticket_id": ticket_id, "action": action, "details": details}
+        )
 
     def write(self, session: Session) -> None:
         """Insert the rows, one statement per table (no ORM objects to track, nothing read back)."""
@@ -727,56 +913,110 @@ class _History:
 def _complete(settings: Settings, opened: _Opened, history: _History, replies: _Replies) -> None:
     """A new ticket's classification, history and reply (acknowledgement or answer), once it has an id."""
     ticket_id, message, decision, parsed, recipient = (
-        opened.id, opened.message, opened.decision, opened.parsed, opened.recipient
-    )  # fmt: skip
+        opened.id,
+        opened.message,
+        opened.decision,
+        opened.parsed,
+        opened.recipient,
+    )
     if decision is not None:
-        history.classifications.append({
-            "ticket_id": ticket_id, "message_id": message["id"], "model_version": opened.version,
-            "category": decision.category, "confidence": decision.confidence, "margin": decision.margin,
-            "action": decision.action, "alternatives": [list(a) for a in decision.alternatives],
-        })  # fmt: skip
-    history.event(f"model:{opened.version}", ticket_id, "ticket.created",
-                  {"category": opened.category, "confidence": decision.confidence if decision else None,
-                   "action": opened.action, "queue": opened.queue_slug, "reply_suppressed": opened.suppressed,
-                   **({"reason": decision.reason} if decision and decision.reason else {})})  # fmt: skip
+        history.classifications.append(
+            {
+                "ticket_id": ticket_id,
+                "message_id": message["id"],
+                "model_version": opened.version,
+                "category": decision.category,
+                "confidence": decision.confidence,
+                "margin": decision.margin,
+                "action": decision.action,
+                "alternatives": [list(a) for a in decision.alternatives],
+            }
+        )
+    history.event(
+        f"model:{opened.version}",
+        ticket_id,
+        "ticket.created",
+        {
+            "category": opened.category,
+            "confidence": decision.confidence if decision else None,
+            "action": opened.action,
+            "queue": opened.queue_slug,
+            "reply_suppressed": opened.suppressed,
+            **({"reason": decision.reason} if decision and decision.reason else {}),
+        },
+    )
     _note_recipient(ticket_id, parsed, recipient, history)
     if opened.reason is not None:
-        history.event("system", ticket_id, "ticket.resolved", {"resolution": NO_ACTION_NEEDED, "reason": opened.reason})
+        history.event(
+            "system",
+            ticket_id,
+            "ticket.resolved",
+            {"resolution": NO_ACTION_NEEDED, "reason": opened.reason},
+        )
     if opened.suppressed:
         return
     reference = format_reference(ticket_id)
     if opened.replying:
-        body = compose.auto_reply_text(catalogue.get(opened.category), reference, recipient.name, recipient.address)
+        body = compose.auto_reply_text(
+            catalogue.get(opened.category), reference, recipient.name, recipient.address
+        )
         kind = "auto_reply"
     else:
-        body = compose.acknowledgement_text(reference, recipient.name, recipient.address, settings.response_time_text)
+        body = compose.acknowledgement_text(
+            reference, recipient.name, recipient.address, settings.response_time_text
+        )
         kind = "ack"
     replies.messages.append(
-        outbound_message(settings, ticket_id, recipient.address, kind=kind,
-                         subject=compose.reply_subject(ticket_id, parsed.subject), body=body,
-                         reply_to=(message["message_id"], message["references"]), auto_submitted=compose.AUTO_REPLIED)
-    )  # fmt: skip
+        outbound_message(
+            settings,
+            ticket_id,
+            recipient.address,
+            kind=kind,
+            subject=compose.reply_subject(ticket_id, parsed.subject),
+            body=body,
+            reply_to=(message["message_id"], message["references"]),
+            auto_submitted=compose.AUTO_REPLIED,
+        )
+    )
     replies.outbox.append({"ticket_id": ticket_id, "recipient": recipient.address})
 
 
-def _note_recipient(ticket_id: int, parsed: ParsedEmail, recipient: Recipient, history: _History) -> None:
+def _note_recipient(
+    ticket_id: int, parsed: ParsedEmail, recipient: Recipient, history: _History
+) -> None:
     """Record in the ticket's history why answers do not go where the email asked (Reply-To), or why none can."""
     if recipient.note:
-        history.event("system", ticket_id, "recipient.reply_to_ignored",
-                      {"reply_to": parsed.reply_to_address, "answer_to": recipient.address, "reason": recipient.note})  # fmt: skip
+        history.event(
+            "system",
+            ticket_id,
+            "recipient.reply_to_ignored",
+            {
+                "reply_to": parsed.reply_to_address,
+                "answer_to": recipient.address,
+                "reason": recipient.note,
+            },
+        )
     if parsed.address_problem:
-        history.event("system", ticket_id, "recipient.flagged",
-                      {"reason": parsed.address_problem, "answer_to": recipient.address})  # fmt: skip
+        history.event(
+            "system",
+            ticket_id,
+            "recipient.flagged",
+            {"reason": parsed.address_problem, "answer_to": recipient.address},
+        )
 
 
-_Automatic = tuple[str, str, str, str | None, datetime]  # centre address, domain, kind, category, sent (naive UTC)
+_Automatic = tuple[
+    str, str, str, str | None, datetime
+]  # centre address, domain, kind, category, sent (naive UTC)
 
 
 def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-_NO_SEQSCAN = text("SELECT set_config('enable_seqscan', 'off', true)")  # until _SEQSCAN or the transaction's end
+_NO_SEQSCAN = text(
+    "SELECT set_config('enable_seqscan', 'off', true)"
+)  # until _SEQSCAN or the transaction's end
 _SEQSCAN = text("SELECT set_config('enable_seqscan', 'on', true)")
 
 
@@ -790,19 +1030,33 @@ def _recent_automatic(session: Session, addresses: set[str], domains: set[str]) 
     since = utcnow() - timedelta(hours=24)
     senders = or_(Ticket.centre_email.in_(addresses), Ticket.centre_domain.in_(domains))
     automatic = and_(
-        Message.direction == "outbound", Message.kind.in_(("auto_reply", "ack")), Message.created_at >= since
+        Message.direction == "outbound",
+        Message.kind.in_(("auto_reply", "ack")),
+        Message.created_at >= since,
     )
     if session.get_bind().dialect.name == "postgresql":
         rows = _by_sender_tickets_first(session, senders, automatic)
     else:
         rows = session.execute(
-            select(Ticket.centre_email, Ticket.centre_domain, Message.kind, Ticket.predicted_category,
-                   Message.created_at).join(Ticket, Message.ticket_id == Ticket.id).where(senders, automatic)
-        ).all()  # fmt: skip
-    return [(email, domain or "", kind, category, _naive_utc(sent)) for email, domain, kind, category, sent in rows]
+            select(
+                Ticket.centre_email,
+                Ticket.centre_domain,
+                Message.kind,
+                Ticket.predicted_category,
+                Message.created_at,
+            )
+            .join(Ticket, Message.ticket_id == Ticket.id)
+            .where(senders, automatic)
+        ).all()
+    return [
+        (email, domain or "", kind, category, _naive_utc(sent))
+        for email, domain, kind, category, sent in rows
+    ]
 
 
-def _by_sender_tickets_first(session: Session, senders: ColumnElement[bool], automatic: ColumnElement[bool]) -> Any:
+def _by_sender_tickets_first(
+    session: Session, senders: ColumnElement[bool], automatic: ColumnElement[bool]
+) -> Any:
     """PostgreSQL: the senders' tickets by their indexes, then each one's recent messages by (ticket_id, created_at).
 
     As a plain join, the generic plan PostgreSQL caches for a repeated statement, when it was made before the
@@ -817,7 +1071,13 @@ def _by_sender_tickets_first(session: Session, senders: ColumnElement[bool], aut
         .lateral()
     )
     query = (
-        select(Ticket.centre_email, Ticket.centre_domain, recent.c.kind, Ticket.predicted_category, recent.c.created_at)
+        select(
+            Ticket.centre_email,
+            Ticket.centre_domain,
+            recent.c.kind,
+            Ticket.predicted_category,
+            recent.c.created_at,
+        )
         .select_from(Ticket)
         .join(recent, true())
         .where(senders)
@@ -828,12 +1088,18 @@ def _by_sender_tickets_first(session: Session, senders: ColumnElement[bool], aut
     return rows
 
 
-def _note_automatic(session: Session, address: str, domain: str, kind: str, category: str | None) -> None:
+def _note_automatic(
+    session: Session, address: str, domain: str, kind: str, category: str | None
+) -> None:
     """Count an automatic reply this batch has just written towards the caps of the emails after it."""
-    session.info[_CACHE]["automatic"].append((address, domain, kind, category, _naive_utc(utcnow())))
+    session.info[_CACHE]["automatic"].append(
+        (address, domain, kind, category, _naive_utc(utcnow()))
+    )
 
 
-def _cap_counts(session: Session, address: str, domain: str, category: str | None) -> tuple[int, int, int]:
+def _cap_counts(
+    session: Session, address: str, domain: str, category: str | None
+) -> tuple[int, int, int]:
     """(replies to the sender in the last hour, same answer to the sender today, replies to sender or domain
     in the last hour), counted in the batch's prefetched list of automatic replies."""
     hour_ago = _naive_utc(utcnow() - timedelta(hours=1))
@@ -849,7 +1115,9 @@ def _cap_counts(session: Session, address: str, domain: str, category: str | Non
     return hourly, same_today, domain_hourly
 
 
-def _rate_limited(session: Session, settings: Settings, address: str, domain: str, category: str | None) -> str | None:
+def _rate_limited(
+    session: Session, settings: Settings, address: str, domain: str, category: str | None
+) -> str | None:
     """Why automatic mail to this sender must wait, or None: one auto-reply per category a day, caps an hour."""
     hourly, same_today, domain_hourly = _cap_counts(session, address, domain, category)
     if hourly >= settings.sender_hourly_cap:

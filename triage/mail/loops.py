@@ -7,12 +7,25 @@ from collections.abc import Collection
 
 from triage.mail.parse import ParsedEmail
 
-_NO_REPLY_LOCALPARTS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply",
-                        "do-not-reply", "do_not_reply", "bounce", "bounces")  # fmt: skip
+_NO_REPLY_LOCALPARTS = (
+    "mailer-daemon",
+    "postmaster",
+    "noreply",
+    "no-reply",
+    "no_reply",
+    "donotreply",
+    "do-not-reply",
+    "do_not_reply",
+    "bounce",
+    "bounces",
+)
 _SUPPRESS_VALUES = {"all", "oof", "autoreply"}
 _BULK_PRECEDENCE = {"bulk", "junk", "list", "auto_reply", "auto-reply"}
-_REPORTS = {"delivery-status": "delivery status report (bounce)", "disposition-notification": "read receipt (MDN)",
-            "feedback-report": "abuse feedback report (ARF)"}  # fmt: skip
+_REPORTS = {
+    "delivery-status": "delivery status report (bounce)",
+    "disposition-notification": "read receipt (MDN)",
+    "feedback-report": "abuse feedback report (ARF)",
+}
 # receipts and bounces that arrive without a report part, recognised by the subject their software gives them
 _RECEIPT_SUBJECT = re.compile(
     r"^\s*(read|not read|delivered|read receipt|return receipt|read notification|undeliverable|undelivered|"
@@ -25,7 +38,9 @@ _RECEIPT_SUBJECT = re.compile(
 _MACHINE_CONTENT_CLASSES = {"urn:content-classes:mdn", "urn:content-classes:dsn"}
 
 
-def no_reply_reason(email: ParsedEmail, own_addresses: Collection[str], own_domain: str) -> str | None:
+def no_reply_reason(
+    email: ParsedEmail, own_addresses: Collection[str], own_domain: str
+) -> str | None:
     """Why this email must not get an automatic answer (a machine wrote it), or None when answering is safe."""
     if email.is_delivery_report:
         return "delivery status report (bounce)"
@@ -64,10 +79,17 @@ def no_reply_reason(email: ParsedEmail, own_addresses: Collection[str], own_doma
         if not address:
             continue
         local = address.partition("@")[0]
-        if any(local == p or local.startswith(p + "+") or local.startswith(p + "-") for p in _NO_REPLY_LOCALPARTS):
+        if any(
+            local == p or local.startswith(p + "+") or local.startswith(p + "-")
+            for p in _NO_REPLY_LOCALPARTS
+        ):
             return f"{role} {address} does not take replies"
         if address in own:
-            return "sent from one of our own addresses" if role == "sender" else "Reply-To is one of our own addresses"
+            return (
+                "sent from one of our own addresses"
+                if role == "sender"
+                else "Reply-To is one of our own addresses"
+            )
     if own_domain and email.message_id.lower().endswith("@" + own_domain.lower() + ">"):
         return "Message-ID from our own domain (our own mail came back)"
     return None

@@ -20,7 +20,9 @@ _ROLE_TEXT = """
 """
 ROLE_WORDS = frozenset(_ROLE_TEXT.split())
 # name particles kept lower-case inside a name when fixing an all-lower or all-upper name
-_PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "la", "le", "ter", "ten"})
+_PARTICLES = frozenset(
+    {"van", "von", "de", "der", "den", "da", "di", "du", "del", "della", "la", "le", "ter", "ten"}
+)
 _BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
 _VIA = re.compile(r"['\"]?\s+via\s+", re.IGNORECASE)
 _ALLOWED = re.compile(r"^[^\W\d_]+(?:['\u2019\-.][^\W\d_]*)*\.?$")
@@ -33,7 +35,9 @@ def person_name(display_name: str, address: str = "") -> str | None:
     name = unicodedata.normalize("NFC", display_name or "")
     name = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in name)
     name = _BRACKETS.sub(" ", name).strip().strip("\"'`").strip()
-    name = _VIA.split(name)[0].strip().strip("\"'`").strip()  # "'Jo Bloggs' via Exams" (a list rewrote the sender)
+    name = (
+        _VIA.split(name)[0].strip().strip("\"'`").strip()
+    )  # "'Jo Bloggs' via Exams" (a list rewrote the sender)
     if not name or "@" in name or len(name) > _MAX_LENGTH * 2:
         return None
     if name.count(",") == 1:  # directory style "Last, First" (also "LAST, First Middle")
@@ -48,10 +52,16 @@ def person_name(display_name: str, address: str = "") -> str | None:
         return None
     if not all(_ALLOWED.match(w) for w in words):
         return None
-    lowered = {w.lower().strip(".'\u2019") for w in words} | {p for w in words for p in w.lower().split("-")}
+    lowered = {w.lower().strip(".'\u2019") for w in words} | {
+        p for w in words for p in w.lower().split("-")
+    }
     if lowered & ROLE_WORDS:
         return None
-    if len(words) == 1 and name == name.lower() and name == (address or "").partition("@")[0].lower():
+    if (
+        len(words) == 1
+        and name == name.lower()
+        and name == (address or "").partition("@")[0].lower()
+    ):
         return None  # the mailbox name the client filled in ("jbloggs"), not a name someone gave
     if name == name.lower() or name == name.upper():
         name = " ".join(_title_word(w, i) for i, w in enumerate(words))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.config import Settings
 from triage.database import statement_session
 from triage.mail.compose import build, new_message_id, to_bytes
-from triage.models import Message, OutboxItem, Ticket, utcnow
+from triage.orm import Message, OutboxItem, Ticket, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,35 @@ def enqueue(
 ) -> Message:
     """Add an outbound message and its outbox row to the session (the caller's transaction)."""
     recipient = to or ticket.centre_email
-    values = outbound_message(settings, ticket.id, recipient, kind=kind, subject=subject, body=body,
-                              reply_to=(reply_to.message_id, reply_to.references) if reply_to is not None else None,
-                              auto_submitted=auto_submitted, author_id=author_id)  # fmt: skip
+    values = outbound_message(
+        settings,
+        ticket.id,
+        recipient,
+        kind=kind,
+        subject=subject,
+        body=body,
+        reply_to=(reply_to.message_id, reply_to.references) if reply_to is not None else None,
+        auto_submitted=auto_submitted,
+        author_id=author_id,
+    )
     message = Message(ticket=ticket, **values)
     session.add(message)
     session.add(OutboxItem(message=message, ticket_id=ticket.id, recipient=recipient))
     return message
 
 
-def outbound_message(settings: Settings, ticket_id: int, recipient: str, *, kind: str, subject: str, body: str,
-                     reply_to: tuple[str, str | None] | None, auto_submitted: str | None,
-                     author_id: int | None = None) -> dict[str, Any]:  # fmt: skip
+def outbound_message(
+    settings: Settings,
+    ticket_id: int,
+    recipient: str,
+    *,
+    kind: str,
+    subject: str,
+    body: str,
+    reply_to: tuple[str, str | None] | None,
+    auto_submitted: str | None,
+    author_id: int | None = None,
+) -> dict[str, Any]:
     """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID and
     References of the message it answers). Its outbox row is the caller's to add."""
     message_id = new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
@@ -85,7 +102,9 @@ def outbound_message(settings: Settings, ticket_id: int, recipient: str, *, kind
         "subject": str(email["Subject"]),
         "body_text": body,
         "clean_text": body,
-        "raw": to_bytes(email),  # CRLF line ends, msg-ids whole: what goes on the wire, byte for byte
+        "raw": to_bytes(
+            email
+        ),  # CRLF line ends, msg-ids whole: what goes on the wire, byte for byte
         "author_id": author_id,
     }
 
@@ -124,13 +143,17 @@ class Transport:
             return self._write_file(raw, name)
         try:
             self._connected().sendmail(sender, [recipient], raw)
-        except smtplib.SMTPRecipientsRefused as exc:  # the session is still good (smtplib has reset it)
+        except (
+            smtplib.SMTPRecipientsRefused
+        ) as exc:  # the session is still good (smtplib has reset it)
             code, text = next(iter(exc.recipients.values()))
             return DeliveryOutcome(False, code >= 500, f"{code} {text!r}")
         except smtplib.SMTPResponseException as exc:
             if exc.smtp_code == 421:  # the server is closing the connection
                 self.close()
-            return DeliveryOutcome(False, exc.smtp_code >= 500, f"{exc.smtp_code} {exc.smtp_error!r}")
+            return DeliveryOutcome(
+                False, exc.smtp_code >= 500, f"{exc.smtp_code} {exc.smtp_error!r}"
+            )
         except (TimeoutError, OSError, smtplib.SMTPException) as exc:
             self.close()  # in an unknown state: the next message starts on a new connection
             return DeliveryOutcome(False, False, f"{type(exc).__name__}: {exc}")
@@ -174,15 +197,18 @@ class Transport:
             self._folder_made = folder
         target = folder / f"{name}.eml"
         partial = target.with_suffix(".eml.part")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # centres' mail: owner only
+        fd = os.open(
+            partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+        )  # centres' mail: owner only
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         partial.replace(target)
         return DeliveryOutcome(True)
 
 
-def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH,
-          max_attempts: int = 8) -> list[int]:  # fmt: skip
+def claim(
+    sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH, max_attempts: int = 8
+) -> list[int]:
     """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same row.
 
     A row whose lease expired was being sent by a worker that died: that counts as a failed attempt, so a
@@ -209,12 +235,22 @@ def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BA
                 continue
             crashed = "the worker sending it stopped before recording the outcome"
             if attempts + 1 >= max_attempts:
-                session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(
-                    status="failed", claimed_by=None, attempts=attempts + 1, last_error=crashed))  # fmt: skip
-                log.warning("outbox %s failed permanently: %s %s times", item_id, crashed, attempts + 1)
+                session.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id == item_id)
+                    .values(
+                        status="failed", claimed_by=None, attempts=attempts + 1, last_error=crashed
+                    )
+                )
+                log.warning(
+                    "outbox %s failed permanently: %s %s times", item_id, crashed, attempts + 1
+                )
             else:
-                session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(
-                    attempts=attempts + 1, last_error=crashed))  # fmt: skip
+                session.execute(
+                    update(OutboxItem)
+                    .where(OutboxItem.id == item_id)
+                    .values(attempts=attempts + 1, last_error=crashed)
+                )
                 ids.append(item_id)
         if ids:
             session.execute(
@@ -227,11 +263,17 @@ def claim(sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BA
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next attempt after `attempts` failures: exponential, capped."""
-    return timedelta(seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)))
+    return timedelta(
+        seconds=min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    )
 
 
-def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: str,
-                should_stop: Callable[[], bool] = lambda: False) -> int:  # fmt: skip
+def deliver_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    worker_id: str,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now).
 
     When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of its
@@ -241,20 +283,31 @@ def deliver_due(sessions: sessionmaker[Session], settings: Settings, worker_id: 
         return _deliver_claims(sessions, settings, worker_id, transport, should_stop)
 
 
-def _deliver_claims(sessions: sessionmaker[Session], settings: Settings, worker_id: str, transport: Transport,
-                    should_stop: Callable[[], bool]) -> int:  # fmt: skip
+def _deliver_claims(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    worker_id: str,
+    transport: Transport,
+    should_stop: Callable[[], bool],
+) -> int:
     handled = 0
     while True:
         ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
         if not ids:
             return handled
-        with statement_session(sessions) as session:  # reads the whole claim in one query, then records each send
+        with statement_session(
+            sessions
+        ) as session:  # reads the whole claim in one query, then records each send
             claimed = {
                 item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
                 for item_id, raw, recipient, ticket_id in session.execute(
                     select(OutboxItem.id, Message.raw, OutboxItem.recipient, OutboxItem.ticket_id)
                     .join(Message, Message.id == OutboxItem.message_id)
-                    .where(OutboxItem.id.in_(ids), OutboxItem.status == "sending", OutboxItem.claimed_by == worker_id)
+                    .where(
+                        OutboxItem.id.in_(ids),
+                        OutboxItem.status == "sending",
+                        OutboxItem.claimed_by == worker_id,
+                    )
                 )
             }
             session.commit()  # nothing is held while sending (SQLite: the writer lock)
@@ -275,7 +328,11 @@ def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> 
     with sessions() as session, session.begin():
         session.execute(
             update(OutboxItem)
-            .where(OutboxItem.id.in_(ids), OutboxItem.claimed_by == worker_id, OutboxItem.status == "sending")
+            .where(
+                OutboxItem.id.in_(ids),
+                OutboxItem.claimed_by == worker_id,
+                OutboxItem.status == "sending",
+            )
             .values(status="pending", claimed_by=None, claimed_at=None)
         )
     log.info("outbox: handed %s claimed rows back on shutdown", len(ids))
@@ -286,7 +343,13 @@ _OUTBOX = OutboxItem.__table__
 _RECORD_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("item_id"), _OUTBOX.c.claimed_by == bindparam("worker_id"))
-    .values(attempts=_OUTBOX.c.attempts + 1, claimed_by=None, status="sent", sent_at=bindparam("now"), last_error=None)
+    .values(
+        attempts=_OUTBOX.c.attempts + 1,
+        claimed_by=None,
+        status="sent",
+        sent_at=bindparam("now"),
+        last_error=None,
+    )
 )
 
 
@@ -295,7 +358,9 @@ def _record_sent_sql(dialect: Dialect) -> tuple[str, dict[str, Any]]:
     """The UPDATE that records a send as the driver's own SQL text, with the values it sets (compiled once)."""
     compiled = _RECORD_SENT.compile(dialect=dialect)
     given = {"item_id": 0, "worker_id": "", "now": None}
-    fixed = {name: value for name, value in compiled.construct_params(given).items() if name not in given}
+    fixed = {
+        name: value for name, value in compiled.construct_params(given).items() if name not in given
+    }
     return str(compiled), fixed
 
 
@@ -317,8 +382,14 @@ def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
     return changed
 
 
-def _record(sessions: sessionmaker[Session], recorder: Session, settings: Settings, item_id: int, worker_id: str,
-            outcome: DeliveryOutcome) -> None:  # fmt: skip
+def _record(
+    sessions: sessionmaker[Session],
+    recorder: Session,
+    settings: Settings,
+    item_id: int,
+    worker_id: str,
+    outcome: DeliveryOutcome,
+) -> None:
     """Record one delivery attempt and commit it before the next send: a send in `recorder` (a
     `statement_session`: one round trip on PostgreSQL), anything else in a session of its own."""
     now = utcnow()

@@ -23,9 +23,25 @@ MAX_HEADER_BLOCK = 64 * 1024  # bytes of the top-level header block kept (whole 
 MAX_HEADERS = 500  # header fields kept from the top-level block
 MAX_HEADER_FIELD = 8 * 1024  # characters of one header's value (its start and its end are kept)
 MAX_ADDRESS_FIELD = 998  # characters of an address header's value when parsed (one RFC 5322 line)
-_ADDRESS_HEADERS = frozenset({"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender",
-                              "resent-to", "resent-cc", "resent-bcc", "return-path"})  # fmt: skip
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # C0, DEL, C1, and Unicode line/paragraph separators
+_ADDRESS_HEADERS = frozenset(
+    {
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "bcc",
+        "resent-from",
+        "resent-sender",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "return-path",
+    }
+)
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029]+"
+)  # C0, DEL, C1, and Unicode line/paragraph separators
 _MSGID = re.compile(r"<[^<>\s]{1,900}>")
 _DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are decoded for display
 
@@ -65,8 +81,12 @@ class ParsedEmail:
     reply_to_name: str = ""
     # multipart/report's report-type: delivery-status, disposition-notification, feedback-report...
     report_type: str = ""
-    authentication_results: list[str] = field(default_factory=list)  # every Authentication-Results header, in order
-    address_problem: str = ""  # why From or Reply-To could only be read leniently (e.g. a decoded line break)
+    authentication_results: list[str] = field(
+        default_factory=list
+    )  # every Authentication-Results header, in order
+    address_problem: str = (
+        ""  # why From or Reply-To could only be read leniently (e.g. a decoded line break)
+    )
     clean_text: str | None = None  # what the centre wrote now, cleaned once by the inbound batch
 
     @property
@@ -130,7 +150,9 @@ BOUNDED = _BoundedPolicy()
 def _header(msg: Message, name: str) -> str:
     try:
         value = msg.get(name)
-    except Exception:  # a header the policy refuses (e.g. an encoded CR/LF in an address) must not stop the mail
+    except (
+        Exception
+    ):  # a header the policy refuses (e.g. an encoded CR/LF in an address) must not stop the mail
         raw = _raw_header(msg, name)
         try:
             value = str(make_header(decode_header(str(raw))))
@@ -173,11 +195,15 @@ def parse(raw: bytes) -> ParsedEmail:
         return _parse(raw)
     except UnparseableEmail:
         raise
-    except Exception as exc:  # the standard parser is lenient, but hostile input must never escape as a crash
+    except (
+        Exception
+    ) as exc:  # the standard parser is lenient, but hostile input must never escape as a crash
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
 
 
-_FIELD_START = re.compile(rb"\n(?=[^ \t])")  # a line that does not continue (fold) the previous header field
+_FIELD_START = re.compile(
+    rb"\n(?=[^ \t])"
+)  # a line that does not continue (fold) the previous header field
 
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
@@ -204,7 +230,11 @@ def bounded_head(head: bytes) -> bytes:
             break
     ends = [*starts[1:], len(head)] if len(starts) <= MAX_HEADERS else starts[1:]
     fields = [head[start:end] for start, end in zip(starts, ends, strict=False)]
-    if len(head) <= MAX_HEADER_BLOCK and len(starts) <= MAX_HEADERS and max(map(len, fields)) <= MAX_HEADER_FIELD:
+    if (
+        len(head) <= MAX_HEADER_BLOCK
+        and len(starts) <= MAX_HEADERS
+        and max(map(len, fields)) <= MAX_HEADER_FIELD
+    ):
         return head
     kept: list[bytes] = []
     size = 0
@@ -244,7 +274,9 @@ def identify(raw: bytes) -> str:
     except Exception as exc:  # hostile headers must never escape as a crash
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
     found = message_ids(single_line(value[: 2 * MAX_HEADER_FIELD]))
-    return found[0] if found else f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
+    return (
+        found[0] if found else f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
+    )
 
 
 def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:
@@ -258,12 +290,16 @@ def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0)
     end = len(raw) if end is None else end
     head, body_start = _split_head(raw, start, end)
     msg: EmailMessage = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)  # type: ignore[assignment]
-    leftover = msg.get_payload()  # a line that was no header starts the body, as in the standard parser
+    leftover = (
+        msg.get_payload()
+    )  # a line that was no header starts the body, as in the standard parser
     boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
     if boundary and depth < MAX_DEPTH:
         delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
         parts = _split_parts(raw, body_start, end, delimiter)
-        msg.set_payload([_message(raw, part_start, part_end, depth + 1) for part_start, part_end in parts])
+        msg.set_payload(
+            [_message(raw, part_start, part_end, depth + 1) for part_start, part_end in parts]
+        )
         return msg
     text = raw[body_start:end].decode("ascii", "surrogateescape")
     if isinstance(leftover, str) and leftover:
@@ -283,7 +319,9 @@ def _split_parts(raw: bytes, start: int, end: int, delimiter: bytes) -> list[tup
         following = _delimiter_line(raw, delimiter, line_end, end)
         part_end = end
         if following >= 0:  # the line break before a delimiter belongs to the delimiter
-            part_end = following - (2 if raw.startswith(b"\r\n", following - 2) and following - 2 > line_end else 1)
+            part_end = following - (
+                2 if raw.startswith(b"\r\n", following - 2) and following - 2 > line_end else 1
+            )
         parts.append((line_end + 1, max(line_end + 1, part_end)))
         position = following
     return parts
@@ -291,7 +329,11 @@ def _split_parts(raw: bytes, start: int, end: int, delimiter: bytes) -> list[tup
 
 def _delimiter_line(raw: bytes, delimiter: bytes, start: int, end: int, first: bool = False) -> int:
     """Where the next boundary line in raw[start:end] begins (optionally closing, space-padded), or -1."""
-    index = start if first and raw.startswith(delimiter, start) else _next_candidate(raw, delimiter, start, end)
+    index = (
+        start
+        if first and raw.startswith(delimiter, start)
+        else _next_candidate(raw, delimiter, start, end)
+    )
     while index >= 0:
         line_end = raw.find(b"\n", index, end)
         rest = raw[index + len(delimiter) : line_end if line_end >= 0 else end]
@@ -331,12 +373,16 @@ def _parse(raw: bytes) -> ParsedEmail:
         if count >= MAX_PARTS:
             break
         ctype = part.get_content_type()
-        if ctype == "multipart/report" and "delivery-status" in str(part.get_param("report-type") or ""):
+        if ctype == "multipart/report" and "delivery-status" in str(
+            part.get_param("report-type") or ""
+        ):
             is_report = True
         if ctype in {"message/delivery-status"}:
             is_report = True
         if ctype == "multipart/report":
-            report_type = report_type or single_line(part.get_param("report-type") or "unknown", 64).lower()
+            report_type = (
+                report_type or single_line(part.get_param("report-type") or "unknown", 64).lower()
+            )
         if ctype in _REPORT_PARTS:  # an MDN or feedback report names the message it is about
             bounced += message_ids(_original_message_id(part))
             continue
@@ -349,14 +395,18 @@ def _parse(raw: bytes) -> ParsedEmail:
         filename = part.get_filename()
         if disposition == "attachment" or filename or not ctype.startswith("text/"):
             data = part.get_payload(decode=True) or b""
-            attachments.append(ParsedAttachment(single_line(filename or "attachment", 255), ctype, data))
+            attachments.append(
+                ParsedAttachment(single_line(filename or "attachment", 255), ctype, data)
+            )
         elif ctype == "text/plain":
             text_parts.append(_decode_part(part))
         elif ctype == "text/html":
             html_parts.append(_decode_part(part))
     # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column can hold them
     html = storable("\n".join(html_parts)) if html_parts else None
-    reply_name, reply_address, reply_problem = _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
+    reply_name, reply_address, reply_problem = (
+        _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
+    )
     text = storable("\n".join(p for p in text_parts if p.strip()))
     if not text.strip() and html:
         text = html_to_text(html)
@@ -402,17 +452,31 @@ def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
                 break
             # an unquoted directory name, "Okafor, Chidi <c.okafor@...>", reads as a bare word then a mailbox
             before = [a.addr_spec for a in addresses[:index]]
-            name = ", ".join([*before, found.display_name]) if all("@" not in b for b in before) else found.display_name
-            too_long = f"{label} address is longer than 254 characters" if len(address) > 254 else ""
+            name = (
+                ", ".join([*before, found.display_name])
+                if all("@" not in b for b in before)
+                else found.display_name
+            )
+            too_long = (
+                f"{label} address is longer than 254 characters" if len(address) > 254 else ""
+            )
             return name, address[:254], too_long
     except Exception:  # noqa: S110 — fall back to the raw header below
         pass
     raw = _raw_header(msg, header)
     decoded = _header(msg, header) if raw else ""
-    problem = f"{label} header held a line break" if re.search(r"[\r\n]", _decoded_words(raw).strip()) else ""
+    problem = (
+        f"{label} header held a line break"
+        if re.search(r"[\r\n]", _decoded_words(raw).strip())
+        else ""
+    )
     name, address = _lenient_address(raw)
     if not address:
-        return decoded or name, "", problem or (f"{label} header has no address that parses" if raw.strip() else "")
+        return (
+            decoded or name,
+            "",
+            problem or (f"{label} header has no address that parses" if raw.strip() else ""),
+        )
     return _decoded_words(name), address, problem or f"{label} header could only be read leniently"
 
 
@@ -461,17 +525,28 @@ def _can_answer(address: str) -> bool:
         return False
 
 
-_REPORT_PARTS = frozenset({"message/disposition-notification", "message/global-disposition-notification",
-                           "message/feedback-report"})  # fmt: skip
+_REPORT_PARTS = frozenset(
+    {
+        "message/disposition-notification",
+        "message/global-disposition-notification",
+        "message/feedback-report",
+    }
+)
 
 
 def _original_message_id(part: Message) -> str:
     """The Original-Message-ID field of a disposition notification (or feedback report) part."""
     payload = part.get_payload()
-    fields = payload[0] if isinstance(payload, list) and payload and isinstance(payload[0], Message) else None
+    fields = (
+        payload[0]
+        if isinstance(payload, list) and payload and isinstance(payload[0], Message)
+        else None
+    )
     if fields is not None:
         return str(fields.get("original-message-id", "") or "")
-    match = re.search(r"^original-message-id:\s*(<[^>]+>)", str(payload or ""), re.IGNORECASE | re.MULTILINE)
+    match = re.search(
+        r"^original-message-id:\s*(<[^>]+>)", str(payload or ""), re.IGNORECASE | re.MULTILINE
+    )
     return match.group(1) if match else ""
 
 
@@ -480,6 +555,8 @@ def _embedded_message_id(part: Message) -> str:
     if isinstance(payload, list) and payload and isinstance(payload[0], Message):
         return str(payload[0].get("message-id", ""))
     if isinstance(payload, str):
-        match = re.search(r"^message-id:[ \t]*(<[^<>\s]{1,900}>)", payload, re.IGNORECASE | re.MULTILINE)
+        match = re.search(
+            r"^message-id:[ \t]*(<[^<>\s]{1,900}>)", payload, re.IGNORECASE | re.MULTILINE
+        )
         return match.group(1) if match else ""
     return ""

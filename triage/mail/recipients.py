@@ -52,10 +52,14 @@ def choose_recipient(email: ParsedEmail) -> Recipient:
     if not reply_to or reply_to == sender:
         return Recipient(sender, email.from_name)
     sender_host, reply_host = sender.rpartition("@")[2], reply_to.rpartition("@")[2]
-    if sender_host == reply_host or registrable_domain(sender_host) == registrable_domain(reply_host):
+    if sender_host == reply_host or registrable_domain(sender_host) == registrable_domain(
+        reply_host
+    ):
         return Recipient(reply_to, email.reply_to_name)
-    note = (f"Reply-To {reply_to} is outside the sender's domain ({registrable_domain(sender_host)}): "
-            f"answers go to the sender {sender}")  # fmt: skip
+    note = (
+        f"Reply-To {reply_to} is outside the sender's domain ({registrable_domain(sender_host)}): "
+        f"answers go to the sender {sender}"
+    )
     return Recipient(sender, email.from_name, note)
 
 
@@ -89,7 +93,9 @@ def valid_recipient(address: str) -> str:
     value = address or ""
     if not value or value != value.strip() or any(c in value for c in '\r\n\t ,;<>"()'):
         raise ValueError(f"not a single email address: {value!r}")
-    if PLAIN_ADDRESS.fullmatch(value):  # the usual shape, which the parser below always takes as it is
+    if PLAIN_ADDRESS.fullmatch(
+        value
+    ):  # the usual shape, which the parser below always takes as it is
         return value
     try:
         parsed = Address(addr_spec=value)

@@ -14,7 +14,7 @@ from triage import catalogue
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory, statement_session
-from triage.models import utcnow
+from triage.orm import utcnow
 
 csrf = CSRFProtect()
 
@@ -25,7 +25,7 @@ def init_app(app: Flask) -> None:
     engine = make_engine(settings.database_url)
     app.extensions["triage.engine"] = engine
     app.extensions["triage.sessions"] = make_session_factory(engine)
-    app.extensions["triage.models"] = ModelProvider(
+    app.extensions["triage.model_provider"] = ModelProvider(
         app.extensions["triage.sessions"], settings.models_dir, settings.model_check_interval
     )
     app.url_value_preprocessor(_ids_within_integer_range)
@@ -33,11 +33,24 @@ def init_app(app: Flask) -> None:
     app.before_request(_new_nonce)
     app.after_request(_security_headers)
     app.add_template_filter(_age, "age")
-    app.add_template_filter(lambda slug: catalogue.BY_SLUG[slug].title if slug in catalogue.BY_SLUG else slug,
-                            "category_title")  # fmt: skip
+    app.add_template_filter(
+        lambda slug: catalogue.BY_SLUG[slug].title if slug in catalogue.BY_SLUG else slug,
+        "category_title",
+    )
     app.context_processor(lambda: {"csp_nonce": g.get("csp_nonce", "")})
 
-    from triage.web import admin, api, api_tickets, dashboard, errors, health, login, observability, openapi, staff  # noqa: F401
+    from triage.web import (  # noqa: F401 (their routes join the api blueprint)
+        admin,
+        api,
+        api_tickets,
+        dashboard,
+        errors,
+        health,
+        login,
+        observability,
+        openapi,
+        staff,
+    )
 
     csrf.init_app(app)
     csrf.exempt(api.bp)
@@ -114,7 +127,9 @@ def _security_headers(response: Response) -> Response:
     if request.endpoint != "static":  # staff pages, API answers: never kept by a browser or a proxy
         response.headers["Cache-Control"] = "no-store"
     if settings().secure_cookies:  # served over HTTPS: browsers must never fall back to plain HTTP
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
     return response
 
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
-from markupsafe import Markup
 from sqlalchemy import select
 
-from triage import catalogue, jobs
+from triage import catalogue
 from triage.classifier import registry
 from triage.helpdesk import due, stats
 from triage.helpdesk import macros as saved_replies
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
-from triage.models import ApiToken, AuditEvent, InboundEmail, Job, ModelVersion, OutboxItem, Queue, RoutingRule, User
+from triage.orm import (
+    ApiToken,
+    AuditEvent,
+    InboundEmail,
+    Job,
+    ModelVersion,
+    OutboxItem,
+    Queue,
+    RoutingRule,
+    User,
+)
 from triage.web import charts, db, settings
 from triage.web.params import required_int
+from triage.worker import jobs
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -32,7 +42,12 @@ def _require_admin() -> None:
 
 def _audit(action: str, **details: object) -> None:
     db().add(
-        AuditEvent(actor=f"user:{current_user.row.email}", user_id=current_user.row.id, action=action, details=details)
+        AuditEvent(
+            actor=f"user:{current_user.row.email}",
+            user_id=current_user.row.id,
+            action=action,
+            details=details,
+        )
     )
 
 
@@ -44,15 +59,22 @@ def users() -> ResponseReturnValue:
         form = request.form
         try:
             if form.get("op") == "create":
-                user = accounts.create_user(session, form.get("email", ""), form.get("password", ""),
-                                         form.get("role", "agent"), form.get("name", ""))  # fmt: skip
+                user = accounts.create_user(
+                    session,
+                    form.get("email", ""),
+                    form.get("password", ""),
+                    form.get("role", "agent"),
+                    form.get("name", ""),
+                )
                 _audit("user.created", email=user.email, role=user.role)
             else:
                 user = session.get(User, required_int(form.get("user_id"), "user_id"))
                 if user is None:
                     raise accounts.UserError("no such user")
                 if user.id == current_user.row.id and form.get("op") not in ("rename", "password"):
-                    raise accounts.UserError("you cannot change your own role or deactivate yourself")
+                    raise accounts.UserError(
+                        "you cannot change your own role or deactivate yourself"
+                    )
                 op = form.get("op")
                 if op == "rename":
                     user.name = accounts.clean_name(form.get("name", ""))
@@ -64,7 +86,11 @@ def users() -> ResponseReturnValue:
                     revoked = accounts.set_active(session, user, not user.is_active)
                     _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
                     for row in revoked:
-                        _audit("token.revoked", name=row.name, reason=f"creator {user.email} deactivated")
+                        _audit(
+                            "token.revoked",
+                            name=row.name,
+                            reason=f"creator {user.email} deactivated",
+                        )
                     if revoked:
                         flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
                 elif form.get("role") in accounts.ROLES:
@@ -78,8 +104,12 @@ def users() -> ResponseReturnValue:
             session.rollback()
             flash(str(exc), "error")
         return redirect(url_for("admin.users"))
-    return render_template("admin.html", section="users", rows=session.scalars(select(User).order_by(User.email)).all(),
-                           roles=accounts.ROLES)  # fmt: skip
+    return render_template(
+        "admin.html",
+        section="users",
+        rows=session.scalars(select(User).order_by(User.email)).all(),
+        roles=accounts.ROLES,
+    )
 
 
 @bp.route("/queues", methods=["GET", "POST"])
@@ -98,14 +128,21 @@ def queues() -> ResponseReturnValue:
             if not slug.replace("-", "").isalnum() or len(slug) > 64:
                 flash("queue slug: letters, digits and dashes only", "error")
                 return redirect(url_for("admin.queues"))
-            queue = Queue(slug=slug, name=form.get("name", "").strip()[:200] or slug,
-                          first_response_minutes=due.DEFAULT_FIRST_MINUTES, next_response_minutes=due.DEFAULT_NEXT_MINUTES,
-                          urgent_response_minutes=due.DEFAULT_URGENT_MINUTES)  # fmt: skip
+            queue = Queue(
+                slug=slug,
+                name=form.get("name", "").strip()[:200] or slug,
+                first_response_minutes=due.DEFAULT_FIRST_MINUTES,
+                next_response_minutes=due.DEFAULT_NEXT_MINUTES,
+                urgent_response_minutes=due.DEFAULT_URGENT_MINUTES,
+            )
             session.add(queue)
         queue.notify_address = notify
         try:
-            for field, label in (("first_response_minutes", "first response"), ("next_response_minutes", "next response"),
-                                 ("urgent_response_minutes", "urgent response")):  # fmt: skip
+            for field, label in (
+                ("first_response_minutes", "first response"),
+                ("next_response_minutes", "next response"),
+                ("urgent_response_minutes", "urgent response"),
+            ):
                 if form.get(field, "").strip():
                     setattr(queue, field, due.validate_minutes(form[field], f"{label} target"))
         except ValueError as exc:
@@ -124,7 +161,9 @@ def queues() -> ResponseReturnValue:
         flash("Saved.")
         return redirect(url_for("admin.queues"))
     return render_template(
-        "admin.html", section="queues", rows=session.scalars(select(Queue).order_by(Queue.slug)).all()
+        "admin.html",
+        section="queues",
+        rows=session.scalars(select(Queue).order_by(Queue.slug)).all(),
     )
 
 
@@ -147,8 +186,13 @@ def routing() -> ResponseReturnValue:
             flash("Saved.")
         return redirect(url_for("admin.routing"))
     rules = session.scalars(select(RoutingRule).order_by(RoutingRule.id)).all()
-    return render_template("admin.html", section="routing", rows=rules, queues=sorted(queues_by_slug),
-                           titles={c.slug: c.title for c in catalogue.CATEGORIES})  # fmt: skip
+    return render_template(
+        "admin.html",
+        section="routing",
+        rows=rules,
+        queues=sorted(queues_by_slug),
+        titles={c.slug: c.title for c in catalogue.CATEGORIES},
+    )
 
 
 @bp.route("/macros", methods=["GET", "POST"])
@@ -166,16 +210,26 @@ def macros() -> ResponseReturnValue:
                 saved_replies.delete(session, user, int(macro_id) if macro_id.isdigit() else 0)
                 flash("Macro deleted.")
             else:
-                saved_replies.save(session, user, int(macro_id) if macro_id.isdigit() else None, form.get("title", ""),
-                                   form.get("body", ""), form.get("category") or None)  # fmt: skip
+                saved_replies.save(
+                    session,
+                    user,
+                    int(macro_id) if macro_id.isdigit() else None,
+                    form.get("title", ""),
+                    form.get("body", ""),
+                    form.get("category") or None,
+                )
                 flash("Macro saved.")
             session.commit()
         except saved_replies.MacroError as exc:
             session.rollback()
             flash(str(exc), "error")
         return redirect(url_for("admin.macros"))
-    return render_template("admin.html", section="macros", rows=saved_replies.list_macros(session),
-                           categories=catalogue.CATEGORIES)  # fmt: skip
+    return render_template(
+        "admin.html",
+        section="macros",
+        rows=saved_replies.list_macros(session),
+        categories=catalogue.CATEGORIES,
+    )
 
 
 @bp.route("/tokens", methods=["GET", "POST"])
@@ -192,15 +246,17 @@ def tokens() -> ResponseReturnValue:
         else:
             try:
                 scopes = request.form.getlist("scope")
-                row, new_token = api_tokens.create_token(session, request.form.get("name", ""), current_user.row.id,
-                                                         scopes)  # fmt: skip
+                row, new_token = api_tokens.create_token(
+                    session, request.form.get("name", ""), current_user.row.id, scopes
+                )
                 _audit("token.created", name=row.name, scopes=row.scopes)
             except ValueError as exc:
                 flash(str(exc), "error")
         session.commit()
     rows = session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
-    return render_template("admin.html", section="tokens", rows=rows, new_token=new_token,
-                           scopes=api_tokens.SCOPE_HELP)  # fmt: skip
+    return render_template(
+        "admin.html", section="tokens", rows=rows, new_token=new_token, scopes=api_tokens.SCOPE_HELP
+    )
 
 
 @bp.route("/outbox", methods=["GET", "POST"])
@@ -214,7 +270,9 @@ def outbox_page() -> ResponseReturnValue:
         session.commit()
         flash("Queued for another attempt.")
         return redirect(url_for("admin.outbox_page"))
-    rows = session.scalars(select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())).all()
+    rows = session.scalars(
+        select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())
+    ).all()
     return render_template("admin.html", section="outbox", rows=rows)
 
 
@@ -223,14 +281,18 @@ def inbound_page() -> ResponseReturnValue:
     """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
     session = db()
     if request.method == "POST":
-        row = inbound.retry_processing(session, required_int(request.form.get("inbound_id"), "inbound_id"))
+        row = inbound.retry_processing(
+            session, required_int(request.form.get("inbound_id"), "inbound_id")
+        )
         if row is not None:
             _audit("inbound.retried", inbound=row.id, message_id=row.message_id)
             flash("The worker will process it again.")
         session.commit()
         return redirect(url_for("admin.inbound_page"))
     rows = inbound.problem_mail(session)
-    return render_template("admin.html", section="inbound", rows=rows, max_attempts=inbound.MAX_PROCESS_ATTEMPTS)
+    return render_template(
+        "admin.html", section="inbound", rows=rows, max_attempts=inbound.MAX_PROCESS_ATTEMPTS
+    )
 
 
 @bp.get("/inbound/<int:inbound_id>/raw")
@@ -239,8 +301,11 @@ def inbound_raw(inbound_id: int) -> ResponseReturnValue:
     row = db().get(InboundEmail, inbound_id)
     if row is None:
         abort(404)
-    return Response(row.raw, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="inbound-{row.id}.eml"'})  # fmt: skip
+    return Response(
+        row.raw,
+        mimetype="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="inbound-{row.id}.eml"'},
+    )
 
 
 @bp.route("/models", methods=["GET", "POST"])
@@ -266,14 +331,31 @@ def models() -> ResponseReturnValue:
             session.rollback()
             flash(str(exc), "error")
         return redirect(url_for("admin.models"))
-    versions = session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc()).limit(6)).all()
+    versions = session.scalars(
+        select(ModelVersion).order_by(ModelVersion.created_at.desc()).limit(6)
+    ).all()
     active = next((v for v in versions if v.status == "active"), None)
     report = ((active.metrics or {}).get("test") or {}) if active else {}
-    heatmap = Markup(charts.confusion(report["labels"], report["confusion_matrix"])) if report else None  # noqa: S704
+    heatmap = (
+        charts.trusted(charts.confusion(report["labels"], report["confusion_matrix"]))
+        if report
+        else None
+    )
     auto = report.get("auto_reply") or {}
     operating = (auto["coverage"], 1 - auto["precision"]) if auto else None
-    curve = Markup(charts.risk_coverage(report.get("risk_coverage") or [], operating)) if report else None  # noqa: S704
+    curve = (
+        charts.trusted(charts.risk_coverage(report.get("risk_coverage") or [], operating))
+        if report
+        else None
+    )
     latest_job = session.scalars(select(Job).order_by(Job.id.desc()).limit(1)).first()
-    return render_template("models.html", versions=versions, active=active, heatmap=heatmap, curve=curve,
-                           latest_job=latest_job,
-                           quality=stats.production_quality(session), slugs=catalogue.SLUGS)  # fmt: skip
+    return render_template(
+        "models.html",
+        versions=versions,
+        active=active,
+        heatmap=heatmap,
+        curve=curve,
+        latest_job=latest_job,
+        quality=stats.production_quality(session),
+        slugs=catalogue.SLUGS,
+    )

@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from triage.mail.inbound import InboundContext, Received, accept, message_from_form, receive
 from triage.mail.parse import UnparseableEmail
-from triage.models import InboundEmail, format_reference
+from triage.orm import InboundEmail, format_reference
 from triage.web import db, session_factory, settings, statement_db
 from triage.web.auth import token_required
 from triage.web.body import read_body
@@ -20,7 +20,7 @@ _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$
 
 
 def _context() -> InboundContext:
-    return InboundContext(settings(), current_app.extensions["triage.models"])
+    return InboundContext(settings(), current_app.extensions["triage.model_provider"])
 
 
 def _accepted(result: Received, pending_note: str) -> ResponseReturnValue:
@@ -48,7 +48,9 @@ def inbound() -> ResponseReturnValue:
         result = accept(statement_db(), raw, "webhook")
     except UnparseableEmail as exc:
         raise ApiError(400, f"not a parseable email: {exc}") from None
-    return _accepted(result, f"stored; a worker processes it shortly (GET /api/v1/inbound/{result.inbound_id})")
+    return _accepted(
+        result, f"stored; a worker processes it shortly (GET /api/v1/inbound/{result.inbound_id})"
+    )
 
 
 @bp.get("/inbound/<int:inbound_id>")
@@ -58,11 +60,19 @@ def inbound_status(inbound_id: int) -> ResponseReturnValue:
     row = db().get(InboundEmail, inbound_id)
     if row is None:
         raise ApiError(404, "no inbound email with this id")
-    return jsonify({
-        "id": row.id, "status": row.status, "reference": format_reference(row.ticket_id) if row.ticket_id else None,
-        "message_id": row.message_id, "source": row.source, "attempts": row.attempts, "last_error": row.last_error,
-        "received_at": row.received_at.isoformat(), "processed_at": row.processed_at.isoformat() if row.processed_at else None,
-    })  # fmt: skip
+    return jsonify(
+        {
+            "id": row.id,
+            "status": row.status,
+            "reference": format_reference(row.ticket_id) if row.ticket_id else None,
+            "message_id": row.message_id,
+            "source": row.source,
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+            "received_at": row.received_at.isoformat(),
+            "processed_at": row.processed_at.isoformat() if row.processed_at else None,
+        }
+    )
 
 
 def _text_field(data: dict[str, object], name: str, required: bool, limit: int) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from triage import catalogue
 from triage.helpdesk import due, tickets
-from triage.models import Message, Queue, Ticket, User
+from triage.orm import Message, Queue, Ticket, User
 from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
@@ -48,9 +48,18 @@ def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
 
 def message_json(m: Message) -> dict[str, Any]:
     """The API's view of a message."""
-    return {"id": m.id, "direction": m.direction, "kind": m.kind, "message_id": m.message_id,
-            "from": m.from_address, "to": m.to_addresses, "subject": m.subject, "body": m.body_text,
-            "automatic_reason": m.auto_submitted_reason, "created_at": m.created_at.isoformat()}  # fmt: skip
+    return {
+        "id": m.id,
+        "direction": m.direction,
+        "kind": m.kind,
+        "message_id": m.message_id,
+        "from": m.from_address,
+        "to": m.to_addresses,
+        "subject": m.subject,
+        "body": m.body_text,
+        "automatic_reason": m.auto_submitted_reason,
+        "created_at": m.created_at.isoformat(),
+    }
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -88,7 +97,14 @@ def list_tickets() -> ResponseReturnValue:
         page_size=_int_arg("per_page", tickets.PAGE_SIZE, 1, 200),
     )
     rows, total = tickets.list_tickets(session, f)
-    return jsonify({"tickets": [ticket_json(t) for t in rows], "total": total, "page": f.page, "per_page": f.page_size})
+    return jsonify(
+        {
+            "tickets": [ticket_json(t) for t in rows],
+            "total": total,
+            "page": f.page,
+            "per_page": f.page_size,
+        }
+    )
 
 
 def _ticket_or_404(ticket_id: int) -> Ticket:
@@ -150,7 +166,9 @@ def _apply(session: Session, actor: tickets.Actor, t: Ticket, name: str, value: 
     elif name == "assignee":
         assignee = None
         if value:
-            assignee = session.scalars(select(User).where(User.email == value.lower())).one_or_none()
+            assignee = session.scalars(
+                select(User).where(User.email == value.lower())
+            ).one_or_none()
             if assignee is None:
                 raise ApiError(400, "assignee must be a staff email address", field="assignee")
         tickets.assign(session, actor, t, assignee)
@@ -167,7 +185,11 @@ def _apply(session: Session, actor: tickets.Actor, t: Ticket, name: str, value: 
 def post_reply(ticket_id: int) -> ResponseReturnValue:
     """Reply to the centre (queued in the outbox, threaded)."""
     data = json_body()
-    if not isinstance(data, dict) or not isinstance(data.get("body"), str) or not data["body"].strip():
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("body"), str)
+        or not data["body"].strip()
+    ):
         raise ApiError(400, "body is required", field="body")
     if len(data["body"]) > 100_000:
         raise ApiError(400, "body is longer than 100000 characters", field="body")
@@ -186,6 +208,16 @@ def post_reply(ticket_id: int) -> ResponseReturnValue:
 @token_required
 def list_queues() -> ResponseReturnValue:
     """Queues with open counts and the oldest waiting ticket's time."""
-    return jsonify({"queues": [{"slug": q.slug, "name": q.name, "open": q.open_count,
-                                "oldest_open_at": q.oldest.isoformat() if q.oldest else None}
-                               for q in tickets.queue_summaries(db())]})  # fmt: skip
+    return jsonify(
+        {
+            "queues": [
+                {
+                    "slug": q.slug,
+                    "name": q.name,
+                    "open": q.open_count,
+                    "oldest_open_at": q.oldest.isoformat() if q.oldest else None,
+                }
+                for q in tickets.queue_summaries(db())
+            ]
+        }
+    )

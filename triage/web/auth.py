@@ -36,12 +36,17 @@ def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
         raise ApiError(401, "invalid or revoked API token")
     limit = settings().api_rate_per_minute
     if limit and token.count > limit:
-        raise ApiError(429, f"rate limit: at most {limit} requests a minute for this token",
-                       retry_after=token.retry_after)  # fmt: skip
+        raise ApiError(
+            429,
+            f"rate limit: at most {limit} requests a minute for this token",
+            retry_after=token.retry_after,
+        )
     needed = (scope,) if isinstance(scope, str) else scope
     if ANY_SCOPE not in needed and not any(tokens.has_scope(token, s) for s in needed):
         wanted = " or ".join(repr(s) for s in needed)
-        raise ApiError(403, f"this token lacks the {wanted} scope (it has: {', '.join(token.scope_list)})")
+        raise ApiError(
+            403, f"this token lacks the {wanted} scope (it has: {', '.join(token.scope_list)})"
+        )
     g.api_token = token
     return token
 

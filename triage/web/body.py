@@ -22,7 +22,9 @@ def read_body(limit: int) -> bytes:
         if length > limit:
             raise too_large
         return request.get_data(cache=False)
-    if "wsgi.input_terminated" not in request.environ:  # the server does not end the stream: nothing safe to read
+    if (
+        "wsgi.input_terminated" not in request.environ
+    ):  # the server does not end the stream: nothing safe to read
         return b""
     stream = request.environ["wsgi.input"]
     chunks: list[bytes] = []

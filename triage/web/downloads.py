@@ -15,7 +15,9 @@ def attachment_disposition(filename: str, fallback: str = "attachment") -> str:
     dropped) serves old clients. Control characters, quotes, backslashes and path separators are
     removed from both, so the header can never be broken or point at a folder.
     """
-    name = "".join(ch for ch in (filename or "") if unicodedata.category(ch)[0] != "C" and ch not in '"\\/')
+    name = "".join(
+        ch for ch in (filename or "") if unicodedata.category(ch)[0] != "C" and ch not in '"\\/'
+    )
     name = name.strip(" .")[:MAX_NAME] or fallback
     stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
     ascii_stem, ascii_suffix = _ascii(stem), _ascii(suffix)

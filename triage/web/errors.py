@@ -16,9 +16,16 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An error answered as JSON with a status code, optionally naming the offending field."""
 
-    def __init__(self, status: int, message: str, field: str | None = None, retry_after: int | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, field: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.field, self.retry_after = status, message, field, retry_after
+        self.status, self.message, self.field, self.retry_after = (
+            status,
+            message,
+            field,
+            retry_after,
+        )
 
 
 def json_body() -> object:
@@ -28,7 +35,10 @@ def json_body() -> object:
     """
     data = request.get_json(silent=True)
     if _unstorable(data):
-        raise ApiError(400, "the JSON body holds text that cannot be stored (a NUL character or a lone surrogate)")
+        raise ApiError(
+            400,
+            "the JSON body holds text that cannot be stored (a NUL character or a lone surrogate)",
+        )
     return data
 
 

@@ -41,12 +41,12 @@ def post_worker_init(worker: Any) -> None:
     """Load the active model as each worker starts (the first centre's email does not wait for it), then freeze
     what is loaded out of the garbage collector's scans."""
     extensions = getattr(worker.wsgi, "extensions", {})
-    models = extensions.get("triage.models")
+    models = extensions.get("triage.model_provider")
     if models is not None:
         try:
             models.current()
         except Exception as exc:  # no model yet: mail goes to triage until one is activated
             worker.log.warning("no model loaded at start: %s", exc)
-    from triage.worker import tune_garbage_collector
+    from triage.worker.loop import tune_garbage_collector
 
     tune_garbage_collector()  # the app and model stay out of the collector's scans: no long pause mid-request

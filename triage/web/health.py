@@ -27,7 +27,11 @@ def healthz() -> ResponseReturnValue:
         report = health.check(db(), settings().models_dir)
     except SQLAlchemyError as exc:
         db().rollback()
-        body = {"status": "unavailable", "database": {"ok": False, "error": type(exc).__name__}, "model": None}
+        body = {
+            "status": "unavailable",
+            "database": {"ok": False, "error": type(exc).__name__},
+            "model": None,
+        }
         return jsonify(body if detailed else {"status": "unavailable"}), 503
     ok = report["status"] == "ok"
     if not detailed:

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 
 from triage.helpdesk import users
-from triage.models import User
+from triage.orm import User
 from triage.web import db
 
 bp = Blueprint("auth", __name__)
@@ -57,7 +57,12 @@ def init_app(app: Flask) -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and urlsplit(target).netloc == "" and target.startswith("/") and not target.startswith("//"):
+    if (
+        target
+        and urlsplit(target).netloc == ""
+        and target.startswith("/")
+        and not target.startswith("//")
+    ):
         return target
     return url_for("staff.queues")
 
@@ -65,7 +70,9 @@ def _safe_next(target: str | None) -> str:
 def _start_session(user: User) -> None:
     """Log in with a fresh session: nothing from before login (a planted cookie, the old CSRF token) survives."""
     session.clear()
-    g.pop("csrf_token", None)  # Flask-WTF caches the request's token here; the next form gets a new one
+    g.pop(
+        "csrf_token", None
+    )  # Flask-WTF caches the request's token here; the next form gets a new one
     login_user(StaffUser(user))
 
 
@@ -80,7 +87,9 @@ def login() -> ResponseReturnValue:
         remote = request.remote_addr or "unknown"
         dbs = db()
         if users.login_blocked(dbs, email, remote):
-            return render_template("login.html", error="Too many failed attempts. Wait 15 minutes and try again."), 429
+            return render_template(
+                "login.html", error="Too many failed attempts. Wait 15 minutes and try again."
+            ), 429
         user = users.authenticate(dbs, email, password, remote)
         dbs.commit()
         if user is None:

@@ -26,8 +26,12 @@ class JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Render a record as JSON."""
-        data = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                "message": record.getMessage()}  # fmt: skip
+        data = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         for key in ("request_id", "reference", "method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 data[key] = getattr(record, key)
@@ -59,11 +63,20 @@ def init_app(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         duration = time.perf_counter() - g.get("started", time.perf_counter())
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.REQUEST_LATENCY.labels(endpoint, request.method, str(response.status_code)).observe(duration)
+        metrics.REQUEST_LATENCY.labels(endpoint, request.method, str(response.status_code)).observe(
+            duration
+        )
         response.headers["X-Request-ID"] = g.get("request_id", "")
-        reference = (response.get_json(silent=True) or {}).get("reference") if response.is_json else None
-        extra = {"request_id": g.get("request_id"), "method": request.method, "path": request.path,
-                 "status": response.status_code, "duration_ms": round(duration * 1000, 1)}  # fmt: skip
+        reference = (
+            (response.get_json(silent=True) or {}).get("reference") if response.is_json else None
+        )
+        extra = {
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000, 1),
+        }
         if reference:
             extra["reference"] = reference
         log.info("request", extra=extra)

@@ -28,123 +28,333 @@ def _json(ref: str, description: str) -> dict[str, Any]:
     }
 
 
-_AUTH = {"401": _error("missing, invalid or revoked token"), "403": _error("the token lacks this operation's scope"),
-         "429": _error("over the token's rate limit")}  # fmt: skip
+_AUTH = {
+    "401": _error("missing, invalid or revoked token"),
+    "403": _error("the token lacks this operation's scope"),
+    "429": _error("over the token's rate limit"),
+}
 _TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "IMI centre-enquiry triage API", "version": "1",
-             "description": "Bearer tokens carry scopes: inbound (POST /inbound, POST /tickets), read (GET), "
-                            "write (PATCH, replies), metrics (/metrics, /healthz details). A token without "
-                            "the operation's scope gets 403."},
+    "info": {
+        "title": "IMI centre-enquiry triage API",
+        "version": "1",
+        "description": "Bearer tokens carry scopes: inbound (POST /inbound, POST /tickets), read (GET), "
+        "write (PATCH, replies), metrics (/metrics, /healthz details). A token without "
+        "the operation's scope gets 403.",
+    },
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "Error": {"type": "object", "required": ["error", "status"],
-                      "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "field": {"type": "string"}}},
-            "Accepted": {"type": "object", "required": ["id", "status", "reference", "message_id", "duplicate"],
-                         "properties": {"id": {"type": "integer"}, "status": {"enum": ["processed", "pending", "rejected"]},
-                                        "reference": {"type": ["string", "null"]},
-                                        "message_id": {"type": "string"}, "duplicate": {"type": "boolean"},
-                                        "note": {"type": "string"}}},
-            "InboundStatus": {"type": "object", "required": ["id", "status", "reference", "message_id", "received_at"],
-                              "properties": {"id": {"type": "integer"}, "status": {"enum": ["processed", "pending", "rejected"]},
-                                             "reference": {"type": ["string", "null"]}, "message_id": {"type": "string"},
-                                             "source": {"type": "string"}, "attempts": {"type": "integer"},
-                                             "last_error": {"type": ["string", "null"]}, "received_at": {"type": "string"},
-                                             "processed_at": {"type": ["string", "null"]}}},
-            "Message": {"type": "object", "required": ["id", "direction", "kind", "message_id", "body", "created_at"],
-                        "properties": {"id": {"type": "integer"}, "direction": {"enum": ["inbound", "outbound"]},
-                                       "kind": {"type": "string"}, "message_id": {"type": "string"}, "from": {"type": "string"},
-                                       "to": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"},
-                                       "automatic_reason": {"type": ["string", "null"]}, "created_at": {"type": "string"}}},
-            "Ticket": {"type": "object", "required": ["id", "reference", "status", "queue", "urgent", "due_at", "created_at"],
-                       "properties": {"id": {"type": "integer"}, "reference": {"type": "string"},
-                                      "centre_email": {"type": "string"}, "centre_name": {"type": "string"},
-                                      "subject": {"type": "string"}, "status": {"enum": list(tickets.STATUSES)},
-                                      "action": {"type": ["string", "null"]},
-                                      "predicted_category": {"type": ["string", "null"]},
-                                      "predicted_confidence": {"type": ["number", "null"]},
-                                      "confirmed_category": {"type": ["string", "null"]},
-                                      "queue": {"type": ["string", "null"]}, "assignee": {"type": ["string", "null"]},
-                                      "urgent": {"type": "boolean", "description": "an exam happening now: sorted first, short target"},
-                                      "urgent_reason": {"type": ["string", "null"]},
-                                      "due_at": {"type": ["string", "null"], "format": "date-time",
-                                                 "description": "when the next staff response is due; null while waiting on the centre or closed"},
-                                      "centre_replied": {"type": "boolean", "description": "the centre wrote again since staff last acted"},
-                                      "created_at": {"type": "string"}, "updated_at": {"type": "string"},
-                                      "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}}}},
-            "TicketList": {"type": "object", "required": ["tickets", "total", "page", "per_page"],
-                           "properties": {"tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
-                                          "total": {"type": "integer"}, "page": {"type": "integer"},
-                                          "per_page": {"type": "integer"}}},
-            "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
-                "type": "object", "properties": {"slug": {"type": "string"}, "name": {"type": "string"},
-                                                 "open": {"type": "integer"}, "oldest_open_at": {"type": ["string", "null"]}}}}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "status"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "field": {"type": "string"},
+                },
+            },
+            "Accepted": {
+                "type": "object",
+                "required": ["id", "status", "reference", "message_id", "duplicate"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "status": {"enum": ["processed", "pending", "rejected"]},
+                    "reference": {"type": ["string", "null"]},
+                    "message_id": {"type": "string"},
+                    "duplicate": {"type": "boolean"},
+                    "note": {"type": "string"},
+                },
+            },
+            "InboundStatus": {
+                "type": "object",
+                "required": ["id", "status", "reference", "message_id", "received_at"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "status": {"enum": ["processed", "pending", "rejected"]},
+                    "reference": {"type": ["string", "null"]},
+                    "message_id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "attempts": {"type": "integer"},
+                    "last_error": {"type": ["string", "null"]},
+                    "received_at": {"type": "string"},
+                    "processed_at": {"type": ["string", "null"]},
+                },
+            },
+            "Message": {
+                "type": "object",
+                "required": ["id", "direction", "kind", "message_id", "body", "created_at"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "direction": {"enum": ["inbound", "outbound"]},
+                    "kind": {"type": "string"},
+                    "message_id": {"type": "string"},
+                    "from": {"type": "string"},
+                    "to": {"type": "string"},
+                    "subject": {"type": "string"},
+                    "body": {"type": "string"},
+                    "automatic_reason": {"type": ["string", "null"]},
+                    "created_at": {"type": "string"},
+                },
+            },
+            "Ticket": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "reference",
+                    "status",
+                    "queue",
+                    "urgent",
+                    "due_at",
+                    "created_at",
+                ],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "reference": {"type": "string"},
+                    "centre_email": {"type": "string"},
+                    "centre_name": {"type": "string"},
+                    "subject": {"type": "string"},
+                    "status": {"enum": list(tickets.STATUSES)},
+                    "action": {"type": ["string", "null"]},
+                    "predicted_category": {"type": ["string", "null"]},
+                    "predicted_confidence": {"type": ["number", "null"]},
+                    "confirmed_category": {"type": ["string", "null"]},
+                    "queue": {"type": ["string", "null"]},
+                    "assignee": {"type": ["string", "null"]},
+                    "urgent": {
+                        "type": "boolean",
+                        "description": "an exam happening now: sorted first, short target",
+                    },
+                    "urgent_reason": {"type": ["string", "null"]},
+                    "due_at": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": "when the next staff response is due; null while waiting on the centre or closed",
+                    },
+                    "centre_replied": {
+                        "type": "boolean",
+                        "description": "the centre wrote again since staff last acted",
+                    },
+                    "created_at": {"type": "string"},
+                    "updated_at": {"type": "string"},
+                    "messages": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Message"},
+                    },
+                },
+            },
+            "TicketList": {
+                "type": "object",
+                "required": ["tickets", "total", "page", "per_page"],
+                "properties": {
+                    "tickets": {"type": "array", "items": {"$ref": "#/components/schemas/Ticket"}},
+                    "total": {"type": "integer"},
+                    "page": {"type": "integer"},
+                    "per_page": {"type": "integer"},
+                },
+            },
+            "QueueList": {
+                "type": "object",
+                "required": ["queues"],
+                "properties": {
+                    "queues": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "slug": {"type": "string"},
+                                "name": {"type": "string"},
+                                "open": {"type": "integer"},
+                                "oldest_open_at": {"type": ["string", "null"]},
+                            },
+                        },
+                    }
+                },
+            },
         },
     },
     "paths": {
-        "/api/v1/inbound": {"post": {
-            "summary": "Submit one raw RFC 822 email",
-            "description": "Answers as soon as the email is stored (status pending, with its id): a worker classifies "
-                           "it and makes the ticket moments later (GET /api/v1/inbound/{id} for the reference). "
-                           "The same Message-ID again is answered with the stored email (duplicate true).",
-            "requestBody": {"required": True, "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}},
-            "responses": {"202": _json("Accepted", "stored; processing is pending (or done, for a duplicate)"),
-                          "400": _error("not a parseable email"), "413": _error("larger than the size cap"),
-                          "415": _error("wrong content type"), "503": _error("database unavailable; retry"), **_AUTH}}},
-        "/api/v1/inbound/{inbound_id}": {"get": {
-            "summary": "Where one submitted email is: pending, processed (with its ticket reference) or rejected",
-            "parameters": [{"name": "inbound_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-            "responses": {"200": _json("InboundStatus", "the stored email's state"),
-                          "404": _error("no such inbound email"), **_AUTH}}},
+        "/api/v1/inbound": {
+            "post": {
+                "summary": "Submit one raw RFC 822 email",
+                "description": "Answers as soon as the email is stored (status pending, with its id): a worker classifies "
+                "it and makes the ticket moments later (GET /api/v1/inbound/{id} for the reference). "
+                "The same Message-ID again is answered with the stored email (duplicate true).",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "message/rfc822": {"schema": {"type": "string", "format": "binary"}}
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        "Accepted", "stored; processing is pending (or done, for a duplicate)"
+                    ),
+                    "400": _error("not a parseable email"),
+                    "413": _error("larger than the size cap"),
+                    "415": _error("wrong content type"),
+                    "503": _error("database unavailable; retry"),
+                    **_AUTH,
+                },
+            }
+        },
+        "/api/v1/inbound/{inbound_id}": {
+            "get": {
+                "summary": "Where one submitted email is: pending, processed (with its ticket reference) or rejected",
+                "parameters": [
+                    {
+                        "name": "inbound_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    }
+                ],
+                "responses": {
+                    "200": _json("InboundStatus", "the stored email's state"),
+                    "404": _error("no such inbound email"),
+                    **_AUTH,
+                },
+            }
+        },
         "/api/v1/tickets": {
-            "post": {"summary": "Create a ticket from a contact form",
-                     "description": "Processed within the request, unlike the inbound webhook: the answer carries "
-                                    "the ticket reference a contact form shows the centre.",
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["from", "subject", "body"],
-                         "properties": {"from": {"type": "string", "format": "email"}, "name": {"type": "string"},
-                                        "subject": {"type": "string"}, "body": {"type": "string"}}}}}},
-                     "responses": {"202": _json("Accepted", "the ticket is made (status processed, with its reference)"),
-                                   "400": _error("invalid field"),
-                                   "503": _error("database unavailable; retry"), **_AUTH}},
-            "get": {"summary": "List tickets",
-                    "parameters": [
-                        {"name": "queue", "in": "query", "schema": {"type": "string"}},
-                        {"name": "status", "in": "query", "schema": {"enum": list(tickets.STATUSES)}},
-                        {"name": "category", "in": "query", "schema": {"enum": list(catalogue.SLUGS)}},
-                        {"name": "assignee", "in": "query", "schema": {"type": "string"}},
-                        {"name": "q", "in": "query", "schema": {"type": "string"}},
-                        {"name": "sort", "in": "query", "schema": {"enum": ["oldest", "newest"]}},
-                        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
-                        {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
-                    "responses": {"200": _json("TicketList", "a page of tickets"), "400": _error("bad filter"), **_AUTH}}},
+            "post": {
+                "summary": "Create a ticket from a contact form",
+                "description": "Processed within the request, unlike the inbound webhook: the answer carries "
+                "the ticket reference a contact form shows the centre.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["from", "subject", "body"],
+                                "properties": {
+                                    "from": {"type": "string", "format": "email"},
+                                    "name": {"type": "string"},
+                                    "subject": {"type": "string"},
+                                    "body": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        "Accepted", "the ticket is made (status processed, with its reference)"
+                    ),
+                    "400": _error("invalid field"),
+                    "503": _error("database unavailable; retry"),
+                    **_AUTH,
+                },
+            },
+            "get": {
+                "summary": "List tickets",
+                "parameters": [
+                    {"name": "queue", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"enum": list(tickets.STATUSES)}},
+                    {"name": "category", "in": "query", "schema": {"enum": list(catalogue.SLUGS)}},
+                    {"name": "assignee", "in": "query", "schema": {"type": "string"}},
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "sort", "in": "query", "schema": {"enum": ["oldest", "newest"]}},
+                    {
+                        "name": "page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    },
+                    {
+                        "name": "per_page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+                "responses": {
+                    "200": _json("TicketList", "a page of tickets"),
+                    "400": _error("bad filter"),
+                    **_AUTH,
+                },
+            },
+        },
         "/api/v1/tickets/{ticket_id}": {
-            "get": {"summary": "One ticket with its messages", "parameters": [_TICKET_ID],
-                    "responses": {"200": _json("Ticket", "the ticket"), "404": _error("no such ticket"), **_AUTH}},
-            "patch": {"summary": "Change status, category, queue or assignee", "parameters": [_TICKET_ID],
-                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                          "type": "object", "properties": {"status": {"enum": ["resolved", "open"]},
-                                                           "category": {"enum": list(catalogue.SLUGS)},
-                                                           "queue": {"type": "string"}, "assignee": {"type": ["string", "null"]}}}}}},
-                      "responses": {"200": _json("Ticket", "the changed ticket"), "400": _error("invalid change"),
-                                    "404": _error("no such ticket"), "409": _error("not possible in this state"), **_AUTH}}},
-        "/api/v1/tickets/{ticket_id}/replies": {"post": {
-            "summary": "Reply to the centre", "parameters": [_TICKET_ID],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["body"], "properties": {"body": {"type": "string"}}}}}},
-            "responses": {"201": _json("Message", "the queued reply"), "400": _error("no body"),
-                          "404": _error("no such ticket"), "409": _error("ticket is resolved"), **_AUTH}}},
-        "/api/v1/queues": {"get": {"summary": "Queues with open counts",
-                                   "responses": {"200": _json("QueueList", "queues"), **_AUTH}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document (also readable by a logged-in staff session)",
-                                         "responses": {"200": {"description": "OpenAPI"}, **_AUTH}}},
+            "get": {
+                "summary": "One ticket with its messages",
+                "parameters": [_TICKET_ID],
+                "responses": {
+                    "200": _json("Ticket", "the ticket"),
+                    "404": _error("no such ticket"),
+                    **_AUTH,
+                },
+            },
+            "patch": {
+                "summary": "Change status, category, queue or assignee",
+                "parameters": [_TICKET_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "status": {"enum": ["resolved", "open"]},
+                                    "category": {"enum": list(catalogue.SLUGS)},
+                                    "queue": {"type": "string"},
+                                    "assignee": {"type": ["string", "null"]},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json("Ticket", "the changed ticket"),
+                    "400": _error("invalid change"),
+                    "404": _error("no such ticket"),
+                    "409": _error("not possible in this state"),
+                    **_AUTH,
+                },
+            },
+        },
+        "/api/v1/tickets/{ticket_id}/replies": {
+            "post": {
+                "summary": "Reply to the centre",
+                "parameters": [_TICKET_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["body"],
+                                "properties": {"body": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("Message", "the queued reply"),
+                    "400": _error("no body"),
+                    "404": _error("no such ticket"),
+                    "409": _error("ticket is resolved"),
+                    **_AUTH,
+                },
+            }
+        },
+        "/api/v1/queues": {
+            "get": {
+                "summary": "Queues with open counts",
+                "responses": {"200": _json("QueueList", "queues"), **_AUTH},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This document (also readable by a logged-in staff session)",
+                "responses": {"200": {"description": "OpenAPI"}, **_AUTH},
+            }
+        },
     },
-}  # fmt: skip
+}
 
 
 @bp.get("/openapi.json")

@@ -13,7 +13,9 @@ class BadParameter(ApiError):
         super().__init__(400, f"{name} must be a whole number from {low} to {high}", field=name)
 
 
-def int_param(value: str | None, name: str, default: int | None = None, low: int = 1, high: int = MAX_ID) -> int | None:
+def int_param(
+    value: str | None, name: str, default: int | None = None, low: int = 1, high: int = MAX_ID
+) -> int | None:
     """`value` as an int in [low, high]; `default` when it is missing or empty; BadParameter otherwise.
 
     Only ASCII digits count: "²" passes str.isdigit() but int() refuses it, and a number past `high`
@@ -21,7 +23,11 @@ def int_param(value: str | None, name: str, default: int | None = None, low: int
     """
     if value is None or value == "":
         return default
-    if not (value.isascii() and value.isdigit()) or len(value) > 12 or not low <= int(value) <= high:
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > 12
+        or not low <= int(value) <= high
+    ):
         raise BadParameter(name, low, high)
     return int(value)
 

@@ -11,10 +11,19 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from triage import catalogue
-from triage.helpdesk import bulk, centres, due, macros, search, tickets, views
+from triage.helpdesk import bulk_actions, centres, due, macros, saved_views, search, tickets
 from triage.helpdesk.history import describe
 from triage.mail.forwards import split_forward
-from triage.models import Attachment, Classification, InboundEmail, Message, Queue, Ticket, User, utcnow
+from triage.orm import (
+    Attachment,
+    Classification,
+    InboundEmail,
+    Message,
+    Queue,
+    Ticket,
+    User,
+    utcnow,
+)
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
 from triage.web.params import BadParameter, int_param, required_int
@@ -54,9 +63,17 @@ def _span(seconds: int) -> str:
 def view_counts() -> dict[str, int]:
     """Open urgent and centre-replied counts for the navigation bar."""
     session = db()
-    urgent = session.scalar(select(func.count()).select_from(Ticket).where(
-        Ticket.urgent.is_(True), Ticket.status.in_(tickets.OPEN_STATUSES))) or 0  # fmt: skip
-    replied = tickets.count_tickets(session, views.view_filter(views.BY_SLUG["centre-replied"], 0, 1))
+    urgent = (
+        session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.urgent.is_(True), Ticket.status.in_(tickets.OPEN_STATUSES))
+        )
+        or 0
+    )
+    replied = tickets.count_tickets(
+        session, saved_views.view_filter(saved_views.BY_SLUG["centre-replied"], 0, 1)
+    )
     return {"urgent": urgent, "centre-replied": replied}
 
 
@@ -90,8 +107,11 @@ def _page() -> int:
 
 def _list_context(session: Any) -> dict[str, Any]:
     """What every ticket list needs for its bulk-action bar."""
-    return {"queues": session.scalars(select(Queue).order_by(Queue.slug)).all(), "categories": catalogue.CATEGORIES,
-            "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all()}  # fmt: skip
+    return {
+        "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
+        "categories": catalogue.CATEGORIES,
+        "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
+    }
 
 
 @bp.get("/queues/<slug>")
@@ -110,7 +130,11 @@ def queue(slug: str) -> ResponseReturnValue:
         queue=slug,
         status=None if status == "all" else status,
         category=category,
-        assignee_id=me().id if assignee == "me" else None if assignee == "none" else _int_arg("assignee"),
+        assignee_id=me().id
+        if assignee == "me"
+        else None
+        if assignee == "none"
+        else _int_arg("assignee"),
         unassigned=assignee == "none",
         text=(request.args.get("q") or "").strip() or None,
         oldest_first=request.args.get("sort", "oldest") != "newest",
@@ -118,22 +142,43 @@ def queue(slug: str) -> ResponseReturnValue:
     )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
-    return render_template("queue.html", queue=q, tickets=rows, total=total, page=f.page, pages=pages, f=f,
-                           status=status, assignee=assignee, **_list_context(session))  # fmt: skip
+    return render_template(
+        "queue.html",
+        queue=q,
+        tickets=rows,
+        total=total,
+        page=f.page,
+        pages=pages,
+        f=f,
+        status=status,
+        assignee=assignee,
+        **_list_context(session),
+    )
 
 
 @bp.get("/views/<slug>")
 def view(slug: str) -> ResponseReturnValue:
     """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All open)."""
-    chosen = views.BY_SLUG.get(slug)
+    chosen = saved_views.BY_SLUG.get(slug)
     if chosen is None:
         abort(404)
     session = db()
-    f = views.view_filter(chosen, me().id, _page(), request.args.get("sort", "oldest") != "newest")
+    f = saved_views.view_filter(
+        chosen, me().id, _page(), request.args.get("sort", "oldest") != "newest"
+    )
     rows, total = tickets.list_tickets(session, f)
     pages = max(1, -(-total // f.page_size))
-    return render_template("view.html", view=chosen, views=views.VIEWS, tickets=rows, total=total, page=f.page,
-                           pages=pages, f=f, **_list_context(session))  # fmt: skip
+    return render_template(
+        "view.html",
+        view=chosen,
+        views=saved_views.VIEWS,
+        tickets=rows,
+        total=total,
+        page=f.page,
+        pages=pages,
+        f=f,
+        **_list_context(session),
+    )
 
 
 @bp.get("/search")
@@ -159,7 +204,12 @@ def _back(default: str) -> str:
     """The local page a form came from (never another site)."""
     target = request.form.get("next", "")
     parts = urlsplit(target)
-    if target.startswith("/") and not target.startswith("//") and not parts.scheme and not parts.netloc:
+    if (
+        target.startswith("/")
+        and not target.startswith("//")
+        and not parts.scheme
+        and not parts.netloc
+    ):
         return target
     return default
 
@@ -169,10 +219,12 @@ def bulk_action() -> ResponseReturnValue:
     """Assign, move, confirm or resolve every selected ticket; says which could not be changed and why."""
     session = db()
     operation = request.form.get("op", "")
-    value = request.form.get(f"{operation}_value", "") if operation in bulk.OPERATIONS else ""
+    value = (
+        request.form.get(f"{operation}_value", "") if operation in bulk_actions.OPERATIONS else ""
+    )
     try:
         ids = [required_int(v, "ticket_id") for v in request.form.getlist("ticket_id")]
-        outcome = bulk.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
+        outcome = bulk_actions.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
         session.commit()
         flash(f"{outcome.done} ticket{'' if outcome.done == 1 else 's'} changed.")
         if outcome.refused:
@@ -204,7 +256,11 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
         "macros": macros.for_category(session, t.confirmed_category or t.predicted_category),
         "me": me(),
-        "forwards": {m.id: f for m in t.messages if m.direction == "inbound" and (f := split_forward(m.body_text))},
+        "forwards": {
+            m.id: f
+            for m in t.messages
+            if m.direction == "inbound" and (f := split_forward(m.body_text))
+        },
         "due": due.due_at(t),
         "domain": centres.domain_of(t.centre_email),
     }
@@ -257,7 +313,9 @@ def act(ticket_id: int, action: str) -> ResponseReturnValue:
                 else url_for("staff.queue", slug=t.queue.slug if t.queue else "triage")
             )
         session.commit()
-        done = {"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(action, "Saved.")
+        done = {"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(
+            action, "Saved."
+        )
         if action == "reply" and then == "resolve":
             done = "Reply queued for sending. Ticket resolved."
         flash(done)
@@ -304,12 +362,19 @@ def raw_source(message_id: int) -> ResponseReturnValue:
         abort(404)
     raw = message.raw
     if raw is None:
-        raw = session.scalar(select(InboundEmail.raw).where(InboundEmail.message_id == message.message_id))
+        raw = session.scalar(
+            select(InboundEmail.raw).where(InboundEmail.message_id == message.message_id)
+        )
     if raw is None:
         abort(404)
-    return Response(raw, mimetype="message/rfc822",
-                    headers={"Content-Disposition": f'attachment; filename="message-{message_id}.eml"',
-                             "X-Content-Type-Options": "nosniff"})  # fmt: skip
+    return Response(
+        raw,
+        mimetype="message/rfc822",
+        headers={
+            "Content-Disposition": f'attachment; filename="message-{message_id}.eml"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @bp.get("/attachments/<int:attachment_id>")
@@ -318,6 +383,11 @@ def attachment(attachment_id: int) -> ResponseReturnValue:
     att = db().get(Attachment, attachment_id)
     if att is None or att.data is None:
         abort(404)
-    return Response(att.data, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": attachment_disposition(att.filename),
-                             "X-Content-Type-Options": "nosniff"})  # fmt: skip
+    return Response(
+        att.data,
+        mimetype="application/octet-stream",
+        headers={
+            "Content-Disposition": attachment_disposition(att.filename),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

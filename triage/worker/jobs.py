@@ -10,14 +10,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.classifier.retraining import retrain
 from triage.config import Settings
-from triage.models import Job, utcnow
+from triage.orm import Job, utcnow
 
 log = logging.getLogger(__name__)
 
 
 def request_retrain(session: Session, by: str) -> Job:
     """Queue a retrain unless one is already queued or running; returns that job."""
-    existing = session.scalars(select(Job).where(Job.kind == "retrain", Job.status.in_(("queued", "running")))).first()
+    existing = session.scalars(
+        select(Job).where(Job.kind == "retrain", Job.status.in_(("queued", "running")))
+    ).first()
     if existing is not None:
         return existing
     job = Job(kind="retrain", requested_by=by, progress="waiting for a worker")
@@ -38,18 +40,41 @@ def run_queued(sessions: sessionmaker[Session], settings: Settings, worker: str)
     """Claim and run one queued job; returns 1 if a job ran, else 0."""
     with sessions() as session, session.begin():
         job = session.scalars(
-            select(Job).where(Job.status == "queued").order_by(Job.id).limit(1).with_for_update(skip_locked=True)
+            select(Job)
+            .where(Job.status == "queued")
+            .order_by(Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
         ).first()
         if job is None:
             return 0
-        job.status, job.claimed_by, job.started_at, job.progress = "running", worker, utcnow(), "started"
+        job.status, job.claimed_by, job.started_at, job.progress = (
+            "running",
+            worker,
+            utcnow(),
+            "started",
+        )
         job_id, requested_by = job.id, job.requested_by
     try:
-        outcome = retrain(sessions, settings, f"worker:{worker} for {requested_by}",
-                          progress=lambda msg: _set(sessions, job_id, progress=msg))  # fmt: skip
-        summary = {k: v for k, v in asdict(outcome).items() if k not in {"challenger", "champion", "details"}}
+        outcome = retrain(
+            sessions,
+            settings,
+            f"worker:{worker} for {requested_by}",
+            progress=lambda msg: _set(sessions, job_id, progress=msg),
+        )
+        summary = {
+            k: v
+            for k, v in asdict(outcome).items()
+            if k not in {"challenger", "champion", "details"}
+        }
         _set(sessions, job_id, status="done", finished_at=utcnow(), result=summary)
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        _set(sessions, job_id, status="failed", finished_at=utcnow(), progress=f"failed: {type(exc).__name__}: {exc}")
+        _set(
+            sessions,
+            job_id,
+            status="failed",
+            finished_at=utcnow(),
+            progress=f"failed: {type(exc).__name__}: {exc}",
+        )
     return 1

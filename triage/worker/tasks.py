@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.helpdesk import notifications
-from triage.jobs import run_queued
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.mail.outbox import deliver_due
-from triage.worker import Nudge, Task
+from triage.worker.jobs import run_queued
+from triage.worker.loop import Nudge, Task
 
-NOTIFY_EVERY_SECONDS = 1.0  # while mail streams in, staff notifications are looked for once a second
+NOTIFY_EVERY_SECONDS = (
+    1.0  # while mail streams in, staff notifications are looked for once a second
+)
 
 
 def worker_id() -> str:
@@ -29,8 +31,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping: threading.Event | None = None,
-                  helper: bool = False, delivery: Nudge | None = None) -> list[Task]:  # fmt: skip
+def default_tasks(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    stopping: threading.Event | None = None,
+    helper: bool = False,
+    delivery: Nudge | None = None,
+) -> list[Task]:
     """Tasks the worker runs each round, in order: poll the inbox, process stored mail, deliver the outbox, jobs.
 
     `stopping` (the worker's shutdown flag) lets long tasks end early and hand unfinished work back.
@@ -39,8 +46,12 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping:
     own (`delivery_tasks`, in another thread), which this nudge wakes whenever a batch has been processed.
     """
     stop = stopping or threading.Event()
-    ctx = InboundContext(settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval))
-    with contextlib.suppress(Exception):  # load the model now, not with the first email (none yet is fine)
+    ctx = InboundContext(
+        settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval)
+    )
+    with contextlib.suppress(
+        Exception
+    ):  # load the model now, not with the first email (none yet is fine)
         ctx.models.current()
     me = worker_id()
     tasks: list[Task] = []
@@ -49,15 +60,23 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping:
             Task(
                 "poll-imap",
                 lambda s, st: imap.poll(
-                    s, st, lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True), should_stop=stop.is_set
+                    s,
+                    st,
+                    lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True),
+                    should_stop=stop.is_set,
                 ),
             )
         )
     last_batch = [0]  # how many emails the last processing round handled
     tasks.append(
-        Task("process-inbound", lambda s, _st: _count(last_batch, _process_then_nudge(s, ctx, stop, delivery)))
+        Task(
+            "process-inbound",
+            lambda s, _st: _count(last_batch, _process_then_nudge(s, ctx, stop, delivery)),
+        )
     )
-    tasks.append(Task("notify-staff", notify_staff(notifications.run, streaming=lambda: last_batch[0] > 0)))
+    tasks.append(
+        Task("notify-staff", notify_staff(notifications.run, streaming=lambda: last_batch[0] > 0))
+    )
     if delivery is None:
         tasks.extend(delivery_tasks(stop))
     if not helper:
@@ -65,8 +84,9 @@ def default_tasks(settings: Settings, sessions: sessionmaker[Session], stopping:
     return tasks
 
 
-def notify_staff(run: Callable[[sessionmaker[Session], Settings], int],
-                 streaming: Callable[[], bool]) -> Callable[[sessionmaker[Session], Settings], int]:  # fmt: skip
+def notify_staff(
+    run: Callable[[sessionmaker[Session], Settings], int], streaming: Callable[[], bool]
+) -> Callable[[sessionmaker[Session], Settings], int]:
     """The staff-notification task: after every round when the worker is about to idle, but at most once a
     second while mail streams in (not after every batch: three queries each time, for nothing new)."""
     last = -math.inf
@@ -93,8 +113,12 @@ def delivery_tasks(stopping: threading.Event) -> list[Task]:
     return [Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stopping.is_set))]
 
 
-def _process_then_nudge(sessions: sessionmaker[Session], ctx: InboundContext, stopping: threading.Event,
-                        delivery: Nudge | None) -> int:  # fmt: skip
+def _process_then_nudge(
+    sessions: sessionmaker[Session],
+    ctx: InboundContext,
+    stopping: threading.Event,
+    delivery: Nudge | None,
+) -> int:
     processed = process_pending(sessions, ctx, should_stop=stopping.is_set)
     if processed and delivery is not None:
         delivery.wake()  # its replies are committed: send them now, while the next batch is processed

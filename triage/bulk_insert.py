@@ -28,7 +28,11 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     session.flush()
     given = list(rows[0])
-    defaults = [column for column in table.columns if column.key not in rows[0] and column.default is not None]
+    defaults = [
+        column
+        for column in table.columns
+        if column.key not in rows[0] and column.default is not None
+    ]
     columns = [table.columns[name] for name in given] + defaults
     json_at = [i for i, column in enumerate(columns) if isinstance(column.type, JSON)]
     names = ", ".join(f'"{column.name}"' for column in columns)
@@ -45,9 +49,17 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
                 for i in json_at:
                     values[i] = Json(values[i])
                 copy.write_row(values)
-    except psycopg.Error as exc:  # as SQLAlchemy raises a driver's error: wrapped, a lost connection dropped
+    except (
+        psycopg.Error
+    ) as exc:  # as SQLAlchemy raises a driver's error: wrapped, a lost connection dropped
         lost = connection.dialect.is_disconnect(exc, driver, None)
         if lost:
             connection.invalidate(exc)
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error, connection_invalidated=lost,
-                                  dialect=connection.dialect) from exc  # fmt: skip
+        raise DBAPIError.instance(
+            statement,
+            None,
+            exc,
+            psycopg.Error,
+            connection_invalidated=lost,
+            dialect=connection.dialect,
+        ) from exc

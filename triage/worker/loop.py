@@ -40,9 +40,14 @@ class Task:
 class Worker:
     """Runs tasks until stopped; a task's failure is logged and retried on the next round."""
 
-    def __init__(self, tasks: list[Task], sessions: sessionmaker[Session], settings: Settings,
-                 stopping: threading.Event | None = None,
-                 wait: Callable[[float, threading.Event], bool] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tasks: list[Task],
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        stopping: threading.Event | None = None,
+        wait: Callable[[float, threading.Event], bool] | None = None,
+    ) -> None:
         self.tasks = tasks
         self.sessions = sessions
         self.settings = settings

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.helpdesk import tickets
-from triage.models import Ticket, User
+from triage.orm import Ticket, User
 
 OPERATIONS = ("assign", "move", "confirm", "resolve")
 MAX_TICKETS = 200
@@ -22,7 +22,9 @@ class BulkOutcome:
     refused: list[str] = field(default_factory=list)
 
 
-def apply(session: Session, actor: tickets.Actor, ticket_ids: list[int], operation: str, value: str) -> BulkOutcome:
+def apply(
+    session: Session, actor: tickets.Actor, ticket_ids: list[int], operation: str, value: str
+) -> BulkOutcome:
     """Apply one operation to each ticket; a ticket it cannot apply to is skipped with the reason."""
     if operation not in OPERATIONS:
         raise tickets.TicketError(f"unknown bulk action {operation!r}")
@@ -33,11 +35,18 @@ def apply(session: Session, actor: tickets.Actor, ticket_ids: list[int], operati
         raise tickets.TicketError(f"at most {MAX_TICKETS} tickets at a time")
     assignee = None
     if operation == "assign" and value:
-        assignee = session.get(User, int(value)) if value.isascii() and value.isdigit() and len(value) < 10 else None
+        assignee = (
+            session.get(User, int(value))
+            if value.isascii() and value.isdigit() and len(value) < 10
+            else None
+        )
         if assignee is None:
             raise tickets.TicketError("choose someone to assign to")
-    rows = session.scalars(select(Ticket).where(Ticket.id.in_(ids)).options(selectinload(Ticket.queue),
-                                                                            selectinload(Ticket.assignee))).all()  # fmt: skip
+    rows = session.scalars(
+        select(Ticket)
+        .where(Ticket.id.in_(ids))
+        .options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
+    ).all()
     outcome = BulkOutcome()
     for ticket in sorted(rows, key=lambda t: t.id):
         try:

@@ -35,7 +35,9 @@ NAMING_CONVENTION = {
 }
 
 REFERENCE_PREFIX = "IMI-"
-API_SCOPES = "inbound read write metrics"  # a token's scopes, space-separated; tokens get all by default
+API_SCOPES = (
+    "inbound read write metrics"  # a token's scopes, space-separated; tokens get all by default
+)
 _REFERENCE_RE = re.compile(r"\bIMI-(\d{6,})\b", re.IGNORECASE)
 
 
@@ -81,7 +83,9 @@ class Queue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    notify_address: Mapped[str | None] = mapped_column(String(254))  # told when a centre replies on a ticket
+    notify_address: Mapped[str | None] = mapped_column(
+        String(254)
+    )  # told when a centre replies on a ticket
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # response targets in business minutes (urgent tickets: wall-clock minutes)
     first_response_minutes: Mapped[int] = mapped_column(Integer, default=480, server_default="480")
@@ -116,7 +120,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     # email notifications this person wants (Preferences page)
-    notify_centre_replies: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_centre_replies: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
     notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # raised by logout, a password change or deactivation: sessions signed with an older value are void
@@ -166,9 +172,13 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     centre_email: Mapped[str] = mapped_column(String(254))
     centre_name: Mapped[str] = mapped_column(String(200), default="")
-    centre_domain: Mapped[str | None] = mapped_column(String(253))  # registrable domain, for the per-domain cap
+    centre_domain: Mapped[str | None] = mapped_column(
+        String(253)
+    )  # registrable domain, for the per-domain cap
     subject: Mapped[str] = mapped_column(String(998), default="")
-    status: Mapped[str] = mapped_column(String(20), default="open")  # open|pending|auto_replied|resolved
+    status: Mapped[str] = mapped_column(
+        String(20), default="open"
+    )  # open|pending|auto_replied|resolved
     action: Mapped[str | None] = mapped_column(String(20))  # auto_reply|route|triage|none
     predicted_category: Mapped[str | None] = mapped_column(String(64))
     predicted_confidence: Mapped[float | None] = mapped_column(Float)
@@ -181,11 +191,17 @@ class Ticket(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
-    resolution: Mapped[str | None] = mapped_column(String(64))  # e.g. "no action needed" (automatic mail)
-    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # an exam happening now
+    resolution: Mapped[str | None] = mapped_column(
+        String(64)
+    )  # e.g. "no action needed" (automatic mail)
+    urgent: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )  # an exam happening now
     urgent_reason: Mapped[str | None] = mapped_column(String(300))
     centre_replied_at: Mapped[datetime | None]  # the centre's latest follow-up (not automatic mail)
-    last_staff_action_at: Mapped[datetime | None]  # the latest change by staff (person or API token)
+    last_staff_action_at: Mapped[
+        datetime | None
+    ]  # the latest change by staff (person or API token)
     urgent_notified_at: Mapped[datetime | None]
     reply_notified_at: Mapped[datetime | None]  # the centre reply the assignee was last told of
     overdue_notified_due: Mapped[datetime | None]  # the due time whose passing was last notified
@@ -207,7 +223,9 @@ class Ticket(Base):
         """True when the centre wrote again since staff last acted on an open ticket."""
         if self.centre_replied_at is None or self.status not in ("open", "pending"):
             return False
-        return self.last_staff_action_at is None or self.centre_replied_at > self.last_staff_action_at
+        return (
+            self.last_staff_action_at is None or self.centre_replied_at > self.last_staff_action_at
+        )
 
 
 def format_reference(ticket_id: int) -> str:
@@ -230,7 +248,9 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound
-    kind: Mapped[str] = mapped_column(String(20), default="email")  # email|auto_reply|ack|staff_reply|bounce
+    kind: Mapped[str] = mapped_column(
+        String(20), default="email"
+    )  # email|auto_reply|ack|staff_reply|bounce
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
@@ -246,7 +266,9 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
-    attachments: Mapped[list[Attachment]] = relationship(back_populates="message", cascade="all, delete-orphan")
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", cascade="all, delete-orphan"
+    )
 
 
 class InboundEmail(Base):
@@ -259,7 +281,9 @@ class InboundEmail(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(20))  # webhook | api | imap | ingest
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | processed | rejected
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending | processed | rejected
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
@@ -273,7 +297,9 @@ class Attachment(Base):
     __tablename__ = "attachments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     filename: Mapped[str] = mapped_column(String(255), default="")
     content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
     size: Mapped[int] = mapped_column(Integer)
@@ -308,10 +334,14 @@ class OutboxItem(Base):
     __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), unique=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|failed
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending|sending|sent|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -330,7 +360,9 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="candidate")  # candidate|active|retired|rejected
+    status: Mapped[str] = mapped_column(
+        String(16), default="candidate"
+    )  # candidate|active|retired|rejected
     data_sha256: Mapped[str] = mapped_column(String(64))
     sklearn_version: Mapped[str] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -394,7 +426,9 @@ class Macro(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str | None] = mapped_column(String(64), index=True)  # offered first on tickets of it
+    category: Mapped[str | None] = mapped_column(
+        String(64), index=True
+    )  # offered first on tickets of it
     body: Mapped[str] = mapped_column(Text)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -409,7 +443,9 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(200))  # "user:<email>", "system", "model:<version>", "token:<name>"
+    actor: Mapped[str] = mapped_column(
+        String(200)
+    )  # "user:<email>", "system", "model:<version>", "token:<name>"
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(64))

@@ -20,7 +20,9 @@ CHANNEL = "triage_inbound"
 SQLITE_CHECK_SECONDS = 0.1  # how often an idle SQLite worker looks for another process's commit
 
 
-_NOTIFY = sql_select(cast(func.pg_notify(CHANNEL, ""), Text))  # text: a void result costs a type lookup per call
+_NOTIFY = sql_select(
+    cast(func.pg_notify(CHANNEL, ""), Text)
+)  # text: a void result costs a type lookup per call
 
 
 def notify_workers(session: Session) -> None:
@@ -92,11 +94,17 @@ class Waker:
 
     def _sqlite_path(self) -> str | None:
         database = self.engine.url.database
-        return database if database and database != ":memory:" and not database.startswith("file:") else None
+        return (
+            database
+            if database and database != ":memory:" and not database.startswith("file:")
+            else None
+        )
 
     def _wait_sqlite(self, deadline: float, stopping: threading.Event) -> bool:
         if self._sqlite is None:
-            self._sqlite = sqlite3.connect(self._sqlite_path() or "", isolation_level=None, check_same_thread=False)
+            self._sqlite = sqlite3.connect(
+                self._sqlite_path() or "", isolation_level=None, check_same_thread=False
+            )
             self._version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
         while not stopping.is_set():
             version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]

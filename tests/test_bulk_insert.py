@@ -9,8 +9,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from triage.bulk import insert_rows
-from triage.models import AuditEvent, Message, OutboxItem, Queue, Ticket, utcnow
+from triage.bulk_insert import insert_rows
+from triage.orm import AuditEvent, Message, OutboxItem, Queue, Ticket, utcnow
 
 AWKWARD = "tab\there\nnew line, back\\slash, \\N, \\., é, 🙂, \r carriage, 'quote' \"double\""
 
@@ -19,18 +19,36 @@ def test_insert_rows_writes_what_an_insert_would(session: Session) -> None:
     queue_id = session.scalar(select(Queue.id).order_by(Queue.id))
     before = utcnow()
     tickets = [
-        {"centre_email": f"c{i}@college.example", "centre_name": AWKWARD, "subject": f"Exam frozen {i}",
-         "queue_id": queue_id, "urgent": i == 1, "urgent_reason": None if i == 0 else AWKWARD}
+        {
+            "centre_email": f"c{i}@college.example",
+            "centre_name": AWKWARD,
+            "subject": f"Exam frozen {i}",
+            "queue_id": queue_id,
+            "urgent": i == 1,
+            "urgent_reason": None if i == 0 else AWKWARD,
+        }
         for i in range(2)
-    ]  # fmt: skip
+    ]
     insert_rows(session, Ticket.__table__, tickets)
     ids = list(session.scalars(select(Ticket.id).order_by(Ticket.id)))
     assert len(ids) == 2
     raw = bytes(range(256)) + b"\\N\t\n"
-    insert_rows(session, Message.__table__, [
-        {"ticket_id": ids[0], "direction": "outbound", "kind": "auto_reply", "message_id": "<m1@imi.example>",
-         "body_text": AWKWARD, "clean_text": "", "raw": raw, "in_reply_to": None},
-    ])  # fmt: skip
+    insert_rows(
+        session,
+        Message.__table__,
+        [
+            {
+                "ticket_id": ids[0],
+                "direction": "outbound",
+                "kind": "auto_reply",
+                "message_id": "<m1@imi.example>",
+                "body_text": AWKWARD,
+                "clean_text": "",
+                "raw": raw,
+                "in_reply_to": None,
+            },
+        ],
+    )
     message_id = session.scalar(select(Message.id))
     insert_rows(
         session,
@@ -39,7 +57,9 @@ def test_insert_rows_writes_what_an_insert_would(session: Session) -> None:
     )
     details = {"reason": AWKWARD, "nested": {"list": [1, 2.5, None, True]}, "none": None}
     insert_rows(
-        session, AuditEvent.__table__, [{"actor": "system", "ticket_id": ids[1], "action": "x", "details": details}]
+        session,
+        AuditEvent.__table__,
+        [{"actor": "system", "ticket_id": ids[1], "action": "x", "details": details}],
     )
     insert_rows(session, AuditEvent.__table__, [])  # nothing to write: nothing written
     session.commit()
@@ -51,7 +71,10 @@ def test_insert_rows_writes_what_an_insert_would(session: Session) -> None:
     assert (first.urgent, second.urgent, first.urgent_reason) == (False, True, None)
     # the Python-side defaults were filled in, row by row, as an INSERT fills them
     assert first.status == "open" and first.centre_domain is None
-    assert before <= first.created_at <= second.created_at <= utcnow() and first.updated_at >= first.created_at
+    assert (
+        before <= first.created_at <= second.created_at <= utcnow()
+        and first.updated_at >= first.created_at
+    )
     message = session.scalars(select(Message)).one()
     assert message.raw == raw and message.body_text == AWKWARD and message.in_reply_to is None
     item = session.scalars(select(OutboxItem)).one()
@@ -59,18 +82,30 @@ def test_insert_rows_writes_what_an_insert_would(session: Session) -> None:
     assert before <= item.next_attempt_at <= utcnow() + timedelta(seconds=1)
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "x")).one()
     assert event.details == details and event.created_at >= before
-    if session.get_bind().dialect.name == "postgresql":  # the search triggers fire for COPY as for INSERT
-        found = session.scalar(text("SELECT count(*) FROM ticket_search WHERE document @@ plainto_tsquery('frozen')"))
+    if (
+        session.get_bind().dialect.name == "postgresql"
+    ):  # the search triggers fire for COPY as for INSERT
+        found = session.scalar(
+            text("SELECT count(*) FROM ticket_search WHERE document @@ plainto_tsquery('frozen')")
+        )
         assert found == 2
 
 
-def test_a_row_the_database_refuses_raises_as_sqlalchemy_does_and_writes_none(session: Session) -> None:
+def test_a_row_the_database_refuses_raises_as_sqlalchemy_does_and_writes_none(
+    session: Session,
+) -> None:
     queue_id = session.scalar(select(Queue.id).order_by(Queue.id))
-    insert_rows(session, Ticket.__table__, [{"centre_email": "c@college.example", "queue_id": queue_id}])
+    insert_rows(
+        session, Ticket.__table__, [{"centre_email": "c@college.example", "queue_id": queue_id}]
+    )
     ticket_id = session.scalar(select(Ticket.id))
     twice = {"ticket_id": ticket_id, "direction": "inbound", "message_id": "<same@college.example>"}
-    with pytest.raises(IntegrityError):  # not the driver's own exception: callers catch one kind on both databases
+    with pytest.raises(
+        IntegrityError
+    ):  # not the driver's own exception: callers catch one kind on both databases
         insert_rows(session, Message.__table__, [twice, {**twice}])
     session.rollback()
     assert session.scalar(select(func.count()).select_from(Message)) == 0
-    assert session.scalar(select(func.count()).select_from(Ticket)) == 0  # the whole transaction rolled back
+    assert (
+        session.scalar(select(func.count()).select_from(Ticket)) == 0
+    )  # the whole transaction rolled back
