@@ -172,7 +172,7 @@ def _decode_part(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not a name at all ("us-ascii\x00")
         return payload.decode("utf-8", errors="replace")
 
 

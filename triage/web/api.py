@@ -7,7 +7,8 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from triage.mail.inbound import InboundContext, Received, accept, message_from_form, receive
+from triage.mail.contact_form import message_from_form
+from triage.mail.inbound import InboundContext, Received, accept, receive
 from triage.mail.parse import UnparseableEmail
 from triage.orm import InboundEmail, format_reference
 from triage.web import db, session_factory, settings, statement_db
