@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Json
@@ -38,7 +38,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     names = ", ".join(f'"{column.name}"' for column in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     connection = session.connection()
-    driver = connection.connection.driver_connection
+    driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
@@ -52,7 +52,8 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     except (
         psycopg.Error
     ) as exc:  # as SQLAlchemy raises a driver's error: wrapped, a lost connection dropped
-        lost = connection.dialect.is_disconnect(exc, driver, None)
+        # SQLAlchemy types the driver's error as its own placeholder class, DBAPIModule.Error
+        lost = connection.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
         if lost:
             connection.invalidate(exc)
         raise DBAPIError.instance(

@@ -7,14 +7,16 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from triage.config import ConfigError
 
@@ -56,11 +58,13 @@ PING_AFTER_IDLE_SECONDS = (
 )
 
 
-def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+def _note_checkin(_dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
     record.info["checked_in"] = time.monotonic()
 
 
-def _ping_if_idle(engine: Engine) -> Any:
+def _ping_if_idle(
+    engine: Engine,
+) -> Callable[[DBAPIConnection, ConnectionPoolEntry, PoolProxiedConnection], None]:
     """A checkout hook that pings only connections that have sat idle in the pool (pre-ping, minus its cost
     on a busy server: one round trip per checkout). A failed ping makes the pool replace the connection.
 
@@ -69,7 +73,9 @@ def _ping_if_idle(engine: Engine) -> Any:
     gets a fresh connection.
     """
 
-    def ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    def ping(
+        dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
         last_used = record.info.get(
             "checked_in"
         )  # None: a connection made just now for this checkout
@@ -101,7 +107,7 @@ def statement_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
             yield session
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy control transactions (pysqlite's own handling breaks BEGIN IMMEDIATE).
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
@@ -111,7 +117,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_begin(conn: Connection) -> None:
     # Take the write lock at BEGIN so two writers queue instead of failing to upgrade a read lock.
     dbapi_conn = conn.connection.dbapi_connection
     if not isinstance(

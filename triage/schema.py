@@ -49,13 +49,20 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         sqlite = engine.dialect.name == "sqlite"
         if sqlite:
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _driver_execute(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
                 yield conn
         finally:
             if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                _driver_execute(conn, "PRAGMA foreign_keys=ON")
+
+
+def _driver_execute(conn: Connection, sql: str) -> None:
+    """Run `sql` on the driver's own connection, outside SQLAlchemy's transaction handling."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None  # an open Connection holds its driver connection
+    driver.execute(sql)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -92,7 +99,8 @@ def pending_model_changes(engine: Engine) -> list[object]:
                 "include_name": include_name,
             },
         )
-        return compare_metadata(ctx, Base.metadata)
+        changes: list[object] = compare_metadata(ctx, Base.metadata)
+        return changes
 
 
 def ensure_current(engine: Engine) -> None:

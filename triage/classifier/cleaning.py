@@ -70,7 +70,8 @@ def html_to_text(html: str) -> str:
     """Convert an HTML body to readable plain text (scripts and styles dropped), bounded in size and time."""
     visible = _drop_invisible(html or "")[:MAX_HTML_CHARS]
     try:
-        return get_text(visible, _HTML_CONFIG)
+        text: str = get_text(visible, _HTML_CONFIG)
+        return text
     except (
         RecursionError,
         ValueError,

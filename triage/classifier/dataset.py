@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from triage.catalogue import BY_SLUG
@@ -87,7 +88,7 @@ def sha256_of(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
-def _shingles(texts: Sequence[str]):  # type: ignore[no-untyped-def]
+def _shingles(texts: Sequence[str]) -> sparse.csr_matrix:
     vec = HashingVectorizer(
         analyzer="char",
         ngram_range=(5, 5),
@@ -97,7 +98,8 @@ def _shingles(texts: Sequence[str]):  # type: ignore[no-untyped-def]
         alternate_sign=False,
         lowercase=True,
     )
-    return vec.transform([" ".join(t.split()) for t in texts]).tocsr()
+    shingles: sparse.csr_matrix = vec.transform([" ".join(t.split()) for t in texts]).tocsr()
+    return shingles
 
 
 def near_duplicates(

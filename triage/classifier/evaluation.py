@@ -78,8 +78,8 @@ def per_writer(
     group_arr = np.asarray(groups, dtype=object)
     for group in sorted(set(group_arr.tolist())):
         rows = np.flatnonzero(group_arr == group)
-        auto = np.asarray([decisions[i].action == AUTO_REPLY for i in rows], dtype=bool)
-        right = np.asarray([decisions[i].category == truth[i] for i in rows], dtype=bool)
+        auto = np.asarray([decisions[int(i)].action == AUTO_REPLY for i in rows], dtype=np.bool_)
+        right = np.asarray([decisions[int(i)].category == truth[i] for i in rows], dtype=np.bool_)
         self_serve = np.isin(truth[rows], list(SELF_SERVE_SLUGS))
         out[str(group)] = {
             "n": int(rows.size),

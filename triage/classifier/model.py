@@ -188,14 +188,15 @@ class TrainedModel:
             features = self.pipeline[1:-1].transform(cleaned)
             fast = self._calibration()
             if fast is None:
-                return self.pipeline[-1].predict_proba(features)
+                predicted: np.ndarray = self.pipeline[-1].predict_proba(features)
+                return predicted
             coef, intercept, a, b, columns = fast
             scores = np.asarray(features @ coef.T) + intercept
             calibrated = np.zeros((scores.shape[0], len(self.pipeline.classes_)))
             calibrated[:, columns] = expit(-(a * scores + b))
             total = calibrated.sum(axis=1, keepdims=True)
             uniform = np.full_like(calibrated, 1 / calibrated.shape[1])
-            proba = np.divide(calibrated, total, out=uniform, where=total != 0)
+            proba: np.ndarray = np.divide(calibrated, total, out=uniform, where=total != 0)
             proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
             return proba
 

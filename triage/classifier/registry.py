@@ -83,7 +83,8 @@ def read_metadata(models_dir: Path, version: str) -> dict[str, Any]:
     """The metadata.json of a version."""
     path = version_dir(models_dir, version) / METADATA
     try:
-        return json.loads(path.read_text())
+        metadata: dict[str, Any] = json.loads(path.read_text())
+        return metadata
     except FileNotFoundError:
         raise ModelLoadError(f"model version {version} not found in {models_dir}") from None
     except (OSError, json.JSONDecodeError) as exc:

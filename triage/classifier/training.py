@@ -57,15 +57,16 @@ def out_of_fold_probabilities(
     labels = np.asarray([ex.label for ex in examples])
     groups = [ex.group for ex in examples]
     n_groups = len(set(groups))
+    fold_groups: list[str] | None = groups
     if all(groups) and n_groups >= 3:
         splitter: Any = GroupKFold(n_splits=n_groups if n_groups <= 10 else 5)
     else:
-        splitter, groups = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed), None
+        splitter, fold_groups = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed), None
     probs = cross_val_predict(
         build_pipeline(seed),
         pairs,
         labels,
-        groups=groups,
+        groups=fold_groups,
         cv=splitter,
         method="predict_proba",
         n_jobs=n_jobs,
@@ -104,7 +105,8 @@ def _featurise(pipeline: Pipeline, pairs: list[tuple[str, str]], n_jobs: int) ->
     size = max(1, -(-len(pairs) // max(1, n_jobs)))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     parts = Parallel(n_jobs=n_jobs)(delayed(head.transform)(chunk) for chunk in chunks)
-    return sparse.vstack(parts).tocsr()
+    features: sparse.csr_matrix = sparse.vstack(parts).tocsr()
+    return features
 
 
 def _train_scalable(

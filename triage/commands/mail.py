@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import mailbox
 import sys
 from collections.abc import Iterator
@@ -122,6 +123,6 @@ def poll_imap_command() -> None:
             settings,
             lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True),
         )
-    except (imap.ImapError, OSError, imap.imaplib.IMAP4.error) as exc:
+    except (imap.ImapError, OSError, imaplib.IMAP4.error) as exc:
         raise click.ClickException(f"IMAP poll failed: {exc}") from None
     click.echo(f"{count} message(s) fetched from {imap.mailbox_key(settings)}")

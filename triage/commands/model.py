@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from triage.classifier import registry
 from triage.classifier.classify_stream import run as classify_run
-from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl
+from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, Example, load_jsonl
 from triage.classifier.evaluation import evaluate, format_report
+from triage.classifier.model import TrainedModel
 from triage.classifier.training import train
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
@@ -21,7 +22,7 @@ from triage.orm import ModelVersion
 from triage.routing import routing_map
 
 
-def _load_model(version: str | None) -> registry.TrainedModel:
+def _load_model(version: str | None) -> TrainedModel:
     settings = app_settings()
     try:
         if version is None:
@@ -34,7 +35,7 @@ def _load_model(version: str | None) -> registry.TrainedModel:
         raise click.ClickException(str(exc)) from None
 
 
-def _load_data(path: Path) -> list:  # type: ignore[type-arg]
+def _load_data(path: Path) -> list[Example]:
     try:
         return load_jsonl(path)
     except DatasetError as exc:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, false, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from triage.orm import Ticket, parse_reference
@@ -42,6 +43,7 @@ def words(query: str) -> list[str]:
 def _matching(session: Session, terms: list[str]) -> ColumnElement[bool]:
     if not terms:
         return false()
+    ids: Select[Any]
     if session.get_bind().dialect.name == "postgresql":
         tsquery = " & ".join(f"{w}:*" for w in terms)  # letters and digits only: nothing to escape
         ids = (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Dialect, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,9 @@ from triage.config import Settings
 from triage.database import statement_session
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.orm import Message, OutboxItem, Ticket, utcnow
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +377,8 @@ def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
     connection = recorder.connection()
     if connection.dialect.name == "postgresql":
         sql, fixed = _record_sent_sql(connection.dialect)
-        with connection.connection.driver_connection.cursor() as cursor:
+        driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
+        with driver.cursor() as cursor:
             cursor.execute(sql, {**fixed, **params}, prepare=True)
             return cursor.rowcount
     changed = connection.execute(_RECORD_SENT, params).rowcount

@@ -73,19 +73,22 @@ def _ids_within_integer_range(_endpoint: str | None, values: dict[str, object] |
 
 def settings() -> Settings:
     """The running app's settings."""
-    return current_app.extensions["triage.settings"]
+    settings: Settings = current_app.extensions["triage.settings"]
+    return settings
 
 
 def session_factory() -> sessionmaker[Session]:
     """The running app's session factory (for work outside a request)."""
-    return current_app.extensions["triage.sessions"]
+    factory: sessionmaker[Session] = current_app.extensions["triage.sessions"]
+    return factory
 
 
 def db() -> Session:
     """The request's database session, opened on first use and closed at teardown."""
     if "db_session" not in g:
         g.db_session = session_factory()()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def statement_db() -> Session:
@@ -95,7 +98,8 @@ def statement_db() -> Session:
     if "statement_session" not in g:
         g.statement_scope = ExitStack()
         g.statement_session = g.statement_scope.enter_context(statement_session(session_factory()))
-    return g.statement_session
+    session: Session = g.statement_session
+    return session
 
 
 def _close_session(exc: BaseException | None) -> None:

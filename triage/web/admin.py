@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
 from triage import catalogue
@@ -26,6 +26,7 @@ from triage.orm import (
     User,
 )
 from triage.web import charts, db, settings
+from triage.web.login import login_required
 from triage.web.params import required_int
 from triage.worker import jobs
 
@@ -57,6 +58,7 @@ def users() -> ResponseReturnValue:
     session = db()
     if request.method == "POST":
         form = request.form
+        user: User | None
         try:
             if form.get("op") == "create":
                 user = accounts.create_user(

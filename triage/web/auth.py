@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar, overload
 
 from flask import g, request
 
@@ -12,7 +12,8 @@ from triage.helpdesk import tokens
 from triage.web import settings, statement_db
 from triage.web.errors import ApiError
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 ANY_SCOPE = "any"  # any live token (the OpenAPI document)
 
 
@@ -51,7 +52,21 @@ def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
     return token
 
 
-def token_required(func: F | None = None, *, scope: str | tuple[str, ...] | None = None) -> Any:
+@overload
+def token_required(
+    func: Callable[P, R], *, scope: str | tuple[str, ...] | None = None
+) -> Callable[P, R]: ...
+
+
+@overload
+def token_required(
+    func: None = None, *, scope: str | tuple[str, ...] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def token_required(
+    func: Callable[P, R] | None = None, *, scope: str | tuple[str, ...] | None = None
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
     """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other methods.
 
     Use bare (`@token_required`) or with a scope (`@token_required(scope="inbound")`).
@@ -60,7 +75,7 @@ def token_required(func: F | None = None, *, scope: str | tuple[str, ...] | None
         return lambda f: token_required(f, scope=scope)
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         bearer_token(scope or ("read" if request.method in {"GET", "HEAD"} else "write"))
         return func(*args, **kwargs)
 

@@ -57,7 +57,7 @@ def stacked_days(
         f'<text x="{width - 4}" y="{plot_h + 28}" font-size="11" font-style="italic" text-anchor="end">day (UTC)</text>',
     ]
     for i, day in enumerate(days):
-        y = plot_h
+        y: float = plot_h
         for key in keys:
             n = per_day.get(day, {}).get(key, 0)
             if n:

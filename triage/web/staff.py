@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from triage import catalogue
 from triage.helpdesk import bulk_actions, centres, due, macros, saved_views, search, tickets
@@ -26,6 +27,7 @@ from triage.orm import (
 )
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
+from triage.web.login import login_required
 from triage.web.params import BadParameter, int_param, required_int
 
 bp = Blueprint("staff", __name__)
@@ -105,7 +107,7 @@ def _page() -> int:
     return int_param(request.args.get("page"), "page", 1, high=MAX_PAGE) or 1
 
 
-def _list_context(session: Any) -> dict[str, Any]:
+def _list_context(session: Session) -> dict[str, Any]:
     """What every ticket list needs for its bulk-action bar."""
     return {
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
