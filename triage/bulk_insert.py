@@ -12,14 +12,16 @@ from sqlalchemy.orm import Session
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (the same columns in each, ids included on PostgreSQL) in the session's transaction.
+    """Insert `rows` (the same columns in each, ids included on PostgreSQL) in the session's
+    transaction.
 
-    PostgreSQL: `COPY ... FROM STDIN`, one stream for all rows. An executemany INSERT sends and acknowledges
-    every row as a statement of its own, which cost the worker about 0.2 ms of CPU per email in a batch
-    (a ticket, two messages, an outbox row and the history rows each). The columns' Python-side defaults
-    (timestamps, statuses) are filled in per row, as an INSERT would; triggers fire as they do for INSERT;
-    a driver error is raised as SQLAlchemy raises one. Anything else: one executemany INSERT.
-    Pending ORM changes are flushed first either way, as before any statement the session runs.
+    PostgreSQL: `COPY ... FROM STDIN`, one stream for all rows. An executemany INSERT sends and
+    acknowledges every row as a statement of its own, which cost the worker about 0.2 ms of CPU per
+    email in a batch (a ticket, two messages, an outbox row and the history rows each). The columns'
+    Python-side defaults (timestamps, statuses) are filled in per row, as an INSERT would; triggers
+    fire as they do for INSERT; a driver error is raised as SQLAlchemy raises one. Anything else:
+    one executemany INSERT. Pending ORM changes are flushed first either way, as before any
+    statement the session runs.
     """
     if not rows:
         return

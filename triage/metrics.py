@@ -75,7 +75,8 @@ class DatabaseCollector:
 
 
 def render(sessions: sessionmaker[Session]) -> bytes:
-    """The exposition text: database figures plus request latency (of all workers, in multi-process mode)."""
+    """The exposition text: database figures plus request latency (of all workers, in multi-process
+    mode)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -21,7 +21,8 @@ SEARCH_TABLE = (
 
 
 def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Leave the search table (and SQLite's FTS5 shadow tables) out of the model comparison: triggers keep it."""
+    """Leave the search table (and SQLite's FTS5 shadow tables) out of the model comparison:
+    triggers keep it."""
     return not (
         type_ == "table"
         and name is not None
@@ -104,7 +105,8 @@ def pending_model_changes(engine: Engine) -> list[object]:
 
 
 def ensure_current(engine: Engine) -> None:
-    """Raise ConfigError unless the database is migrated to head (tells the operator what to run)."""
+    """Raise ConfigError unless the database is migrated to head (tells the operator what to
+    run)."""
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""Spotting mail whose body only thanks, confirms or says it worked: never answered automatically."""
+"""Spotting mail whose body only thanks, confirms or says it worked: never answered
+automatically."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def _words(text: str) -> frozenset[str]:
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _GREETING = re.compile(r"\bgood (?:morning|afternoon|evening|day)\b")
-# "no need to reply", "no more questions": closing phrases whose words would otherwise read as asking.
+# "no need to reply", "no more questions": closing phrases whose words would otherwise read as
+# asking.
 _CLOSING = re.compile(r"\bno (?:need|more|further|worries|problems?)\b|\bnot needed\b")
 
 THANKS = _words(
@@ -41,8 +43,8 @@ ASKING = _words(
     "frozen froze freeze freezing stuck crash crashed crashing locked greyed absent sick ill missing wrong "
     "error errors broken fail failed failing keeps nothing yet waiting says saying shows message"
 )
-# Words a bare thank-you may be made of besides the thanks themselves (greetings, names are not listed:
-# a body of thanks plus only these words is a thank-you even without a "done" word).
+# Words a bare thank-you may be made of besides the thanks themselves (greetings, names are not
+# listed: a body of thanks plus only these words is a thank-you even without a "done" word).
 FILLER = _words(
     "hi hello hey dear all team folks guys you your for the a so very much many again lots loads mate "
     "kind regards best wishes warm thanking in advance and really just to say let know we i it it's that that's "
@@ -51,7 +53,8 @@ FILLER = _words(
 
 
 def is_acknowledgement(body: str) -> bool:
-    """True when a (cleaned) body only thanks, confirms or reports success, with nothing asked or wrong."""
+    """True when a (cleaned) body only thanks, confirms or reports success, with nothing asked or
+    wrong."""
     text = (body or "")[: MAX_CHARS + 1].lower()
     if len(text) > MAX_CHARS or "?" in text:
         return False
@@ -67,8 +70,8 @@ def is_acknowledgement(body: str) -> bool:
 
 
 def acknowledgement_only(clean: str, raw: str) -> bool:
-    """is_acknowledgement on the cleaned body; when cleaning left only a greeting (a reply parser can take
-    "Thanks, ..." for a signature), on the raw body without quoted lines instead."""
+    """is_acknowledgement on the cleaned body; when cleaning left only a greeting (a reply parser
+    can take "Thanks, ..." for a signature), on the raw body without quoted lines instead."""
     if is_acknowledgement(clean):
         return True
     if len(_WORD.findall(clean[:200].lower())) > 3:

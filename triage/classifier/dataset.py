@@ -16,7 +16,8 @@ from triage.catalogue import BY_SLUG
 
 TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
-HARD_FILE = "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+# scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+HARD_FILE = "hard.jsonl"
 
 
 class DatasetError(ValueError):
@@ -25,7 +26,8 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled email; `group` keeps paraphrases of one original (one writer) on one side of a split."""
+    """One labelled email; `group` keeps paraphrases of one original (one writer) on one side of a
+    split."""
 
     subject: str
     body: str

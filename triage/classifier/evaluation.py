@@ -1,4 +1,5 @@
-"""Evaluation figures for a classifier: per-category scores and the auto-reply figures the gate checks."""
+"""Evaluation figures for a classifier: per-category scores and the auto-reply figures the gate
+checks."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[
     """The risk-coverage curve of the model's confidence on self-serve answers.
 
     Emails whose top category is self-serve (and that a rule did not hold for staff) are answered in
-    order of confidence; each point is a confidence threshold with the coverage of self-serve mail it
-    would reach and the risk (share of wrong answers) it would take. At most RISK_COVERAGE_POINTS points.
+    order of confidence; each point is a confidence threshold with the coverage of self-serve mail
+    it would reach and the risk (share of wrong answers) it would take. At most RISK_COVERAGE_POINTS
+    points.
     """
     truth = np.asarray(y_true, dtype=object)
     n_self_serve = max(1, int(np.isin(truth, list(SELF_SERVE_SLUGS)).sum()))
@@ -94,7 +96,8 @@ def per_writer(
 def evaluate(
     y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """All evaluation figures for true labels against decisions, as a JSON-ready dict (per writer with groups)."""
+    """All evaluation figures for true labels against decisions, as a JSON-ready dict (per writer
+    with groups)."""
     truth = np.asarray(y_true, dtype=object)
     predicted = np.asarray([d.category for d in decisions], dtype=object)
     actions = np.asarray([d.action for d in decisions], dtype=object)
@@ -150,7 +153,8 @@ def evaluate(
 
 
 def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) -> list[str]:
-    """Reasons a report misses the targets (empty when it passes); names the categories that failed."""
+    """Reasons a report misses the targets (empty when it passes); names the categories that
+    failed."""
     auto = report["auto_reply"]
     reasons = []
     if auto["precision"] < targets.auto_reply_precision:

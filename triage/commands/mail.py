@@ -65,7 +65,8 @@ def _is_mbox(path: Path) -> bool:
 
 
 def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
-    """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox files."""
+    """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox
+    files."""
     for path in paths:
         if path.is_dir():
             for child in sorted(
@@ -84,7 +85,8 @@ def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @reports_config_errors
 def ingest_command(paths: tuple[Path, ...]) -> None:
-    """Feed .eml files, folders of them, or mbox files through the inbound path (a backlog, or the samples)."""
+    """Feed .eml files, folders of them, or mbox files through the inbound path (a backlog, or the
+    samples)."""
     ready_engine(migrate_sqlite=True)
     ctx = _context()
     counts = {"new": 0, "duplicate": 0, "pending": 0, "rejected": 0}

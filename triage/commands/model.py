@@ -54,7 +54,8 @@ def _load_data(path: Path) -> list[Example]:
 @click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
 @reports_config_errors
 def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
-    """Train from training_data/, write models/<version>/, print metrics, activate if it passes the gate."""
+    """Train from training_data/, write models/<version>/, print metrics, activate if it passes the
+    gate."""
     settings = app_settings()
     ready_engine(migrate_sqlite=True)
     if if_missing:
@@ -122,7 +123,8 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
 def evaluate_command(
     data_file: Path | None, version: str | None, output: Path | None, policies: bool, jobs: int
 ) -> None:
-    """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply figures."""
+    """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply
+    figures."""
     settings = app_settings()
     if policies:
         _compare_policies(data_file or settings.training_data_dir / TRAIN_FILE, output, jobs)
@@ -213,7 +215,8 @@ def classify_command(version: str | None) -> None:
 @click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
 @reports_config_errors
 def retrain_command(jobs: int) -> None:
-    """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the champion."""
+    """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the
+    champion."""
     from triage.classifier.retraining import retrain
 
     settings = app_settings()

@@ -1,9 +1,10 @@
-"""Global search over every queue: reference, centre address and name, subject and the centre's emails.
+"""Global search over every queue: reference, centre address and name, subject and the centre's
+emails.
 
-The words live in the `ticket_search` document kept by database triggers (migration 0008): a tsvector
-with a GIN index on PostgreSQL, an FTS5 table on SQLite. Both split text into runs of letters and
-digits, lower-cased; a query matches tickets holding every one of its words (each as a word prefix).
-Results are the same on both: urgent first, then newest.
+The words live in the `ticket_search` document kept by database triggers (migration 0008): a
+tsvector with a GIN index on PostgreSQL, an FTS5 table on SQLite. Both split text into runs of
+letters and digits, lower-cased; a query matches tickets holding every one of its words (each as a
+word prefix). Results are the same on both: urgent first, then newest.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class SearchResults:
 
 
 def words(query: str) -> list[str]:
-    """The query's words as the index sees them: runs of letters and digits, lower-cased, at most eight."""
+    """The query's words as the index sees them: runs of letters and digits, lower-cased, at most
+    eight."""
     return [w[:MAX_WORD_CHARS] for w in _WORD.findall(query.lower())][:MAX_WORDS]
 
 
@@ -64,7 +66,8 @@ def _matching(session: Session, terms: list[str]) -> ColumnElement[bool]:
 def search(
     session: Session, query: str, page: int = 1, page_size: int = PAGE_SIZE
 ) -> SearchResults:
-    """Tickets in any queue and any status matching the query (an IMI-000123 reference finds its ticket)."""
+    """Tickets in any queue and any status matching the query (an IMI-000123 reference finds its
+    ticket)."""
     query = query.strip()[:200]
     terms = words(query)
     reference = parse_reference(query)

@@ -66,7 +66,8 @@ MAX_ID = 2**31 - 1  # the largest value an INTEGER primary key holds (PostgreSQL
 
 
 def _ids_within_integer_range(_endpoint: str | None, values: dict[str, object] | None) -> None:
-    """A route's <int:...> id past what the database can hold names nothing: 404, not a database error."""
+    """A route's <int:...> id past what the database can hold names nothing: 404, not a database
+    error."""
     if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
         abort(404)
 
@@ -92,9 +93,9 @@ def db() -> Session:
 
 
 def statement_db() -> Session:
-    """The request's session for single statements that each commit at once (the token check, the webhook's
-    INSERT): a `statement_session`, one round trip per statement on PostgreSQL. Kept apart from `db()`, whose
-    writes stay one transaction."""
+    """The request's session for single statements that each commit at once (the token check, the
+    webhook's INSERT): a `statement_session`, one round trip per statement on PostgreSQL. Kept apart
+    from `db()`, whose writes stay one transaction."""
     if "statement_session" not in g:
         g.statement_scope = ExitStack()
         g.statement_session = g.statement_scope.enter_context(statement_session(session_factory()))

@@ -1,4 +1,5 @@
-"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail problems (with retry)."""
+"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail
+problems (with retry)."""
 
 from __future__ import annotations
 
@@ -280,7 +281,8 @@ def outbox_page() -> ResponseReturnValue:
 
 @bp.route("/inbound", methods=["GET", "POST"])
 def inbound_page() -> ResponseReturnValue:
-    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
+    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with
+    retry."""
     session = db()
     if request.method == "POST":
         row = inbound.retry_processing(
@@ -312,7 +314,8 @@ def inbound_raw(inbound_id: int) -> ResponseReturnValue:
 
 @bp.route("/models", methods=["GET", "POST"])
 def models() -> ResponseReturnValue:
-    """Model versions side by side, quality from staff corrections, retrain (in the worker), activate, roll back."""
+    """Model versions side by side, quality from staff corrections, retrain (in the worker),
+    activate, roll back."""
     session = db()
     by = f"user:{current_user.row.email}"
     if request.method == "POST":

@@ -1,4 +1,5 @@
-"""Bearer-token authentication and token scopes for the API, the inbound webhook and the metrics endpoints."""
+"""Bearer-token authentication and token scopes for the API, the inbound webhook and the metrics
+endpoints."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ ANY_SCOPE = "any"  # any live token (the OpenAPI document)
 
 
 def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
-    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding `scope` (403).
+    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding
+    `scope` (403).
 
-    `scope` may be a tuple: any one of its scopes will do. The check and the count are one statement, committed
-    on its own (in the request's statement session, so the request's own writes keep their transaction).
+    `scope` may be a tuple: any one of its scopes will do. The check and the count are one
+    statement, committed on its own (in the request's statement session, so the request's own writes
+    keep their transaction).
     """
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -67,7 +70,8 @@ def token_required(
 def token_required(
     func: Callable[P, R] | None = None, *, scope: str | tuple[str, ...] | None = None
 ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other methods.
+    """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other
+    methods.
 
     Use bare (`@token_required`) or with a scope (`@token_required(scope="inbound")`).
     """

@@ -150,7 +150,8 @@ def risk_coverage(
     width: int = 560,
     height: int = 260,
 ) -> str:
-    """The risk-coverage curve: coverage of self-serve mail (x) against the share of wrong answers (y).
+    """The risk-coverage curve: coverage of self-serve mail (x) against the share of wrong answers
+    (y).
 
     `operating` is the model's actual (coverage, risk), drawn as a dot.
     """

@@ -1,4 +1,5 @@
-"""Staff login, logout and password change (Flask-Login sessions, CSRF-protected forms, throttled attempts).
+"""Staff login, logout and password change (Flask-Login sessions, CSRF-protected forms, throttled
+attempts).
 
 A session names the user and the user's session version; logout, a password change or deactivation
 raises the version, so every session of that user (copies of the cookie included) stops working.
@@ -52,7 +53,8 @@ class StaffUser:
 
 
 def load_user(session_id: str) -> StaffUser | None:
-    """Load the logged-in user for a request; a session from before the user's last logout loads nobody."""
+    """Load the logged-in user for a request; a session from before the user's last logout loads
+    nobody."""
     user_id, _, version = session_id.partition(":")
     if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
         return None
@@ -82,11 +84,11 @@ def _safe_next(target: str | None) -> str:
 
 
 def _start_session(user: User) -> None:
-    """Log in with a fresh session: nothing from before login (a planted cookie, the old CSRF token) survives."""
+    """Log in with a fresh session: nothing from before login (a planted cookie, the old CSRF token)
+    survives."""
     session.clear()
-    g.pop(
-        "csrf_token", None
-    )  # Flask-WTF caches the request's token here; the next form gets a new one
+    # Flask-WTF caches the request's token here; the next form gets a new one
+    g.pop("csrf_token", None)
     login_user(StaffUser(user))
 
 

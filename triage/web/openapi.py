@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json (a test checks it against the routes)."""
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json (a test checks it against
+the routes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw sources and attachments."""
+"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw sources and
+attachments."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def _require_login() -> None:
 
 @bp.app_template_global()
 def due_of(ticket: Ticket) -> dict[str, str] | None:
-    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None if not due."""
+    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None
+    if not due."""
     when = due.due_at(ticket)
     if when is None:
         return None
@@ -160,7 +162,8 @@ def queue(slug: str) -> ResponseReturnValue:
 
 @bp.get("/views/<slug>")
 def view(slug: str) -> ResponseReturnValue:
-    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All open)."""
+    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied,
+    All open)."""
     chosen = saved_views.BY_SLUG.get(slug)
     if chosen is None:
         abort(404)
@@ -218,7 +221,8 @@ def _back(default: str) -> str:
 
 @bp.post("/tickets/bulk")
 def bulk_action() -> ResponseReturnValue:
-    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and why."""
+    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and
+    why."""
     session = db()
     operation = request.form.get("op", "")
     value = (
@@ -274,7 +278,8 @@ _ACTIONS = {"claim", "assign", "category", "move", "note", "reply", "resolve", "
 
 @bp.post("/tickets/<int:ticket_id>/<action>")
 def act(ticket_id: int, action: str) -> ResponseReturnValue:
-    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send and next")."""
+    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send
+    and next")."""
     if action not in _ACTIONS:
         abort(404)
     session = db()
