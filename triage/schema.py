@@ -110,5 +110,6 @@ def ensure_current(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise ConfigError(
-            f"database is at revision {current or 'none'}, the code needs {head}; run: flask --app app triage migrate"
+            f"database is at revision {current or 'none'}, the code needs {head}; "
+            "run: flask --app app triage migrate"
         )

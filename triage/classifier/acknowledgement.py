@@ -23,32 +23,34 @@ _GREETING = re.compile(r"\bgood (?:morning|afternoon|evening|day)\b")
 _CLOSING = re.compile(r"\bno (?:need|more|further|worries|problems?)\b|\bnot needed\b")
 
 THANKS = _words(
-    "thanks thank thankyou thanx thx ty ta cheers appreciated appreciate grateful gracias obrigada obrigado "
-    "merci danke multumesc dziekuje dzięki grazie"
+    "thanks thank thankyou thanx thx ty ta cheers appreciated appreciate grateful gracias "
+    "obrigada obrigado merci danke multumesc dziekuje dzięki grazie"
 )
 # Words that say the matter is closed, received or agreed: enough on their own ...
 SETTLED = _words("worked sorted fixed resolved solved noted")
 _SETTLED_PHRASES = ("will do", "got it", "all set", "all good", "all ok")
 # ... and words that say so only next to a thank-you ("ok thanks", "great, cheers").
 AGREED = _words(
-    "ok okay working works done received understood perfect great brilliant lovely fab fantastic excellent "
-    "clear fine confirm confirmed confirming managed success successfully passed finished completed complete "
-    "unlocked helpful useful closing appeared booked arrived installed"
+    "ok okay working works done received understood perfect great brilliant lovely fab fantastic "
+    "excellent clear fine confirm confirmed confirming managed success successfully passed "
+    "finished completed complete unlocked helpful useful closing appeared booked arrived "
+    "installed"
 )
 # Words that ask for something, or report something wrong: then a person must read it.
 ASKING = _words(
-    "how what where why which who whom can could would please pls plz need needs needed still not "
-    "but however although though again also another urgent urgently asap advise wondering wonder cannot cant "
-    "can't won't wont doesn't didn't isn't aren't wasn't couldn't don't dont didnt doesnt isnt unable "
-    "frozen froze freeze freezing stuck crash crashed crashing locked greyed absent sick ill missing wrong "
-    "error errors broken fail failed failing keeps nothing yet waiting says saying shows message"
+    "how what where why which who whom can could would please pls plz need needs needed still "
+    "not but however although though again also another urgent urgently asap advise wondering "
+    "wonder cannot cant can't won't wont doesn't didn't isn't aren't wasn't couldn't don't dont "
+    "didnt doesnt isnt unable frozen froze freeze freezing stuck crash crashed crashing locked "
+    "greyed absent sick ill missing wrong error errors broken fail failed failing keeps nothing "
+    "yet waiting says saying shows message"
 )
 # Words a bare thank-you may be made of besides the thanks themselves (greetings, names are not
 # listed: a body of thanks plus only these words is a thank-you even without a "done" word).
 FILLER = _words(
-    "hi hello hey dear all team folks guys you your for the a so very much many again lots loads mate "
-    "kind regards best wishes warm thanking in advance and really just to say let know we i it it's that that's "
-    "is are was all have has got been now there here on of with this everyone"
+    "hi hello hey dear all team folks guys you your for the a so very much many again lots loads "
+    "mate kind regards best wishes warm thanking in advance and really just to say let know we i "
+    "it it's that that's is are was all have has got been now there here on of with this everyone"
 )
 
 

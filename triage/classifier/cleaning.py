@@ -51,7 +51,8 @@ _HEADER_FIELD = re.compile(
 _WROTE = re.compile(r"on[ \t].{1,300}", re.IGNORECASE)
 # a short line opening with one of these, or one of them alone, ends the message
 _SIGN_OFF = re.compile(
-    r"(best regards|kind regards|warm regards|all the best|many thanks|best wishes|thanks,|thank you,|best,|regards,)"
+    r"(best regards|kind regards|warm regards|all the best|many thanks|best wishes"
+    r"|thanks,|thank you,|best,|regards,)"
     r"|(regards|thanks|thank you|cheers|best)[ \t.!,]*$",
     re.IGNORECASE,
 )
@@ -59,14 +60,16 @@ _SIGN_OFF = re.compile(
 SIGN_OFF_CHARS = 30
 _SIGNATURE_DELIMITER = re.compile(r"(--|__)|-[A-Za-z][\w .]{0,30}")
 _MOBILE_FOOTER = re.compile(
-    r"(sent from my|sent from outlook for|get outlook for|sent from mail for|sent from yahoo mail)\b.{0,60}",
+    r"(sent from my|sent from outlook for|get outlook for|sent from mail for"
+    r"|sent from yahoo mail)\b.{0,60}",
     re.I,
 )
 _DISCLAIMER = re.compile(
     r"(caution|disclaimer|warning|confidential|confidentiality)[ \t*]*:|[ \t*]*disclaimer\b"
     r"|(privileged|confidential|private|sensitive|important) (notice|note|information):"
     r"|this (e-?mail|message)( and any (files|attachments))? (is|are|and|may|contains?)\b"
-    r"|the information (contained )?in this (e-?mail|message)|if you (have )?received this (e-?mail|message) in error",
+    r"|the information (contained )?in this (e-?mail|message)"
+    r"|if you (have )?received this (e-?mail|message) in error",
     re.IGNORECASE,
 )
 

@@ -164,8 +164,8 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
             if c["wrong"]
         ]
         reasons.append(
-            f"{name}: auto-reply precision {auto['precision']:.3f} < {targets.auto_reply_precision}; "
-            f"wrong auto-replies in: {', '.join(culprits)}"
+            f"{name}: auto-reply precision {auto['precision']:.3f} "
+            f"< {targets.auto_reply_precision}; wrong auto-replies in: {', '.join(culprits)}"
         )
     if auto["coverage"] < targets.coverage:
         reasons.append(f"{name}: auto-reply coverage {auto['coverage']:.3f} < {targets.coverage}")
@@ -177,11 +177,13 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
         )
     if auto["other_auto_replied"] > targets.other_auto_replied:
         reasons.append(
-            f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > {targets.other_auto_replied}"
+            f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > "
+            f"{targets.other_auto_replied}"
         )
     if auto["staff_only_auto_replied"] > targets.staff_only_auto_replied:
         reasons.append(
-            f"{name}: {auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied > {targets.staff_only_auto_replied}"
+            f"{name}: {auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied > "
+            f"{targets.staff_only_auto_replied}"
         )
     return reasons
 
@@ -190,10 +192,12 @@ def format_report(report: dict[str, Any]) -> str:
     """A human-readable summary of a report for the terminal."""
     auto = report["auto_reply"]
     lines = [
-        f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   macro-F1: {report['macro_f1']:.3f}",
-        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, coverage of self-serve "
-        f"{auto['coverage']:.3f}, 'other' auto-replied {auto['other_auto_replied']:.3f}, staff-only auto-replied "
-        f"{auto['staff_only_auto_replied']:.3f}",
+        f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   "
+        f"macro-F1: {report['macro_f1']:.3f}",
+        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, "
+        f"coverage of self-serve {auto['coverage']:.3f}, "
+        f"'other' auto-replied {auto['other_auto_replied']:.3f}, "
+        f"staff-only auto-replied {auto['staff_only_auto_replied']:.3f}",
         f"routed: {report['route']['count']} (precision {report['route']['precision']:.3f}); "
         f"sent to triage: {report['triage_share']:.3f}",
         "",
@@ -206,7 +210,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("per_writer"):
         lines += [
             "",
-            f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} {'coverage':>8}",
+            f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} "
+            f"{'coverage':>8}",
         ]
         for writer, w in report["per_writer"].items():
             precision = f"{w['precision']:.3f}" if w["precision"] is not None else "-"

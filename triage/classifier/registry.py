@@ -99,8 +99,8 @@ def load(models_dir: Path, version: str) -> TrainedModel:
     trained_with = metadata.get("sklearn_version")
     if trained_with != sklearn.__version__:
         raise ModelLoadError(
-            f"model {version} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}; "
-            "retrain it with: flask --app app triage train"
+            f"model {version} was trained with scikit-learn {trained_with}, "
+            f"this is {sklearn.__version__}; retrain it with: flask --app app triage train"
         )
     artifact = version_dir(models_dir, version) / ARTIFACT
     if not artifact.is_file():

@@ -160,7 +160,8 @@ def retrain(
     precision = challenger_report["auto_reply"]["precision"]
     if precision < targets.auto_reply_precision:
         reasons.append(
-            f"auto-reply precision {precision:.3f} is below the floor {targets.auto_reply_precision}"
+            f"auto-reply precision {precision:.3f} is below the floor "
+            f"{targets.auto_reply_precision}"
         )
     if champion_report is not None:
         drop = champion_report["macro_f1"] - challenger_report["macro_f1"]

@@ -25,8 +25,8 @@ from triage.mail.inbound import InboundContext, receive
     "scopes",
     multiple=True,
     type=click.Choice(tokens.SCOPES),
-    help="What the token may do (repeatable): inbound (webhook, contact form), read, write, metrics. "
-    "Default: every scope.",
+    help="What the token may do (repeatable): inbound (webhook, contact form), read, write, "
+    "metrics. Default: every scope.",
 )
 @reports_config_errors
 def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
@@ -45,7 +45,8 @@ def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; store it safely:"
+        f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; "
+        "store it safely:"
     )
     click.echo(plain)
 
@@ -103,7 +104,8 @@ def ingest_command(paths: tuple[Path, ...]) -> None:
         )
         counts[kind] += 1
         click.echo(
-            f"{label}: {result.reference or 'stored, pending'}{' (already received)' if result.duplicate else ''}"
+            f"{label}: {result.reference or 'stored, pending'}"
+            f"{' (already received)' if result.duplicate else ''}"
         )
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
     if counts["rejected"]:

@@ -113,8 +113,9 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
 @click.option(
     "--policies",
     is_flag=True,
-    help="Compare the threshold policies by nested leave-one-writer-out evaluation on the training file "
-    "(fits the model once per fold; no trained model needed) and print the comparison table.",
+    help="Compare the threshold policies by nested leave-one-writer-out evaluation on the "
+    "training file (fits the model once per fold; no trained model needed) and print the "
+    "comparison table.",
 )
 @click.option(
     "--jobs", default=2, show_default=True, help="Parallel cross-validation jobs (with --policies)."
@@ -177,8 +178,9 @@ def _compare_policies(data_file: Path, output: Path | None, jobs: int) -> None:
     best = policies.best_policy(results)
     click.echo(policies.comparison_table(results, best))
     click.echo(
-        f"\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, then coverage): "
-        f"{best.policy} fitted to {best.target:.2f}; training uses {POLICY} fitted to {POLICY_TARGET:.2f}"
+        "\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, "
+        f"then coverage): {best.policy} fitted to {best.target:.2f}; "
+        f"training uses {POLICY} fitted to {POLICY_TARGET:.2f}"
     )
     click.echo("\nper writer (precision / coverage / auto-replies):")
     writers = sorted(best.per_writer)
@@ -226,7 +228,8 @@ def retrain_command(jobs: int) -> None:
     )
     c = outcome.challenger
     click.echo(
-        f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), sha256 {outcome.data_sha256}"
+        f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), "
+        f"sha256 {outcome.data_sha256}"
     )
     click.echo(f"frozen evaluation set: {outcome.n_eval} emails")
     line = "{}: macro-F1 {:.3f}, auto-reply precision {:.3f}, coverage {:.3f}"
@@ -274,14 +277,16 @@ def models_list() -> None:
         auto = test.get("auto_reply", {})
         figures = (
             (
-                f"test macro-F1 {test['macro_f1']:.3f}, auto-reply precision {auto['precision']:.3f}, "
+                f"test macro-F1 {test['macro_f1']:.3f}, "
+                f"auto-reply precision {auto['precision']:.3f}, "
                 f"coverage {auto['coverage']:.3f}"
             )
             if test
             else "no test figures"
         )
         click.echo(
-            f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} by {row.trained_by}: {figures}"
+            f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} "
+            f"by {row.trained_by}: {figures}"
         )
 
 

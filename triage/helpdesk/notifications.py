@@ -81,7 +81,8 @@ def _text(ticket: Ticket, headline: str) -> str:
     assignee = ticket.assignee.email if ticket.assignee else "nobody"
     return (
         f"{headline}\n\n{ticket.reference}: {ticket.subject or '(no subject)'}\n"
-        f"From: {ticket.centre_name} <{ticket.centre_email}>\nQueue: {queue} · assigned to {assignee}\n\n"
+        f"From: {ticket.centre_name} <{ticket.centre_email}>\n"
+        f"Queue: {queue} · assigned to {assignee}\n\n"
         "Open the ticket in the staff app to answer it.\n"
     )
 
@@ -208,7 +209,10 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
             continue
         ticket.overdue_notified_due = due_time
         if due_time >= now - STALE:
-            headline = f"Overdue: a response was due at {due_time.astimezone(due.UK):%H:%M on %d %b} (UK time)."
+            headline = (
+                "Overdue: a response was due at "
+                f"{due_time.astimezone(due.UK):%H:%M on %d %b} (UK time)."
+            )
             sent += _send(
                 session,
                 settings,

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 _MARKER = re.compile(
     r"^[ \t>]*(?:"
-    r"-{2,}[ \t]*(?:original message|forwarded message|message transféré|weitergeleitete nachricht)[ \t]*-{2,}[ \t]*$"
+    r"-{2,}[ \t]*"
+    r"(?:original message|forwarded message|message transféré|weitergeleitete nachricht)"
+    r"[ \t]*-{2,}[ \t]*$"
     r"|begin forwarded message:[ \t]*$"
     r"|_{10,}[ \t]*\n[ \t>]*(?:from|de|von):"
     r")",
