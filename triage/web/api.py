@@ -92,7 +92,8 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 @bp.post("/tickets")
 @token_required(scope="inbound")
 def create_ticket() -> ResponseReturnValue:
-    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email, at once."""
+    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as
+    email, at once."""
     data = json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object with from, subject and body")
