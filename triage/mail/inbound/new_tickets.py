@@ -16,7 +16,6 @@ from triage.classifier.decision import Decision
 from triage.config import Settings
 from triage.mail import compose
 from triage.mail.inbound.policy import NO_ACTION_NEEDED, NewTicketPlan
-from triage.mail.inbound.rows import table_of
 from triage.mail.outbox import outbound_message
 from triage.mail.parse import ParsedEmail, single_line
 from triage.mail.recipients import Recipient
@@ -151,8 +150,8 @@ class FollowingRows:
 
     def write_history(self, session: Session) -> None:
         """Insert the classification and history rows, one statement per table."""
-        insert_rows(session, table_of(Classification), self.classifications)
-        insert_rows(session, table_of(AuditEvent), self.events)
+        insert_rows(session, Classification.__table__, self.classifications)
+        insert_rows(session, AuditEvent.__table__, self.events)
 
     def _event(self, actor: str, ticket_id: int, action: str, details: dict[str, Any]) -> None:
         self.events.append(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from triage.bulk_insert import insert_rows
@@ -17,15 +17,10 @@ RowKind = type[Ticket] | type[Message] | type[Attachment] | type[OutboxItem]
 NUMBERED: tuple[RowKind, ...] = (Ticket, Message, Attachment, OutboxItem)
 
 
-def table_of(kind: type[Any]) -> Table:
-    """The table an ORM class is mapped to (declarative classes map to a Table)."""
-    return cast(Table, kind.__table__)
-
-
 def insert_tables(session: Session, *tables: tuple[RowKind, list[Row]]) -> None:
     """Insert numbered rows, one statement per table, in the order given (parents first)."""
     for kind, rows in tables:
-        insert_rows(session, table_of(kind), rows)
+        insert_rows(session, kind.__table__, rows)
 
 
 def number_new(session: Session, rows: dict[RowKind, list[Row]]) -> None:

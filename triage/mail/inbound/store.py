@@ -12,7 +12,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
-from triage.mail.inbound.rows import table_of
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify
 from triage.orm import InboundEmail, format_reference
 from triage.worker.wakeup import notify_workers
@@ -109,7 +108,7 @@ def _insert_new(dialect: str) -> Executable:
 
     Built once per dialect: no statement is built per email.
     """
-    table = table_of(InboundEmail)
+    table = InboundEmail.__table__
     insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     return (
         insert.values({name: bindparam(f"new_{name}") for name in _STORED_COLUMNS})
