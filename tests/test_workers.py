@@ -31,6 +31,7 @@ from triage.config import Settings
 from triage.mail.inbound import BATCH_SIZE, InboundContext, process_batch
 from triage.mail.outbox import LEASE
 from triage.orm import Attachment, InboundEmail, Message, OutboxItem, Ticket, utcnow
+from triage.worker.supervisor import Helpers
 from triage.worker.tasks import (
     TASKS,
     Role,
@@ -719,6 +720,30 @@ def test_a_slow_smtp_server_does_not_hold_up_processing(
     _assert_each_once(
         engine, smtp_server, [str(message_from_bytes(r)["Message-ID"]) for r in [first, *later]]
     )
+
+
+def test_a_helper_that_dies_is_restarted_and_all_are_stopped_at_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The supervisor's helper thread with real child processes (a stand-in program, not a worker:
+    a worker's start-up takes seconds; `--processes 2` is run for real in the racing test)."""
+    stopping = threading.Event()
+    helpers = Helpers(2, stopping, command=(sys.executable, "-c", "import time; time.sleep(120)"))
+    helpers.start()
+    try:
+        first = list(helpers.procs)
+        first[0].kill()
+        deadline = time.monotonic() + 30
+        while helpers.procs[0] is first[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with helpers.lock:
+            assert helpers.procs[0] is not first[0] and helpers.procs[1] is first[1]
+            assert all(proc.poll() is None for proc in helpers.procs)
+        assert f"worker helper {first[0].pid} exited (-9); starting another" in caplog.text
+    finally:
+        stopping.set()
+        helpers.stop()
+    assert [proc.returncode for proc in helpers.procs] == [-signal.SIGTERM] * 2
 
 
 def test_a_long_running_worker_leaves_what_it_loaded_out_of_garbage_collection() -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WORKER_COMMAND = (sys.executable, "-m", "flask", "--app", "app", "triage", "worker")
+HELPER_COMMAND = (*WORKER_COMMAND, "--helper")
 HELPER_RESTART_CHECK_SECONDS = 1.0  # how often the supervisor looks for a helper that exited
 HELPER_STOP_SECONDS = 30  # a helper finishes the batch in hand, or is killed after this
 DELIVERY_STOP_SECONDS = 60  # the delivery thread finishes the message in hand, or is left behind
@@ -74,8 +75,7 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def usable_processes(engine: Engine, asked: int) -> int:
-    """How many worker processes this host runs: as many as asked on PostgreSQL; SQLite has one
-    writer at a time, so one."""
+    """How many worker processes run: as asked on PostgreSQL, one on SQLite (a single writer)."""
     return asked if engine.dialect.name == "postgresql" else 1
 
 
@@ -109,10 +109,13 @@ def _lower_own_session(nice: int) -> None:
 class Helpers(threading.Thread):
     """Keeps `count` helper worker processes running, restarting one that exits, until stopped."""
 
-    def __init__(self, count: int, stopping: threading.Event) -> None:
+    def __init__(
+        self, count: int, stopping: threading.Event, command: Sequence[str] = HELPER_COMMAND
+    ) -> None:
         super().__init__(name="worker-helpers", daemon=True)
         self.count = count
         self.stopping = stopping
+        self.command = command
         self.procs: list[subprocess.Popen[bytes]] = []
         self.lock = threading.Lock()
 
@@ -145,11 +148,10 @@ class Helpers(threading.Thread):
             for proc in self.procs:
                 _wait_or_kill(proc, HELPER_STOP_SECONDS)
 
-    @staticmethod
-    def _spawn() -> subprocess.Popen[bytes]:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         # a helper gets SIGTERM if the worker that started it dies (even by SIGKILL): no orphans
         return subprocess.Popen(  # noqa: S603  (our own command, no shell)
-            [*WORKER_COMMAND, "--helper"], env=os.environ.copy(), preexec_fn=stop_with_parent
+            self.command, env=os.environ.copy(), preexec_fn=stop_with_parent
         )
 
 

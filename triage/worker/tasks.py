@@ -52,8 +52,10 @@ class RoundState:
     last_started: dict[str, float] = field(default_factory=dict)  # task name -> time.monotonic()
 
     def take_turn(self, name: str, interval: float | None, now: float) -> bool:
-        """Whether task `name` runs now (noted if so): always, unless it has an interval, mail
-        streams in and it ran less than `interval` seconds ago."""
+        """Whether task `name` runs now, noting it if so.
+
+        Always, unless it has an interval, mail streams in and it ran less than `interval` ago.
+        """
         last = self.last_started.get(name, -math.inf)
         if interval is not None and self.last_batch > 0 and now - last < interval:
             return False
