@@ -18,7 +18,7 @@ from triage.mail import imap
 from triage.mail.inbound import InboundContext, receive
 from triage.orm import ImapCheckpoint, OutboxItem, Ticket
 from triage.worker.loop import Worker
-from triage.worker.tasks import default_tasks
+from triage.worker.tasks import main_loop_tasks, task_context
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_worker_polls_and_delivers_one_reply(imap_app: Flask, smtp_server) -> No
         imap_app.extensions["triage.settings"],
         imap_app.extensions["triage.sessions"],
     )
-    worker = Worker(default_tasks(settings, sessions), sessions, settings)
+    worker = Worker(main_loop_tasks(task_context(settings, sessions)), sessions, settings)
     done = worker.run_once()
     assert done["poll-imap"] == 1 and done["deliver-outbox"] == 1
     assert worker.run_once()["poll-imap"] == 0

@@ -11,9 +11,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from email import message_from_bytes
 from email.message import EmailMessage
 from pathlib import Path
@@ -21,11 +23,24 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from sqlalchemy import Engine, event, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.mailutil import count, deliver, make_email, post_email, process_all
+from triage.classifier.registry import ModelProvider
+from triage.config import Settings
 from triage.mail.inbound import BATCH_SIZE, InboundContext, process_batch
 from triage.mail.outbox import LEASE
 from triage.orm import Attachment, InboundEmail, Message, OutboxItem, Ticket, utcnow
+from triage.worker.supervisor import Helpers
+from triage.worker.tasks import (
+    TASKS,
+    Role,
+    RoundState,
+    TaskContext,
+    bind,
+    delivery_loop_specs,
+    main_loop_specs,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgresql)]
@@ -707,6 +722,30 @@ def test_a_slow_smtp_server_does_not_hold_up_processing(
     )
 
 
+def test_a_helper_that_dies_is_restarted_and_all_are_stopped_at_the_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The supervisor's helper thread with real child processes (a stand-in program, not a worker:
+    a worker's start-up takes seconds; `--processes 2` is run for real in the racing test)."""
+    stopping = threading.Event()
+    helpers = Helpers(2, stopping, command=(sys.executable, "-c", "import time; time.sleep(120)"))
+    helpers.start()
+    try:
+        first = list(helpers.procs)
+        first[0].kill()
+        deadline = time.monotonic() + 30
+        while helpers.procs[0] is first[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with helpers.lock:
+            assert helpers.procs[0] is not first[0] and helpers.procs[1] is first[1]
+            assert all(proc.poll() is None for proc in helpers.procs)
+        assert f"worker helper {first[0].pid} exited (-9); starting another" in caplog.text
+    finally:
+        stopping.set()
+        helpers.stop()
+    assert [proc.returncode for proc in helpers.procs] == [-signal.SIGTERM] * 2
+
+
 def test_a_long_running_worker_leaves_what_it_loaded_out_of_garbage_collection() -> None:
     """After start-up the worker freezes what it loaded and collects young objects less often (run in a
     process of its own: the setting is process-wide)."""
@@ -722,14 +761,77 @@ def test_a_long_running_worker_leaves_what_it_loaded_out_of_garbage_collection()
 
 
 def test_staff_notifications_are_looked_for_once_a_second_while_mail_streams_in() -> None:
-    from triage.worker.tasks import notify_staff
+    [notify] = [spec for spec in TASKS if spec.name == "notify-staff"]
+    state = RoundState(last_batch=BATCH_SIZE)  # the last round had a full batch: mail streams in
+    assert state.take_turn(notify.name, notify.interval, now=100.0)  # the first round: at once
+    # the next batch, within the second
+    assert not state.take_turn(notify.name, notify.interval, now=100.5)
+    assert state.take_turn(notify.name, notify.interval, now=101.0)  # a second later
+    state.last_batch = 0
+    # the stream has stopped: at once, before idling
+    assert state.take_turn(notify.name, notify.interval, now=101.1)
 
+
+def test_a_bound_task_skips_rounds_within_its_interval_and_the_others_run_every_round() -> None:
+    """A table row bound to a process's context runs when its interval allows; the stand-in for
+    the notification queries counts how often they are asked."""
+    [notify] = [spec for spec in TASKS if spec.name == "notify-staff"]
     looked: list[int] = []
-    streaming = [True]
-    task = notify_staff(
-        lambda _s, _st: len(looked.append(1) or looked), streaming=lambda: streaming[0]
+
+    def look(_ctx: TaskContext, _sessions: sessionmaker[Session], _settings: Settings) -> int:
+        looked.append(1)
+        return len(looked)
+
+    settings = Settings()
+    ctx = TaskContext(
+        InboundContext(settings, ModelProvider(sessionmaker(), settings.models_dir)),
+        threading.Event(),
+        "test-worker",
+        delivery=None,
     )
-    assert task(None, None) == 1  # type: ignore[arg-type]  # the first round: at once
-    assert task(None, None) == 0 and looked == [1]  # type: ignore[arg-type]  # the next batch, within the second
-    streaming[0] = False
-    assert task(None, None) == 2  # type: ignore[arg-type]  # the stream has stopped: at once, before idling
+    task = bind(replace(notify, run=look), ctx)
+    ctx.state.last_batch = BATCH_SIZE
+    assert task.run(sessionmaker(), settings) == 1
+    assert task.run(sessionmaker(), settings) == 0 and looked == [1]  # within the second
+    ctx.state.last_batch = 0
+    assert task.run(sessionmaker(), settings) == 2  # about to idle: at once
+    assert [spec.name for spec in TASKS if spec.interval is not None] == ["notify-staff"]
+
+
+_EVERY_PROCESS = ["process-inbound", "notify-staff"]
+
+
+@pytest.mark.parametrize(
+    ("role", "delivery_apart", "expected"),
+    [
+        (Role.MAIN, False, ["poll-imap", *_EVERY_PROCESS, "deliver-outbox", "run-jobs"]),
+        (Role.MAIN, True, ["poll-imap", *_EVERY_PROCESS, "run-jobs"]),
+        (Role.HELPER, False, [*_EVERY_PROCESS, "deliver-outbox"]),
+        (Role.HELPER, True, _EVERY_PROCESS),
+    ],
+)
+def test_the_task_table_gives_each_process_its_tasks_in_order(
+    role: Role, delivery_apart: bool, expected: list[str]
+) -> None:
+    """Only the main process polls the inbox (when IMAP is set) and runs jobs; delivery runs in a
+    loop of its own when the process has one (PostgreSQL), else in the main loop."""
+    with_imap = Settings(imap_host="imap.example")
+    assert [spec.name for spec in main_loop_specs(with_imap, role, delivery_apart)] == expected
+    without_imap = [spec.name for spec in main_loop_specs(Settings(), role, delivery_apart)]
+    assert without_imap == [name for name in expected if name != "poll-imap"]
+    assert [spec.name for spec in delivery_loop_specs(with_imap)] == ["deliver-outbox"]
+
+
+def test_a_helper_worker_run_once_leaves_the_jobs_to_the_main_process(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    helper = runner.invoke(args=["triage", "worker", "--once", "--helper"])
+    assert helper.exit_code == 0, helper.output
+    assert helper.output.split() == ["process-inbound=0", "notify-staff=0", "deliver-outbox=0"]
+    main = runner.invoke(args=["triage", "worker", "--once"])
+    assert main.exit_code == 0, main.output
+    assert main.output.split() == [
+        "process-inbound=0",
+        "notify-staff=0",
+        "deliver-outbox=0",
+        "run-jobs=0",
+    ]

@@ -1,1 +1,1 @@
-"""Background work: the worker loop, its tasks declared as data, wake-ups and queued jobs."""
+"""Background work: the loop, its tasks declared as data, wake-ups, queued jobs, the supervisor."""

@@ -38,23 +38,10 @@ def _set(sessions: sessionmaker[Session], job_id: int, **values: object) -> None
 
 def run_queued(sessions: sessionmaker[Session], settings: Settings, worker: str) -> int:
     """Claim and run one queued job; returns 1 if a job ran, else 0."""
-    with sessions() as session, session.begin():
-        job = session.scalars(
-            select(Job)
-            .where(Job.status == "queued")
-            .order_by(Job.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).first()
-        if job is None:
-            return 0
-        job.status, job.claimed_by, job.started_at, job.progress = (
-            "running",
-            worker,
-            utcnow(),
-            "started",
-        )
-        job_id, requested_by = job.id, job.requested_by
+    claimed = _claim_next(sessions, worker)
+    if claimed is None:
+        return 0
+    job_id, requested_by = claimed
     try:
         outcome = retrain(
             sessions,
@@ -78,3 +65,24 @@ def run_queued(sessions: sessionmaker[Session], settings: Settings, worker: str)
             progress=f"failed: {type(exc).__name__}: {exc}",
         )
     return 1
+
+
+def _claim_next(sessions: sessionmaker[Session], worker: str) -> tuple[int, str] | None:
+    """Mark the oldest queued job running for `worker` (SKIP LOCKED); its id and requester."""
+    with sessions() as session, session.begin():
+        job = session.scalars(
+            select(Job)
+            .where(Job.status == "queued")
+            .order_by(Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if job is None:
+            return None
+        job.status, job.claimed_by, job.started_at, job.progress = (
+            "running",
+            worker,
+            utcnow(),
+            "started",
+        )
+        return job.id, job.requested_by

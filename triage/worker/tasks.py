@@ -1,4 +1,4 @@
-"""The worker's task list, built from what the settings enable."""
+"""The worker's tasks, declared as data in one table (TASKS), and what each process of it runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,8 +24,127 @@ from triage.mail.outbox import deliver_due
 from triage.worker.jobs import run_queued
 from triage.worker.loop import Nudge, Task
 
-NOTIFY_EVERY_SECONDS = (
-    1.0  # while mail streams in, staff notifications are looked for once a second
+# while mail streams in, staff notifications are looked for once a second
+NOTIFY_EVERY_SECONDS = 1.0
+
+
+class Role(StrEnum):
+    """Which worker process this is."""
+
+    MAIN = "main"  # one per host: it also polls the inbox and runs queued jobs
+    HELPER = "helper"  # an extra process of `worker --processes N`: it processes and delivers mail
+
+
+class RunsIn(StrEnum):
+    """Where a task runs."""
+
+    MAIN_ONLY = "main only"  # the main process's loop
+    EVERY_PROCESS = "every process"  # the loop of the main process and of every helper
+    # a loop of its own (a thread, on PostgreSQL) when the process has one, else its main loop
+    DELIVERY_LOOP = "delivery loop"
+
+
+@dataclass
+class RoundState:
+    """What one worker process remembers from round to round."""
+
+    last_batch: int = 0  # emails the last processing round handled: mail streams in while above 0
+    last_started: dict[str, float] = field(default_factory=dict)  # task name -> time.monotonic()
+
+    def take_turn(self, name: str, interval: float | None, now: float) -> bool:
+        """Whether task `name` runs now, noting it if so.
+
+        Always, unless it has an interval, mail streams in and it ran less than `interval` ago.
+        """
+        last = self.last_started.get(name, -math.inf)
+        if interval is not None and self.last_batch > 0 and now - last < interval:
+            return False
+        self.last_started[name] = now
+        return True
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the tasks of one worker process share."""
+
+    inbound: InboundContext
+    stopping: threading.Event  # the shutdown flag: long tasks end early and hand work back
+    worker_id: str  # stored on the outbox rows and jobs this process claims
+    delivery: Nudge | None  # wakes the delivery loop when it runs apart (None: delivery is a task)
+    state: RoundState = field(default_factory=RoundState)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the tasks run with."""
+        return self.inbound.settings
+
+
+TaskFunction = Callable[[TaskContext, sessionmaker[Session], Settings], int]
+
+
+def _always(_settings: Settings) -> bool:
+    return True
+
+
+def _imap_configured(settings: Settings) -> bool:
+    return bool(settings.imap_host)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One row of the task table; `run` returns how many items it handled."""
+
+    name: str
+    run: TaskFunction
+    runs_in: RunsIn
+    # None: every round. Seconds: at most once per interval while mail streams in, and still after
+    # every round in which the worker is about to idle
+    interval: float | None = None
+    enabled: Callable[[Settings], bool] = _always
+
+
+def poll_imap(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Store and process the new mail in the IMAP inbox."""
+    return imap.poll(
+        sessions,
+        settings,
+        lambda raw: receive(sessions, ctx.inbound, raw, "imap", keep_unparseable=True),
+        should_stop=ctx.stopping.is_set,
+    )
+
+
+def process_inbound(ctx: TaskContext, sessions: sessionmaker[Session], _settings: Settings) -> int:
+    """Process one batch of stored mail, then wake the delivery loop to send its replies."""
+    processed = process_pending(sessions, ctx.inbound, should_stop=ctx.stopping.is_set)
+    ctx.state.last_batch = processed
+    if processed and ctx.delivery is not None:
+        ctx.delivery.wake()  # its replies are committed: send them now, while the next batch runs
+    return processed
+
+
+def notify_staff(_ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Queue the staff notifications that are due."""
+    return notifications.run(sessions, settings)
+
+
+def deliver_outbox(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Send the outbox rows that are due."""
+    return deliver_due(sessions, settings, ctx.worker_id, ctx.stopping.is_set)
+
+
+def run_jobs(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Run one queued job (retraining)."""
+    return run_queued(sessions, settings, ctx.worker_id)
+
+
+# In the order a round runs them. Staff notifications are not looked for after every batch (three
+# queries each time, for nothing new), only once a second while mail streams in.
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec("poll-imap", poll_imap, RunsIn.MAIN_ONLY, enabled=_imap_configured),
+    TaskSpec("process-inbound", process_inbound, RunsIn.EVERY_PROCESS),
+    TaskSpec("notify-staff", notify_staff, RunsIn.EVERY_PROCESS, interval=NOTIFY_EVERY_SECONDS),
+    TaskSpec("deliver-outbox", deliver_outbox, RunsIn.DELIVERY_LOOP),
+    TaskSpec("run-jobs", run_jobs, RunsIn.MAIN_ONLY),
 )
 
 
@@ -31,95 +153,61 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def default_tasks(
+def task_context(
     settings: Settings,
     sessions: sessionmaker[Session],
     stopping: threading.Event | None = None,
-    helper: bool = False,
     delivery: Nudge | None = None,
-) -> list[Task]:
-    """Tasks the worker runs each round, in order: poll the inbox, process stored mail, deliver the outbox, jobs.
+) -> TaskContext:
+    """The context for one process's tasks, with the active model loaded now (none yet is fine).
 
-    `stopping` (the worker's shutdown flag) lets long tasks end early and hand unfinished work back.
-    A `helper` (an extra process of `worker --processes N`) only processes mail and delivers replies:
-    one process per host polls the inbox and runs jobs. With `delivery`, the outbox is left to a loop of its
-    own (`delivery_tasks`, in another thread), which this nudge wakes whenever a batch has been processed.
+    With `delivery`, the outbox is left to a loop of its own, which that nudge wakes whenever a
+    batch has been processed.
     """
-    stop = stopping or threading.Event()
-    ctx = InboundContext(
+    inbound = InboundContext(
         settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval)
     )
-    with contextlib.suppress(
-        Exception
-    ):  # load the model now, not with the first email (none yet is fine)
-        ctx.models.current()
-    me = worker_id()
-    tasks: list[Task] = []
-    if settings.imap_host and not helper:
-        tasks.append(
-            Task(
-                "poll-imap",
-                lambda s, st: imap.poll(
-                    s,
-                    st,
-                    lambda raw: receive(s, ctx, raw, "imap", keep_unparseable=True),
-                    should_stop=stop.is_set,
-                ),
-            )
-        )
-    last_batch = [0]  # how many emails the last processing round handled
-    tasks.append(
-        Task(
-            "process-inbound",
-            lambda s, _st: _count(last_batch, _process_then_nudge(s, ctx, stop, delivery)),
-        )
-    )
-    tasks.append(
-        Task("notify-staff", notify_staff(notifications.run, streaming=lambda: last_batch[0] > 0))
-    )
-    if delivery is None:
-        tasks.extend(delivery_tasks(stop))
-    if not helper:
-        tasks.append(Task("run-jobs", lambda s, st: run_queued(s, st, me)))
-    return tasks
+    with contextlib.suppress(Exception):  # load the model now, not with the first email
+        inbound.models.current()
+    return TaskContext(inbound, stopping or threading.Event(), worker_id(), delivery)
 
 
-def notify_staff(
-    run: Callable[[sessionmaker[Session], Settings], int], streaming: Callable[[], bool]
-) -> Callable[[sessionmaker[Session], Settings], int]:
-    """The staff-notification task: after every round when the worker is about to idle, but at most once a
-    second while mail streams in (not after every batch: three queries each time, for nothing new)."""
-    last = -math.inf
-
-    def notify(sessions: sessionmaker[Session], settings: Settings) -> int:
-        nonlocal last
-        now = time.monotonic()
-        if streaming() and now - last < NOTIFY_EVERY_SECONDS:
-            return 0
-        last = now
-        return run(sessions, settings)
-
-    return notify
+def main_loop_specs(settings: Settings, role: Role, delivery_apart: bool) -> list[TaskSpec]:
+    """The table's rows that a process's main loop runs, in order."""
+    wanted = {RunsIn.EVERY_PROCESS}
+    if role is Role.MAIN:
+        wanted.add(RunsIn.MAIN_ONLY)
+    if not delivery_apart:
+        wanted.add(RunsIn.DELIVERY_LOOP)
+    return [spec for spec in TASKS if spec.runs_in in wanted and spec.enabled(settings)]
 
 
-def _count(last: list[int], processed: int) -> int:
-    last[0] = processed
-    return processed
+def delivery_loop_specs(settings: Settings) -> list[TaskSpec]:
+    """The table's rows that a delivery loop of its own runs."""
+    return [
+        spec for spec in TASKS if spec.runs_in is RunsIn.DELIVERY_LOOP and spec.enabled(settings)
+    ]
 
 
-def delivery_tasks(stopping: threading.Event) -> list[Task]:
-    """The outbox delivery task alone (for a delivery loop in a thread of its own)."""
-    me = worker_id()
-    return [Task("deliver-outbox", lambda s, st: deliver_due(s, st, me, stopping.is_set))]
+def main_loop_tasks(ctx: TaskContext, role: Role = Role.MAIN) -> list[Task]:
+    """The tasks of a process's main loop, ready for a Worker."""
+    specs = main_loop_specs(ctx.settings, role, delivery_apart=ctx.delivery is not None)
+    return [bind(spec, ctx) for spec in specs]
 
 
-def _process_then_nudge(
-    sessions: sessionmaker[Session],
-    ctx: InboundContext,
-    stopping: threading.Event,
-    delivery: Nudge | None,
+def delivery_loop_tasks(ctx: TaskContext) -> list[Task]:
+    """The tasks of a delivery loop of its own, ready for a Worker."""
+    return [bind(spec, ctx) for spec in delivery_loop_specs(ctx.settings)]
+
+
+def bind(spec: TaskSpec, ctx: TaskContext) -> Task:
+    """A table row as a Worker's task that runs with `ctx`, each time its interval allows."""
+    return Task(spec.name, partial(_run_when_due, spec, ctx))
+
+
+def _run_when_due(
+    spec: TaskSpec, ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings
 ) -> int:
-    processed = process_pending(sessions, ctx, should_stop=stopping.is_set)
-    if processed and delivery is not None:
-        delivery.wake()  # its replies are committed: send them now, while the next batch is processed
-    return processed
+    if not ctx.state.take_turn(spec.name, spec.interval, time.monotonic()):
+        return 0
+    return spec.run(ctx, sessions, settings)

@@ -1,4 +1,4 @@
-"""Waking idle workers when new inbound mail is stored: LISTEN/NOTIFY on PostgreSQL, a change check on SQLite."""
+"""Waking idle workers when new mail is stored: LISTEN/NOTIFY on PostgreSQL, a check on SQLite."""
 
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ _NOTIFY = sql_select(
 
 
 def notify_workers(session: Session) -> None:
-    """Wake idle workers (PostgreSQL; elsewhere nothing): a NOTIFY in a transaction of its own, committed here.
+    """Wake idle workers (PostgreSQL; elsewhere nothing): a NOTIFY in a transaction of its own.
 
-    Call it after the new mail is committed, not in the storing transaction: PostgreSQL holds a cluster-wide
-    lock from a notifying transaction's pre-commit until its commit has been flushed to disk, so a NOTIFY
-    inside the INSERT's transaction would queue every webhook's commit behind every other's WAL flush. Alone,
-    the NOTIFY changed no data, so its commit does not wait for a flush and the lock is held only for a moment.
+    Call it after the new mail is committed, not in the storing transaction: PostgreSQL holds a
+    cluster-wide lock from a notifying transaction's pre-commit until its commit has been flushed
+    to disk, so a NOTIFY inside the INSERT's transaction would queue every webhook's commit behind
+    every other's WAL flush. Alone, the NOTIFY changed no data, so its commit does not wait for a
+    flush and the lock is held only for a moment.
     """
     if session.get_bind().dialect.name != "postgresql":
         return
@@ -40,7 +41,7 @@ def notify_workers(session: Session) -> None:
 
 
 class Waker:
-    """Lets an idle worker sleep until new mail may be waiting, a timeout passes, or it is asked to stop.
+    """Lets an idle worker sleep until new mail may be waiting, a timeout passes, or it must stop.
 
     PostgreSQL: a connection of its own LISTENs on CHANNEL, so a webhook's NOTIFY wakes it at once.
     SQLite (one machine): `PRAGMA data_version` on a connection of its own changes when any other
