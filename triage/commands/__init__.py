@@ -9,12 +9,14 @@ from typing import Any, TypeVar
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import schema
 from triage.config import ConfigError, Settings
-from triage.database import check_connection
+from triage.database import check_connection, make_session_factory, transaction
+from triage.helpdesk import macros
+from triage.orm import Macro
 
 triage_cli = AppGroup(
     "triage", help="IMI centre-enquiry triage: database, model, mail and worker commands."
@@ -25,14 +27,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def init_app(app: Flask) -> None:
     """Register the command group (with every command module) on the app."""
-    from triage.commands import mail, model, service, users  # noqa: F401  (importing registers their commands)
+    # importing the command modules registers their commands
+    from triage.commands import mail, model, service, users  # noqa: F401
 
     app.cli.add_command(triage_cli)
 
 
 def app_settings() -> Settings:
     """Settings of the app the command runs in."""
-    return current_app.extensions["triage.settings"]
+    settings: Settings = current_app.extensions["triage.settings"]
+    return settings
 
 
 def reports_config_errors(func: F) -> F:
@@ -56,11 +60,21 @@ def ready_engine(migrate_sqlite: bool = False) -> Engine:
     engine: Engine = current_app.extensions["triage.engine"]
     check_connection(engine)
     if migrate_sqlite and engine.dialect.name == "sqlite":
-        schema.upgrade(engine)
+        migrate(engine)
     schema.ensure_current(engine)
     return engine
 
 
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema; a macros table an upgrade to head creates gets the catalogue's seeds."""
+    new_macros_table = revision == "head" and not inspect(engine).has_table(Macro.__tablename__)
+    schema.upgrade(engine, revision)
+    if new_macros_table:
+        with transaction(make_session_factory(engine)) as session:
+            macros.seed_from_catalogue(session)
+
+
 def sessions() -> sessionmaker[Session]:
     """The app's session factory."""
-    return current_app.extensions["triage.sessions"]
+    factory: sessionmaker[Session] = current_app.extensions["triage.sessions"]
+    return factory

@@ -16,7 +16,14 @@ from flask import current_app
 
 from triage import schema
 from triage.classifier import registry
-from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
+from triage.commands import (
+    app_settings,
+    migrate,
+    ready_engine,
+    reports_config_errors,
+    sessions,
+    triage_cli,
+)
 from triage.database import check_connection
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -31,7 +38,7 @@ def migrate_command(revision: str) -> None:
     """Create or upgrade the database schema (Alembic upgrade)."""
     engine = current_app.extensions["triage.engine"]
     check_connection(engine)
-    schema.upgrade(engine, revision)
+    migrate(engine, revision)
     click.echo(f"database at revision {schema.current_revision(engine)}")
 
 
