@@ -71,6 +71,26 @@ def save(
     session: Session, user: User, macro_id: int | None, title: str, body: str, category: str | None
 ) -> Macro:
     """Create (no id) or update a macro, checked, with an audit event."""
+    title, body, category = _checked(title, body, category)
+    if macro_id is None:
+        macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
+        session.add(macro)
+        action = "macro.created"
+    else:
+        found = session.get(Macro, macro_id)
+        if found is None:
+            raise MacroError("no such macro")
+        macro = found
+        macro.title, macro.body, macro.category = title, body, category
+        macro.updated_by_id = user.id
+        action = "macro.changed"
+    session.flush()
+    _audit(session, user, action, macro)
+    return macro
+
+
+def _checked(title: str, body: str, category: str | None) -> tuple[str, str, str | None]:
+    """A macro's title, text and category, tidied, or MacroError saying what is wrong."""
     title, body = " ".join((title or "").split()), (body or "").replace("\r\n", "\n").strip()
     category = category or None
     if not title:
@@ -83,32 +103,7 @@ def save(
         raise MacroError(f"the text is longer than {MAX_BODY} characters")
     if category is not None and category not in catalogue.BY_SLUG:
         raise MacroError(f"unknown category {category!r}")
-    if macro_id is None:
-        macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
-        session.add(macro)
-        action = "macro.created"
-    else:
-        found = session.get(Macro, macro_id)
-        if found is None:
-            raise MacroError("no such macro")
-        macro = found
-        macro.title, macro.body, macro.category, macro.updated_by_id = (
-            title,
-            body,
-            category,
-            user.id,
-        )
-        action = "macro.changed"
-    session.flush()
-    session.add(
-        AuditEvent(
-            actor=f"user:{user.email}",
-            user_id=user.id,
-            action=action,
-            details={"macro": macro.id, "title": title, "category": category},
-        )
-    )
-    return macro
+    return title, body, category
 
 
 def delete(session: Session, user: User, macro_id: int) -> None:
@@ -116,12 +111,16 @@ def delete(session: Session, user: User, macro_id: int) -> None:
     macro = session.get(Macro, macro_id)
     if macro is None:
         raise MacroError("no such macro")
+    _audit(session, user, "macro.deleted", macro)
+    session.delete(macro)
+
+
+def _audit(session: Session, user: User, action: str, macro: Macro) -> None:
     session.add(
         AuditEvent(
             actor=f"user:{user.email}",
             user_id=user.id,
-            action="macro.deleted",
+            action=action,
             details={"macro": macro.id, "title": macro.title, "category": macro.category},
         )
     )
-    session.delete(macro)
