@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triage.classifier.urgency import LIVE_EXAM_CATEGORIES, assess
+from triage import catalogue
+from triage.classifier.urgency import assess
 from triage.helpdesk import due
 from triage.helpdesk.history import describe
 from triage.orm import AuditEvent, Queue, Ticket
@@ -88,10 +89,19 @@ def test_strong_present_cue_wins_over_another_day() -> None:
     assert urgent and "waiting" in (reason or "")
 
 
-def test_live_categories_are_catalogue_slugs() -> None:
-    from triage import catalogue
-
-    assert set(LIVE_EXAM_CATEGORIES) <= set(catalogue.SLUGS)
+def test_live_exam_categories_are_the_ones_the_catalogue_marks() -> None:
+    """A live-exam category is urgent by its category alone; any other needs live-exam words."""
+    assert {
+        "exam_frozen",
+        "exam_locked_after_keycode",
+        "cannot_unlock_exam",
+        "exam_not_in_invigilate",
+        "exam_access_secureclient",
+    } == catalogue.LIVE_EXAM_SLUGS
+    for category in catalogue.CATEGORIES:
+        urgent, reason = assess(category.slug, "", "The candidate is waiting.")
+        assert urgent == category.live_exam, category.slug
+        assert not urgent or (reason or "").startswith(category.title), reason
 
 
 def test_rules_take_linear_time_on_hostile_text() -> None:

@@ -1,195 +1,232 @@
-"""The enquiry catalogue: the 17 FAQ categories plus `other`, as data used by every other module."""
+"""The enquiry catalogue: the one list of categories, and all that is known about each.
+
+For each of the FAQ's 17 categories and `other`: its FAQ number, slug, title, whether it is answered
+automatically, its default queue, its confusable family, whether it is a live-exam problem, and the
+seed of its staff macro. The answer a self-serve category sends lives only in its template
+(`answer_template`, under templates/mail); that answer is also its macro seed, so changing one
+category's reply is one file. Other modules derive what they need from CATEGORIES.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 OTHER = "other"
 TRIAGE_QUEUE = "triage"
+ANSWERS_FOLDER = "answers"  # under templates/mail: one `<slug>.txt` per self-serve category
+
+
+class Family(StrEnum):
+    """A confusable family: categories whose emails read alike.
+
+    Inside a family the model must be clearly surer of its answer than of every sibling before it
+    answers alone (see classifier/decision.py).
+    """
+
+    UNLOCKING = "unlocking"
+    NOT_SHOWING = "not_showing"
+    RESULTS = "results"
+    ABSENCE = "absence"
 
 
 @dataclass(frozen=True)
 class Category:
-    """One enquiry category: FAQ number, stable slug, title, self-serve flag, reply text and default queue."""
+    """One enquiry category, as the FAQ and the staff know it (see the module docstring)."""
 
     number: int | None
     slug: str
     title: str
-    self_serve: bool
-    answer: str
     default_queue: str
+    self_serve: bool = False
     invites_reply: bool = False  # the answer asks the centre to reply if it did not work
+    live_exam: bool = False  # a problem during a sitting: urgent when it is happening now
+    family: Family | None = None
+    staff_draft: str = ""  # the macro seed's text when there is no automatic answer to start from
 
+    def __post_init__(self) -> None:
+        """Check that the macro seed has exactly one source: the answer or the staff draft."""
+        if self.self_serve == bool(self.staff_draft):
+            raise ValueError(
+                f"{self.slug}: a staff draft is for (and only for) staff-only categories"
+            )
 
-_CONTACT = "Contact IMI Awards."
+    @property
+    def answer_template(self) -> str | None:
+        """The template (under templates/mail) of the answer sent automatically, if self-serve."""
+        return f"{ANSWERS_FOLDER}/{self.slug}.txt" if self.self_serve else None
+
+    @property
+    def macro_title(self) -> str:
+        """The title of the category's seeded staff macro: its FAQ number and title."""
+        return self.title if self.number is None else f"{self.number}. {self.title}"
+
 
 CATEGORIES: tuple[Category, ...] = (
     Category(
         1,
         "exam_access_secureclient",
         "Where does the candidate go to get into their exam",
-        True,
-        "SecureClient needs to be installed on the computers that the exams are to be sat on. "
-        "The link for SecureClient can be found under the Centres area of the IMI Awards website, "
-        "under Secure Centre Information.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        live_exam=True,
     ),
     Category(
         2,
         "cannot_unlock_exam",
         "Cannot unlock exam",
-        True,
-        "Ensure candidate has entered their keycode.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        live_exam=True,
+        family=Family.UNLOCKING,
     ),
     Category(
         3,
         "exam_locked_after_keycode",
         "Candidate has put in their keycode and it shows that exam is locked",
-        True,
-        "Invigilator needs to unlock the exam in SecureAssess. To avoid this, you can unlock exams "
-        "with a PIN code: a PIN code can be used instead of the invigilator unlocking individual "
-        "exams for the candidates. You can set a PIN 48 hours before the exam by highlighting the "
-        "relevant exams and clicking Set PIN.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        live_exam=True,
+        family=Family.UNLOCKING,
     ),
     Category(
         4,
         "unlock_with_pin",
         "Unlocking exams with a PIN code",
-        True,
-        "A PIN code can be used instead of the invigilator unlocking individual exams for the "
-        "candidates.\n\n"
-        "You can set a PIN 48 hours before the exam by highlighting the relevant exams and clicking "
-        "Set PIN. When you click on Set PIN a box appears and asks you to enter a PIN. You can choose "
-        "any combination of four numbers and you can have the same PIN for every exam and use the "
-        "same PIN every time.\n\n"
-        "On the day of the exam, after the candidates have put in their keycodes, they will be asked "
-        "to enter a PIN. This is when the invigilator can tell the candidates the PIN and the "
-        "candidates will unlock their own exams by inputting the PIN.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        family=Family.UNLOCKING,
     ),
     Category(
         5,
         "exam_frozen",
         "Exam has frozen",
-        True,
-        "Should be resolved by turning off machine (without voiding or pausing or completing the "
-        "exam) and then turning on again and re-entering the keycode.\n\n"
-        "The Invigilator has the option to pause the assessment in SecureAssess to prevent the time "
-        "expiring.\n\n"
-        "If this does not work, reply to this email.",
         "technical",
+        self_serve=True,
         invites_reply=True,
+        live_exam=True,
     ),
     Category(
         6,
         "candidate_not_on_schedule_list",
         "Candidate not showing on scheduling list",
-        True,
-        "Check you are in SecureAssess and not the IMI Awards on-line assessment area.\n\n"
-        "If you are in the correct area and this does not work, reply to this email.",
         "technical",
+        self_serve=True,
         invites_reply=True,
+        family=Family.NOT_SHOWING,
     ),
     Category(
         7,
         "qualification_not_showing",
         "Qualification not showing for centre",
-        False,
-        _CONTACT,
         "centre-admin",
+        family=Family.NOT_SHOWING,
+        staff_draft=(
+            "Thank you for letting us know. We have checked your centre's record and the "
+            "qualification is now set up for your centre in SecureAssess.\n\n"
+            "Please log out of SecureAssess and log back in; the qualification should then be in "
+            "the list when you schedule. If it still does not show, reply to this email with your "
+            "centre number and the full title of the qualification and we will look into it again."
+        ),
     ),
     Category(
         8,
         "no_exam_for_qualification",
         "Qualification is showing but there is no exam showing",
-        False,
-        _CONTACT,
         "centre-admin",
+        family=Family.NOT_SHOWING,
+        staff_draft=(
+            "Thank you for letting us know. We have checked, and the exam for this qualification "
+            "is now available to your centre in SecureAssess.\n\n"
+            "Please log out of SecureAssess and log back in, then schedule the exam as usual. "
+            "If it still does not show, reply to this email with your centre number, the "
+            "qualification and the exam you are looking for, and we will look into it again."
+        ),
     ),
-    Category(
-        9,
-        "how_to_schedule_exam",
-        "How to schedule an exam",
-        True,
-        "The FS Centre Coordinator uses SecureAssess to schedule assessments. Guidance can be found "
-        "under the Secure Centre Information navigation button in the Centres area of the IMI Awards "
-        "website.",
-        TRIAGE_QUEUE,
-    ),
+    Category(9, "how_to_schedule_exam", "How to schedule an exam", TRIAGE_QUEUE, self_serve=True),
     Category(
         10,
         "extra_time",
         "How can the candidate be given extra time",
-        True,
-        "25% can be added when scheduling without seeking prior permission; anything greater than "
-        "25% must be applied for as a Reasonable Adjustment. Centres are required to keep records "
-        "for inspection.",
         TRIAGE_QUEUE,
+        self_serve=True,
     ),
     Category(
         11,
         "exam_not_in_invigilate",
         "Centre has scheduled an exam but it is not showing in Invigilate section of SecureAssess",
-        True,
-        "The exam will only show in the Invigilate section 48 hours before the exam.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        live_exam=True,
     ),
     Category(
         12,
         "results_release_dates",
         "When will the exam results be released",
-        True,
-        "See results release dates.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        family=Family.RESULTS,
     ),
     Category(
         13,
         "obtain_results",
         "Where can the Centre obtain their results",
-        True,
-        "Results can be found under the Reporting tab in SecureAssess. Click on Reports and results "
-        "can be viewed/printed by candidate or exam. Certificates can be applied for using Web "
-        "Portal 2 as normal.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        family=Family.RESULTS,
     ),
     Category(
         14,
         "paper_based_exams",
         "How can the Centre apply for paper based exams",
-        True,
-        "Complete Form 45 'Paper Assessment Request Form' and return it to IMI Awards. 30 days "
-        "notice is required for assessment papers.",
         TRIAGE_QUEUE,
+        self_serve=True,
     ),
     Category(
         15,
         "errors_within_exam",
         "Errors within exam, e.g. question not showing, duplicate questions/answers",
-        False,
-        _CONTACT,
         "assessment-content",
+        staff_draft=(
+            "Thank you for reporting this, and sorry for the trouble it caused your candidates. "
+            "We have passed the details to our assessment team to review the question.\n\n"
+            "We will let you know what they find and what it means for the candidates affected. "
+            "If you have not already told us, please reply with the exam, the date and time it was "
+            "sat, the question number and the names of the candidates affected."
+        ),
     ),
     Category(
         16,
         "candidate_absent",
         "Candidate is absent",
-        True,
-        "Nothing needs to be done if a candidate is absent. The exam will just overrun and cancel "
-        "itself out and will be available the next day to re-schedule. Centres can cancel/delete "
-        "exams up to 48 hours before the exam. It is NOT advisable to void exams at any time.",
         TRIAGE_QUEUE,
+        self_serve=True,
+        family=Family.ABSENCE,
     ),
     Category(
         17,
         "reschedule_missed_exam",
         "Candidate missed scheduled exam and is greyed out in 'Create Exam'",
-        False,
-        _CONTACT,
         "scheduling",
+        family=Family.ABSENCE,
+        staff_draft=(
+            "Thank you for letting us know. We have reset the candidate's exam, so they are no "
+            "longer greyed out in 'Create Exam'.\n\n"
+            "You can now schedule the exam for them again in SecureAssess within the current "
+            "window, as usual."
+        ),
     ),
-    Category(None, OTHER, "Other enquiry", False, "", TRIAGE_QUEUE),
+    Category(
+        None,
+        OTHER,
+        "Other enquiry",
+        TRIAGE_QUEUE,
+        staff_draft=(
+            "Thank you for your email.\n\n"
+            "This is not something we can deal with through centre support for on-screen exams, "
+            "so we have passed it to the right team at IMI Awards, who will reply to you directly."
+        ),
+    ),
 )
 
 BY_SLUG: dict[str, Category] = {c.slug: c for c in CATEGORIES}
@@ -198,16 +235,9 @@ SELF_SERVE_SLUGS: frozenset[str] = frozenset(c.slug for c in CATEGORIES if c.sel
 STAFF_ONLY_SLUGS: frozenset[str] = frozenset(
     c.slug for c in CATEGORIES if not c.self_serve and c.slug != OTHER
 )
-
-# Confusable families: categories whose emails read alike. Inside a family the model must be clearly surer of
-# its answer than of every sibling before it answers alone (see classifier/decision.py).
-FAMILIES: tuple[frozenset[str], ...] = (
-    frozenset({"cannot_unlock_exam", "exam_locked_after_keycode", "unlock_with_pin"}),
-    frozenset(
-        {"candidate_not_on_schedule_list", "qualification_not_showing", "no_exam_for_qualification"}
-    ),
-    frozenset({"results_release_dates", "obtain_results"}),
-    frozenset({"candidate_absent", "reschedule_missed_exam"}),
+LIVE_EXAM_SLUGS: frozenset[str] = frozenset(c.slug for c in CATEGORIES if c.live_exam)
+FAMILIES: tuple[frozenset[str], ...] = tuple(
+    frozenset(c.slug for c in CATEGORIES if c.family is family) for family in Family
 )
 SIBLINGS: dict[str, frozenset[str]] = {
     slug: family - {slug} for family in FAMILIES for slug in family

@@ -17,6 +17,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # first drafts, one per category (the FAQ's 17 and `other`); admins edit them under Admin > Macros
+# Frozen history: what this revision seeded, never to be edited here. The catalogue now holds each
+# category's seed; a migrate run that creates this table replaces these untouched drafts with it
+# (triage.commands.migrate -> triage.helpdesk.macros.seed_from_catalogue).
 MACROS: list[tuple[str, str, str]] = [
     (
         "exam_access_secureclient",

@@ -1,10 +1,11 @@
-"""Urgency: does an email describe an exam going wrong right now? A small rule set over the cleaned text.
+"""Urgency: does an email describe an exam going wrong right now? Rules over the cleaned text.
 
-A ticket is urgent when the problem is a live-exam one (the classifier's category, or the words of the
-email when the model chose something else) and the email places it in the present: a candidate in the
-room or waiting, "now", "this morning", a time today, "urgent". A past or future date ("yesterday",
-"next week") without a strong present cue keeps it ordinary. Every pattern is a plain alternation of
-words (no nested repetition), so matching is linear in the length of the text, which is capped anyway.
+A ticket is urgent when the problem is a live-exam one (the classifier's category, if the catalogue
+marks it `live_exam`, or the words of the email when the model chose something else) and the email
+places it in the present: a candidate in the room or waiting, "now", "this morning", a time today,
+"urgent". A past or future date ("yesterday", "next week") without a strong present cue keeps it
+ordinary. Every pattern is a plain alternation of words (no nested repetition), so matching is
+linear in the length of the text, which is capped anyway.
 """
 
 from __future__ import annotations
@@ -14,40 +15,37 @@ from typing import NamedTuple
 
 from triage import catalogue
 
-LIVE_EXAM_CATEGORIES = frozenset(
-    {
-        "exam_frozen",
-        "exam_locked_after_keycode",
-        "cannot_unlock_exam",
-        "exam_not_in_invigilate",
-        "exam_access_secureclient",
-    }
-)
 MAX_CHARS = 4000  # urgency is in the first lines of an email; the rest is never scanned
 
 _LIVE_PROBLEM = re.compile(
     r"\b(?:froze|frozen|freez(?:e|es|ing)|hung|crash(?:ed|es|ing)?|locked|lock(?:ed)? out|"
-    r"(?:can ?not|can't|cannot|won't|will not|unable to) (?:unlock|open|start|get into|access|log ?in)|"
-    r"keycode|key code|not (?:showing|appearing|listed) in invigilate|secureclient|secure client)\b",
+    r"(?:can ?not|can't|cannot|won't|will not|unable to) "
+    r"(?:unlock|open|start|get into|access|log ?in)|"
+    r"keycode|key code|not (?:showing|appearing|listed) in invigilate|"
+    r"secureclient|secure client)\b",
     re.IGNORECASE,
 )
 # strong cues: a candidate is there, the exam is under way
 _STRONG = re.compile(
-    r"\b(?:right now|at the moment|currently|as we speak|in the room|in the exam room|sat there|sitting there|"
-    r"sat waiting|sitting waiting|(?:is|are|been|still|currently) waiting|waiting to (?:start|sit|begin|continue)|"
-    r"in progress|under way|underway|mid[- ]exam|half ?way|part ?way|clock (?:is )?(?:still )?(?:running|ticking|going)|"
-    r"exam (?:has |had |was )?(?:started|begun|began) at|(?:started|starts|due to start) at \d{1,2}(?:[:.]\d{2})?|"
+    r"\b(?:right now|at the moment|currently|as we speak|in the room|in the exam room|"
+    r"sat there|sitting there|sat waiting|sitting waiting|(?:is|are|been|still|currently) waiting|"
+    r"waiting to (?:start|sit|begin|continue)|in progress|under way|underway|mid[- ]exam|"
+    r"half ?way|part ?way|clock (?:is )?(?:still )?(?:running|ticking|going)|"
+    r"exam (?:has |had |was )?(?:started|begun|began) at|"
+    r"(?:started|starts|due to start) at \d{1,2}(?:[:.]\d{2})?|"
     r"candidates? (?:is|are) (?:here|sat|sitting|stuck|waiting))\b",
     re.IGNORECASE,
 )
 # weak cues: present or pressing, unless the email also speaks of another day
 _WEAK = re.compile(
-    r"\b(?:now|today|this morning|this afternoon|urgent|urgently|asap|a\.s\.a\.p|as soon as possible|immediately|"
+    r"\b(?:now|today|this morning|this afternoon|urgent|urgently|asap|a\.s\.a\.p|"
+    r"as soon as possible|immediately|"
     r"emergency|help|\d{1,2}[:.]\d{2}(?: ?[ap]\.?m\.?)?|\d{1,2} ?[ap]\.?m\.?)\b",
     re.IGNORECASE,
 )
 _OTHER_DAY = re.compile(
-    r"\b(?:yesterday|tomorrow|last (?:week|month|term|year|friday|monday|tuesday|wednesday|thursday)|"
+    r"\b(?:yesterday|tomorrow|"
+    r"last (?:week|month|term|year|friday|monday|tuesday|wednesday|thursday)|"
     r"next (?:week|month|term|year|monday|tuesday|wednesday|thursday|friday)|"
     r"(?:a|two|three|few|several) (?:days|weeks) ago)\b",
     re.IGNORECASE,
@@ -64,8 +62,9 @@ class Urgency(NamedTuple):
 def assess(category: str | None, subject: str, text: str) -> Urgency:
     """Decide whether an email describes a live exam in trouble now; returns (urgent, reason)."""
     words = f"{subject or ''}\n{(text or '')[:MAX_CHARS]}"
-    if category in LIVE_EXAM_CATEGORIES:
-        problem = catalogue.BY_SLUG[category].title if category in catalogue.BY_SLUG else category
+    known = catalogue.BY_SLUG.get(category or "")
+    if known is not None and known.live_exam:
+        problem = known.title
     else:
         found = _LIVE_PROBLEM.search(words)
         if found is None:

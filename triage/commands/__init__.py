@@ -9,12 +9,14 @@ from typing import ParamSpec, TypeVar
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage import schema
 from triage.config import ConfigError, Settings
-from triage.database import check_connection
+from triage.database import check_connection, make_session_factory, transaction
+from triage.helpdesk import macros
+from triage.orm import Macro
 
 triage_cli = AppGroup(
     "triage", help="IMI centre-enquiry triage: database, model, mail and worker commands."
@@ -26,7 +28,7 @@ R = TypeVar("R")
 
 def init_app(app: Flask) -> None:
     """Register the command group (with every command module) on the app."""
-    # importing registers their commands
+    # importing the command modules registers their commands
     from triage.commands import mail, model, service, users  # noqa: F401
 
     app.cli.add_command(triage_cli)
@@ -59,9 +61,18 @@ def ready_engine(migrate_sqlite: bool = False) -> Engine:
     engine: Engine = current_app.extensions["triage.engine"]
     check_connection(engine)
     if migrate_sqlite and engine.dialect.name == "sqlite":
-        schema.upgrade(engine)
+        migrate(engine)
     schema.ensure_current(engine)
     return engine
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema; a macros table an upgrade to head creates gets the catalogue's seeds."""
+    new_macros_table = revision == "head" and not inspect(engine).has_table(Macro.__tablename__)
+    schema.upgrade(engine, revision)
+    if new_macros_table:
+        with transaction(make_session_factory(engine)) as session:
+            macros.seed_from_catalogue(session)
 
 
 def sessions() -> sessionmaker[Session]:

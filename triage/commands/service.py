@@ -10,7 +10,14 @@ from flask import current_app
 
 from triage import schema
 from triage.classifier import registry
-from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
+from triage.commands import (
+    app_settings,
+    migrate,
+    ready_engine,
+    reports_config_errors,
+    sessions,
+    triage_cli,
+)
 from triage.config import Settings
 from triage.database import check_connection
 
@@ -26,7 +33,7 @@ def migrate_command(revision: str) -> None:
     """Create or upgrade the database schema (Alembic upgrade)."""
     engine = current_app.extensions["triage.engine"]
     check_connection(engine)
-    schema.upgrade(engine, revision)
+    migrate(engine, revision)
     click.echo(f"database at revision {schema.current_revision(engine)}")
 
 

@@ -1,11 +1,22 @@
-"""Macros: saved answers staff start a reply from, one or more per category, edited by admins."""
+"""Macros: saved answers staff start a reply from, one or more per category, edited by admins.
+
+Each category's first macro is seeded from the catalogue: its FAQ answer (the answer template) for
+a self-serve category, its staff draft otherwise. Migration 0009 made the table with frozen first
+drafts, kept as history; when a migrate run creates the table, `seed_from_catalogue` gives those
+untouched drafts the catalogue's seeds, so a fresh install starts from what the catalogue says.
+Existing databases keep their macros: they belong to the admins.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from triage import catalogue
+from triage.catalogue import Category
+from triage.mail import compose
 from triage.orm import AuditEvent, Macro, User
 
 MAX_TITLE = 200
@@ -14,6 +25,31 @@ MAX_BODY = 20_000
 
 class MacroError(ValueError):
     """A macro that cannot be saved, with a message saying why."""
+
+
+class MacroSeed(NamedTuple):
+    """The title and text a category's first macro starts with."""
+
+    title: str
+    body: str
+
+
+def seed(category: Category) -> MacroSeed:
+    """The catalogue's macro seed for a category: its FAQ answer, or its staff draft."""
+    body = compose.answer_text(category) if category.self_serve else category.staff_draft
+    return MacroSeed(category.macro_title, body)
+
+
+def seed_from_catalogue(session: Session) -> None:
+    """Give each category's macros the catalogue's seed, adding missing ones (for a new table)."""
+    seeded = session.scalars(select(Macro).where(Macro.category.in_(catalogue.SLUGS))).all()
+    for macro in seeded:
+        macro.title, macro.body = seed(catalogue.get(str(macro.category)))
+    have = {macro.category for macro in seeded}
+    for category in catalogue.CATEGORIES:
+        if category.slug not in have:
+            title, body = seed(category)
+            session.add(Macro(category=category.slug, title=title, body=body))
 
 
 def list_macros(session: Session) -> list[Macro]:
@@ -35,6 +71,26 @@ def save(
     session: Session, user: User, macro_id: int | None, title: str, body: str, category: str | None
 ) -> Macro:
     """Create (no id) or update a macro, checked, with an audit event."""
+    title, body, category = _checked(title, body, category)
+    if macro_id is None:
+        macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
+        session.add(macro)
+        action = "macro.created"
+    else:
+        found = session.get(Macro, macro_id)
+        if found is None:
+            raise MacroError("no such macro")
+        macro = found
+        macro.title, macro.body, macro.category = title, body, category
+        macro.updated_by_id = user.id
+        action = "macro.changed"
+    session.flush()
+    _audit(session, user, action, macro)
+    return macro
+
+
+def _checked(title: str, body: str, category: str | None) -> tuple[str, str, str | None]:
+    """A macro's title, text and category, tidied, or MacroError saying what is wrong."""
     title, body = " ".join((title or "").split()), (body or "").replace("\r\n", "\n").strip()
     category = category or None
     if not title:
@@ -47,32 +103,7 @@ def save(
         raise MacroError(f"the text is longer than {MAX_BODY} characters")
     if category is not None and category not in catalogue.BY_SLUG:
         raise MacroError(f"unknown category {category!r}")
-    if macro_id is None:
-        macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
-        session.add(macro)
-        action = "macro.created"
-    else:
-        found = session.get(Macro, macro_id)
-        if found is None:
-            raise MacroError("no such macro")
-        macro = found
-        macro.title, macro.body, macro.category, macro.updated_by_id = (
-            title,
-            body,
-            category,
-            user.id,
-        )
-        action = "macro.changed"
-    session.flush()
-    session.add(
-        AuditEvent(
-            actor=f"user:{user.email}",
-            user_id=user.id,
-            action=action,
-            details={"macro": macro.id, "title": title, "category": category},
-        )
-    )
-    return macro
+    return title, body, category
 
 
 def delete(session: Session, user: User, macro_id: int) -> None:
@@ -80,12 +111,16 @@ def delete(session: Session, user: User, macro_id: int) -> None:
     macro = session.get(Macro, macro_id)
     if macro is None:
         raise MacroError("no such macro")
+    _audit(session, user, "macro.deleted", macro)
+    session.delete(macro)
+
+
+def _audit(session: Session, user: User, action: str, macro: Macro) -> None:
     session.add(
         AuditEvent(
             actor=f"user:{user.email}",
             user_id=user.id,
-            action="macro.deleted",
+            action=action,
             details={"macro": macro.id, "title": macro.title, "category": macro.category},
         )
     )
-    session.delete(macro)

@@ -1,4 +1,4 @@
-"""Outgoing mail: signed Message-IDs, reply texts from templates (plain text and HTML), and safe headers."""
+"""Outgoing mail: signed Message-IDs, reply texts from templates (text and HTML), safe headers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -49,7 +49,8 @@ _HTML_ENV = Environment(
     auto_reload=False,
 )
 _OUR_ID = re.compile(r"^<imi\.(\d+)\.([0-9a-f]{16})\.([0-9a-f]{20})@")
-# a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @, printable ASCII only
+# a msg-id we write back as-is: dot-atom-text (or a domain literal) on each side of one @,
+# printable ASCII only
 _WRITABLE_ID = re.compile(rf"<[{ATEXT}.]+@(?:[{ATEXT}.]+|\[[\x21-\x5a\x5e-\x7e]*\])>")
 _MSGID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _FOLD_AT = 78
@@ -63,13 +64,14 @@ AUTO_GENERATED = "auto-generated"
 
 
 class _OutgoingPolicy(Compat32):
-    """SMTP policy (CRLF, 7-bit) that writes msg-id headers whole: folded only between ids, never encoded.
+    """SMTP policy (CRLF, 7-bit) writing msg-id headers whole: folded between ids, never encoded.
 
     A plain ASCII Subject is folded at its spaces too: the standard folder can move all of it to a
-    continuation line ("Subject:" then " [IMI-000001] ..."), which some clients show with a leading space.
-    It is the compat32 policy: header values are stored as given instead of being parsed into header
-    objects on every assignment and again when written, which was most of the cost of an outgoing email.
-    Every value set here is made safe first (single_line, formataddr, valid_recipient, writable_id).
+    continuation line ("Subject:" then " [IMI-000001] ..."), which some clients show with a leading
+    space. It is the compat32 policy: header values are stored as given instead of being parsed into
+    header objects on every assignment and again when written, which was most of the cost of an
+    outgoing email. Every value set here is made safe first (single_line, formataddr,
+    valid_recipient, writable_id).
     """
 
     def _fold(self, name: str, value: Any, sanitize: bool) -> str:
@@ -82,10 +84,11 @@ class _OutgoingPolicy(Compat32):
             return self._fold_at(name, text.split())
         if name.lower() == "subject" and text.isascii() and text.isprintable() and "=?" not in text:
             return self._fold_at(name, text.split(" "))
-        return super()._fold(name, value, sanitize)  # type: ignore[misc]
+        folded: str = super()._fold(name, value, sanitize)  # type: ignore[misc]
+        return folded
 
     def _fold_at(self, name: str, tokens: list[str]) -> str:
-        """The header with its tokens joined by spaces, a line break before a token that would pass 78 columns."""
+        """The header, tokens joined by spaces, a line break before a token passing 78 columns."""
         lines = [f"{name}:"]
         for token in tokens:
             if (
@@ -123,7 +126,7 @@ def ticket_from_message_id(secret: str, message_id: str) -> int | None:
 
 
 def writable_id(message_id: str | None) -> str | None:
-    """The msg-id if it can go into an outgoing header exactly as it is (and is a real one), else None."""
+    """The msg-id if it can go into an outgoing header exactly as it is (and is real), else None."""
     value = (message_id or "").strip()
     if (
         len(value) > 900
@@ -146,13 +149,21 @@ def reply_subject(ticket_id: int, original: str) -> str:
     return f"[{format_reference(ticket_id)}] Re: {base}"
 
 
+def answer_text(category: Category) -> str:
+    """A self-serve category's FAQ answer, from its template (ValueError for any other category)."""
+    if category.answer_template is None:
+        raise ValueError(f"category {category.slug!r} has no automatic answer")
+    return render(category.answer_template).strip()
+
+
 def auto_reply_text(
     category: Category, reference: str, centre_name: str, sender_address: str = ""
 ) -> str:
-    """The body of an automatic answer: greeting, the centre-facing answer, how to reach a person."""
+    """The body of an automatic answer: greeting, the centre-facing answer, how to reach staff."""
     return render(
         "auto_reply.txt",
-        category=category,
+        answer=answer_text(category),
+        invites_reply=category.invites_reply,
         reference=reference,
         name=greeting_name(centre_name, sender_address),
     )
@@ -185,7 +196,7 @@ def staff_reply_text(
     quoted_at: datetime | None = None,
     quoted_text: str = "",
 ) -> str:
-    """A staff reply: greeting, the agent's text, the agent's name and the team once, the centre's message quoted."""
+    """A staff reply: greeting, the agent's text, their name and team once, the centre quoted."""
     text = body.strip().replace("\r\n", "\n").replace("\r", "\n")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     has_greeting = bool(lines) and bool(_GREETING.match(lines[0]))
@@ -220,7 +231,7 @@ _CLOSING = re.compile(
 )
 
 
-# --- the HTML alternative: the same text, as simple accessible HTML --------------------------------------
+# --- the HTML alternative: the same text, as simple accessible HTML ------------------------------
 
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*\u2022]\s+(.*)$")
@@ -234,11 +245,12 @@ def _chunks(text: str) -> list[str]:
 
 
 def blocks(text: str) -> list[dict[str, Any]]:
-    """The paragraphs of a plain-text body as blocks: paragraph, numbered list, bullet list or quotation."""
+    """A plain-text body's paragraphs as blocks: paragraph, numbered or bullet list, quotation."""
     result: list[dict[str, Any]] = []
     for chunk in _chunks(text):
         lines = [ln.rstrip() for ln in chunk.split("\n") if ln.strip()]
-        # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks of their own
+        # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks
+        # of their own
         for quoted, run in itertools.groupby(lines, key=lambda ln: ln.lstrip().startswith(">")):
             result.append(_block(list(run), quoted))
     return result
@@ -250,16 +262,16 @@ def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
             "kind": "quote",
             "blocks": blocks("\n".join(re.sub(r"^\s*> ?", "", ln) for ln in lines)),
         }
-    numbered = [_NUMBERED.match(ln) for ln in lines]
-    if all(numbered):
+    numbered = [m for m in map(_NUMBERED.match, lines) if m]
+    if len(numbered) == len(lines):
         return {
             "kind": "ol",
             "start": int(numbered[0].group(1)),
             "items": [m.group(2) for m in numbered],
-        }  # type: ignore[union-attr]
-    bullets = [_BULLET.match(ln) for ln in lines]
-    if all(bullets):
-        return {"kind": "ul", "items": [m.group(1) for m in bullets]}  # type: ignore[union-attr]
+        }
+    bullets = [m for m in map(_BULLET.match, lines) if m]
+    if len(bullets) == len(lines):
+        return {"kind": "ul", "items": [m.group(1) for m in bullets]}
     return {"kind": "p", "lines": lines}
 
 
@@ -280,7 +292,7 @@ _HTML_ENV.globals["linked"] = _linked
 
 
 def html_body(text: str, title: str) -> str:
-    """The text/html alternative of a plain-text body: same words, simple, accessible, inline CSS, no images."""
+    """The text/html alternative of a plain-text body: same words, inline CSS, no images."""
     body = Markup("").join(_chunk_html(chunk) for chunk in _chunks(text))
     return _HTML_ENV.get_template("layout.html").render(body=body, title=title)
 
@@ -288,11 +300,12 @@ def html_body(text: str, title: str) -> str:
 @functools.lru_cache(maxsize=1024)  # an answer's paragraphs recur in every reply that gives it
 def _chunk_html(chunk: str) -> Markup:
     """One paragraph-separated chunk of a body as HTML blocks."""
-    html: Markup = _HTML_ENV.get_template("blocks.html").module.render(blocks(chunk))  # type: ignore[attr-defined]
+    macros = _HTML_ENV.get_template("blocks.html").module
+    html: Markup = macros.render(blocks(chunk))  # type: ignore[attr-defined]
     return html  # a macro of an autoescaping template: escaped Markup already
 
 
-# --- the message --------------------------------------------------------------------------------------------
+# --- the message ---------------------------------------------------------------------------------
 
 
 def build(
@@ -307,19 +320,13 @@ def build(
     references: list[str],
     auto_submitted: str | None,
 ) -> Message:
-    """An outgoing message (text/plain with a text/html alternative); inbound values are made single-line first.
+    """An outgoing message (text/plain with an HTML alternative); inbound values made single-line.
 
-    Msg-ids copied from inbound mail are kept only when they can be written as they are; the recipient must
-    be one parsed address (ValueError otherwise), so nothing an email contains can add a recipient or header.
+    Msg-ids copied from inbound mail are kept only when they can be written as they are; the
+    recipient must be one parsed address (ValueError otherwise), so nothing an email contains can
+    add a recipient or header.
     """
-    # "=_" cannot occur in quoted-printable text (a literal "=" is written "=3D"), so no part can hold this
-    # boundary and the generator need not search the parts for one that fits
-    msg = MIMEMultipart("alternative", boundary=f"=_imi.{secrets.token_hex(12)}", policy=POLICY)
-    content_type = msg["Content-Type"]
-    del (
-        msg["MIME-Version"],
-        msg["Content-Type"],
-    )  # written after the addressing headers, as mail clients do
+    msg, content_type = _bare_multipart()
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(utcnow())
     msg["From"] = formataddr(
@@ -327,17 +334,8 @@ def build(
     )
     msg["To"] = valid_recipient(to)
     title = single_line(subject)
-    msg["Subject"] = title if title.isascii() else Header(title, "utf-8", header_name="Subject")
-    parent = writable_id(in_reply_to)
-    if parent:
-        msg["In-Reply-To"] = parent
-    refs = list(dict.fromkeys(r for r in (writable_id(r) for r in references) if r))
-    if (
-        len(refs) > MAX_REFERENCES
-    ):  # keep the thread's first message and the newest ones (RFC 5322 3.6.4)
-        refs = [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
-    if refs:
-        msg["References"] = " ".join(refs)
+    msg["Subject"] = _subject(title)  # type: ignore[assignment]  # compat32 folds a Header itself
+    _add_thread_headers(msg, in_reply_to, references)
     if auto_submitted:
         msg["Auto-Submitted"] = auto_submitted
         msg["X-Auto-Response-Suppress"] = "All"
@@ -348,8 +346,39 @@ def build(
     return msg
 
 
+def _bare_multipart() -> tuple[MIMEMultipart, str]:
+    """An empty multipart/alternative without its MIME headers, and its Content-Type value.
+
+    Those headers are written after the addressing ones, as mail clients do. "=_" cannot occur in
+    quoted-printable text (a literal "=" is written "=3D"), so no part can hold the boundary and
+    the generator need not search the parts for one that fits.
+    """
+    msg = MIMEMultipart("alternative", boundary=f"=_imi.{secrets.token_hex(12)}", policy=POLICY)
+    content_type = msg["Content-Type"]
+    del msg["MIME-Version"], msg["Content-Type"]
+    return msg, content_type
+
+
+def _subject(title: str) -> str | Header:
+    """A Subject value: the title if ASCII, else a Header the policy writes as encoded words."""
+    return title if title.isascii() else Header(title, "utf-8", header_name="Subject")
+
+
+def _add_thread_headers(msg: Message, in_reply_to: str | None, references: list[str]) -> None:
+    """In-Reply-To and References, with only the msg-ids that can be written as they are."""
+    parent = writable_id(in_reply_to)
+    if parent:
+        msg["In-Reply-To"] = parent
+    refs = list(dict.fromkeys(r for r in (writable_id(r) for r in references) if r))
+    if len(refs) > MAX_REFERENCES:
+        # keep the thread's first message and the newest ones (RFC 5322 3.6.4)
+        refs = [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
+    if refs:
+        msg["References"] = " ".join(refs)
+
+
 def _text_part(text: str, subtype: str) -> Message:
-    """A UTF-8 text part, quoted-printable (lines of at most 76 characters), ending with a line break."""
+    """A UTF-8 text part, quoted-printable (lines of at most 76 characters), ending in a newline."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     part = MIMENonMultipart("text", subtype, charset="utf-8", policy=POLICY)
     del part["MIME-Version"]
@@ -364,29 +393,34 @@ def _text_part(text: str, subtype: str) -> Message:
 def to_bytes(msg: Message) -> bytes:
     """The message as it goes on the wire: CRLF line ends, 7-bit, msg-ids unfolded and unencoded.
 
-    A message made by `build` (a multipart of text parts with their boundary set) is written directly, byte
-    for byte what the standard generator writes for it, without its per-line writes and buffer copies.
+    A message made by `build` (a multipart of text parts with their boundary set) is written
+    directly, byte for byte what the standard generator writes for it, without its per-line writes
+    and buffer copies.
     """
     boundary = msg.get_boundary() if msg.is_multipart() else None
-    parts = msg.get_payload()
-    if (
-        not boundary
-        or msg.preamble is not None
-        or msg.epilogue is not None
-        or not isinstance(parts, list)
-        or not all(_plain_leaf(part) for part in parts)
-    ):
+    parts = _plain_leaves(msg)
+    if not boundary or msg.preamble is not None or msg.epilogue is not None or parts is None:
         return msg.as_bytes(policy=POLICY)
     nl = POLICY.linesep
     out = [_headers(msg)]
     for part in parts:
-        out += [f"--{boundary}{nl}", _headers(part), _crlf(part.get_payload()), nl]
+        payload = cast(str, part.get_payload())  # _plain_leaf checked it is text
+        out += [f"--{boundary}{nl}", _headers(part), _crlf(payload), nl]
     out.append(f"--{boundary}--{nl}")
     return "".join(out).encode("ascii")
 
 
+def _plain_leaves(msg: Message) -> list[Message] | None:
+    """The parts of a multipart if every one is a plain leaf (as `build` makes them), else None."""
+    parts = msg.get_payload()
+    if not isinstance(parts, list):
+        return None
+    leaves = [part for part in parts if isinstance(part, Message) and _plain_leaf(part)]
+    return leaves if len(leaves) == len(parts) else None
+
+
 def _plain_leaf(part: Message) -> bool:
-    """A single part whose payload is ASCII text ending in a line break (as `_text_part` makes them)."""
+    """A single part whose payload is ASCII text ending in a newline (as `_text_part` makes it)."""
     payload = part.get_payload()
     return (
         not part.is_multipart()
