@@ -1,4 +1,4 @@
-"""Machine-written mail is never answered: each mark, the exact reason it gives, and which mark wins."""
+"""Machine-written mail is never answered: each mark, the exact reason it gives, which mark wins."""
 
 from __future__ import annotations
 

@@ -30,10 +30,10 @@ _REPORTS = {
     "disposition-notification": "read receipt (MDN)",
     "feedback-report": "abuse feedback report (ARF)",
 }
-# receipts and bounces that arrive without a report part, recognised by the subject their software gives them
+# receipts and bounces that arrive without a report part, known by the subject their software gives
 _RECEIPT_SUBJECT = re.compile(
-    r"^\s*(read|not read|delivered|read receipt|return receipt|read notification|undeliverable|undelivered|"
-    r"delivery notification|gelesen|nicht gelesen|lu|non lu|le[ií]do|letto|gelezen)\s*:"
+    r"^\s*(read|not read|delivered|read receipt|return receipt|read notification|undeliverable|"
+    r"undelivered|delivery notification|gelesen|nicht gelesen|lu|non lu|le[ií]do|letto|gelezen)\s*:"
     r"|^\s*(delivery status notification|undelivered mail returned to sender|mail delivery failed|"
     r"returned mail|failure notice|delivery failure|delivery has failed|message delivery failure|"
     r"mail delivery subsystem|non-delivery report)\b",
@@ -133,7 +133,7 @@ _MACHINE_MARKS: tuple[Callable[[ParsedEmail], str | None], ...] = (
 def no_reply_reason(
     email: ParsedEmail, own_addresses: Collection[str], own_domain: str
 ) -> str | None:
-    """Why this email must not get an automatic answer (a machine wrote it), or None if it is safe."""
+    """Why this email must get no automatic answer (a machine wrote it), or None if it is safe."""
     for mark in _MACHINE_MARKS:
         reason = mark(email)
         if reason is not None:
