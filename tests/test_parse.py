@@ -182,3 +182,14 @@ def test_headers_keep_their_first_value_and_decode_what_people_read() -> None:
     assert email.subject == "é test" and email.header("X-THING") == "one"
     assert email.to_addresses == ["a@b.example", "jo@c.example", "cafe@x.example"]
     assert email.authentication_results == ["mx; dmarc=pass", "mx2; spf=fail"]
+
+
+@pytest.mark.parametrize("charset", ["us-ascii\x00", "idna", "punycode", "x-unknown"])
+def test_a_charset_no_codec_decodes_with_reads_as_utf8(charset: str) -> None:
+    """Mail the webhook accepts (identify) is mail parse reads: a body in a charset that is unknown,
+    or whose codec refuses bytes, is read as UTF-8 rather than refusing the whole email."""
+    raw = _email(
+        "From: jo@c.example\r\n", f'Content-Type: text/plain; charset="{charset}"\r\n\r\ncaf\xe9 ok'
+    )
+    email = parse(raw)
+    assert email.text == "café ok" and email.message_id == identify(raw)

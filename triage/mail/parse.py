@@ -188,7 +188,7 @@ def _decode_part(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or a codec that refuses (idna, a NUL in the name)
         return payload.decode("utf-8", errors="replace")
 
 
