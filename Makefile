@@ -39,10 +39,11 @@ test: install
 bench: install
 	$(PY) -m bench
 
-# Offline: ruff only.
+# Offline: ruff's checks, ruff's format check, and mypy --strict on triage/ (settings in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Needs the network (PyPI advisory data). pip-audit checks every pinned requirement, runtime and development;
 # --strict fails when a package cannot be checked, rather than passing with nothing audited.
@@ -50,4 +51,4 @@ audit: install
 	$(VENV)/bin/pip-audit --requirement requirements-dev.txt --no-deps --disable-pip --strict --progress-spinner off
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

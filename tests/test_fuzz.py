@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.mailutil import process_all
-from triage.mail.inbound import message_from_form
+from triage.mail.contact_form import message_from_form
 from triage.mail.parse import MAX_DEPTH, MAX_PARTS, UnparseableEmail, parse
 from triage.orm import InboundEmail, Message, OutboxItem, Ticket
 

@@ -376,7 +376,7 @@ def test_a_failing_email_fails_alone_and_is_retried(
 def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> None:
     """The batch feeds the model its cleaned text directly: it must equal `model_text` of the same email."""
     from triage.classifier.cleaning import cleaned_text, model_text
-    from triage.mail.inbound import _clean
+    from triage.mail.inbound.new_tickets import clean_text
     from triage.mail.parse import parse
 
     corpus = sorted((REPO / "tests" / "corpus").glob("*.eml"))
@@ -399,7 +399,7 @@ def test_the_batch_cleans_once_and_the_model_reads_what_it_was_trained_on() -> N
     assert len(corpus) >= 10
     for raw in raws:
         parsed = parse(raw)
-        assert cleaned_text(parsed.subject, _clean(parsed)) == model_text(
+        assert cleaned_text(parsed.subject, clean_text(parsed)) == model_text(
             parsed.subject, parsed.text
         )
         assert (

@@ -21,13 +21,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
         configure_json_logging()
     app = Flask(__name__, instance_path=str(settings.instance_path))
-    if (
-        settings.trusted_proxies
-    ):  # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
+    # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
+    if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+        # Flask documents wrapping wsgi_app in middleware, but types it as a method
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=n, x_proto=n, x_host=n
+        )
     app.config["SECRET_KEY"] = settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = settings.inbound_max_bytes
     app.config["SESSION_COOKIE_HTTPONLY"] = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Json
@@ -12,14 +12,16 @@ from sqlalchemy.orm import Session
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert `rows` (the same columns in each, ids included on PostgreSQL) in the session's transaction.
+    """Insert `rows` (the same columns in each, ids included on PostgreSQL) in the session's
+    transaction.
 
-    PostgreSQL: `COPY ... FROM STDIN`, one stream for all rows. An executemany INSERT sends and acknowledges
-    every row as a statement of its own, which cost the worker about 0.2 ms of CPU per email in a batch
-    (a ticket, two messages, an outbox row and the history rows each). The columns' Python-side defaults
-    (timestamps, statuses) are filled in per row, as an INSERT would; triggers fire as they do for INSERT;
-    a driver error is raised as SQLAlchemy raises one. Anything else: one executemany INSERT.
-    Pending ORM changes are flushed first either way, as before any statement the session runs.
+    PostgreSQL: `COPY ... FROM STDIN`, one stream for all rows. An executemany INSERT sends and
+    acknowledges every row as a statement of its own, which cost the worker about 0.2 ms of CPU per
+    email in a batch (a ticket, two messages, an outbox row and the history rows each). The columns'
+    Python-side defaults (timestamps, statuses) are filled in per row, as an INSERT would; triggers
+    fire as they do for INSERT; a driver error is raised as SQLAlchemy raises one. Anything else:
+    one executemany INSERT. Pending ORM changes are flushed first either way, as before any
+    statement the session runs.
     """
     if not rows:
         return
@@ -38,7 +40,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     names = ", ".join(f'"{column.name}"' for column in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     connection = session.connection()
-    driver = connection.connection.driver_connection
+    driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     try:
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
@@ -52,7 +54,8 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     except (
         psycopg.Error
     ) as exc:  # as SQLAlchemy raises a driver's error: wrapped, a lost connection dropped
-        lost = connection.dialect.is_disconnect(exc, driver, None)
+        # SQLAlchemy types the driver's error as its own placeholder class, DBAPIModule.Error
+        lost = connection.dialect.is_disconnect(exc, driver, None)  # type: ignore[arg-type]
         if lost:
             connection.invalidate(exc)
         raise DBAPIError.instance(

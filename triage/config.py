@@ -126,9 +126,8 @@ class Settings:
         s.trusted_authserv_id = (env("TRUSTED_AUTHSERV_ID") or "").strip()
         s.response_time_text = (env("RESPONSE_TIME_TEXT") or "").strip() or s.response_time_text
         s.api_rate_per_minute = _env_int("API_RATE_PER_MINUTE", s.api_rate_per_minute)
-        s.worker_interval = _env_int(
-            "WORKER_INTERVAL", int(s.worker_interval)
-        )  # idle sleep when nothing wakes it
+        # idle sleep when nothing wakes it
+        s.worker_interval = _env_int("WORKER_INTERVAL", int(s.worker_interval))
         s.worker_nice = _env_int("WORKER_NICE", s.worker_nice)
         if not 0 <= s.worker_nice <= 19:
             raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
@@ -161,12 +160,12 @@ class Settings:
                 self.extra[key] = value
 
     def prepare_instance(self) -> None:
-        """Create the instance folder, and fill in the database URL and secret key defaults inside it."""
+        """Create the instance folder, and fill in the database URL and secret key defaults inside
+        it."""
         try:
             self.instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.instance_path.chmod(
-                0o700
-            )  # the database, its WAL, the secret and outgoing mail live here
+            # the database, its WAL, the secret and outgoing mail live here
+            self.instance_path.chmod(0o700)
             with tempfile.TemporaryFile(
                 dir=self.instance_path
             ) as probe:  # a name of its own: processes start together
@@ -177,11 +176,12 @@ class Settings:
             ) from None
         if not self.database_url:
             self.database_url = f"sqlite:///{self.instance_path / 'triage.db'}"
+            # SQLite gives new -wal and -shm files the database's mode
             for suffix in (
                 "",
                 "-wal",
                 "-shm",
-            ):  # SQLite gives new -wal and -shm files the database's mode
+            ):
                 if not suffix or (self.instance_path / f"triage.db{suffix}").exists():
                     private_file(self.instance_path / f"triage.db{suffix}")
         if not self.secret_key:
@@ -200,8 +200,8 @@ def private_file(path: Path) -> None:
 
 
 def _load_or_create_secret(path: Path) -> str:
-    """The secret key kept in `path` (0600), made on first use; processes that start together on a new
-    instance folder all get the one that was written first (it appears whole, or not at all)."""
+    """The secret key kept in `path` (0600), made on first use; processes that start together on a
+    new instance folder all get the one that was written first (it appears whole, or not at all)."""
     if path.exists():
         value = path.read_text().strip()
         if value:

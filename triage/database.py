@@ -7,20 +7,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from triage.config import ConfigError
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout so several processes can share it."""
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout so several processes can
+    share it."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -56,23 +59,27 @@ PING_AFTER_IDLE_SECONDS = (
 )
 
 
-def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+def _note_checkin(_dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
     record.info["checked_in"] = time.monotonic()
 
 
-def _ping_if_idle(engine: Engine) -> Any:
-    """A checkout hook that pings only connections that have sat idle in the pool (pre-ping, minus its cost
-    on a busy server: one round trip per checkout). A failed ping makes the pool replace the connection.
+def _ping_if_idle(
+    engine: Engine,
+) -> Callable[[DBAPIConnection, ConnectionPoolEntry, PoolProxiedConnection], None]:
+    """A checkout hook that pings only connections that have sat idle in the pool (pre-ping, minus
+    its cost on a busy server: one round trip per checkout). A failed ping makes the pool replace
+    the connection.
 
-    A connection in steady use that the server drops (a restart, a network cut) fails its next statement
-    instead; SQLAlchemy then invalidates the whole pool, so that request answers 503 and the next one
-    gets a fresh connection.
+    A connection in steady use that the server drops (a restart, a network cut) fails its next
+    statement instead; SQLAlchemy then invalidates the whole pool, so that request answers 503 and
+    the next one gets a fresh connection.
     """
 
-    def ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        last_used = record.info.get(
-            "checked_in"
-        )  # None: a connection made just now for this checkout
+    def ping(
+        dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        # None: a connection made just now for this checkout
+        last_used = record.info.get("checked_in")
         if last_used is None or time.monotonic() - last_used < PING_AFTER_IDLE_SECONDS:
             return
         try:
@@ -87,9 +94,10 @@ def _ping_if_idle(engine: Engine) -> Any:
 
 @contextmanager
 def statement_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose statements each commit on their own on PostgreSQL: autocommit, one round trip each (no
-    BEGIN or COMMIT), on one connection held until the session closes (a commit does not hand it back to
-    the pool). On SQLite (local calls, one writer at a time) an ordinary session, which keeps transactions."""
+    """A session whose statements each commit on their own on PostgreSQL: autocommit, one round trip
+    each (no BEGIN or COMMIT), on one connection held until the session closes (a commit does not
+    hand it back to the pool). On SQLite (local calls, one writer at a time) an ordinary session,
+    which keeps transactions."""
     engine = sessions.kw.get("bind")
     if not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
         with sessions() as session:
@@ -101,7 +109,7 @@ def statement_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
             yield session
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy control transactions (pysqlite's own handling breaks BEGIN IMMEDIATE).
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
@@ -111,12 +119,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_begin(conn: Connection) -> None:
     # Take the write lock at BEGIN so two writers queue instead of failing to upgrade a read lock.
     dbapi_conn = conn.connection.dbapi_connection
-    if not isinstance(
-        dbapi_conn, _WriterLockConnection
-    ):  # :memory: and file: URLs have no lock file
+    # :memory: and file: URLs have no lock file
+    if not isinstance(dbapi_conn, _WriterLockConnection):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         return
     dbapi_conn.acquire_writer_lock()
@@ -131,14 +138,15 @@ _held = threading.local()
 
 
 class _WriterLockConnection(sqlite3.Connection):
-    """A SQLite connection that queues for the write lock on a lock file (flock) before BEGIN IMMEDIATE.
+    """A SQLite connection that queues for the write lock on a lock file (flock) before BEGIN
+    IMMEDIATE.
 
-    SQLite's own busy handler polls with sleeps of up to 100 ms, so under load most of the waiting is
-    sleeping; this polls the lock file every few milliseconds, so the next writer starts almost as soon
-    as the lock is free. The wait is bounded by the connection's timeout (then "database is locked",
-    which the web app answers with 503), and the kernel drops the lock if its holder dies. A thread that
-    already holds the lock (a nested transaction) does not queue behind itself: it falls back to
-    SQLite's busy timeout.
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so under load most of the waiting
+    is sleeping; this polls the lock file every few milliseconds, so the next writer starts almost
+    as soon as the lock is free. The wait is bounded by the connection's timeout (then "database is
+    locked", which the web app answers with 503), and the kernel drops the lock if its holder dies.
+    A thread that already holds the lock (a nested transaction) does not queue behind itself: it
+    falls back to SQLite's busy timeout.
     """
 
     lock_path = ""

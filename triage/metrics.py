@@ -7,9 +7,10 @@ latency observations there, and a scrape answered by any worker adds them all up
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, multiprocess
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +31,7 @@ class DatabaseCollector:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         """Yield the metric families (called by the registry on each scrape)."""
         with self.sessions() as session:
             received = CounterMetricFamily(
@@ -74,7 +75,8 @@ class DatabaseCollector:
 
 
 def render(sessions: sessionmaker[Session]) -> bytes:
-    """The exposition text: database figures plus request latency (of all workers, in multi-process mode)."""
+    """The exposition text: database figures plus request latency (of all workers, in multi-process
+    mode)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

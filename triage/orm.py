@@ -1,10 +1,11 @@
-"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, model versions, audit."""
+"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, model versions,
+audit."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -74,6 +76,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
 
+    if TYPE_CHECKING:
+        # every model here is mapped to a Table (SQLAlchemy types it as any FromClause)
+        __table__: ClassVar[Table]
+
 
 class Queue(Base):
     """A staff queue that tickets are routed to."""
@@ -83,9 +89,8 @@ class Queue(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    notify_address: Mapped[str | None] = mapped_column(
-        String(254)
-    )  # told when a centre replies on a ticket
+    # told when a centre replies on a ticket
+    notify_address: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # response targets in business minutes (urgent tickets: wall-clock minutes)
     first_response_minutes: Mapped[int] = mapped_column(Integer, default=480, server_default="480")
@@ -125,7 +130,8 @@ class User(Base):
     )
     notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    # raised by logout, a password change or deactivation: sessions signed with an older value are void
+    # raised by logout, a password change or deactivation: sessions signed with an older value are
+    # void
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
@@ -142,7 +148,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    # fixed-window request counter for the per-token rate limit (shared by every process through the row)
+    # fixed-window request counter for the per-token rate limit (shared by every process through the
+    # row)
     rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
     scopes: Mapped[str] = mapped_column(String(100), default=API_SCOPES, server_default=API_SCOPES)
@@ -172,13 +179,11 @@ class Ticket(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     centre_email: Mapped[str] = mapped_column(String(254))
     centre_name: Mapped[str] = mapped_column(String(200), default="")
-    centre_domain: Mapped[str | None] = mapped_column(
-        String(253)
-    )  # registrable domain, for the per-domain cap
+    # registrable domain, for the per-domain cap
+    centre_domain: Mapped[str | None] = mapped_column(String(253))
     subject: Mapped[str] = mapped_column(String(998), default="")
-    status: Mapped[str] = mapped_column(
-        String(20), default="open"
-    )  # open|pending|auto_replied|resolved
+    # open|pending|auto_replied|resolved
+    status: Mapped[str] = mapped_column(String(20), default="open")
     action: Mapped[str | None] = mapped_column(String(20))  # auto_reply|route|triage|none
     predicted_category: Mapped[str | None] = mapped_column(String(64))
     predicted_confidence: Mapped[float | None] = mapped_column(Float)
@@ -191,17 +196,14 @@ class Ticket(Base):
     last_inbound_at: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
-    resolution: Mapped[str | None] = mapped_column(
-        String(64)
-    )  # e.g. "no action needed" (automatic mail)
-    urgent: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )  # an exam happening now
+    # e.g. "no action needed" (automatic mail)
+    resolution: Mapped[str | None] = mapped_column(String(64))
+    # an exam happening now
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     urgent_reason: Mapped[str | None] = mapped_column(String(300))
     centre_replied_at: Mapped[datetime | None]  # the centre's latest follow-up (not automatic mail)
-    last_staff_action_at: Mapped[
-        datetime | None
-    ]  # the latest change by staff (person or API token)
+    # the latest change by staff (person or API token)
+    last_staff_action_at: Mapped[datetime | None]
     urgent_notified_at: Mapped[datetime | None]
     reply_notified_at: Mapped[datetime | None]  # the centre reply the assignee was last told of
     overdue_notified_due: Mapped[datetime | None]  # the due time whose passing was last notified
@@ -248,9 +250,8 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound
-    kind: Mapped[str] = mapped_column(
-        String(20), default="email"
-    )  # email|auto_reply|ack|staff_reply|bounce
+    # email|auto_reply|ack|staff_reply|bounce
+    kind: Mapped[str] = mapped_column(String(20), default="email")
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
@@ -281,9 +282,8 @@ class InboundEmail(Base):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(20))  # webhook | api | imap | ingest
-    status: Mapped[str] = mapped_column(
-        String(16), default="pending"
-    )  # pending | processed | rejected
+    # pending | processed | rejected
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
@@ -292,7 +292,8 @@ class InboundEmail(Base):
 
 
 class Attachment(Base):
-    """A file attached to a message: metadata plus bytes (size-capped), never opened by the service."""
+    """A file attached to a message: metadata plus bytes (size-capped), never opened by the
+    service."""
 
     __tablename__ = "attachments"
 
@@ -328,7 +329,8 @@ class Classification(Base):
 
 
 class OutboxItem(Base):
-    """An outgoing email waiting for, or done with, SMTP delivery; written with the ticket change."""
+    """An outgoing email waiting for, or done with, SMTP delivery; written with the ticket
+    change."""
 
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
@@ -339,9 +341,8 @@ class OutboxItem(Base):
     )
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
-    status: Mapped[str] = mapped_column(
-        String(16), default="pending"
-    )  # pending|sending|sent|failed
+    # pending|sending|sent|failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -360,9 +361,8 @@ class ModelVersion(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(
-        String(16), default="candidate"
-    )  # candidate|active|retired|rejected
+    # candidate|active|retired|rejected
+    status: Mapped[str] = mapped_column(String(16), default="candidate")
     data_sha256: Mapped[str] = mapped_column(String(64))
     sklearn_version: Mapped[str] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -375,7 +375,8 @@ class ModelVersion(Base):
 
 
 class Job(Base):
-    """Background work asked for from the web app (e.g. a retrain), run by a worker, with its progress."""
+    """Background work asked for from the web app (e.g. a retrain), run by a worker, with its
+    progress."""
 
     __tablename__ = "jobs"
     __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
@@ -393,7 +394,8 @@ class Job(Base):
 
 
 class ImapCheckpoint(Base):
-    """The last IMAP UID stored per mailbox and UIDVALIDITY, so polling neither skips nor repeats."""
+    """The last IMAP UID stored per mailbox and UIDVALIDITY, so polling neither skips nor
+    repeats."""
 
     __tablename__ = "imap_checkpoints"
     __table_args__ = (UniqueConstraint("mailbox", name="uq_imap_checkpoints_mailbox"),)
@@ -426,9 +428,8 @@ class Macro(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str | None] = mapped_column(
-        String(64), index=True
-    )  # offered first on tickets of it
+    # offered first on tickets of it
+    category: Mapped[str | None] = mapped_column(String(64), index=True)
     body: Mapped[str] = mapped_column(Text)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -443,9 +444,8 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(
-        String(200)
-    )  # "user:<email>", "system", "model:<version>", "token:<name>"
+    # "user:<email>", "system", "model:<version>", "token:<name>"
+    actor: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(64))

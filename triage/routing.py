@@ -1,4 +1,5 @@
-"""Category-to-queue routing as stored in the database (seeded from the catalogue, editable by admins)."""
+"""Category-to-queue routing as stored in the database (seeded from the catalogue, editable by
+admins)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ SEARCH_TABLE = (
 
 
 def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
-    """Leave the search table (and SQLite's FTS5 shadow tables) out of the model comparison: triggers keep it."""
+    """Leave the search table (and SQLite's FTS5 shadow tables) out of the model comparison:
+    triggers keep it."""
     return not (
         type_ == "table"
         and name is not None
@@ -49,13 +50,20 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         sqlite = engine.dialect.name == "sqlite"
         if sqlite:
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            _driver_execute(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
                 yield conn
         finally:
             if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+                _driver_execute(conn, "PRAGMA foreign_keys=ON")
+
+
+def _driver_execute(conn: Connection, sql: str) -> None:
+    """Run `sql` on the driver's own connection, outside SQLAlchemy's transaction handling."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None  # an open Connection holds its driver connection
+    driver.execute(sql)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -92,13 +100,16 @@ def pending_model_changes(engine: Engine) -> list[object]:
                 "include_name": include_name,
             },
         )
-        return compare_metadata(ctx, Base.metadata)
+        changes: list[object] = compare_metadata(ctx, Base.metadata)
+        return changes
 
 
 def ensure_current(engine: Engine) -> None:
-    """Raise ConfigError unless the database is migrated to head (tells the operator what to run)."""
+    """Raise ConfigError unless the database is migrated to head (tells the operator what to
+    run)."""
     current, head = current_revision(engine), head_revision()
     if current != head:
         raise ConfigError(
-            f"database is at revision {current or 'none'}, the code needs {head}; run: flask --app app triage migrate"
+            f"database is at revision {current or 'none'}, the code needs {head}; "
+            "run: flask --app app triage migrate"
         )

@@ -1,1 +1,2 @@
-"""Classifier: text cleaning, training data, the Pipeline, abstention decisions, evaluation, the model registry and retraining."""
+"""Classifier: text cleaning, training data, the Pipeline, abstention decisions, evaluation, the
+model registry and retraining."""

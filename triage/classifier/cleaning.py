@@ -1,8 +1,9 @@
 """Reduce an email to what the centre wrote now: no quoted history, signatures, disclaimers or HTML.
 
-Every step is linear in the input and bounded: the body is cut to MAX_BODY_CHARS and MAX_LINES first, and
-each line is judged by anchored patterns on at most its first PROBE_CHARS characters, so no email can
-make cleaning slow (a 40 KB body of blank lines once took 30 s in a regex-based reply parser).
+Every step is linear in the input and bounded: the body is cut to MAX_BODY_CHARS and MAX_LINES
+first, and each line is judged by anchored patterns on at most its first PROBE_CHARS characters, so
+no email can make cleaning slow (a 40 KB body of blank lines once took 30 s in a regex-based reply
+parser).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ _FORWARD_SUBJECT = re.compile(
 _REFERENCE = re.compile(r"\[?\bIMI-\d{6,}\b\]?", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\u00a0\u200b]+")
 _TAG = re.compile(r"<[^<>]{0,2000}>")
-# Cleaning is bounded: nobody writes an enquiry longer than this; the rest is pasted logs or history.
+# Cleaning is bounded: nobody writes an enquiry longer than this; the rest is pasted logs or
+# history.
 MAX_BODY_CHARS = 20_000
 MAX_LINES = 1_000
 PROBE_CHARS = 200  # how much of a line the header, signature and disclaimer patterns look at
@@ -33,8 +35,9 @@ MAX_HTML_CHARS = (
 )
 MAX_FORWARDS = 3  # nested forwards read (FW: FW: FW: ...)
 
-# Patterns below are matched with .match/.fullmatch on one line's first PROBE_CHARS characters: anchored,
-# and with no nested or overlapping repetition, so each costs at most a pass over those characters.
+# Patterns below are matched with .match/.fullmatch on one line's first PROBE_CHARS characters:
+# anchored, and with no nested or overlapping repetition, so each costs at most a pass over those
+# characters.
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]?)+")
 _FORWARD_MARK = re.compile(
     r"-{2,}[ \t]*forwarded message[ \t]*-{2,}|begin forwarded message:|forwarded message:",
@@ -46,36 +49,44 @@ _HEADER_FIELD = re.compile(
     r"[* ]*(from|sent|to|cc|bcc|subject|date|reply-to|organization|importance)[ *]*:", re.I
 )
 _WROTE = re.compile(r"on[ \t].{1,300}", re.IGNORECASE)
-_SIGN_OFF = re.compile(  # a short line opening with one of these, or one of them alone, ends the message
-    r"(best regards|kind regards|warm regards|all the best|many thanks|best wishes|thanks,|thank you,|best,|regards,)"
+# a short line opening with one of these, or one of them alone, ends the message
+_SIGN_OFF = re.compile(
+    r"(best regards|kind regards|warm regards|all the best|many thanks|best wishes"
+    r"|thanks,|thank you,|best,|regards,)"
     r"|(regards|thanks|thank you|cheers|best)[ \t.!,]*$",
     re.IGNORECASE,
 )
-SIGN_OFF_CHARS = 30  # a sign-off line is short ("Kind regards, Jane Doe"); a longer "Thanks, that worked ..." is not
+# a sign-off line is short ("Kind regards, Jane Doe"); a longer "Thanks, that worked ..." is not
+SIGN_OFF_CHARS = 30
 _SIGNATURE_DELIMITER = re.compile(r"(--|__)|-[A-Za-z][\w .]{0,30}")
 _MOBILE_FOOTER = re.compile(
-    r"(sent from my|sent from outlook for|get outlook for|sent from mail for|sent from yahoo mail)\b.{0,60}",
+    r"(sent from my|sent from outlook for|get outlook for|sent from mail for"
+    r"|sent from yahoo mail)\b.{0,60}",
     re.I,
 )
 _DISCLAIMER = re.compile(
     r"(caution|disclaimer|warning|confidential|confidentiality)[ \t*]*:|[ \t*]*disclaimer\b"
     r"|(privileged|confidential|private|sensitive|important) (notice|note|information):"
     r"|this (e-?mail|message)( and any (files|attachments))? (is|are|and|may|contains?)\b"
-    r"|the information (contained )?in this (e-?mail|message)|if you (have )?received this (e-?mail|message) in error",
+    r"|the information (contained )?in this (e-?mail|message)"
+    r"|if you (have )?received this (e-?mail|message) in error",
     re.IGNORECASE,
 )
 
 
 def html_to_text(html: str) -> str:
-    """Convert an HTML body to readable plain text (scripts and styles dropped), bounded in size and time."""
+    """Convert an HTML body to readable plain text (scripts and styles dropped), bounded in size and
+    time."""
     visible = _drop_invisible(html or "")[:MAX_HTML_CHARS]
     try:
-        return get_text(visible, _HTML_CONFIG)
+        text: str = get_text(visible, _HTML_CONFIG)
+        return text
+    # markup the converter cannot lay out: keep its words
     except (
         RecursionError,
         ValueError,
         TypeError,
-    ):  # markup the converter cannot lay out: keep its words
+    ):
         return _TAG.sub(" ", visible)
 
 
@@ -119,7 +130,8 @@ def is_forward(subject: str) -> bool:
 
 @dataclass
 class _Segment:
-    """Lines between two history markers; `kind` says what opened it (start, forward or reply history)."""
+    """Lines between two history markers; `kind` says what opened it (start, forward or reply
+    history)."""
 
     kind: str
     subject: str = ""
@@ -127,7 +139,8 @@ class _Segment:
 
 
 def _bounded_lines(body: str) -> list[str]:
-    """The body's first MAX_LINES lines (of its first MAX_BODY_CHARS characters), stripped, blank runs as one."""
+    """The body's first MAX_LINES lines (of its first MAX_BODY_CHARS characters), stripped, blank
+    runs as one."""
     body = unicodedata.normalize("NFC", (body or "")[:MAX_BODY_CHARS])
     lines: list[str] = []
     for raw in body.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
@@ -165,9 +178,8 @@ def _marker(lines: list[str], i: int, original_is_forward: bool) -> tuple[str, i
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if len(nxt) <= PROBE_CHARS and nxt.endswith("wrote:"):
             return "reply", 2
-    if _is_header_field(
-        line
-    ):  # an Outlook block: two header fields in a row (a blank line between allowed)
+    # an Outlook block: two header fields in a row (a blank line between allowed)
+    if _is_header_field(line):
         following = [lines[j] for j in range(i + 1, min(i + 3, len(lines)))]
         nxt = (
             following[0]
@@ -191,7 +203,8 @@ def _header_block(lines: list[str], i: int) -> tuple[str, int]:
 
 
 def _segments(lines: list[str], original_is_forward: bool) -> list[_Segment]:
-    """Split unquoted lines at history markers; quoted lines stay in their segment (dropped later)."""
+    """Split unquoted lines at history markers; quoted lines stay in their segment (dropped
+    later)."""
     segments = [_Segment("start")]
     i = 0
     while i < len(lines):
@@ -207,7 +220,8 @@ def _segments(lines: list[str], original_is_forward: bool) -> list[_Segment]:
 
 
 def _own_text(lines: list[str]) -> list[str]:
-    """A segment's own words: no quoted lines, cut at the signature or a mobile footer, disclaimers dropped."""
+    """A segment's own words: no quoted lines, cut at the signature or a mobile footer, disclaimers
+    dropped."""
     out: list[str] = []
     in_disclaimer = False
     for line in lines:
@@ -241,8 +255,9 @@ def latest_reply(body: str, forwarded: bool = False) -> str:
     """The newest part of a plain-text body: quoted history, signature and disclaimer removed.
 
     A forwarded email keeps the forwarder's note and the forwarded message (with its subject); reply
-    history ("On ... wrote:", an Outlook header block, "-----Original Message-----" unless `forwarded`)
-    is cut. When the newest part is empty (a reply written below the quote), the first part with words is used.
+    history ("On ... wrote:", an Outlook header block, "-----Original Message-----" unless
+    `forwarded`) is cut. When the newest part is empty (a reply written below the quote), the first
+    part with words is used.
     """
     segments = _segments(_bounded_lines(body), forwarded)
     kept: list[str] = []

@@ -1,13 +1,14 @@
-"""Old module paths that pickled models name: each maps to the module that now holds the same code."""
+"""Old module paths that pickled models name: each maps to the module that now holds the same
+code."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-# A model file pickles its functions by module path (`triage.model.clean_pairs`). When a module moves, old
-# files name the old path; each entry says where that code lives now. Add an entry whenever a module that a
-# pipeline references (cleaning, features) moves.
+# A model file pickles its functions by module path (`triage.model.clean_pairs`). When a module
+# moves, old files name the old path; each entry says where that code lives now. Add an entry
+# whenever a module that a pipeline references (cleaning, features) moves.
 RENAMED_MODULES: dict[str, str] = {
     "triage.model": "triage.classifier.model",  # moved into the classifier wing at 716eb17
     "triage.cleaning": "triage.classifier.cleaning",  # likewise

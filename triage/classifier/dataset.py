@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from triage.catalogue import BY_SLUG
 
 TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
-HARD_FILE = "hard.jsonl"  # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+# scored only, never trained on or tuned with: hard mail from a writer who saw no training data
+HARD_FILE = "hard.jsonl"
 
 
 class DatasetError(ValueError):
@@ -24,7 +26,8 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled email; `group` keeps paraphrases of one original (one writer) on one side of a split."""
+    """One labelled email; `group` keeps paraphrases of one original (one writer) on one side of a
+    split."""
 
     subject: str
     body: str
@@ -87,7 +90,7 @@ def sha256_of(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
-def _shingles(texts: Sequence[str]):  # type: ignore[no-untyped-def]
+def _shingles(texts: Sequence[str]) -> sparse.csr_matrix:
     vec = HashingVectorizer(
         analyzer="char",
         ngram_range=(5, 5),
@@ -97,7 +100,8 @@ def _shingles(texts: Sequence[str]):  # type: ignore[no-untyped-def]
         alternate_sign=False,
         lowercase=True,
     )
-    return vec.transform([" ".join(t.split()) for t in texts]).tocsr()
+    shingles: sparse.csr_matrix = vec.transform([" ".join(t.split()) for t in texts]).tocsr()
+    return shingles
 
 
 def near_duplicates(

@@ -27,8 +27,9 @@ NEVER = {"prob": 1.01, "margin": 1.01}  # a threshold nothing reaches: the categ
 class Thresholds:
     """Minimum top probability and margin per category before acting without a human.
 
-    `family_margin`: an auto-reply also needs the top category's probability to beat its best sibling in a
-    confusable family (catalogue.FAMILIES) by this much. `policy` names how the thresholds were chosen.
+    `family_margin`: an auto-reply also needs the top category's probability to beat its best
+    sibling in a confusable family (catalogue.FAMILIES) by this much. `policy` names how the
+    thresholds were chosen.
     """
 
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -53,7 +54,8 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
-        """Inverse of to_dict (metadata written before families and policies had neither: 0 and per_category)."""
+        """Inverse of to_dict (metadata written before families and policies had neither: 0 and
+        per_category)."""
         return cls(
             dict(data["per_category"]),
             float(data["auto_reply_target"]),
@@ -96,7 +98,8 @@ def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> np.ndarray:
-    """Row by row, the top class's probability minus its best sibling's (1.0 for a class with no family)."""
+    """Row by row, the top class's probability minus its best sibling's (1.0 for a class with no
+    family)."""
     index = {slug: i for i, slug in enumerate(classes)}
     siblings = np.zeros((len(classes), len(classes)), dtype=bool)
     for slug, i in index.items():
@@ -112,8 +115,8 @@ def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> 
 def action_for(
     slug: str, prob: float, margin: float, thresholds: Thresholds, family_gap: float = 1.0
 ) -> str:
-    """auto_reply for a confident self-serve category (clear of its family), route for a confident staff-only
-    one, else triage."""
+    """auto_reply for a confident self-serve category (clear of its family), route for a confident
+    staff-only one, else triage."""
     if slug == OTHER:
         return TRIAGE
     limit = thresholds.for_category(slug)
@@ -132,7 +135,8 @@ def decide_rows(
     routing: Mapping[str, str] | None = None,
     n_alternatives: int = 3,
 ) -> list[Decision]:
-    """Turn a matrix of class probabilities into decisions (queue from routing, else the catalogue)."""
+    """Turn a matrix of class probabilities into decisions (queue from routing, else the
+    catalogue)."""
     routing = routing or {}
     best, top, margin = top_two(probs)
     gaps = family_gaps(probs, classes, best)
@@ -150,7 +154,8 @@ def decide_rows(
 def hold_for_staff(
     decision: Decision, probs: np.ndarray, classes: Sequence[str], reason: str
 ) -> Decision:
-    """The decision for mail that must not be answered or routed automatically: `other`, to triage, with why."""
+    """The decision for mail that must not be answered or routed automatically: `other`, to triage,
+    with why."""
     other = float(probs[list(classes).index(OTHER)]) if OTHER in classes else 0.0
     ranked = [(classes[j], float(probs[j])) for j in np.argsort(-probs) if classes[j] != OTHER]
     return Decision(
@@ -172,7 +177,8 @@ class _Option:
 def _frontier(
     p: np.ndarray, m: np.ndarray, truth: np.ndarray, slug: str, weight: np.ndarray, min_support: int
 ) -> list[_Option]:
-    """For one category, the threshold options that are best (fewest weighted errors) for their coverage."""
+    """For one category, the threshold options that are best (fewest weighted errors) for their
+    coverage."""
     ok = truth == slug
     is_other, is_staff = truth == OTHER, np.isin(truth, list(STAFF_ONLY_SLUGS))
     best: dict[int, _Option] = {}
@@ -192,9 +198,8 @@ def _frontier(
             if correct not in best or option.errors < best[correct].errors:
                 best[correct] = option
     options, lowest = [], float("inf")
-    for correct in sorted(
-        best, reverse=True
-    ):  # keep only options that beat every larger one on errors
+    # keep only options that beat every larger one on errors
+    for correct in sorted(best, reverse=True):
         if best[correct].errors < lowest:
             options.append(best[correct])
             lowest = best[correct].errors

@@ -1,4 +1,5 @@
-"""Evaluation figures for a classifier: per-category scores and the auto-reply figures the gate checks."""
+"""Evaluation figures for a classifier: per-category scores and the auto-reply figures the gate
+checks."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[
     """The risk-coverage curve of the model's confidence on self-serve answers.
 
     Emails whose top category is self-serve (and that a rule did not hold for staff) are answered in
-    order of confidence; each point is a confidence threshold with the coverage of self-serve mail it
-    would reach and the risk (share of wrong answers) it would take. At most RISK_COVERAGE_POINTS points.
+    order of confidence; each point is a confidence threshold with the coverage of self-serve mail
+    it would reach and the risk (share of wrong answers) it would take. At most RISK_COVERAGE_POINTS
+    points.
     """
     truth = np.asarray(y_true, dtype=object)
     n_self_serve = max(1, int(np.isin(truth, list(SELF_SERVE_SLUGS)).sum()))
@@ -78,8 +80,8 @@ def per_writer(
     group_arr = np.asarray(groups, dtype=object)
     for group in sorted(set(group_arr.tolist())):
         rows = np.flatnonzero(group_arr == group)
-        auto = np.asarray([decisions[i].action == AUTO_REPLY for i in rows], dtype=bool)
-        right = np.asarray([decisions[i].category == truth[i] for i in rows], dtype=bool)
+        auto = np.asarray([decisions[int(i)].action == AUTO_REPLY for i in rows], dtype=np.bool_)
+        right = np.asarray([decisions[int(i)].category == truth[i] for i in rows], dtype=np.bool_)
         self_serve = np.isin(truth[rows], list(SELF_SERVE_SLUGS))
         out[str(group)] = {
             "n": int(rows.size),
@@ -94,7 +96,8 @@ def per_writer(
 def evaluate(
     y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """All evaluation figures for true labels against decisions, as a JSON-ready dict (per writer with groups)."""
+    """All evaluation figures for true labels against decisions, as a JSON-ready dict (per writer
+    with groups)."""
     truth = np.asarray(y_true, dtype=object)
     predicted = np.asarray([d.category for d in decisions], dtype=object)
     actions = np.asarray([d.action for d in decisions], dtype=object)
@@ -150,7 +153,8 @@ def evaluate(
 
 
 def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) -> list[str]:
-    """Reasons a report misses the targets (empty when it passes); names the categories that failed."""
+    """Reasons a report misses the targets (empty when it passes); names the categories that
+    failed."""
     auto = report["auto_reply"]
     reasons = []
     if auto["precision"] < targets.auto_reply_precision:
@@ -160,8 +164,8 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
             if c["wrong"]
         ]
         reasons.append(
-            f"{name}: auto-reply precision {auto['precision']:.3f} < {targets.auto_reply_precision}; "
-            f"wrong auto-replies in: {', '.join(culprits)}"
+            f"{name}: auto-reply precision {auto['precision']:.3f} "
+            f"< {targets.auto_reply_precision}; wrong auto-replies in: {', '.join(culprits)}"
         )
     if auto["coverage"] < targets.coverage:
         reasons.append(f"{name}: auto-reply coverage {auto['coverage']:.3f} < {targets.coverage}")
@@ -173,11 +177,13 @@ def gate_failures(report: dict[str, Any], targets: QualityTargets, name: str) ->
         )
     if auto["other_auto_replied"] > targets.other_auto_replied:
         reasons.append(
-            f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > {targets.other_auto_replied}"
+            f"{name}: {auto['other_auto_replied']:.3f} of 'other' emails auto-replied > "
+            f"{targets.other_auto_replied}"
         )
     if auto["staff_only_auto_replied"] > targets.staff_only_auto_replied:
         reasons.append(
-            f"{name}: {auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied > {targets.staff_only_auto_replied}"
+            f"{name}: {auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied > "
+            f"{targets.staff_only_auto_replied}"
         )
     return reasons
 
@@ -186,10 +192,12 @@ def format_report(report: dict[str, Any]) -> str:
     """A human-readable summary of a report for the terminal."""
     auto = report["auto_reply"]
     lines = [
-        f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   macro-F1: {report['macro_f1']:.3f}",
-        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, coverage of self-serve "
-        f"{auto['coverage']:.3f}, 'other' auto-replied {auto['other_auto_replied']:.3f}, staff-only auto-replied "
-        f"{auto['staff_only_auto_replied']:.3f}",
+        f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   "
+        f"macro-F1: {report['macro_f1']:.3f}",
+        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, "
+        f"coverage of self-serve {auto['coverage']:.3f}, "
+        f"'other' auto-replied {auto['other_auto_replied']:.3f}, "
+        f"staff-only auto-replied {auto['staff_only_auto_replied']:.3f}",
         f"routed: {report['route']['count']} (precision {report['route']['precision']:.3f}); "
         f"sent to triage: {report['triage_share']:.3f}",
         "",
@@ -202,7 +210,8 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("per_writer"):
         lines += [
             "",
-            f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} {'coverage':>8}",
+            f"{'writer':10} {'emails':>6} {'auto-replied':>12} {'wrong':>5} {'precision':>9} "
+            f"{'coverage':>8}",
         ]
         for writer, w in report["per_writer"].items():
             precision = f"{w['precision']:.3f}" if w["precision"] is not None else "-"

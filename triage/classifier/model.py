@@ -36,7 +36,8 @@ def clean_pairs(pairs: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def clean_fields(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Pipeline step: (subject, body) pairs to (cleaned subject, cleaned body), each read by its own features."""
+    """Pipeline step: (subject, body) pairs to (cleaned subject, cleaned body), each read by its own
+    features."""
     return [
         (clean_subject(subject), clean_body(body, forwarded=is_forward(subject)))
         for subject, body in pairs
@@ -83,13 +84,13 @@ def _part(pick: Any, vectoriser: TfidfVectorizer) -> Pipeline:
 def build_pipeline(seed: int = SEED, subject_weight: float | None = None) -> Pipeline:
     """Cleaning, word and character TF-IDF, and a sigmoid-calibrated linear SVM, as one Pipeline.
 
-    By default the subject and body are one text (model_text). With `subject_weight`, the body and the
-    subject get their own word and character features, the subject's scaled by that weight. Measured by
-    nested leave-one-writer-out evaluation (training_data/README.md), a down-weighted subject (0.5) lost
-    coverage and precision, also on the writers with misleading subjects; a body that only thanks is
-    caught by acknowledgement.py instead, whatever the subject says.
-    The calibration is fitted on 5-fold cross-validated scores of the SVM (`ensemble=False`): one SVM
-    at prediction time, which keeps single-email latency low.
+    By default the subject and body are one text (model_text). With `subject_weight`, the body and
+    the subject get their own word and character features, the subject's scaled by that weight.
+    Measured by nested leave-one-writer-out evaluation (training_data/README.md), a down-weighted
+    subject (0.5) lost coverage and precision, also on the writers with misleading subjects; a body
+    that only thanks is caught by acknowledgement.py instead, whatever the subject says.
+    The calibration is fitted on 5-fold cross-validated scores of the SVM (`ensemble=False`): one
+    SVM at prediction time, which keeps single-email latency low.
     """
     svm = LinearSVC(C=2.0, random_state=seed, max_iter=10000)
     classify = CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False)
@@ -124,7 +125,8 @@ def build_scalable_pipeline(seed: int = SEED, n_jobs: int = 2) -> Pipeline:
     """The same steps for large data sets (retraining on tens of thousands of tickets).
 
     Hashing vectorisers have no vocabulary to learn, so the text work is done once and in parallel;
-    a linear SVM trained by SGD, calibrated the same way, fits in seconds where liblinear takes minutes.
+    a linear SVM trained by SGD, calibrated the same way, fits in seconds where liblinear takes
+    minutes.
     """
     hashing = {
         "alternate_sign": False,
@@ -174,33 +176,36 @@ class TrainedModel:
         return [str(c) for c in self.pipeline.classes_]
 
     def probabilities(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Class probabilities for (subject, body) pairs: the Pipeline's predict_proba, computed directly."""
+        """Class probabilities for (subject, body) pairs: the Pipeline's predict_proba, computed
+        directly."""
         return self._probabilities(self.pipeline[0].transform(list(pairs)))
 
     def _probabilities(self, cleaned: Sequence[Any]) -> np.ndarray:
         """Class probabilities from the cleaning step's output.
 
-        For the sigmoid-calibrated linear SVM this is the SVM's scores through each class's fitted sigmoid,
-        normalised, exactly as scikit-learn computes it (a test checks they agree), without its per-class
-        input validation, which costs more than the arithmetic for a single email.
+        For the sigmoid-calibrated linear SVM this is the SVM's scores through each class's fitted
+        sigmoid, normalised, exactly as scikit-learn computes it (a test checks they agree), without
+        its per-class input validation, which costs more than the arithmetic for a single email.
         """
         with config_context(assume_finite=True, skip_parameter_validation=True):
             features = self.pipeline[1:-1].transform(cleaned)
             fast = self._calibration()
             if fast is None:
-                return self.pipeline[-1].predict_proba(features)
+                predicted: np.ndarray = self.pipeline[-1].predict_proba(features)
+                return predicted
             coef, intercept, a, b, columns = fast
             scores = np.asarray(features @ coef.T) + intercept
             calibrated = np.zeros((scores.shape[0], len(self.pipeline.classes_)))
             calibrated[:, columns] = expit(-(a * scores + b))
             total = calibrated.sum(axis=1, keepdims=True)
             uniform = np.full_like(calibrated, 1 / calibrated.shape[1])
-            proba = np.divide(calibrated, total, out=uniform, where=total != 0)
+            proba: np.ndarray = np.divide(calibrated, total, out=uniform, where=total != 0)
             proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
             return proba
 
     def _calibration(self) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Coefficients of the single calibrated SVM and its sigmoids, or None for any other final step."""
+        """Coefficients of the single calibrated SVM and its sigmoids, or None for any other final
+        step."""
         if not hasattr(self, "_fast"):
             self._fast = None
             final = self.pipeline[-1]
@@ -225,7 +230,8 @@ class TrainedModel:
     def decide(
         self, pairs: Sequence[tuple[str, str]], routing: Mapping[str, str] | None = None
     ) -> list[Decision]:
-        """Decisions for a batch of (subject, body) pairs; a body that only thanks or confirms goes to staff."""
+        """Decisions for a batch of (subject, body) pairs; a body that only thanks or confirms goes
+        to staff."""
         return self.decide_cleaned(
             [
                 (subject, clean_body(body, forwarded=is_forward(subject)), body)
@@ -237,9 +243,11 @@ class TrainedModel:
     def decide_cleaned(
         self, emails: Sequence[tuple[str, str, str]], routing: Mapping[str, str] | None = None
     ) -> list[Decision]:
-        """Decisions for (subject, cleaned body, raw body) triples whose body the caller has cleaned once.
+        """Decisions for (subject, cleaned body, raw body) triples whose body the caller has cleaned
+        once.
 
-        The Pipeline's own cleaning step is not run again: its output is built from the cleaned bodies.
+        The Pipeline's own cleaning step is not run again: its output is built from the cleaned
+        bodies.
         """
         if not emails:
             return []

@@ -1,4 +1,5 @@
-"""Model versions on disk (models/<version>/) and in the database, with activation and safe loading."""
+"""Model versions on disk (models/<version>/) and in the database, with activation and safe
+loading."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def version_dir(models_dir: Path, version: str) -> Path:
 
 
 def save(model: TrainedModel, models_dir: Path) -> Path:
-    """Write the artifact and metadata.json into models/<version>/ atomically; returns the folder."""
+    """Write the artifact and metadata.json into models/<version>/ atomically; returns the
+    folder."""
     version = model.version
     target = version_dir(models_dir, version)
     if target.exists():
@@ -83,7 +85,8 @@ def read_metadata(models_dir: Path, version: str) -> dict[str, Any]:
     """The metadata.json of a version."""
     path = version_dir(models_dir, version) / METADATA
     try:
-        return json.loads(path.read_text())
+        metadata: dict[str, Any] = json.loads(path.read_text())
+        return metadata
     except FileNotFoundError:
         raise ModelLoadError(f"model version {version} not found in {models_dir}") from None
     except (OSError, json.JSONDecodeError) as exc:
@@ -96,8 +99,8 @@ def load(models_dir: Path, version: str) -> TrainedModel:
     trained_with = metadata.get("sklearn_version")
     if trained_with != sklearn.__version__:
         raise ModelLoadError(
-            f"model {version} was trained with scikit-learn {trained_with}, this is {sklearn.__version__}; "
-            "retrain it with: flask --app app triage train"
+            f"model {version} was trained with scikit-learn {trained_with}, "
+            f"this is {sklearn.__version__}; retrain it with: flask --app app triage train"
         )
     artifact = version_dir(models_dir, version) / ARTIFACT
     if not artifact.is_file():
@@ -110,7 +113,8 @@ def load(models_dir: Path, version: str) -> TrainedModel:
 
 @lru_cache(maxsize=4)
 def _load_pipeline(path: str, _mtime_ns: int) -> Any:
-    """Versions never change once written, so one process loads each artifact once (the mtime guards that)."""
+    """Versions never change once written, so one process loads each artifact once (the mtime guards
+    that)."""
     register_renamed_modules()  # files saved before a module moved name its old path
     return joblib.load(path)
 
@@ -165,7 +169,8 @@ def activate(session: Session, version: str, by: str, allow_rejected: bool = Fal
 def activate_checked(
     session: Session, models_dir: Path, version: str, by: str, allow_rejected: bool = False
 ) -> None:
-    """Activate a version only after checking it loads here (artifact present, same scikit-learn)."""
+    """Activate a version only after checking it loads here (artifact present, same
+    scikit-learn)."""
     load(models_dir, version)
     activate(session, version, by, allow_rejected)
 
@@ -197,7 +202,8 @@ def active_version(session: Session) -> str | None:
 
 
 class ModelProvider:
-    """Keeps the active model loaded, checking the database for a newer active version at most every few seconds."""
+    """Keeps the active model loaded, checking the database for a newer active version at most every
+    few seconds."""
 
     def __init__(
         self, sessions: sessionmaker[Session], models_dir: Path, check_interval: float = 10.0

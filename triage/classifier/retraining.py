@@ -1,4 +1,5 @@
-"""Retraining from resolved tickets: data set, frozen evaluation, champion/challenger gate, promotion."""
+"""Retraining from resolved tickets: data set, frozen evaluation, champion/challenger gate,
+promotion."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def build_datasets(
     """(training set, frozen evaluation set, tickets used for training).
 
     Evaluation: the held-out test file plus the newest confirmed tickets (time-based slice).
-    Training: training_data/train.jsonl plus the older confirmed tickets, de-duplicated against both.
+    Training: training_data/train.jsonl plus the older confirmed tickets, de-duplicated against
+    both.
     """
     confirmed = [ex for _when, ex in confirmed_examples(session)]
     n_recent = min(RECENT_MAX, int(len(confirmed) * RECENT_SHARE))
@@ -124,9 +126,11 @@ def retrain(
     n_jobs: int = 2,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> RetrainResult:
-    """Train a challenger on confirmed tickets plus the hand-written data; promote it only if it is no worse.
+    """Train a challenger on confirmed tickets plus the hand-written data; promote it only if it is
+    no worse.
 
-    Reads and writes happen in short transactions; training runs outside any, so the service keeps working.
+    Reads and writes happen in short transactions; training runs outside any, so the service keeps
+    working.
     """
     targets = targets or QualityTargets()
     progress("building the data set")
@@ -156,7 +160,8 @@ def retrain(
     precision = challenger_report["auto_reply"]["precision"]
     if precision < targets.auto_reply_precision:
         reasons.append(
-            f"auto-reply precision {precision:.3f} is below the floor {targets.auto_reply_precision}"
+            f"auto-reply precision {precision:.3f} is below the floor "
+            f"{targets.auto_reply_precision}"
         )
     if champion_report is not None:
         drop = champion_report["macro_f1"] - challenger_report["macro_f1"]

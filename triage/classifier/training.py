@@ -1,4 +1,5 @@
-"""Training a classifier: grouped cross-validation, threshold choice, final fit, evaluation and the gate."""
+"""Training a classifier: grouped cross-validation, threshold choice, final fit, evaluation and the
+gate."""
 
 from __future__ import annotations
 
@@ -57,15 +58,16 @@ def out_of_fold_probabilities(
     labels = np.asarray([ex.label for ex in examples])
     groups = [ex.group for ex in examples]
     n_groups = len(set(groups))
+    fold_groups: list[str] | None = groups
     if all(groups) and n_groups >= 3:
         splitter: Any = GroupKFold(n_splits=n_groups if n_groups <= 10 else 5)
     else:
-        splitter, groups = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed), None
+        splitter, fold_groups = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed), None
     probs = cross_val_predict(
         build_pipeline(seed),
         pairs,
         labels,
-        groups=groups,
+        groups=fold_groups,
         cv=splitter,
         method="predict_proba",
         n_jobs=n_jobs,
@@ -88,7 +90,8 @@ def acknowledgements(examples: Sequence[Example]) -> np.ndarray:
 def decisions_for(
     probs: np.ndarray, classes: Sequence[str], thresholds: Thresholds, held: np.ndarray
 ) -> list[Decision]:
-    """Decisions from out-of-fold probabilities, thank-you mail held for staff as TrainedModel.decide does."""
+    """Decisions from out-of-fold probabilities, thank-you mail held for staff as
+    TrainedModel.decide does."""
     decisions = decide_rows(probs, classes, thresholds)
     for i in np.flatnonzero(held):
         decisions[i] = hold_for_staff(decisions[i], probs[i], classes, ACKNOWLEDGEMENT_REASON)
@@ -99,19 +102,22 @@ SCALABLE_FROM = 20_000  # examples; from here on, training takes the scalable pa
 
 
 def _featurise(pipeline: Pipeline, pairs: list[tuple[str, str]], n_jobs: int) -> sparse.csr_matrix:
-    """Clean and hash texts with the pipeline's stateless first steps, in parallel chunks, keeping order."""
+    """Clean and hash texts with the pipeline's stateless first steps, in parallel chunks, keeping
+    order."""
     head = pipeline[:2]
     size = max(1, -(-len(pairs) // max(1, n_jobs)))
     chunks = [pairs[i : i + size] for i in range(0, len(pairs), size)]
     parts = Parallel(n_jobs=n_jobs)(delayed(head.transform)(chunk) for chunk in chunks)
-    return sparse.vstack(parts).tocsr()
+    features: sparse.csr_matrix = sparse.vstack(parts).tocsr()
+    return features
 
 
 def _train_scalable(
     train_set: Sequence[Example], version: str, targets: QualityTargets, seed: int, n_jobs: int
 ) -> tuple[TrainedModel, dict[str, Any], str]:
-    """Large data: one grouped 80/20 split; the model fitted on the 80 % is the one kept, with thresholds
-    chosen on the 20 % it never saw (no refit, so the thresholds belong to exactly this model)."""
+    """Large data: one grouped 80/20 split; the model fitted on the 80 % is the one kept, with
+    thresholds chosen on the 20 % it never saw (no refit, so the thresholds belong to exactly this
+    model)."""
     pipeline = build_scalable_pipeline(seed, n_jobs)
     pairs = [ex.pair for ex in train_set]
     labels = np.asarray([ex.label for ex in train_set])
@@ -146,7 +152,8 @@ def train(
     seed: int = SEED,
     n_jobs: int = 1,
 ) -> TrainingResult:
-    """Fit a model on `train_set` only; thresholds from out-of-fold predictions; `test_set` is only scored."""
+    """Fit a model on `train_set` only; thresholds from out-of-fold predictions; `test_set` is only
+    scored."""
     targets = targets or QualityTargets()
     labels = [ex.label for ex in train_set]
     if len(train_set) >= SCALABLE_FROM:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import click
 from flask import Flask, current_app
@@ -20,32 +20,35 @@ triage_cli = AppGroup(
     "triage", help="IMI centre-enquiry triage: database, model, mail and worker commands."
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def init_app(app: Flask) -> None:
     """Register the command group (with every command module) on the app."""
-    from triage.commands import mail, model, service, users  # noqa: F401  (importing registers their commands)
+    # importing registers their commands
+    from triage.commands import mail, model, service, users  # noqa: F401
 
     app.cli.add_command(triage_cli)
 
 
 def app_settings() -> Settings:
     """Settings of the app the command runs in."""
-    return current_app.extensions["triage.settings"]
+    settings: Settings = current_app.extensions["triage.settings"]
+    return settings
 
 
-def reports_config_errors(func: F) -> F:
+def reports_config_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a ConfigError into one clear line on stderr and exit status 2."""
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def ready_engine(migrate_sqlite: bool = False) -> Engine:
@@ -63,4 +66,5 @@ def ready_engine(migrate_sqlite: bool = False) -> Engine:
 
 def sessions() -> sessionmaker[Session]:
     """The app's session factory."""
-    return current_app.extensions["triage.sessions"]
+    factory: sessionmaker[Session] = current_app.extensions["triage.sessions"]
+    return factory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import mailbox
 import sys
 from collections.abc import Iterator
@@ -24,8 +25,8 @@ from triage.mail.inbound import InboundContext, receive
     "scopes",
     multiple=True,
     type=click.Choice(tokens.SCOPES),
-    help="What the token may do (repeatable): inbound (webhook, contact form), read, write, metrics. "
-    "Default: every scope.",
+    help="What the token may do (repeatable): inbound (webhook, contact form), read, write, "
+    "metrics. Default: every scope.",
 )
 @reports_config_errors
 def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
@@ -44,7 +45,8 @@ def create_token_command(name: str, scopes: tuple[str, ...]) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; store it safely:"
+        f"API token {name!r} created (id {row_id}, scopes: {granted}). It is shown only now; "
+        "store it safely:"
     )
     click.echo(plain)
 
@@ -64,7 +66,8 @@ def _is_mbox(path: Path) -> bool:
 
 
 def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
-    """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox files."""
+    """(label, raw bytes) for every message in .eml files, folders of them (recursively) and mbox
+    files."""
     for path in paths:
         if path.is_dir():
             for child in sorted(
@@ -83,7 +86,8 @@ def iter_raw(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @reports_config_errors
 def ingest_command(paths: tuple[Path, ...]) -> None:
-    """Feed .eml files, folders of them, or mbox files through the inbound path (a backlog, or the samples)."""
+    """Feed .eml files, folders of them, or mbox files through the inbound path (a backlog, or the
+    samples)."""
     ready_engine(migrate_sqlite=True)
     ctx = _context()
     counts = {"new": 0, "duplicate": 0, "pending": 0, "rejected": 0}
@@ -100,7 +104,8 @@ def ingest_command(paths: tuple[Path, ...]) -> None:
         )
         counts[kind] += 1
         click.echo(
-            f"{label}: {result.reference or 'stored, pending'}{' (already received)' if result.duplicate else ''}"
+            f"{label}: {result.reference or 'stored, pending'}"
+            f"{' (already received)' if result.duplicate else ''}"
         )
     click.echo(", ".join(f"{n} {k}" for k, n in counts.items()))
     if counts["rejected"]:
@@ -122,6 +127,6 @@ def poll_imap_command() -> None:
             settings,
             lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True),
         )
-    except (imap.ImapError, OSError, imap.imaplib.IMAP4.error) as exc:
+    except (imap.ImapError, OSError, imaplib.IMAP4.error) as exc:
         raise click.ClickException(f"IMAP poll failed: {exc}") from None
     click.echo(f"{count} message(s) fetched from {imap.mailbox_key(settings)}")

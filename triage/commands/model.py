@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from triage.classifier import registry
 from triage.classifier.classify_stream import run as classify_run
-from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, load_jsonl
+from triage.classifier.dataset import TEST_FILE, TRAIN_FILE, DatasetError, Example, load_jsonl
 from triage.classifier.evaluation import evaluate, format_report
+from triage.classifier.model import TrainedModel
 from triage.classifier.training import train
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
@@ -21,7 +22,7 @@ from triage.orm import ModelVersion
 from triage.routing import routing_map
 
 
-def _load_model(version: str | None) -> registry.TrainedModel:
+def _load_model(version: str | None) -> TrainedModel:
     settings = app_settings()
     try:
         if version is None:
@@ -34,7 +35,7 @@ def _load_model(version: str | None) -> registry.TrainedModel:
         raise click.ClickException(str(exc)) from None
 
 
-def _load_data(path: Path) -> list:  # type: ignore[type-arg]
+def _load_data(path: Path) -> list[Example]:
     try:
         return load_jsonl(path)
     except DatasetError as exc:
@@ -53,7 +54,8 @@ def _load_data(path: Path) -> list:  # type: ignore[type-arg]
 @click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
 @reports_config_errors
 def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
-    """Train from training_data/, write models/<version>/, print metrics, activate if it passes the gate."""
+    """Train from training_data/, write models/<version>/, print metrics, activate if it passes the
+    gate."""
     settings = app_settings()
     ready_engine(migrate_sqlite=True)
     if if_missing:
@@ -111,8 +113,9 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
 @click.option(
     "--policies",
     is_flag=True,
-    help="Compare the threshold policies by nested leave-one-writer-out evaluation on the training file "
-    "(fits the model once per fold; no trained model needed) and print the comparison table.",
+    help="Compare the threshold policies by nested leave-one-writer-out evaluation on the "
+    "training file (fits the model once per fold; no trained model needed) and print the "
+    "comparison table.",
 )
 @click.option(
     "--jobs", default=2, show_default=True, help="Parallel cross-validation jobs (with --policies)."
@@ -121,7 +124,8 @@ def train_command(no_activate: bool, if_missing: bool, jobs: int) -> None:
 def evaluate_command(
     data_file: Path | None, version: str | None, output: Path | None, policies: bool, jobs: int
 ) -> None:
-    """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply figures."""
+    """Per-category scores, per-writer precision, risk-coverage, confusion matrix and auto-reply
+    figures."""
     settings = app_settings()
     if policies:
         _compare_policies(data_file or settings.training_data_dir / TRAIN_FILE, output, jobs)
@@ -174,8 +178,9 @@ def _compare_policies(data_file: Path, output: Path | None, jobs: int) -> None:
     best = policies.best_policy(results)
     click.echo(policies.comparison_table(results, best))
     click.echo(
-        f"\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, then coverage): "
-        f"{best.policy} fitted to {best.target:.2f}; training uses {POLICY} fitted to {POLICY_TARGET:.2f}"
+        "\nkept by the rule (highest worst-writer precision at mean writer precision >= 0.98, "
+        f"then coverage): {best.policy} fitted to {best.target:.2f}; "
+        f"training uses {POLICY} fitted to {POLICY_TARGET:.2f}"
     )
     click.echo("\nper writer (precision / coverage / auto-replies):")
     writers = sorted(best.per_writer)
@@ -212,7 +217,8 @@ def classify_command(version: str | None) -> None:
 @click.option("--jobs", default=2, show_default=True, help="Parallel cross-validation jobs.")
 @reports_config_errors
 def retrain_command(jobs: int) -> None:
-    """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the champion."""
+    """Retrain with staff-confirmed tickets; promote the challenger only if it is no worse than the
+    champion."""
     from triage.classifier.retraining import retrain
 
     settings = app_settings()
@@ -222,7 +228,8 @@ def retrain_command(jobs: int) -> None:
     )
     c = outcome.challenger
     click.echo(
-        f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), sha256 {outcome.data_sha256}"
+        f"data: {outcome.n_train} training emails ({outcome.n_tickets_train} from tickets), "
+        f"sha256 {outcome.data_sha256}"
     )
     click.echo(f"frozen evaluation set: {outcome.n_eval} emails")
     line = "{}: macro-F1 {:.3f}, auto-reply precision {:.3f}, coverage {:.3f}"
@@ -270,14 +277,16 @@ def models_list() -> None:
         auto = test.get("auto_reply", {})
         figures = (
             (
-                f"test macro-F1 {test['macro_f1']:.3f}, auto-reply precision {auto['precision']:.3f}, "
+                f"test macro-F1 {test['macro_f1']:.3f}, "
+                f"auto-reply precision {auto['precision']:.3f}, "
                 f"coverage {auto['coverage']:.3f}"
             )
             if test
             else "no test figures"
         )
         click.echo(
-            f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} by {row.trained_by}: {figures}"
+            f"{row.version:20} {row.status:9} {row.created_at:%Y-%m-%d %H:%M} "
+            f"by {row.trained_by}: {figures}"
         )
 
 

@@ -20,7 +20,8 @@ from triage.helpdesk import users
 @click.password_option(prompt="Password (10+ characters)", help="Prompted for when not given.")
 @reports_config_errors
 def create_user_command(email: str, role: str, name: str, password: str) -> None:
-    """Create a staff login (prompts for the name when --name is not given, and for the password)."""
+    """Create a staff login (prompts for the name when --name is not given, and for the
+    password)."""
     ready_engine(migrate_sqlite=True)
     try:
         with transaction(sessions()) as session:

@@ -25,7 +25,8 @@ class BulkOutcome:
 def apply(
     session: Session, actor: tickets.Actor, ticket_ids: list[int], operation: str, value: str
 ) -> BulkOutcome:
-    """Apply one operation to each ticket; a ticket it cannot apply to is skipped with the reason."""
+    """Apply one operation to each ticket; a ticket it cannot apply to is skipped with the
+    reason."""
     if operation not in OPERATIONS:
         raise tickets.TicketError(f"unknown bulk action {operation!r}")
     ids = sorted(set(ticket_ids))

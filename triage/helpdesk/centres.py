@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 from triage.orm import Ticket
 
 PAGE_SIZE = 50
-_DOMAIN = re.compile(
-    r"^[a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$"
-)  # no nested repetition over one char
+# no nested repetition over one char
+_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}\.)*[a-z0-9-]{1,63}$")
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,8 @@ def domain_of(address: str) -> str:
 
 
 def centre_history(session: Session, domain: str, page: int = 1) -> CentreHistory | None:
-    """Every ticket whose centre address is at this domain, newest first; None for a malformed domain."""
+    """Every ticket whose centre address is at this domain, newest first; None for a malformed
+    domain."""
     domain = domain.strip().lower()
     if len(domain) > 253 or not _DOMAIN.match(domain):
         return None

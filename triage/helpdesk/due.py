@@ -1,9 +1,11 @@
-"""Response targets: when an open ticket is due, in business hours (England and Wales bank holidays excluded).
+"""Response targets: when an open ticket is due, in business hours (England and Wales bank holidays
+excluded).
 
 Each queue has a first-response and a next-response target in business minutes (09:00-17:00 UK time,
-Monday to Friday, not on bank holidays, which come from the maintained `holidays` package). An urgent
-ticket (an exam happening now) has a short target in plain minutes, whatever the day or hour: exams run
-when centres run them. A ticket waiting on the centre, resolved or answered automatically is not due.
+Monday to Friday, not on bank holidays, which come from the maintained `holidays` package). An
+urgent ticket (an exam happening now) has a short target in plain minutes, whatever the day or hour:
+exams run when centres run them. A ticket waiting on the centre, resolved or answered automatically
+is not due.
 """
 
 from __future__ import annotations
@@ -52,14 +54,16 @@ def add_business_minutes(start: datetime, minutes: int) -> datetime:
 
 
 def clock_start(ticket: Ticket) -> datetime:
-    """When the current wait began: creation until staff first answer, then the centre's latest reply."""
+    """When the current wait began: creation until staff first answer, then the centre's latest
+    reply."""
     if ticket.first_response_at is None:
         return ticket.created_at
     return ticket.centre_replied_at or ticket.last_inbound_at or ticket.created_at
 
 
 def due_at(ticket: Ticket, queue: Queue | None = None) -> datetime | None:
-    """When an open ticket needs its next staff response; None when waiting on the centre or closed."""
+    """When an open ticket needs its next staff response; None when waiting on the centre or
+    closed."""
     if ticket.status != "open":
         return None
     queue = queue or ticket.queue
@@ -81,7 +85,8 @@ def is_overdue(ticket: Ticket, now: datetime) -> bool:
 
 
 def validate_minutes(value: str, name: str) -> int:
-    """A target from a form: whole minutes from 1 to sixty business days, else ValueError naming the field."""
+    """A target from a form: whole minutes from 1 to sixty business days, else ValueError naming the
+    field."""
     value = value.strip()
     if (
         not (value.isascii() and value.isdigit())

@@ -1,4 +1,5 @@
-"""Staff email notifications (through the outbox): urgent arrivals, centre replies and overdue tickets.
+"""Staff email notifications (through the outbox): urgent arrivals, centre replies and overdue
+tickets.
 
 A worker task looks for what happened since it last ran, so nothing depends on which process stored
 the mail. Each event is recorded on the ticket when notified (urgent_notified_at, reply_notified_at,
@@ -26,9 +27,8 @@ from triage.orm import AuditEvent, Queue, Ticket, User, utcnow
 log = logging.getLogger(__name__)
 
 BATCH = 200
-STALE = timedelta(
-    days=1
-)  # events older than this when first seen (e.g. right after an upgrade) are not mailed
+# events older than this when first seen (e.g. right after an upgrade) are not mailed
+STALE = timedelta(days=1)
 
 
 def run(sessions: sessionmaker[Session], settings: Settings) -> int:
@@ -81,7 +81,8 @@ def _text(ticket: Ticket, headline: str) -> str:
     assignee = ticket.assignee.email if ticket.assignee else "nobody"
     return (
         f"{headline}\n\n{ticket.reference}: {ticket.subject or '(no subject)'}\n"
-        f"From: {ticket.centre_name} <{ticket.centre_email}>\nQueue: {queue} · assigned to {assignee}\n\n"
+        f"From: {ticket.centre_name} <{ticket.centre_email}>\n"
+        f"Queue: {queue} · assigned to {assignee}\n\n"
         "Open the ticket in the staff app to answer it.\n"
     )
 
@@ -161,7 +162,8 @@ def centre_replies(session: Session, settings: Settings, now: datetime) -> int:
 
 
 def _shortest_targets(session: Session) -> tuple[int, int]:
-    """The shortest response targets in minutes, (urgent, any other), over every queue and the defaults."""
+    """The shortest response targets in minutes, (urgent, any other), over every queue and the
+    defaults."""
     urgent, first, following = session.execute(
         select(
             func.min(Queue.urgent_response_minutes),
@@ -181,14 +183,16 @@ def _shortest_targets(session: Session) -> tuple[int, int]:
 
 
 def overdue(session: Session, settings: Settings, now: datetime) -> int:
-    """Tell the queue and the assignee when an open ticket passes its due time (once per due time)."""
+    """Tell the queue and the assignee when an open ticket passes its due time (once per due
+    time)."""
     waiting_since = tickets.waiting_since()
     not_told = or_(
         Ticket.overdue_notified_due.is_(None), Ticket.overdue_notified_due < waiting_since
     )
     urgent_minutes, other_minutes = _shortest_targets(session)
-    # A due time is at least the target's minutes after the wait began (business time never runs faster
-    # than the clock), so a ticket waiting less than the shortest target cannot be overdue: not loaded.
+    # A due time is at least the target's minutes after the wait began (business time never runs
+    # faster than the clock), so a ticket waiting less than the shortest target cannot be overdue:
+    # not loaded.
     may_be_due = or_(
         and_(Ticket.urgent.is_(True), waiting_since <= now - timedelta(minutes=urgent_minutes)),
         waiting_since <= now - timedelta(minutes=other_minutes),
@@ -205,7 +209,10 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
             continue
         ticket.overdue_notified_due = due_time
         if due_time >= now - STALE:
-            headline = f"Overdue: a response was due at {due_time.astimezone(due.UK):%H:%M on %d %b} (UK time)."
+            headline = (
+                "Overdue: a response was due at "
+                f"{due_time.astimezone(due.UK):%H:%M on %d %b} (UK time)."
+            )
             sent += _send(
                 session,
                 settings,

@@ -1,4 +1,5 @@
-"""Saved views across every queue: Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All open."""
+"""Saved views across every queue: Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All
+open."""
 
 from __future__ import annotations
 

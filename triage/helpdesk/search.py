@@ -1,17 +1,19 @@
-"""Global search over every queue: reference, centre address and name, subject and the centre's emails.
+"""Global search over every queue: reference, centre address and name, subject and the centre's
+emails.
 
-The words live in the `ticket_search` document kept by database triggers (migration 0008): a tsvector
-with a GIN index on PostgreSQL, an FTS5 table on SQLite. Both split text into runs of letters and
-digits, lower-cased; a query matches tickets holding every one of its words (each as a word prefix).
-Results are the same on both: urgent first, then newest.
+The words live in the `ticket_search` document kept by database triggers (migration 0008): a
+tsvector with a GIN index on PostgreSQL, an FTS5 table on SQLite. Both split text into runs of
+letters and digits, lower-cased; a query matches tickets holding every one of its words (each as a
+word prefix). Results are the same on both: urgent first, then newest.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, false, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from triage.orm import Ticket, parse_reference
@@ -35,13 +37,15 @@ class SearchResults:
 
 
 def words(query: str) -> list[str]:
-    """The query's words as the index sees them: runs of letters and digits, lower-cased, at most eight."""
+    """The query's words as the index sees them: runs of letters and digits, lower-cased, at most
+    eight."""
     return [w[:MAX_WORD_CHARS] for w in _WORD.findall(query.lower())][:MAX_WORDS]
 
 
 def _matching(session: Session, terms: list[str]) -> ColumnElement[bool]:
     if not terms:
         return false()
+    ids: Select[Any]
     if session.get_bind().dialect.name == "postgresql":
         tsquery = " & ".join(f"{w}:*" for w in terms)  # letters and digits only: nothing to escape
         ids = (
@@ -62,7 +66,8 @@ def _matching(session: Session, terms: list[str]) -> ColumnElement[bool]:
 def search(
     session: Session, query: str, page: int = 1, page_size: int = PAGE_SIZE
 ) -> SearchResults:
-    """Tickets in any queue and any status matching the query (an IMI-000123 reference finds its ticket)."""
+    """Tickets in any queue and any status matching the query (an IMI-000123 reference finds its
+    ticket)."""
     query = query.strip()[:200]
     terms = words(query)
     reference = parse_reference(query)

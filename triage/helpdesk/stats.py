@@ -1,4 +1,5 @@
-"""Dashboard figures: volume per day and category, automation share, corrections, first reply, backlog."""
+"""Dashboard figures: volume per day and category, automation share, corrections, first reply,
+backlog."""
 
 from __future__ import annotations
 
@@ -41,9 +42,8 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
             confirmed[confirmed_cat] += 1
             if confirmed_cat != predicted:
                 corrected[confirmed_cat] += 1
-        if (
-            first_response
-        ):  # an automatic reply is stamped a moment before the row's creation time: never negative
+        # an automatic reply is stamped a moment before the row's creation time: never negative
+        if first_response:
             hours = max(0.0, (first_response - created).total_seconds() / 3600)
             first_reply_hours.append(hours)
             if action != "auto_reply":
@@ -74,7 +74,8 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
 
 
 def production_quality(session: Session) -> dict[str, Any]:
-    """What staff corrections say about the live model: auto-reply precision and the most corrected categories."""
+    """What staff corrections say about the live model: auto-reply precision and the most corrected
+    categories."""
     rows = session.execute(
         select(Ticket.action, Ticket.predicted_category, Ticket.confirmed_category).where(
             Ticket.confirmed_category.is_not(None)
@@ -96,7 +97,8 @@ DRIFT_MIN_TICKETS = 20
 
 
 def drift(session: Session) -> dict[str, Any]:
-    """This week's share sent to triage and category mix against the four weeks before, with flags."""
+    """This week's share sent to triage and category mix against the four weeks before, with
+    flags."""
     now = utcnow()
     week, before = now - timedelta(days=7), now - timedelta(days=35)
     rows = session.execute(

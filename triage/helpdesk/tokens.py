@@ -13,9 +13,8 @@ from triage.orm import API_SCOPES, ApiToken, utcnow
 
 PREFIX = "imi_"
 RATE_WINDOW_SECONDS = 60
-SCOPES = tuple(
-    API_SCOPES.split()
-)  # inbound (webhook, contact form), read, write (change, reply), metrics
+# inbound (webhook, contact form), read, write (change, reply), metrics
+SCOPES = tuple(API_SCOPES.split())
 SCOPE_HELP = {
     "inbound": "submit email (webhook) and contact-form tickets",
     "read": "list and read tickets and queues",
@@ -34,7 +33,8 @@ def create_token(
     created_by_id: int | None = None,
     scopes: list[str] | tuple[str, ...] = SCOPES,
 ) -> tuple[ApiToken, str]:
-    """Create a token with the given scopes (all by default); returns the row and the plain token (not stored)."""
+    """Create a token with the given scopes (all by default); returns the row and the plain token
+    (not stored)."""
     name = name.strip()
     if not name or len(name) > 100:
         raise ValueError("token name must be 1 to 100 characters")
@@ -56,7 +56,8 @@ def create_token(
 
 @dataclass(frozen=True)
 class TokenUse:
-    """A live token as one request used it: who it is, its scopes, and its count in the current window."""
+    """A live token as one request used it: who it is, its scopes, and its count in the current
+    window."""
 
     id: int
     name: str
@@ -71,7 +72,8 @@ class TokenUse:
 
 
 _TOKENS = ApiToken.__table__
-# built once: executing a prepared statement object skips building it and computing its cache key per request
+# built once: executing a prepared statement object skips building it and computing its cache key
+# per request
 _USE_TOKEN = (
     update(_TOKENS)
     .where(_TOKENS.c.token_hash == bindparam("presented_hash"), _TOKENS.c.revoked_at.is_(None))
@@ -84,7 +86,8 @@ _USE_TOKEN = (
     )
     .returning(_TOKENS.c.id, _TOKENS.c.name, _TOKENS.c.scopes, _TOKENS.c.rate_count)
 )
-# PostgreSQL, the statement a transaction of its own: the same, committed without waiting for the disk flush
+# PostgreSQL, the statement a transaction of its own: the same, committed without waiting for the
+# disk flush
 _USE_TOKEN_LAZY_COMMIT = _USE_TOKEN.where(
     text("set_config('synchronous_commit', 'off', true) = 'off'")
 )
@@ -96,15 +99,17 @@ def well_formed(presented: str) -> bool:
 
 
 def use_token(session: Session, presented: str) -> TokenUse | None:
-    """Find the live token matching a presented bearer value and count the request, in one UPDATE; None if none.
+    """Find the live token matching a presented bearer value and count the request, in one UPDATE;
+    None if none.
 
-    One statement checks the hash, skips revoked tokens, counts the request against the token's one-minute
-    window and records when it was used, so every web process shares the count (concurrent requests queue on
-    the row lock instead of losing increments) and the whole check is one round trip.
-    In a `statement_session` (PostgreSQL: autocommit) the statement is its own transaction, and its commit
-    does not wait for the disk flush: every request with the token updates that one row, and waiting for each
-    flush while holding the row lock would queue every request behind the one before. A database crash can
-    lose the last fraction of a second of counts and use times, nothing else.
+    One statement checks the hash, skips revoked tokens, counts the request against the token's
+    one-minute window and records when it was used, so every web process shares the count
+    (concurrent requests queue on the row lock instead of losing increments) and the whole check is
+    one round trip. In a `statement_session` (PostgreSQL: autocommit) the statement is its own
+    transaction, and its commit does not wait for the disk flush: every request with the token
+    updates that one row, and waiting for each flush while holding the row lock would queue every
+    request behind the one before. A database crash can lose the last fraction of a second of counts
+    and use times, nothing else.
     """
     if not well_formed(presented):
         return None
@@ -113,9 +118,8 @@ def use_token(session: Session, presented: str) -> TokenUse | None:
     window = epoch // RATE_WINDOW_SECONDS
     params = {"presented_hash": _hash(presented), "window": window, "now": now}
     connection = session.connection()
-    alone = (
-        connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-    )  # on PostgreSQL only
+    # on PostgreSQL only
+    alone = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     row = connection.execute(_USE_TOKEN_LAZY_COMMIT if alone else _USE_TOKEN, params).one_or_none()
     if row is None:
         return None

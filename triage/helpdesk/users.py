@@ -1,4 +1,5 @@
-"""Staff accounts: creation, passwords, sessions, and login throttling per account and per client address."""
+"""Staff accounts: creation, passwords, sessions, and login throttling per account and per client
+address."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class UserError(ValueError):
 
 
 def normalise_email(email: str) -> str:
-    """The one form of an address used to store, look up, count and check it: NFKC, stripped, lower-case."""
+    """The one form of an address used to store, look up, count and check it: NFKC, stripped,
+    lower-case."""
     return unicodedata.normalize("NFKC", email or "").strip().lower()[:254]
 
 
@@ -72,12 +74,14 @@ def set_password(user: User, password: str) -> None:
 
 
 def end_sessions(user: User) -> None:
-    """End every session of a user (each request checks the session's version against the user's)."""
+    """End every session of a user (each request checks the session's version against the
+    user's)."""
     user.session_version = (user.session_version or 0) + 1
 
 
 def set_active(session: Session, user: User, active: bool) -> list[ApiToken]:
-    """Activate or deactivate a user; deactivation ends their sessions and revokes the API tokens they made."""
+    """Activate or deactivate a user; deactivation ends their sessions and revokes the API tokens
+    they made."""
     user.is_active = active
     if active:
         return []
@@ -92,17 +96,18 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 @cache
 def _dummy_hash() -> str:
-    """A hash of a random password, checked for unknown addresses so they take as long as known ones."""
+    """A hash of a random password, checked for unknown addresses so they take as long as known
+    ones."""
     return generate_password_hash(secrets.token_hex(16))
 
 
 def login_blocked(session: Session, email: str, remote: str) -> bool:
     """True when this client may not try this account now.
 
-    Failures are counted per account and client address (5 lock that pair), per client address (20 lock
-    the address out of every account), and per account (50 from anywhere lock it, except from addresses
-    it logged in from in the last 30 days): a stranger's guesses never lock the real user out of their
-    own address, and one address cannot try passwords against many accounts.
+    Failures are counted per account and client address (5 lock that pair), per client address (20
+    lock the address out of every account), and per account (50 from anywhere lock it, except from
+    addresses it logged in from in the last 30 days): a stranger's guesses never lock the real user
+    out of their own address, and one address cannot try passwords against many accounts.
     """
     email = normalise_email(email)
     since = utcnow() - LOGIN_WINDOW

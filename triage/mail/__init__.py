@@ -1,1 +1,2 @@
-"""Mail: bytes in (parsing, loop safety, storing and processing inbound mail, the IMAP poller) and mail out (composing replies, the outbox)."""
+"""Mail: bytes in (parsing, loop safety, storing and processing inbound mail, the IMAP poller) and
+mail out (composing replies, the outbox)."""

@@ -1,4 +1,5 @@
-"""The outbox: outgoing mail written with the ticket change, then delivered by the worker over SMTP."""
+"""The outbox: outgoing mail written with the ticket change, then delivered by the worker over
+SMTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Dialect, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,9 @@ from triage.config import Settings
 from triage.database import statement_session
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.orm import Message, OutboxItem, Ticket, utcnow
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,8 @@ def outbound_message(
     auto_submitted: str | None,
     author_id: int | None = None,
 ) -> dict[str, Any]:
-    """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID and
-    References of the message it answers). Its outbox row is the caller's to add."""
+    """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID
+    and References of the message it answers). Its outbox row is the caller's to add."""
     message_id = new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
     answered, answered_references = reply_to if reply_to is not None else (None, None)
     references = [*(answered_references or "").split(), answered] if answered is not None else []
@@ -119,11 +123,12 @@ class DeliveryOutcome:
 
 
 class Transport:
-    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is set.
+    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is
+    set.
 
-    One SMTP connection (connect, STARTTLS, login) serves every message of a delivery round: it is checked
-    with NOOP before each reuse and opened again when the server has dropped it. Close it when the round
-    ends (`with Transport(settings) as transport:`).
+    One SMTP connection (connect, STARTTLS, login) serves every message of a delivery round: it is
+    checked with NOOP before each reuse and opened again when the server has dropped it. Close it
+    when the round ends (`with Transport(settings) as transport:`).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -169,7 +174,8 @@ class Transport:
                 smtp.close()
 
     def _connected(self) -> smtplib.SMTP:
-        """The open SMTP session if the server still answers it, else a new one (STARTTLS and login as set)."""
+        """The open SMTP session if the server still answers it, else a new one (STARTTLS and login
+        as set)."""
         if self._smtp is not None:
             try:
                 if self._smtp.noop()[0] == 250:
@@ -197,9 +203,8 @@ class Transport:
             self._folder_made = folder
         target = folder / f"{name}.eml"
         partial = target.with_suffix(".eml.part")
-        fd = os.open(
-            partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
-        )  # centres' mail: owner only
+        # centres' mail: owner only
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
         partial.replace(target)
@@ -209,10 +214,12 @@ class Transport:
 def claim(
     sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH, max_attempts: int = 8
 ) -> list[int]:
-    """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same row.
+    """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same
+    row.
 
-    A row whose lease expired was being sent by a worker that died: that counts as a failed attempt, so a
-    message that crashes every worker ends as `failed` after `max_attempts` instead of looping forever.
+    A row whose lease expired was being sent by a worker that died: that counts as a failed attempt,
+    so a message that crashes every worker ends as `failed` after `max_attempts` instead of looping
+    forever.
     """
     now = utcnow()
     with sessions() as session, session.begin():
@@ -276,8 +283,8 @@ def deliver_due(
 ) -> int:
     """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now).
 
-    When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of its
-    claim back, so another worker sends them at once instead of after the lease.
+    When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of
+    its claim back, so another worker sends them at once instead of after the lease.
     """
     with Transport(settings) as transport:  # one SMTP connection for the whole round
         return _deliver_claims(sessions, settings, worker_id, transport, should_stop)
@@ -339,7 +346,8 @@ def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> 
 
 
 _OUTBOX = OutboxItem.__table__
-# built once (no statement building per send): a send is recorded with one UPDATE, committed on its own
+# built once (no statement building per send): a send is recorded with one UPDATE, committed on its
+# own
 _RECORD_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("item_id"), _OUTBOX.c.claimed_by == bindparam("worker_id"))
@@ -355,7 +363,8 @@ _RECORD_SENT = (
 
 @functools.cache
 def _record_sent_sql(dialect: Dialect) -> tuple[str, dict[str, Any]]:
-    """The UPDATE that records a send as the driver's own SQL text, with the values it sets (compiled once)."""
+    """The UPDATE that records a send as the driver's own SQL text, with the values it sets
+    (compiled once)."""
     compiled = _RECORD_SENT.compile(dialect=dialect)
     given = {"item_id": 0, "worker_id": "", "now": None}
     fixed = {
@@ -365,16 +374,18 @@ def _record_sent_sql(dialect: Dialect) -> tuple[str, dict[str, Any]]:
 
 
 def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
-    """Record one send and commit it at once; returns the rows changed (0: the claim was no longer ours).
+    """Record one send and commit it at once; returns the rows changed (0: the claim was no longer
+    ours).
 
-    PostgreSQL (`recorder` is an autocommit `statement_session`): the prepared UPDATE goes straight to the
-    driver's cursor, a third of the CPU of the same statement through SQLAlchemy's execution layer, which
-    has nothing to add to one fixed statement (no result rows, no ORM state). SQLite: through the session,
-    then committed."""
+    PostgreSQL (`recorder` is an autocommit `statement_session`): the prepared UPDATE goes straight
+    to the driver's cursor, a third of the CPU of the same statement through SQLAlchemy's execution
+    layer, which has nothing to add to one fixed statement (no result rows, no ORM state). SQLite:
+    through the session, then committed."""
     connection = recorder.connection()
     if connection.dialect.name == "postgresql":
         sql, fixed = _record_sent_sql(connection.dialect)
-        with connection.connection.driver_connection.cursor() as cursor:
+        driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
+        with driver.cursor() as cursor:
             cursor.execute(sql, {**fixed, **params}, prepare=True)
             return cursor.rowcount
     changed = connection.execute(_RECORD_SENT, params).rowcount

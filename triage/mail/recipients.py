@@ -1,4 +1,5 @@
-"""Who an automatic answer may go to: Reply-To only within the sender's own organisation, DMARC, domains."""
+"""Who an automatic answer may go to: Reply-To only within the sender's own organisation, DMARC,
+domains."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def _suffixes() -> PublicSuffixList:
 
 @lru_cache(maxsize=4096)
 def registrable_domain(domain: str) -> str:
-    """The domain an organisation registered ('mail.college.ac.uk' -> 'college.ac.uk'), by the Public Suffix List.
+    """The domain an organisation registered ('mail.college.ac.uk' -> 'college.ac.uk'), by the
+    Public Suffix List.
 
     A bare public suffix, or a name the list does not know, is its own registrable domain.
     """
@@ -39,7 +41,8 @@ def address_domain(address: str) -> str:
 
 @dataclass(frozen=True)
 class Recipient:
-    """Where answers to an email go, the name to greet, and why Reply-To was not used (if it was not)."""
+    """Where answers to an email go, the name to greet, and why Reply-To was not used (if it was
+    not)."""
 
     address: str
     name: str
@@ -47,7 +50,8 @@ class Recipient:
 
 
 def choose_recipient(email: ParsedEmail) -> Recipient:
-    """Reply-To when it is in the sender's domain or shares its registrable domain; otherwise the sender."""
+    """Reply-To when it is in the sender's domain or shares its registrable domain; otherwise the
+    sender."""
     sender, reply_to = email.from_address, email.reply_to_address
     if not reply_to or reply_to == sender:
         return Recipient(sender, email.from_name)
@@ -66,8 +70,8 @@ def choose_recipient(email: ParsedEmail) -> Recipient:
 def dmarc_failure(email: ParsedEmail, trusted_authserv_id: str) -> str | None:
     """Why the email failed DMARC according to our own receiving server, or None.
 
-    Only Authentication-Results headers whose authserv-id is the one configured are believed (anyone can
-    write the header; our server adds its own on top); with no id configured, none is.
+    Only Authentication-Results headers whose authserv-id is the one configured are believed (anyone
+    can write the header; our server adds its own on top); with no id configured, none is.
     """
     trusted = (trusted_authserv_id or "").strip().lower()
     if not trusted:
@@ -84,18 +88,19 @@ def dmarc_failure(email: ParsedEmail, trusted_authserv_id: str) -> str | None:
 
 
 ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"  # RFC 5322 atext, as a regex character class body
-# dot-atom local part @ dot-separated host name labels (ASCII): an addr-spec that parses to exactly itself
+# dot-atom local part @ dot-separated host name labels (ASCII): an addr-spec that parses to exactly
+# itself
 PLAIN_ADDRESS = re.compile(rf"[{ATEXT}]+(?:\.[{ATEXT}]+)*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*")
 
 
 def valid_recipient(address: str) -> str:
-    """The address if it is exactly one parsed addr-spec (no name, no list, no line break); else ValueError."""
+    """The address if it is exactly one parsed addr-spec (no name, no list, no line break); else
+    ValueError."""
     value = address or ""
     if not value or value != value.strip() or any(c in value for c in '\r\n\t ,;<>"()'):
         raise ValueError(f"not a single email address: {value!r}")
-    if PLAIN_ADDRESS.fullmatch(
-        value
-    ):  # the usual shape, which the parser below always takes as it is
+    # the usual shape, which the parser below always takes as it is
+    if PLAIN_ADDRESS.fullmatch(value):
         return value
     try:
         parsed = Address(addr_spec=value)

@@ -66,36 +66,41 @@ MAX_ID = 2**31 - 1  # the largest value an INTEGER primary key holds (PostgreSQL
 
 
 def _ids_within_integer_range(_endpoint: str | None, values: dict[str, object] | None) -> None:
-    """A route's <int:...> id past what the database can hold names nothing: 404, not a database error."""
+    """A route's <int:...> id past what the database can hold names nothing: 404, not a database
+    error."""
     if values and any(isinstance(v, int) and v > MAX_ID for v in values.values()):
         abort(404)
 
 
 def settings() -> Settings:
     """The running app's settings."""
-    return current_app.extensions["triage.settings"]
+    settings: Settings = current_app.extensions["triage.settings"]
+    return settings
 
 
 def session_factory() -> sessionmaker[Session]:
     """The running app's session factory (for work outside a request)."""
-    return current_app.extensions["triage.sessions"]
+    factory: sessionmaker[Session] = current_app.extensions["triage.sessions"]
+    return factory
 
 
 def db() -> Session:
     """The request's database session, opened on first use and closed at teardown."""
     if "db_session" not in g:
         g.db_session = session_factory()()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def statement_db() -> Session:
-    """The request's session for single statements that each commit at once (the token check, the webhook's
-    INSERT): a `statement_session`, one round trip per statement on PostgreSQL. Kept apart from `db()`, whose
-    writes stay one transaction."""
+    """The request's session for single statements that each commit at once (the token check, the
+    webhook's INSERT): a `statement_session`, one round trip per statement on PostgreSQL. Kept apart
+    from `db()`, whose writes stay one transaction."""
     if "statement_session" not in g:
         g.statement_scope = ExitStack()
         g.statement_session = g.statement_scope.enter_context(statement_session(session_factory()))
-    return g.statement_session
+    session: Session = g.statement_session
+    return session
 
 
 def _close_session(exc: BaseException | None) -> None:
@@ -118,8 +123,9 @@ def _security_headers(response: Response) -> Response:
     nonce = g.get("csp_nonce", "")
     response.headers.setdefault(
         "Content-Security-Policy",
-        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self'; "
+        "img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'",
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")

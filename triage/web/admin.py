@@ -1,10 +1,11 @@
-"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail problems (with retry)."""
+"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail
+problems (with retry)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
 from triage import catalogue
@@ -26,6 +27,7 @@ from triage.orm import (
     User,
 )
 from triage.web import charts, db, settings
+from triage.web.login import login_required
 from triage.web.params import required_int
 from triage.worker import jobs
 
@@ -57,6 +59,7 @@ def users() -> ResponseReturnValue:
     session = db()
     if request.method == "POST":
         form = request.form
+        user: User | None
         try:
             if form.get("op") == "create":
                 user = accounts.create_user(
@@ -278,7 +281,8 @@ def outbox_page() -> ResponseReturnValue:
 
 @bp.route("/inbound", methods=["GET", "POST"])
 def inbound_page() -> ResponseReturnValue:
-    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with retry."""
+    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with
+    retry."""
     session = db()
     if request.method == "POST":
         row = inbound.retry_processing(
@@ -310,7 +314,8 @@ def inbound_raw(inbound_id: int) -> ResponseReturnValue:
 
 @bp.route("/models", methods=["GET", "POST"])
 def models() -> ResponseReturnValue:
-    """Model versions side by side, quality from staff corrections, retrain (in the worker), activate, roll back."""
+    """Model versions side by side, quality from staff corrections, retrain (in the worker),
+    activate, roll back."""
     session = db()
     by = f"user:{current_user.row.email}"
     if request.method == "POST":

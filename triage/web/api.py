@@ -7,7 +7,8 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from triage.mail.inbound import InboundContext, Received, accept, message_from_form, receive
+from triage.mail.contact_form import message_from_form
+from triage.mail.inbound import InboundContext, Received, accept, receive
 from triage.mail.parse import UnparseableEmail
 from triage.orm import InboundEmail, format_reference
 from triage.web import db, session_factory, settings, statement_db
@@ -91,7 +92,8 @@ def _text_field(data: dict[str, object], name: str, required: bool, limit: int) 
 @bp.post("/tickets")
 @token_required(scope="inbound")
 def create_ticket() -> ResponseReturnValue:
-    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as email, at once."""
+    """Create a ticket from JSON {from, name?, subject, body} through the same decision path as
+    email, at once."""
     data = json_body()
     if not isinstance(data, dict):
         raise ApiError(400, "send a JSON object with from, subject and body")

@@ -1,10 +1,11 @@
-"""Bearer-token authentication and token scopes for the API, the inbound webhook and the metrics endpoints."""
+"""Bearer-token authentication and token scopes for the API, the inbound webhook and the metrics
+endpoints."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar, overload
 
 from flask import g, request
 
@@ -12,15 +13,18 @@ from triage.helpdesk import tokens
 from triage.web import settings, statement_db
 from triage.web.errors import ApiError
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 ANY_SCOPE = "any"  # any live token (the OpenAPI document)
 
 
 def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
-    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding `scope` (403).
+    """The live token in `Authorization: Bearer ...` (401), within its rate limit (429), holding
+    `scope` (403).
 
-    `scope` may be a tuple: any one of its scopes will do. The check and the count are one statement, committed
-    on its own (in the request's statement session, so the request's own writes keep their transaction).
+    `scope` may be a tuple: any one of its scopes will do. The check and the count are one
+    statement, committed on its own (in the request's statement session, so the request's own writes
+    keep their transaction).
     """
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -51,8 +55,23 @@ def bearer_token(scope: str | tuple[str, ...]) -> tokens.TokenUse:
     return token
 
 
-def token_required(func: F | None = None, *, scope: str | tuple[str, ...] | None = None) -> Any:
-    """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other methods.
+@overload
+def token_required(
+    func: Callable[P, R], *, scope: str | tuple[str, ...] | None = None
+) -> Callable[P, R]: ...
+
+
+@overload
+def token_required(
+    func: None = None, *, scope: str | tuple[str, ...] | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def token_required(
+    func: Callable[P, R] | None = None, *, scope: str | tuple[str, ...] | None = None
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Require a live bearer token with a scope: `scope`, else `read` for GET and `write` for other
+    methods.
 
     Use bare (`@token_required`) or with a scope (`@token_required(scope="inbound")`).
     """
@@ -60,7 +79,7 @@ def token_required(func: F | None = None, *, scope: str | tuple[str, ...] | None
         return lambda f: token_required(f, scope=scope)
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         bearer_token(scope or ("read" if request.method in {"GET", "HEAD"} else "write"))
         return func(*args, **kwargs)
 

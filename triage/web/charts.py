@@ -49,27 +49,32 @@ def stacked_days(
     peak = max([sum(c.values()) for c in per_day.values()] + [1])
     plot_h, left, bar_w = height - 40, 30, (width - 40) / max(1, len(days))
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 16 * len(keys)}" role="img" '
+        '<svg xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {height + 16 * len(keys)}" role="img" '
         f'aria-label="Tickets per day by category">',
         f'<text x="0" y="12" font-size="11">{peak}</text>',
         f'<text x="0" y="{plot_h}" font-size="11">0</text>',
-        f'<text x="{left}" y="12" font-size="11" font-style="italic">tickets per day (bars), by predicted category (colours)</text>',
-        f'<text x="{width - 4}" y="{plot_h + 28}" font-size="11" font-style="italic" text-anchor="end">day (UTC)</text>',
+        f'<text x="{left}" y="12" font-size="11" font-style="italic">'
+        "tickets per day (bars), by predicted category (colours)</text>",
+        f'<text x="{width - 4}" y="{plot_h + 28}" font-size="11" font-style="italic" '
+        'text-anchor="end">day (UTC)</text>',
     ]
     for i, day in enumerate(days):
-        y = plot_h
+        y: float = plot_h
         for key in keys:
             n = per_day.get(day, {}).get(key, 0)
             if n:
                 h = n / peak * (plot_h - 20)
                 y -= h
                 parts.append(
-                    f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{bar_w * 0.8:.1f}" height="{h:.1f}" '
-                    f'fill="{colours[key]}"><title>{escape(day.isoformat())} {escape(key)}: {n}</title></rect>'
+                    f'<rect x="{left + i * bar_w:.1f}" y="{y:.1f}" width="{bar_w * 0.8:.1f}" '
+                    f'height="{h:.1f}" fill="{colours[key]}">'
+                    f"<title>{escape(day.isoformat())} {escape(key)}: {n}</title></rect>"
                 )
         if i % 2 == 0:
             parts.append(
-                f'<text x="{left + i * bar_w:.1f}" y="{plot_h + 14}" font-size="10">{day:%d %b}</text>'
+                f'<text x="{left + i * bar_w:.1f}" y="{plot_h + 14}" '
+                f'font-size="10">{day:%d %b}</text>'
             )
     for j, key in enumerate(keys):
         y = height + 16 * j
@@ -88,7 +93,8 @@ def bars(values: Mapping[str, float], label: str, percent: bool = False, width: 
     peak = max([*values.values(), 1e-9])
     row_h, left = 20, 220
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {row_h * len(values) + 22}" role="img" '
+        '<svg xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {width} {row_h * len(values) + 22}" role="img" '
         f'aria-label="{escape(label)}">',
         f'<text x="{width - 4}" y="{row_h * len(values) + 18}" font-size="11" font-style="italic" '
         f'text-anchor="end">{escape(label)}</text>',
@@ -98,7 +104,8 @@ def bars(values: Mapping[str, float], label: str, percent: bool = False, width: 
         text = f"{value:.0%}" if percent else f"{value:g}"
         parts.append(
             f'<text x="0" y="{i * row_h + 14}" font-size="11">{escape(key)}</text>'
-            f'<rect x="{left}" y="{i * row_h + 3}" width="{w:.1f}" height="{row_h - 6}" fill="#0b5cad"/>'
+            f'<rect x="{left}" y="{i * row_h + 3}" width="{w:.1f}" height="{row_h - 6}" '
+            'fill="#0b5cad"/>'
             f'<text x="{left + w + 4:.1f}" y="{i * row_h + 14}" font-size="11">{text}</text>'
         )
     parts.append("</svg>")
@@ -111,14 +118,17 @@ def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: int 
     left, top = 250, 44
     peak = max([max(row) for row in matrix] + [1])
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {left + n * cell + 10} {top + n * cell + 10}" '
+        '<svg xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {left + n * cell + 10} {top + n * cell + 10}" '
         f'role="img" aria-label="Confusion matrix">',
-        f'<text x="{left}" y="12" font-size="11" font-style="italic">predicted category (column numbers match the rows)</text>',
+        f'<text x="{left}" y="12" font-size="11" font-style="italic">'
+        "predicted category (column numbers match the rows)</text>",
         f'<text x="0" y="{top - 8}" font-size="11" font-style="italic">true category</text>',
     ]
     for j in range(n):
         parts.append(
-            f'<text x="{left + j * cell + cell / 2:.1f}" y="{top - 6}" font-size="10" text-anchor="middle">'
+            f'<text x="{left + j * cell + cell / 2:.1f}" y="{top - 6}" font-size="10" '
+            'text-anchor="middle">'
             f"<title>{escape(labels[j])}</title>{j + 1}</text>"
         )
     for i, (label, row) in enumerate(zip(labels, matrix, strict=True)):
@@ -133,12 +143,15 @@ def confusion(labels: Sequence[str], matrix: Sequence[Sequence[int]], cell: int 
                 else (f"rgb(255,{shade},{shade})" if value else "rgb(250,250,250)")
             )
             parts.append(
-                f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
-                f'fill="{colour}"><title>true {escape(label)}, predicted {escape(labels[j])}: {value}</title></rect>'
+                f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" '
+                f'height="{cell - 1}" fill="{colour}">'
+                f"<title>true {escape(label)}, predicted {escape(labels[j])}: {value}</title>"
+                "</rect>"
             )
             if value:
                 parts.append(
-                    f'<text x="{left + j * cell + 3}" y="{top + i * cell + 15}" font-size="9">{value}</text>'
+                    f'<text x="{left + j * cell + 3}" y="{top + i * cell + 15}" '
+                    f'font-size="9">{value}</text>'
                 )
     parts.append("</svg>")
     return "".join(parts)
@@ -150,12 +163,16 @@ def risk_coverage(
     width: int = 560,
     height: int = 260,
 ) -> str:
-    """The risk-coverage curve: coverage of self-serve mail (x) against the share of wrong answers (y).
+    """The risk-coverage curve: coverage of self-serve mail (x) against the share of wrong answers
+    (y).
 
     `operating` is the model's actual (coverage, risk), drawn as a dot.
     """
     if not points:
-        return '<p class="meta">No risk-coverage figures for this model (trained before they were recorded).</p>'
+        return (
+            '<p class="meta">No risk-coverage figures for this model '
+            "(trained before they were recorded).</p>"
+        )
     peak = max(0.05, *(p["risk"] for p in points), operating[1] if operating else 0.0)
     left, top, plot_w, plot_h = 46, 10, width - 60, height - 50
 
@@ -165,7 +182,8 @@ def risk_coverage(
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="Risk-coverage curve">',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        'stroke="#999"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
     ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
@@ -182,14 +200,16 @@ def risk_coverage(
     if peak >= 0.02:
         parts.append(
             f'<line x1="{left}" y1="{target_y:.1f}" x2="{left + plot_w}" y2="{target_y:.1f}" '
-            f'stroke="#a83232" stroke-dasharray="4 3"><title>2% risk (precision 0.98)</title></line>'
+            'stroke="#a83232" stroke-dasharray="4 3">'
+            "<title>2% risk (precision 0.98)</title></line>"
         )
     path = " ".join(xy(p["coverage"], p["risk"]) for p in points)
     parts.append(f'<polyline points="{path}" fill="none" stroke="#0b5cad" stroke-width="2"/>')
     for p in points:
         cx, cy = xy(p["coverage"], p["risk"]).split(",")
         parts.append(
-            f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="#0b5cad"><title>confidence &gt;= {p["threshold"]:.3f}: '
+            f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="#0b5cad">'
+            f"<title>confidence &gt;= {p['threshold']:.3f}: "
             f"coverage {p['coverage']:.1%}, risk {p['risk']:.1%}</title></circle>"
         )
     if operating:
@@ -199,7 +219,8 @@ def risk_coverage(
             f"{operating[0]:.1%}, risk {operating[1]:.1%}</title></circle>"
         )
     parts.append(
-        f'<text x="{left + plot_w / 2 - 60:.1f}" y="{height - 4}" font-size="11">coverage of self-serve mail</text>'
+        f'<text x="{left + plot_w / 2 - 60:.1f}" y="{height - 4}" font-size="11">'
+        "coverage of self-serve mail</text>"
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
-from flask_login import login_required
 
 from triage.helpdesk import stats
 from triage.web import charts, db
+from triage.web.login import login_required
 
 bp = Blueprint("dashboard", __name__)
 

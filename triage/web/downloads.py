@@ -1,4 +1,5 @@
-"""Content-Disposition for downloads (RFC 6266): an ASCII fallback name and the real name as UTF-8."""
+"""Content-Disposition for downloads (RFC 6266): an ASCII fallback name and the real name as
+UTF-8."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def attachment_disposition(filename: str, fallback: str = "attachment") -> str:
 
 
 def _ascii(text: str) -> str:
-    """Text with accents folded and anything but letters, digits, dot, dash, underscore and space dropped."""
+    """Text with accents folded and anything but letters, digits, dot, dash, underscore and space
+    dropped."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return "".join(ch for ch in folded if ch.isalnum() or ch in "._- ").strip(" .")

@@ -1,4 +1,5 @@
-"""JSON errors for API routes: a message and the right status code, never an HTML page or a traceback."""
+"""JSON errors for API routes: a message and the right status code, never an HTML page or a
+traceback."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class ApiError(Exception):
 
 
 def json_body() -> object:
-    """The request's JSON body (None when it is not JSON); 400 if any text in it is not valid Unicode.
+    """The request's JSON body (None when it is not JSON); 400 if any text in it is not valid
+    Unicode.
 
     JSON may escape lone surrogates ("\\ud800"), which Python accepts but no database can store.
     """
@@ -43,7 +45,8 @@ def json_body() -> object:
 
 
 def _unstorable(value: object) -> bool:
-    """True if any text in a decoded JSON value holds NUL or a lone surrogate (no database stores either)."""
+    """True if any text in a decoded JSON value holds NUL or a lone surrogate (no database stores
+    either)."""
     if isinstance(value, str):
         if "\x00" in value:
             return True
@@ -86,7 +89,8 @@ def _json_error(
 
 
 def _form_error(message: str) -> ResponseReturnValue:
-    """A bad parameter on a staff page: a posted form goes back to its page with the error; else a 400."""
+    """A bad parameter on a staff page: a posted form goes back to its page with the error; else
+    a 400."""
     rule = request.url_rule
     if request.method == "POST" and rule is not None and "GET" in (rule.methods or ()):
         flash(message, "error")

@@ -1,8 +1,8 @@
 """gunicorn settings for production: `gunicorn -c python:triage.web.gunicorn_conf app:app`.
 
 Besides defaults taken from the environment (BIND, WEB_CONCURRENCY), it gives the workers one shared
-Prometheus directory so that `/metrics` reports the request-latency histogram of every worker, whichever
-worker answers the scrape.
+Prometheus directory so that `/metrics` reports the request-latency histogram of every worker,
+whichever worker answers the scrape.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ graceful_timeout = 30
 
 
 def on_starting(server: Any) -> None:
-    """Before any worker starts: an empty multi-process metrics directory (made if not configured)."""
+    """Before any worker starts: an empty multi-process metrics directory (made if not
+    configured)."""
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if configured:
         path = Path(configured)
@@ -38,8 +39,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Load the active model as each worker starts (the first centre's email does not wait for it), then freeze
-    what is loaded out of the garbage collector's scans."""
+    """Load the active model as each worker starts (the first centre's email does not wait for it),
+    then freeze what is loaded out of the garbage collector's scans."""
     extensions = getattr(worker.wsgi, "extensions", {})
     models = extensions.get("triage.model_provider")
     if models is not None:
@@ -49,4 +50,5 @@ def post_worker_init(worker: Any) -> None:
             worker.log.warning("no model loaded at start: %s", exc)
     from triage.worker.loop import tune_garbage_collector
 
-    tune_garbage_collector()  # the app and model stay out of the collector's scans: no long pause mid-request
+    # the app and model stay out of the collector's scans: no long pause mid-request
+    tune_garbage_collector()

@@ -1,4 +1,5 @@
-"""GET /healthz: ok or unavailable for anyone; database, model and outbox details with a `metrics` token."""
+"""GET /healthz: ok or unavailable for anyone; database, model and outbox details with a `metrics`
+token."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ bp = Blueprint("health", __name__)
 def healthz() -> ResponseReturnValue:
     """Report service health; 503 when the database or the model is unavailable.
 
-    Load balancers get only {"status": "ok" | "unavailable"}; the model version and the outbox backlog
-    are shown to a bearer token with the `metrics` scope.
+    Load balancers get only {"status": "ok" | "unavailable"}; the model version and the outbox
+    backlog are shown to a bearer token with the `metrics` scope.
     """
     detailed = "Authorization" in request.headers
     if detailed:

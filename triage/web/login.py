@@ -1,4 +1,5 @@
-"""Staff login, logout and password change (Flask-Login sessions, CSRF-protected forms, throttled attempts).
+"""Staff login, logout and password change (Flask-Login sessions, CSRF-protected forms, throttled
+attempts).
 
 A session names the user and the user's session version; logout, a password change or deactivation
 raises the version, so every session of that user (copies of the cookie included) stops working.
@@ -6,11 +7,14 @@ raises the version, so every session of that user (copies of the cookie included
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+import flask_login
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_login import LoginManager, current_user, login_user, logout_user
 
 from triage.helpdesk import users
 from triage.orm import User
@@ -20,6 +24,15 @@ bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.session_protection = "strong"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def login_required(view: Callable[P, R]) -> Callable[P, R | ResponseReturnValue]:
+    """Flask-Login's `login_required` (which ships no types): the view, or the login redirect."""
+    guarded: Callable[P, R | ResponseReturnValue] = flask_login.login_required(view)
+    return guarded
 
 
 class StaffUser:
@@ -39,9 +52,9 @@ class StaffUser:
         return self.row.role == "admin"
 
 
-@login_manager.user_loader
 def load_user(session_id: str) -> StaffUser | None:
-    """Load the logged-in user for a request; a session from before the user's last logout loads nobody."""
+    """Load the logged-in user for a request; a session from before the user's last logout loads
+    nobody."""
     user_id, _, version = session_id.partition(":")
     if not (user_id.isascii() and user_id.isdigit() and version.isascii() and version.isdigit()):
         return None
@@ -49,6 +62,9 @@ def load_user(session_id: str) -> StaffUser | None:
     if user is None or not user.is_active or int(version) != (user.session_version or 0):
         return None
     return StaffUser(user)
+
+
+login_manager.user_loader(load_user)
 
 
 def init_app(app: Flask) -> None:
@@ -68,11 +84,11 @@ def _safe_next(target: str | None) -> str:
 
 
 def _start_session(user: User) -> None:
-    """Log in with a fresh session: nothing from before login (a planted cookie, the old CSRF token) survives."""
+    """Log in with a fresh session: nothing from before login (a planted cookie, the old CSRF token)
+    survives."""
     session.clear()
-    g.pop(
-        "csrf_token", None
-    )  # Flask-WTF caches the request's token here; the next form gets a new one
+    # Flask-WTF caches the request's token here; the next form gets a new one
+    g.pop("csrf_token", None)
     login_user(StaffUser(user))
 
 

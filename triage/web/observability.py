@@ -1,4 +1,5 @@
-"""Request ids, JSON-lines access logs with the ticket reference, request timing, and GET /metrics."""
+"""Request ids, JSON-lines access logs with the ticket reference, request timing, and GET
+/metrics."""
 
 from __future__ import annotations
 

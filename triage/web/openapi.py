@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json (a test checks it against the routes)."""
+"""The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json (a test checks it against
+the routes)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,9 @@ SPEC: dict[str, Any] = {
     "info": {
         "title": "IMI centre-enquiry triage API",
         "version": "1",
-        "description": "Bearer tokens carry scopes: inbound (POST /inbound, POST /tickets), read (GET), "
-        "write (PATCH, replies), metrics (/metrics, /healthz details). A token without "
-        "the operation's scope gets 403.",
+        "description": "Bearer tokens carry scopes: "
+        "inbound (POST /inbound, POST /tickets), read (GET), write (PATCH, replies), "
+        "metrics (/metrics, /healthz details). A token without the operation's scope gets 403.",
     },
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
@@ -133,7 +134,8 @@ SPEC: dict[str, Any] = {
                     "due_at": {
                         "type": ["string", "null"],
                         "format": "date-time",
-                        "description": "when the next staff response is due; null while waiting on the centre or closed",
+                        "description": "when the next staff response is due; "
+                        "null while waiting on the centre or closed",
                     },
                     "centre_replied": {
                         "type": "boolean",
@@ -181,9 +183,10 @@ SPEC: dict[str, Any] = {
         "/api/v1/inbound": {
             "post": {
                 "summary": "Submit one raw RFC 822 email",
-                "description": "Answers as soon as the email is stored (status pending, with its id): a worker classifies "
-                "it and makes the ticket moments later (GET /api/v1/inbound/{id} for the reference). "
-                "The same Message-ID again is answered with the stored email (duplicate true).",
+                "description": "Answers as soon as the email is stored "
+                "(status pending, with its id): a worker classifies it and makes the ticket "
+                "moments later (GET /api/v1/inbound/{id} for the reference). The same "
+                "Message-ID again is answered with the stored email (duplicate true).",
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -204,7 +207,8 @@ SPEC: dict[str, Any] = {
         },
         "/api/v1/inbound/{inbound_id}": {
             "get": {
-                "summary": "Where one submitted email is: pending, processed (with its ticket reference) or rejected",
+                "summary": "Where one submitted email is: "
+                "pending, processed (with its ticket reference) or rejected",
                 "parameters": [
                     {
                         "name": "inbound_id",
@@ -223,8 +227,8 @@ SPEC: dict[str, Any] = {
         "/api/v1/tickets": {
             "post": {
                 "summary": "Create a ticket from a contact form",
-                "description": "Processed within the request, unlike the inbound webhook: the answer carries "
-                "the ticket reference a contact form shows the centre.",
+                "description": "Processed within the request, unlike the inbound webhook: "
+                "the answer carries the ticket reference a contact form shows the centre.",
                 "requestBody": {
                     "required": True,
                     "content": {

@@ -1,4 +1,5 @@
-"""Numeric query and form parameters, checked: a bad one is a 400 (JSON on the API, a form error on pages)."""
+"""Numeric query and form parameters, checked: a bad one is a 400 (JSON on the API, a form error on
+pages)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ class BadParameter(ApiError):
 def int_param(
     value: str | None, name: str, default: int | None = None, low: int = 1, high: int = MAX_ID
 ) -> int | None:
-    """`value` as an int in [low, high]; `default` when it is missing or empty; BadParameter otherwise.
+    """`value` as an int in [low, high]; `default` when it is missing or empty; BadParameter
+    otherwise.
 
     Only ASCII digits count: "²" passes str.isdigit() but int() refuses it, and a number past `high`
     would overflow the database's integer types.

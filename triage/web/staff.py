@@ -1,4 +1,5 @@
-"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw sources and attachments."""
+"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw sources and
+attachments."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from triage import catalogue
 from triage.helpdesk import bulk_actions, centres, due, macros, saved_views, search, tickets
@@ -26,6 +28,7 @@ from triage.orm import (
 )
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
+from triage.web.login import login_required
 from triage.web.params import BadParameter, int_param, required_int
 
 bp = Blueprint("staff", __name__)
@@ -40,7 +43,8 @@ def _require_login() -> None:
 
 @bp.app_template_global()
 def due_of(ticket: Ticket) -> dict[str, str] | None:
-    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None if not due."""
+    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None
+    if not due."""
     when = due.due_at(ticket)
     if when is None:
         return None
@@ -105,7 +109,7 @@ def _page() -> int:
     return int_param(request.args.get("page"), "page", 1, high=MAX_PAGE) or 1
 
 
-def _list_context(session: Any) -> dict[str, Any]:
+def _list_context(session: Session) -> dict[str, Any]:
     """What every ticket list needs for its bulk-action bar."""
     return {
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
@@ -158,7 +162,8 @@ def queue(slug: str) -> ResponseReturnValue:
 
 @bp.get("/views/<slug>")
 def view(slug: str) -> ResponseReturnValue:
-    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied, All open)."""
+    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied,
+    All open)."""
     chosen = saved_views.BY_SLUG.get(slug)
     if chosen is None:
         abort(404)
@@ -216,7 +221,8 @@ def _back(default: str) -> str:
 
 @bp.post("/tickets/bulk")
 def bulk_action() -> ResponseReturnValue:
-    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and why."""
+    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and
+    why."""
     session = db()
     operation = request.form.get("op", "")
     value = (
@@ -272,7 +278,8 @@ _ACTIONS = {"claim", "assign", "category", "move", "note", "reply", "resolve", "
 
 @bp.post("/tickets/<int:ticket_id>/<action>")
 def act(ticket_id: int, action: str) -> ResponseReturnValue:
-    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send and next")."""
+    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send
+    and next")."""
     if action not in _ACTIONS:
         abort(404)
     session = db()

@@ -1,0 +1,103 @@
+"""The decision for a new ticket: a pure function from what is known about an email to what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from triage import catalogue
+from triage.classifier import urgency
+from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
+
+NO_ACTION_NEEDED = "no action needed"  # the resolution of automatic mail (receipts, bounces, ...)
+NO_ACTION = "none"  # the action recorded when no reply may go out
+AUTO_REPLY_KIND, ACKNOWLEDGEMENT_KIND = "auto_reply", "ack"  # the reply a new ticket sends
+
+
+@dataclass(frozen=True)
+class Circumstances:
+    """What the decision depends on, gathered from the email, the model and the reply caps."""
+
+    decision: Decision | None  # None when no model is usable
+    automatic: str | None  # why a machine wrote the email (then nobody waits for an answer)
+    held: str | None  # why an automatic answer would be unsafe (a person still waits)
+    rate_limited: str | None  # why the reply caps hold back the answer this email would get
+    subject: str
+    clean_text: str
+
+
+@dataclass(frozen=True)
+class NewTicketPlan:
+    """What to do with an email that starts a ticket."""
+
+    category: str
+    action: str  # the model's action, turned to route or triage when no answer may go
+    queue: str  # the slug of the queue the ticket goes to
+    reply: str | None  # AUTO_REPLY_KIND, ACKNOWLEDGEMENT_KIND, or None when suppressed
+    suppressed: str | None  # why no reply goes out
+    automatic: bool
+    urgent: bool
+    urgent_reason: str | None
+
+    @property
+    def answering(self) -> bool:
+        """Whether the FAQ answer goes out at once."""
+        return self.reply == AUTO_REPLY_KIND
+
+    @property
+    def recorded_action(self) -> str:
+        """The action stored on the ticket: `none` when no reply goes out."""
+        return NO_ACTION if self.suppressed else self.action
+
+    @property
+    def status(self) -> str:
+        """The new ticket's status: urgent tickets stay open for staff even when answered."""
+        if self.urgent:
+            return "open"
+        if self.answering:
+            return "auto_replied"
+        return "resolved" if self.automatic else "open"
+
+
+def answer_category(decision: Decision | None) -> str | None:
+    """The category whose answer the email would get, for the reply caps; None if no answer."""
+    return decision.category if decision and decision.action == AUTO_REPLY else None
+
+
+def plan_new_ticket(facts: Circumstances, routing: Mapping[str, str]) -> NewTicketPlan:
+    """Decide category, action, queue, reply and urgency of a new ticket."""
+    decision = facts.decision
+    action = decision.action if decision else TRIAGE
+    category = decision.category if decision else catalogue.OTHER
+    suppressed = facts.automatic or facts.held or facts.rate_limited
+    if suppressed and action == AUTO_REPLY:  # a person looks at it instead
+        action = ROUTE if category in routing else TRIAGE
+    automatic = facts.automatic is not None
+    urgent, urgent_reason = (
+        (False, None) if automatic else urgency.assess(category, facts.subject, facts.clean_text)
+    )
+    return NewTicketPlan(
+        category=category,
+        action=action,
+        queue=_queue(facts, routing, category, decision),
+        reply=None if suppressed else _reply_kind(action),
+        suppressed=suppressed,
+        automatic=automatic,
+        urgent=urgent,
+        urgent_reason=urgent_reason,
+    )
+
+
+def _queue(
+    facts: Circumstances, routing: Mapping[str, str], category: str, decision: Decision | None
+) -> str:
+    """Automatic mail and mail held for a person go to triage; confident mail to its category's."""
+    confident = decision is not None and decision.action in {AUTO_REPLY, ROUTE}
+    if facts.automatic is not None or facts.held or not confident:
+        return catalogue.TRIAGE_QUEUE
+    return routing.get(category, catalogue.TRIAGE_QUEUE)
+
+
+def _reply_kind(action: str) -> str:
+    """The answer when the model is confident of a self-serve category, else an acknowledgement."""
+    return AUTO_REPLY_KIND if action == AUTO_REPLY else ACKNOWLEDGEMENT_KIND

@@ -1,0 +1,166 @@
+"""Storing raw mail: every email is committed once, before anything else happens to it."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
+
+from triage.mail.parse import ParsedEmail, UnparseableEmail, identify
+from triage.orm import InboundEmail, format_reference
+from triage.worker.wakeup import notify_workers
+
+# after this many failures the worker stops retrying; staff see the email under Admin > Inbound
+MAX_PROCESS_ATTEMPTS = 20
+_STORED_COLUMNS = ("message_id", "raw", "source", "status", "last_error")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A stored raw email, as the store saw it."""
+
+    id: int
+    message_id: str
+    status: str  # pending | processed | rejected
+    ticket_id: int | None
+
+
+@dataclass(frozen=True)
+class Received:
+    """The outcome of receiving one email."""
+
+    inbound_id: int
+    message_id: str
+    ticket_id: int | None
+    duplicate: bool
+    status: str  # processed | pending | rejected
+
+    @property
+    def reference(self) -> str | None:
+        """The ticket's public reference, once it has one."""
+        return format_reference(self.ticket_id) if self.ticket_id else None
+
+
+def store(
+    session: Session,
+    raw: bytes,
+    source: str,
+    keep_unparseable: bool,
+    parsed: ParsedEmail | None = None,
+) -> tuple[Stored, bool]:
+    """Commit the raw email once per Message-ID (or per raw bytes without one); (row, was_duplicate).
+
+    Only the header block is read (`identify`): the body is parsed later, by a worker. Headers that
+    are not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as
+    `rejected`. New mail is one statement (in a `statement_session` on PostgreSQL: one round trip),
+    then on PostgreSQL a second wakes idle workers (`notify_workers`); only a duplicate takes a
+    second, to read what is held. The session is committed.
+    """
+    error = None
+    try:
+        message_id = parsed.message_id if parsed is not None else identify(raw)
+    except UnparseableEmail as exc:
+        if not keep_unparseable:
+            raise
+        error, message_id = str(exc), unparseable_message_id(raw)
+    status = "rejected" if error else "pending"
+    values = {
+        "new_message_id": message_id,
+        "new_raw": raw,
+        "new_source": source,
+        "new_status": status,
+        "new_last_error": error,
+    }
+    new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name), values)
+    if new_id is not None:
+        session.commit()
+        if not error:
+            notify_workers(session)
+        return Stored(new_id, message_id, status, None), False
+    return _held(session, message_id), True
+
+
+def unparseable_message_id(raw: bytes) -> str:
+    """The key an email whose headers cannot be read is stored under: a hash of its bytes."""
+    return f"<sha256.{hashlib.sha256(raw).hexdigest()}@unparseable.invalid>"
+
+
+def _held(session: Session, message_id: str) -> Stored:
+    """The row already held for a Message-ID (a retry, or the same mail by another path)."""
+    held = session.execute(
+        select(
+            InboundEmail.id, InboundEmail.message_id, InboundEmail.status, InboundEmail.ticket_id
+        ).where(InboundEmail.message_id == message_id)
+    ).one()
+    session.commit()
+    return Stored(held.id, held.message_id, held.status, held.ticket_id)
+
+
+@functools.cache
+def _insert_new(dialect: str) -> Executable:
+    """INSERT one raw email unless its Message-ID is held (then no row), returning the new id.
+
+    Built once per dialect: no statement is built per email.
+    """
+    table = InboundEmail.__table__
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    return (
+        insert.values({name: bindparam(f"new_{name}") for name in _STORED_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(table.c.id)
+    )
+
+
+def accept(session: Session, raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
+    """Store one raw email for the workers (the webhook's whole job); a duplicate answers as before.
+
+    Best in a `statement_session`: then storing is one round trip on PostgreSQL (and one more to
+    wake workers).
+    """
+    row, duplicate = store(session, raw, source, keep_unparseable)
+    return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
+
+
+def note_failure(sessions: sessionmaker[Session], inbound_id: int, exc: BaseException) -> None:
+    """Count a failed processing attempt and keep its error, in a transaction of its own."""
+    with sessions() as session, session.begin():
+        row = session.get(InboundEmail, inbound_id)
+        if row is not None:
+            row.attempts += 1
+            row.last_error = describe_error(exc)
+
+
+def describe_error(exc: BaseException | None) -> str:
+    """An error as stored on an inbound row: its type and message, bounded."""
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
+    """Stored mail that did not become a ticket: unparseable or failing to process, newest first."""
+    query = (
+        select(InboundEmail)
+        .where(
+            or_(
+                InboundEmail.status == "rejected",
+                and_(InboundEmail.status == "pending", InboundEmail.attempts > 0),
+            )
+        )
+        .order_by(InboundEmail.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def retry_processing(session: Session, inbound_id: int) -> InboundEmail | None:
+    """Give a pending email that kept failing a fresh set of attempts; None if it is not one."""
+    row = session.get(InboundEmail, inbound_id)
+    if row is None or row.status != "pending":
+        return None
+    row.attempts = 0
+    return row

@@ -1,0 +1,67 @@
+"""Threading: which existing ticket an email continues, by the Message-IDs it answers or its subject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.orm import Session
+
+from triage.mail import compose
+from triage.mail.parse import ParsedEmail
+from triage.mail.recipients import choose_recipient
+from triage.orm import Message, Ticket, parse_reference
+
+
+@dataclass(frozen=True)
+class ThreadKeys:
+    """What can tie an email to a ticket: the Message-IDs it answers and a reference in its subject."""
+
+    answered: tuple[str, ...]  # In-Reply-To, References (latest first), ids a bounce reports
+    reference: int | None  # the ticket number of `[IMI-000123]` in the subject
+
+    @classmethod
+    def of(cls, parsed: ParsedEmail) -> ThreadKeys:
+        """The keys an email carries."""
+        candidates = [parsed.in_reply_to, *reversed(parsed.references), *parsed.bounced_message_ids]
+        return cls(tuple(i for i in candidates if i), parse_reference(parsed.subject))
+
+    @property
+    def present(self) -> bool:
+        """Whether the email may continue a ticket at all (else it is new, with no lookup)."""
+        return bool(self.answered) or self.reference is not None
+
+
+def find_thread(
+    session: Session, parsed: ParsedEmail, secret: str, keys: ThreadKeys
+) -> Ticket | None:
+    """The ticket this email continues: by the Message-IDs it answers (our signed ones first, then
+    those stored), then by the reference in its subject when the sender takes part in that ticket."""
+    for message_id in keys.answered:
+        ticket_id = compose.ticket_from_message_id(secret, message_id)
+        if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
+            return ticket
+    if keys.answered:
+        known = session.scalars(
+            select(Message.ticket_id).where(Message.message_id.in_(keys.answered))
+        ).first()
+        if known is not None:
+            return session.get(Ticket, known)
+    ticket = session.get(Ticket, keys.reference) if keys.reference is not None else None
+    addresses = {parsed.from_address, choose_recipient(parsed).address}
+    if ticket is not None and is_participant(session, ticket, addresses):
+        return ticket
+    return None
+
+
+def is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bool:
+    """Whether any of the addresses is the ticket's centre or wrote or received one of its messages."""
+    if ticket.centre_email in addresses:
+        return True
+    query = select(
+        exists().where(
+            Message.ticket_id == ticket.id,
+            or_(Message.from_address.in_(addresses), Message.to_addresses.in_(addresses)),
+        )
+    )
+    return bool(session.scalar(query))
