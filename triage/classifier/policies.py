@@ -1,14 +1,17 @@
-"""Threshold policies compared by nested leave-one-writer-out evaluation, and the one training keeps.
+"""Threshold policies compared by nested leave-one-writer-out evaluation; the one training keeps.
 
 Every policy turns out-of-fold probabilities into `Thresholds`:
 
 - `global`: one probability threshold for every self-serve category;
 - `per_category`: each category its own probability and margin (decision.choose_thresholds);
-- `shrunk`: per-category thresholds pulled towards the global one, the more the fewer examples a category has;
+- `shrunk`: per-category thresholds pulled towards the global one, the more the fewer examples a
+  category has;
 - `margin`: one minimum gap between the top two probabilities, for every self-serve category.
 
-Each also picks a family margin (how far the answer must beat its confusable siblings). Nested: for each
-writer, the policy is fitted on the other writers' rows only and scored on that writer's rows.
+Each also picks a family margin (how far the answer must beat its confusable siblings). Nested: for
+each writer, the policy is fitted on the other writers' rows only and scored on that writer's rows.
+The caps on `other` and staff-only auto-replies are decision.MAX_OTHER_SHARE and
+MAX_STAFF_ONLY_SHARE, for every policy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 
 from triage.catalogue import OTHER, SELF_SERVE_SLUGS, STAFF_ONLY_SLUGS
 from triage.classifier.decision import (
+    MAX_OTHER_SHARE,
+    MAX_STAFF_ONLY_SHARE,
     NEVER,
     PROB_GRID,
     Thresholds,
@@ -35,11 +40,6 @@ MARGIN_RULE_GRID = tuple(round(x, 2) for x in np.arange(0.0, 1.0001, 0.02))
 SHRINK_EXAMPLES = (
     100  # a category with this many examples gets half its own threshold, half the global one
 )
-# Caps on out-of-fold auto-replies to `other` and staff-only mail (the gate's are 2 % and 1 %). 0.4 % of
-# `other` (decision.choose_thresholds' default, 3 emails here) cost 24 points of coverage in the nested
-# evaluation for no fewer `other` auto-replies on held-out writers; 0.8 % keeps them at 0.6 %.
-MAX_OTHER_SHARE = 0.008
-MAX_STAFF_ONLY_SHARE = 0.005
 COSTLY_ERROR_WEIGHT = 2.0
 MIN_WRITER_REPLIES = (
     10  # a writer's precision counts towards "worst writer" only with this many auto-replies
@@ -67,7 +67,8 @@ class Scored:
         classes: Sequence[str],
         acknowledgement: np.ndarray | None = None,
     ) -> Scored:
-        """Score arrays for a probability matrix; `acknowledgement` marks thank-you mail (never auto-replied)."""
+        """Score arrays for a probability matrix; `acknowledgement` marks thank-you mail (never
+        auto-replied)."""
         best, top, margin = top_two(probs)
         ack = (
             np.zeros(len(truth), dtype=bool)
@@ -105,13 +106,14 @@ class Scored:
         margin = np.array([thresholds.for_category(c)["margin"] for c in self._sorted_classes])[
             index
         ]
-        return (
+        replied: np.ndarray = (
             self.self_serve
             & ~self.acknowledgement
             & (self.top >= prob)
             & (self.margin >= margin)
             & (self.family_gap >= thresholds.family_margin)
         )
+        return replied
 
     @property
     def _sorted_classes(self) -> np.ndarray:
@@ -157,7 +159,8 @@ class Outcome:
 
     @property
     def weighted_precision(self) -> float:
-        """Precision with a wrong answer to `other` or staff-only mail counting COSTLY_ERROR_WEIGHT times."""
+        """Precision with a wrong answer to `other` or staff-only mail counted COSTLY_ERROR_WEIGHT
+        times."""
         costly = self.other_replied + self.staff_replied
         errors = self.replies - self.correct + (COSTLY_ERROR_WEIGHT - 1) * costly
         return self.correct / (self.correct + errors) if self.replies else 1.0
@@ -177,7 +180,7 @@ class Outcome:
 
 
 def _uniform(prob: float, margin: float, base: Thresholds) -> dict[str, dict[str, float]]:
-    """Every self-serve category at (prob, margin); staff-only categories keep their routing thresholds."""
+    """Every self-serve category at (prob, margin); staff-only ones keep their routing ones."""
     out = {
         slug: dict(limit)
         for slug, limit in base.per_category.items()
@@ -188,20 +191,18 @@ def _uniform(prob: float, margin: float, base: Thresholds) -> dict[str, dict[str
 
 
 def _routing(scored: Scored, target: float) -> Thresholds:
-    """Thresholds for staff-only routing (and a per-category start for self-serve), from decision.py."""
+    """Thresholds for staff-only routing (and a per-category start for self-serve), by decision."""
     return choose_thresholds(
         list(scored.truth),
         scored.probs,
         scored.classes,
         auto_reply_target=target,
-        max_other_share=MAX_OTHER_SHARE,
-        max_staff_only_share=MAX_STAFF_ONLY_SHARE,
         eligible=~scored.acknowledgement,
     )
 
 
 def _best_uniform(scored: Scored, target: float, policy: str, base: Thresholds) -> Thresholds:
-    """The single (prob or margin, family margin) setting with the most correct auto-replies within target."""
+    """The (prob or margin, family margin) setting with most correct auto-replies within target."""
     best: tuple[int, Thresholds] | None = None
     values = PROB_GRID if policy == "global" else MARGIN_RULE_GRID
     for family_margin in FAMILY_GRID:
@@ -225,7 +226,7 @@ def _best_uniform(scored: Scored, target: float, policy: str, base: Thresholds) 
 
 
 def _best_per_category(scored: Scored, target: float) -> Thresholds:
-    """decision.choose_thresholds, with the family margin that leaves the most correct auto-replies."""
+    """decision.choose_thresholds with the family margin that leaves most correct auto-replies."""
     best: tuple[int, Thresholds] | None = None
     self_serve = np.isin(scored.predicted, list(SELF_SERVE_SLUGS))
     for family_margin in FAMILY_GRID:
@@ -235,8 +236,6 @@ def _best_per_category(scored: Scored, target: float) -> Thresholds:
             scored.probs,
             scored.classes,
             auto_reply_target=target,
-            max_other_share=MAX_OTHER_SHARE,
-            max_staff_only_share=MAX_STAFF_ONLY_SHARE,
             eligible=eligible,
         )
         thresholds.family_margin, thresholds.policy = family_margin, "per_category"
@@ -248,7 +247,7 @@ def _best_per_category(scored: Scored, target: float) -> Thresholds:
 
 
 def _shrunk(scored: Scored, target: float) -> Thresholds:
-    """Per-category thresholds pulled towards the global threshold, then raised together until within target."""
+    """Per-category thresholds pulled towards the global one, then raised together to target."""
     own = _best_per_category(scored, target)
     glob = _best_uniform(scored, target, "global", own)
     g = glob.for_category(next(iter(SELF_SERVE_SLUGS)))["prob"]
@@ -343,7 +342,7 @@ class PolicyResult:
 def nested_evaluation(
     scored: Scored, groups: Sequence[str], policy: str, target: float = 0.98
 ) -> PolicyResult:
-    """Fit `policy` without each writer in turn and score it on that writer; pooled and per-writer outcomes."""
+    """Fit `policy` without each writer in turn, score it on that writer: pooled and per writer."""
     groups_arr = np.asarray(groups, dtype=object)
     auto = np.zeros(len(groups_arr), dtype=bool)
     per_writer = {}
@@ -372,8 +371,10 @@ def compare_policies(
 
 
 def best_policy(results: Sequence[PolicyResult], floor: float = 0.98) -> PolicyResult:
-    """The result whose worst writer's precision is highest among those with mean precision >= floor;
-    ties (to three decimals) go to the higher coverage."""
+    """The result with the best worst writer's precision among those of mean precision >= floor.
+
+    Ties (to three decimals) go to the higher coverage.
+    """
     eligible = [r for r in results if r.mean_precision >= floor] or list(results)
     return max(eligible, key=lambda r: (round(r.worst_precision, 3), r.pooled.coverage))
 
@@ -381,8 +382,8 @@ def best_policy(results: Sequence[PolicyResult], floor: float = 0.98) -> PolicyR
 def comparison_table(results: Sequence[PolicyResult], chosen: PolicyResult | None = None) -> str:
     """A Markdown table of the comparison, the kept policy in bold."""
     lines = [
-        "| policy | fitted to | precision | mean writer precision | worst writer | coverage | wrong | "
-        "`other` auto-replied | staff-only auto-replied |",
+        "| policy | fitted to | precision | mean writer precision | worst writer | coverage "
+        "| wrong | `other` auto-replied | staff-only auto-replied |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -395,8 +396,10 @@ def comparison_table(results: Sequence[PolicyResult], chosen: PolicyResult | Non
         )
         worst_name = next((w for w, o in r.per_writer.items() if o is worst), "-")
         lines.append(
-            f"| {name} | {r.target:.2f} | {d['precision']:.3f} | {d['mean_writer_precision']:.3f} | "
-            f"{d['worst_writer_precision']:.3f} ({worst_name}) | {d['coverage']:.3f} | {d['wrong']} | "
-            f"{d['other_auto_replied']:.1%} | {d['staff_only_auto_replied']:.1%} |"
+            f"| {name} | {r.target:.2f} | {d['precision']:.3f} "
+            f"| {d['mean_writer_precision']:.3f} "
+            f"| {d['worst_writer_precision']:.3f} ({worst_name}) "
+            f"| {d['coverage']:.3f} | {d['wrong']} | {d['other_auto_replied']:.1%} "
+            f"| {d['staff_only_auto_replied']:.1%} |"
         )
     return "\n".join(lines)

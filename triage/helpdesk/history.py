@@ -1,13 +1,17 @@
-"""A ticket's audit trail as sentences a person reads ("Model v3 chose Exam has frozen (98 %) and auto-replied")."""
+"""A ticket's audit trail as sentences a person reads.
+
+For example "Model v3 chose Exam has frozen (98 %) and auto-replied".
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from triage import catalogue
 from triage.orm import AuditEvent
 
-_ACTIONS = {
+_ACTIONS: dict[object, str] = {
     "auto_reply": "auto-replied",
     "route": "routed it to staff",
     "triage": "sent it to triage",
@@ -35,59 +39,123 @@ def who(actor: str) -> str:
     }.get(kind, actor)
 
 
-def describe(event: AuditEvent) -> str:
-    """One sentence saying what happened (the actor included)."""
-    d: dict[str, Any] = event.details or {}
-    actor = who(event.actor)
-    action = event.action
-    if action == "ticket.created":
-        if d.get("confidence") is None:
-            return f"No model was available, so the ticket went to the {d.get('queue')} queue for a person to sort."
-        sentence = f"{actor} chose {_title(d.get('category'))} ({d['confidence']:.0%}) and {_ACTIONS.get(d.get('action'), d.get('action'))}"
-        if d.get("action") != "auto_reply":
-            sentence += f" (queue {d.get('queue')})"
-        if d.get("reply_suppressed"):
-            sentence += f"; no automatic mail: {d['reply_suppressed']}"
-        return sentence + "."
-    if action == "ticket.assigned":
-        if d.get("assignee") is None:
-            return f"{actor} unassigned it" + (
-                f" from {d['previous']}." if d.get("previous") else "."
-            )
-        if event.actor == f"user:{d.get('assignee')}":
-            return f"{actor} took it."
-        return f"{actor} assigned it to {d['assignee']}."
-    if action == "ticket.category_confirmed":
-        correction = " (correcting the model)" if d.get("correction") else ""
-        return f"{actor} confirmed the category {_title(d.get('category'))}{correction}."
-    if action == "ticket.moved":
-        return f"{actor} moved it from {d.get('previous') or 'no queue'} to {d.get('queue')}."
-    if action == "ticket.note_added":
-        return f"{actor} added an internal note."
-    if action == "ticket.replied":
-        return f"{actor} replied to the centre."
-    if action == "ticket.resolved":
-        if d.get("resolution"):
-            return f"{actor} resolved it as {d['resolution']}: automatic mail ({d.get('reason')})."
-        return f"{actor} resolved it as {_title(d.get('category'))}."
-    if action == "recipient.reply_to_ignored":
-        return f"Answers go to {d.get('answer_to')}, not to the Reply-To {d.get('reply_to')}: {d.get('reason')}."
-    if action == "recipient.flagged":
-        return f"No automatic answer, the sender's address needs a look: {d.get('reason')}."
-    if action == "ticket.reopened":
-        queue = f" in the {d['queue']} queue" if d.get("queue") else ""
-        return f"{actor} reopened it{queue}."
-    if action == "ticket.centre_replied":
-        return f"{actor} replied."
-    if action == "ticket.urgency_changed":
-        state = "urgent" if d.get("urgent") else "not urgent"
-        return f"{actor} marked it {state}: {d.get('reason')}."
-    if action == "message.automatic":
-        return f"Automatic mail arrived on the thread and was kept without an answer ({d.get('reason')})."
-    if action == "notification.sent":
-        return f"Staff were notified by email: {str(d.get('what', '')).lower()}."
+class _Entry(NamedTuple):
+    """An audit event as its sentence reads it: who (readable), the details and the raw actor."""
+
+    who: str
+    details: dict[str, Any]
+    actor: str
+
+
+def _created(e: _Entry) -> str:
+    """The model's choice and what it did, or the queue a ticket went to without a model."""
+    d = e.details
+    if d.get("confidence") is None:
+        return (
+            f"No model was available, so the ticket went to the {d.get('queue')} queue "
+            "for a person to sort."
+        )
+    action = d.get("action")
+    sentence = (
+        f"{e.who} chose {_title(d.get('category'))} ({d['confidence']:.0%}) "
+        f"and {_ACTIONS.get(action, action)}"
+    )
+    if action != "auto_reply":
+        sentence += f" (queue {d.get('queue')})"
+    if d.get("reply_suppressed"):
+        sentence += f"; no automatic mail: {d['reply_suppressed']}"
+    return sentence + "."
+
+
+def _assigned(e: _Entry) -> str:
+    """Took it, assigned it to someone, or unassigned it."""
+    d = e.details
+    if d.get("assignee") is None:
+        return f"{e.who} unassigned it" + (f" from {d['previous']}." if d.get("previous") else ".")
+    if e.actor == f"user:{d.get('assignee')}":
+        return f"{e.who} took it."
+    return f"{e.who} assigned it to {d['assignee']}."
+
+
+def _category_confirmed(e: _Entry) -> str:
+    """A person confirmed (or corrected) the category."""
+    correction = " (correcting the model)" if e.details.get("correction") else ""
+    return f"{e.who} confirmed the category {_title(e.details.get('category'))}{correction}."
+
+
+def _resolved(e: _Entry) -> str:
+    """Resolved as a category, or as automatic mail with the reason."""
+    d = e.details
+    if d.get("resolution"):
+        return f"{e.who} resolved it as {d['resolution']}: automatic mail ({d.get('reason')})."
+    return f"{e.who} resolved it as {_title(d.get('category'))}."
+
+
+def _reply_to_ignored(e: _Entry) -> str:
+    """Answers go to the sender rather than the Reply-To address."""
+    d = e.details
+    return (
+        f"Answers go to {d.get('answer_to')}, not to the Reply-To {d.get('reply_to')}: "
+        f"{d.get('reason')}."
+    )
+
+
+def _reopened(e: _Entry) -> str:
+    """Reopened, in a queue when one is named."""
+    queue = f" in the {e.details['queue']} queue" if e.details.get("queue") else ""
+    return f"{e.who} reopened it{queue}."
+
+
+def _urgency_changed(e: _Entry) -> str:
+    """Marked urgent or not urgent, with the reason."""
+    state = "urgent" if e.details.get("urgent") else "not urgent"
+    return f"{e.who} marked it {state}: {e.details.get('reason')}."
+
+
+def _automatic_mail(e: _Entry) -> str:
+    """Automatic mail kept on the thread without an answer."""
+    return (
+        "Automatic mail arrived on the thread and was kept without an answer "
+        f"({e.details.get('reason')})."
+    )
+
+
+def _other(action: str, e: _Entry) -> str:
+    """Any other action: its name made readable, and the details that are not empty."""
     readable = action.replace("ticket.", "").replace("_", " ").replace(".", " ")
     extra = ", ".join(
-        f"{k.replace('_', ' ')} {v}" for k, v in d.items() if v not in (None, "", [], {})
+        f"{k.replace('_', ' ')} {v}" for k, v in e.details.items() if v not in (None, "", [], {})
     )
-    return f"{actor}: {readable}" + (f" ({extra})" if extra else "") + "."
+    return f"{e.who}: {readable}" + (f" ({extra})" if extra else "") + "."
+
+
+_SENTENCES: dict[str, Callable[[_Entry], str]] = {
+    "ticket.created": _created,
+    "ticket.assigned": _assigned,
+    "ticket.category_confirmed": _category_confirmed,
+    "ticket.moved": lambda e: (
+        f"{e.who} moved it from {e.details.get('previous') or 'no queue'} "
+        f"to {e.details.get('queue')}."
+    ),
+    "ticket.note_added": lambda e: f"{e.who} added an internal note.",
+    "ticket.replied": lambda e: f"{e.who} replied to the centre.",
+    "ticket.resolved": _resolved,
+    "recipient.reply_to_ignored": _reply_to_ignored,
+    "recipient.flagged": lambda e: (
+        f"No automatic answer, the sender's address needs a look: {e.details.get('reason')}."
+    ),
+    "ticket.reopened": _reopened,
+    "ticket.centre_replied": lambda e: f"{e.who} replied.",
+    "ticket.urgency_changed": _urgency_changed,
+    "message.automatic": _automatic_mail,
+    "notification.sent": lambda e: (
+        f"Staff were notified by email: {str(e.details.get('what', '')).lower()}."
+    ),
+}
+
+
+def describe(event: AuditEvent) -> str:
+    """One sentence saying what happened (the actor included)."""
+    entry = _Entry(who(event.actor), event.details or {}, event.actor)
+    sentence = _SENTENCES.get(event.action)
+    return sentence(entry) if sentence is not None else _other(event.action, entry)

@@ -1,24 +1,31 @@
-"""Parse raw RFC 822 bytes with the standard library into what the service needs, never raising on odd mail."""
+"""Parse raw RFC 822 bytes with the standard library into what the service needs.
+
+Odd or hostile mail never makes it raise anything but UnparseableEmail.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from email.headerregistry import Address
+from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr
 from functools import lru_cache
+from typing import Any, cast
 
 from triage.classifier.cleaning import html_to_text
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
-# Caps applied before the standard parser sees the bytes: its header parser is slow on long values (an 80 KB
-# From display name took 10 s, a 9 MB folded Subject minutes), so no header it parses is long.
+# Caps applied before the standard parser sees the bytes: its header parser is slow on long values
+# (an 80 KB From display name took 10 s, a 9 MB folded Subject minutes), so no header it parses is
+# long.
 MAX_HEADER_BLOCK = 64 * 1024  # bytes of the top-level header block kept (whole fields, in order)
 MAX_HEADERS = 500  # header fields kept from the top-level block
 MAX_HEADER_FIELD = 8 * 1024  # characters of one header's value (its start and its end are kept)
@@ -61,7 +68,7 @@ class ParsedAttachment:
 
 @dataclass
 class ParsedEmail:
-    """The parts of an inbound email the service uses; header values are single-line and control-free."""
+    """The parts of an inbound email the service uses; header values are one line, control-free."""
 
     message_id: str
     from_address: str
@@ -109,7 +116,7 @@ def storable(value: str) -> str:
 
 
 def single_line(value: object, limit: int = 998) -> str:
-    """A header value with CR/LF and control characters removed, safe to copy into an outgoing header."""
+    """A header value without CR/LF or control characters, safe to copy into an outgoing header."""
     return _CONTROL.sub(" ", storable(str(value or ""))).strip()[:limit]
 
 
@@ -119,7 +126,7 @@ def message_ids(value: str) -> list[str]:
 
 
 def shorten(value: str, limit: int) -> str:
-    """A value cut to about `limit` characters keeping its start and its end (an address sits at the end)."""
+    """A value cut to about `limit` characters, keeping its start and end (where an address is)."""
     if len(value) <= limit:
         return value
     half = limit // 2
@@ -127,10 +134,13 @@ def shorten(value: str, limit: int) -> str:
 
 
 class _BoundedPolicy(EmailPolicy):
-    """policy.default, except that a header is cut to a bounded length before it is parsed, and a header
-    already parsed is not parsed again (reading one email fetches Content-Type several times)."""
+    """policy.default, except that a header is cut to a bounded length before it is parsed.
 
-    def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
+    A header already parsed is not parsed again (reading one email fetches Content-Type several
+    times).
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
         """Parse a header's value (in any part of the message) only after capping its length."""
         limit = MAX_ADDRESS_FIELD if name.lower() in _ADDRESS_HEADERS else MAX_HEADER_FIELD
         if len(value) > limit:
@@ -139,8 +149,8 @@ class _BoundedPolicy(EmailPolicy):
 
 
 @lru_cache(maxsize=512)
-def _parsed_header(policy: EmailPolicy, name: str, value: str):  # type: ignore[no-untyped-def]
-    """The standard policy's header object for (name, value); header objects are immutable, so one is shared."""
+def _parsed_header(policy: EmailPolicy, name: str, value: str) -> Any:
+    """The standard policy's header object for (name, value); immutable, so one is shared."""
     return EmailPolicy.header_fetch_parse(policy, name, value)
 
 
@@ -161,22 +171,28 @@ def _header(msg: Message, name: str) -> str:
     return single_line(value)
 
 
+def _payload_bytes(part: Message) -> bytes:
+    """A leaf part's body with its transfer encoding undone (b"" for a multipart)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
 def _decode_part(part: Message) -> str:
     try:
         content = part.get_content()  # type: ignore[attr-defined]
         if isinstance(content, str):
             return content
-    except Exception:  # noqa: S110 — unknown charsets and broken encodings fall through to the bytes below
+    except Exception:  # noqa: S110 — unknown charsets and broken encodings: decode the bytes below
         pass
-    payload = part.get_payload(decode=True) or b""
+    payload = _payload_bytes(part)
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except (LookupError, ValueError):  # unknown, or not a name at all ("us-ascii\x00")
+    except (LookupError, ValueError):  # unknown, or a codec that refuses (idna, a NUL in the name)
         return payload.decode("utf-8", errors="replace")
 
 
-def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
+def _walk(msg: Message, depth: int = 0) -> Iterator[Message]:
     """Depth-first parts, bounded in depth and count; embedded messages are not descended into."""
     yield msg
     if depth >= MAX_DEPTH or not msg.is_multipart() or msg.get_content_maintype() == "message":
@@ -190,7 +206,7 @@ def _walk(msg: Message, depth: int = 0):  # type: ignore[no-untyped-def]
 
 
 def parse(raw: bytes) -> ParsedEmail:
-    """Parse raw bytes; raises UnparseableEmail (and nothing else) when there is no usable email in them."""
+    """Parse raw bytes; raises UnparseableEmail (and nothing else) if they hold no usable email."""
     try:
         return _parse(raw)
     except UnparseableEmail:
@@ -210,7 +226,7 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 def _split_head(raw: bytes, start: int, end: int) -> tuple[bytes, int]:
-    """(header block with its last line ending, where the body starts) for raw[start:end] (one scan)."""
+    """(header block with its last line ending, where the body starts) of raw[start:end]."""
     blank = _BLANK_LINE.search(raw, start, end)
     if blank is None:
         return raw[start:end], end
@@ -220,8 +236,9 @@ def _split_head(raw: bytes, start: int, end: int) -> tuple[bytes, int]:
 def bounded_head(head: bytes) -> bytes:
     """A header block within MAX_HEADER_BLOCK, MAX_HEADERS and MAX_HEADER_FIELD, else unchanged.
 
-    Over a cap, the fields that fit are kept in order, an over-long one unfolded and cut to its start and
-    end (a display name of 80 KB keeps the address after it). Field starts are found by one regex scan.
+    Over a cap, the fields that fit are kept in order, an over-long one unfolded and cut to its
+    start and end (a display name of 80 KB keeps the address after it). Field starts are found by
+    one regex scan.
     """
     starts = [0]
     for match in _FIELD_START.finditer(head):
@@ -252,10 +269,11 @@ def bounded_head(head: bytes) -> bytes:
 
 
 def identify(raw: bytes) -> str:
-    """The Message-ID raw mail is stored under, from its header block alone (the webhook's quick check).
+    """The Message-ID raw mail is stored under, from its header block alone (the webhook's check).
 
-    Raises UnparseableEmail for headers `parse` would refuse (empty, no headers, no usable From); the
-    body is not read, so this costs a fraction of `parse`, and gives the Message-ID `parse` gives.
+    Raises UnparseableEmail for headers `parse` would refuse (empty, no headers, no usable From);
+    the body is not read, so this costs a fraction of `parse`, and gives the Message-ID `parse`
+    gives.
     """
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
@@ -264,8 +282,8 @@ def identify(raw: bytes) -> str:
         msg = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
         if not msg.keys():
             raise UnparseableEmail("no headers found: not an RFC 822 message")
-        # an address the lenient reading finds is one `_sender` finds too (it falls back to that reading),
-        # so only a From that reading refuses costs the full header parse
+        # an address the lenient reading finds is one `_sender` finds too (it falls back to that
+        # reading), so only a From that reading refuses costs the full header parse
         if not _lenient_address(_raw_header(msg, "from"))[1] and not _sender(msg)[1]:
             raise UnparseableEmail("message has no valid From address")
         value = _raw_header(msg, "message-id")
@@ -274,22 +292,22 @@ def identify(raw: bytes) -> str:
     except Exception as exc:  # hostile headers must never escape as a crash
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
     found = message_ids(single_line(value[: 2 * MAX_HEADER_FIELD]))
-    return (
-        found[0] if found else f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
-    )
+    return found[0] if found else _hashed_message_id(raw)
 
 
 def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:
-    """The message in raw[start:end], built without handing the standard parser any body line by line.
+    """The message in raw[start:end], built without handing the standard parser any body.
 
-    The standard parser reads bodies a line at a time in Python (millions of short lines cost seconds);
-    here it parses only (bounded) header blocks, bodies are located with bytes.find and never copied
-    until a leaf part's payload is set, and multipart bodies are split at their boundary lines (at most
-    MAX_PARTS parts, MAX_DEPTH levels; deeper content stays an opaque payload).
+    The standard parser reads bodies a line at a time in Python (millions of short lines cost
+    seconds); here it parses only (bounded) header blocks, bodies are located with bytes.find and
+    never copied until a leaf part's payload is set, and multipart bodies are split at their
+    boundary lines (at most MAX_PARTS parts, MAX_DEPTH levels; deeper content stays an opaque
+    payload).
     """
     end = len(raw) if end is None else end
     head, body_start = _split_head(raw, start, end)
-    msg: EmailMessage = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)  # type: ignore[assignment]
+    parsed = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
+    msg = cast(EmailMessage, parsed)  # what the policy's message_factory makes
     leftover = (
         msg.get_payload()
     )  # a line that was no header starts the body, as in the standard parser
@@ -309,7 +327,7 @@ def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0)
 
 
 def _split_parts(raw: bytes, start: int, end: int, delimiter: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each part of the multipart body raw[start:end] (at most MAX_PARTS; one pass with find)."""
+    """(start, end) of each part of the multipart body raw[start:end] (at most MAX_PARTS)."""
     parts: list[tuple[int, int]] = []
     position = _delimiter_line(raw, delimiter, start, end, first=True)
     while position >= 0 and len(parts) < MAX_PARTS:
@@ -328,7 +346,7 @@ def _split_parts(raw: bytes, start: int, end: int, delimiter: bytes) -> list[tup
 
 
 def _delimiter_line(raw: bytes, delimiter: bytes, start: int, end: int, first: bool = False) -> int:
-    """Where the next boundary line in raw[start:end] begins (optionally closing, space-padded), or -1."""
+    """Where the next boundary line (maybe closing, space-padded) in raw[start:end] is, or -1."""
     index = (
         start
         if first and raw.startswith(delimiter, start)
@@ -349,145 +367,214 @@ def _next_candidate(raw: bytes, delimiter: bytes, after: int, end: int) -> int:
 
 
 def _parse(raw: bytes) -> ParsedEmail:
-    if not raw or not raw.strip():
-        raise UnparseableEmail("empty message")
-    msg = _message(raw)
-    if not msg.keys():
-        raise UnparseableEmail("no headers found: not an RFC 822 message")
-    headers: dict[str, str] = {}
-    for key, value in msg.raw_items():  # type: ignore[attr-defined]
-        # raw (still encoded) values are enough for the loop checks; the few shown to people are decoded below
-        headers.setdefault(key.lower(), single_line(value[: 2 * MAX_HEADER_FIELD]))
-    for key in _DECODED:
-        if key in headers:
-            headers[key] = _header(msg, key)
+    """The parsed email in raw bytes (UnparseableEmail when there is none)."""
+    msg = _message_with_headers(raw)
+    headers = _headers(msg)
     name, address, problem = _sender(msg)
     if not address:
         raise UnparseableEmail("message has no valid From address")
-    message_id = next(iter(message_ids(headers.get("message-id", ""))), "")
-    generated = not message_id
-    if generated:
-        message_id = f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
-    text_parts, html_parts, attachments, bounced, is_report, report_type = [], [], [], [], False, ""
-    for count, part in enumerate(_walk(msg)):
-        if count >= MAX_PARTS:
-            break
-        ctype = part.get_content_type()
-        if ctype == "multipart/report" and "delivery-status" in str(
-            part.get_param("report-type") or ""
-        ):
-            is_report = True
-        if ctype in {"message/delivery-status"}:
-            is_report = True
-        if ctype == "multipart/report":
-            report_type = (
-                report_type or single_line(part.get_param("report-type") or "unknown", 64).lower()
-            )
-        if ctype in _REPORT_PARTS:  # an MDN or feedback report names the message it is about
-            bounced += message_ids(_original_message_id(part))
-            continue
-        if ctype in {"message/rfc822", "text/rfc822-headers"}:
-            bounced += message_ids(_embedded_message_id(part))
-            continue
-        if part.is_multipart():
-            continue
-        disposition = part.get_content_disposition()
-        filename = part.get_filename()
-        if disposition == "attachment" or filename or not ctype.startswith("text/"):
-            data = part.get_payload(decode=True) or b""
-            attachments.append(
-                ParsedAttachment(single_line(filename or "attachment", 255), ctype, data)
-            )
-        elif ctype == "text/plain":
-            text_parts.append(_decode_part(part))
-        elif ctype == "text/html":
-            html_parts.append(_decode_part(part))
-    # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column can hold them
-    html = storable("\n".join(html_parts)) if html_parts else None
+    message_id, generated = _message_id(raw, headers)
+    contents = _Contents.of(msg)
+    # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column holds them
+    html = storable("\n".join(contents.html_parts)) if contents.html_parts else None
     reply_name, reply_address, reply_problem = (
         _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
     )
-    text = storable("\n".join(p for p in text_parts if p.strip()))
-    if not text.strip() and html:
-        text = html_to_text(html)
+    text = _text(contents.text_parts, html)
     return ParsedEmail(
         message_id=message_id,
         from_address=address,
         from_name=single_line(name, 200),
         to_addresses=_addresses(headers),
         subject=headers.get("subject", ""),
-        # some senders (Python's email package among them) RFC 2047-encode long msg-ids: read them decoded
+        # some senders (Python's email package among them) RFC 2047-encode long msg-ids
         in_reply_to=next(iter(message_ids(_decoded_words(headers.get("in-reply-to", "")))), None),
         references=message_ids(_decoded_words(headers.get("references", ""))),
         text=text,
         html=html,
         headers=headers,
-        attachments=attachments,
-        is_delivery_report=is_report,
-        bounced_message_ids=bounced,
+        attachments=contents.attachments,
+        is_delivery_report=contents.is_report,
+        bounced_message_ids=contents.bounced,
         generated_message_id=generated,
         reply_to_address=reply_address,
         reply_to_name=single_line(reply_name, 200),
-        report_type=report_type,
+        report_type=contents.report_type,
         authentication_results=_all_values(msg, "authentication-results")[:20],
         address_problem=problem or reply_problem,
     )
 
 
+def _message_with_headers(raw: bytes) -> EmailMessage:
+    """The message in raw bytes; UnparseableEmail when they are empty or start with no header."""
+    if not raw or not raw.strip():
+        raise UnparseableEmail("empty message")
+    msg = _message(raw)
+    if not msg.keys():
+        raise UnparseableEmail("no headers found: not an RFC 822 message")
+    return msg
+
+
+def _headers(msg: EmailMessage) -> dict[str, str]:
+    """The first value of each header by lower-cased name; those shown to people decoded."""
+    headers: dict[str, str] = {}
+    for key, value in msg.raw_items():
+        # raw (still encoded) values are enough for the loop checks
+        headers.setdefault(key.lower(), single_line(value[: 2 * MAX_HEADER_FIELD]))
+    for key in _DECODED:
+        if key in headers:
+            headers[key] = _header(msg, key)
+    return headers
+
+
+def _message_id(raw: bytes, headers: dict[str, str]) -> tuple[str, bool]:
+    """(Message-ID, whether it was made up): the first msg-id token, else one from a hash."""
+    message_id = next(iter(message_ids(headers.get("message-id", ""))), "")
+    if message_id:
+        return message_id, False
+    return _hashed_message_id(raw), True
+
+
+def _hashed_message_id(raw: bytes) -> str:
+    """The Message-ID given to mail that has none: made from the SHA-256 of its bytes."""
+    return f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
+
+
+def _text(text_parts: list[str], html: str | None) -> str:
+    """The text/plain parts that are not blank, or the HTML's text when there are none."""
+    text = storable("\n".join(part for part in text_parts if part.strip()))
+    if not text.strip() and html:
+        return html_to_text(html)
+    return text
+
+
+_EMBEDDED_MESSAGES = frozenset({"message/rfc822", "text/rfc822-headers"})
+
+
+@dataclass
+class _Contents:
+    """What the parts of a message hold: text, HTML, attachments, and what reports say."""
+
+    text_parts: list[str] = field(default_factory=list)
+    html_parts: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    bounced: list[str] = field(default_factory=list)  # Message-IDs a report or bounce is about
+    is_report: bool = False  # a delivery status report (bounce)
+    report_type: str = ""  # the first multipart/report's report-type
+
+    @classmethod
+    def of(cls, msg: Message) -> _Contents:
+        """The contents of a message's first MAX_PARTS parts, depth first."""
+        contents = cls()
+        for part in itertools.islice(_walk(msg), MAX_PARTS):
+            contents.add(part)
+        return contents
+
+    def add(self, part: Message) -> None:
+        """Take in one part: what a report says, or a leaf part's text or attachment."""
+        ctype = part.get_content_type()
+        self._note_report(part, ctype)
+        if ctype in _REPORT_PARTS:  # an MDN or feedback report names the message it is about
+            self.bounced += message_ids(_original_message_id(part))
+        elif ctype in _EMBEDDED_MESSAGES:
+            self.bounced += message_ids(_embedded_message_id(part))
+        elif not part.is_multipart():
+            self._add_leaf(part, ctype)
+
+    def _note_report(self, part: Message, ctype: str) -> None:
+        """Note a delivery status report, and the first report-type of a multipart/report."""
+        if ctype == "message/delivery-status":
+            self.is_report = True
+        if ctype != "multipart/report":
+            return
+        report_type = part.get_param("report-type")
+        if "delivery-status" in str(report_type or ""):
+            self.is_report = True
+        self.report_type = self.report_type or single_line(report_type or "unknown", 64).lower()
+
+    def _add_leaf(self, part: Message, ctype: str) -> None:
+        """An attachment (named, attached, or not text), else the text or HTML body it holds."""
+        disposition = part.get_content_disposition()
+        filename = part.get_filename()
+        if disposition == "attachment" or filename or not ctype.startswith("text/"):
+            name = single_line(filename or "attachment", 255)
+            self.attachments.append(ParsedAttachment(name, ctype, _payload_bytes(part)))
+        elif ctype == "text/plain":
+            self.text_parts.append(_decode_part(part))
+        elif ctype == "text/html":
+            self.html_parts.append(_decode_part(part))
+
+
 def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
     """(display name, lower-cased address, problem) of the first usable address in a header.
 
-    The address always comes from parsing the header, never from its decoded text: when the strict parser
-    refuses the header (a line break hidden in an encoded word, say), the raw header is parsed with its
-    encoded words left as they are, and the problem is returned so that nothing answers it automatically.
+    The address always comes from parsing the header, never from its decoded text: when the
+    strict parser refuses the header (a line break hidden in an encoded word, say), the raw header
+    is parsed with its encoded words left as they are, and the problem is returned so that nothing
+    answers it automatically.
     """
     label = "From" if header == "from" else "Reply-To"
     try:
-        addresses: tuple[Address, ...] = msg[header].addresses if msg[header] is not None else ()
-        for index, found in enumerate(addresses[:10]):
-            address = found.addr_spec.lower()
-            if not _can_answer(address):
-                continue
-            if _CONTROL.search(address + found.display_name):
-                break
-            # an unquoted directory name, "Okafor, Chidi <c.okafor@...>", reads as a bare word then a mailbox
-            before = [a.addr_spec for a in addresses[:index]]
-            name = (
-                ", ".join([*before, found.display_name])
-                if all("@" not in b for b in before)
-                else found.display_name
-            )
-            too_long = (
-                f"{label} address is longer than 254 characters" if len(address) > 254 else ""
-            )
-            return name, address[:254], too_long
-    except Exception:  # noqa: S110 — fall back to the raw header below
-        pass
+        parsed = _parsed_sender(msg, header, label)
+    except Exception:  # the strict parser refused the header: read it leniently below
+        parsed = None
+    return parsed if parsed is not None else _lenient_sender(msg, header, label)
+
+
+def _parsed_sender(msg: Message, header: str, label: str) -> tuple[str, str, str] | None:
+    """The sender from the parsed header: the first of ten addresses that can be answered.
+
+    None when there is none, or when that address or its name holds a control character.
+    """
+    value = msg[header]
+    addresses: tuple[Address, ...] = value.addresses if isinstance(value, AddressHeader) else ()
+    for index, found in enumerate(addresses[:10]):
+        address = found.addr_spec.lower()
+        if not _can_answer(address):
+            continue
+        if _CONTROL.search(address + found.display_name):
+            return None
+        too_long = f"{label} address is longer than 254 characters" if len(address) > 254 else ""
+        return _display_name(addresses, index), address[:254], too_long
+    return None
+
+
+def _display_name(addresses: tuple[Address, ...], index: int) -> str:
+    """The display name of addresses[index], with the bare words parsed as addresses before it.
+
+    An unquoted directory name, "Okafor, Chidi <c.okafor@...>", reads as a bare word then a mailbox.
+    """
+    before = [address.addr_spec for address in addresses[:index]]
+    if all("@" not in word for word in before):
+        return ", ".join([*before, addresses[index].display_name])
+    return addresses[index].display_name
+
+
+def _lenient_sender(msg: Message, header: str, label: str) -> tuple[str, str, str]:
+    """The sender read from the raw header, encoded words left as they are, and why it was so."""
     raw = _raw_header(msg, header)
     decoded = _header(msg, header) if raw else ""
-    problem = (
-        f"{label} header held a line break"
-        if re.search(r"[\r\n]", _decoded_words(raw).strip())
-        else ""
-    )
+    broken = re.search(r"[\r\n]", _decoded_words(raw).strip())
+    problem = f"{label} header held a line break" if broken else ""
     name, address = _lenient_address(raw)
-    if not address:
+    if address:
         return (
-            decoded or name,
-            "",
-            problem or (f"{label} header has no address that parses" if raw.strip() else ""),
+            _decoded_words(name),
+            address,
+            problem or f"{label} header could only be read leniently",
         )
-    return _decoded_words(name), address, problem or f"{label} header could only be read leniently"
+    unparsed = f"{label} header has no address that parses" if raw.strip() else ""
+    return decoded or name, "", problem or unparsed
 
 
 def _raw_header(msg: Message, header: str) -> str:
     """The first such header (any case) as it came, unparsed ("" if none)."""
     name = header.lower()
-    return next((str(v) for k, v in msg.raw_items() if k.lower() == name), "")  # type: ignore[attr-defined]
+    return next((str(v) for k, v in msg.raw_items() if k.lower() == name), "")
 
 
 def _lenient_address(raw: str) -> tuple[str, str]:
-    """(name, lower-cased address) of a raw address header read leniently; address "" if none can be answered."""
+    """(name, lower-cased address) of a raw address header read leniently; "" if none answerable."""
     name, address = parseaddr(re.sub(r"\r?\n[ \t]", " ", raw))
     address = address.lower()[:254]
     if "=?" in address or _CONTROL.search(address) or not _can_answer(address):
@@ -497,7 +584,7 @@ def _lenient_address(raw: str) -> tuple[str, str]:
 
 def _all_values(msg: Message, name: str) -> list[str]:
     """Every value of a header that may repeat, each single-line and bounded, in order."""
-    return [single_line(v[: 2 * MAX_HEADER_FIELD]) for k, v in msg.raw_items() if k.lower() == name]  # type: ignore[attr-defined]
+    return [single_line(v[: 2 * MAX_HEADER_FIELD]) for k, v in msg.raw_items() if k.lower() == name]
 
 
 def _decoded_words(value: str) -> str:
@@ -515,7 +602,7 @@ def _addresses(headers: dict[str, str]) -> list[str]:
 
 
 def _can_answer(address: str) -> bool:
-    """True if an answer could be addressed to it: a local part and a domain our own mail headers accept."""
+    """True if an answer could go to it: a local part and a domain our own mail headers accept."""
     local, at, domain = address.rpartition("@")
     if not (local and at and domain):
         return False
