@@ -10,34 +10,13 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, func
-from sqlalchemy import select as sql_select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+
+from triage.new_mail_signal import CHANNEL
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "triage_inbound"
 SQLITE_CHECK_SECONDS = 0.1  # how often an idle SQLite worker looks for another process's commit
-
-
-_NOTIFY = sql_select(
-    cast(func.pg_notify(CHANNEL, ""), Text)
-)  # text: a void result costs a type lookup per call
-
-
-def notify_workers(session: Session) -> None:
-    """Wake idle workers (PostgreSQL; elsewhere nothing): a NOTIFY in a transaction of its own.
-
-    Call it after the new mail is committed, not in the storing transaction: PostgreSQL holds a
-    cluster-wide lock from a notifying transaction's pre-commit until its commit has been flushed
-    to disk, so a NOTIFY inside the INSERT's transaction would queue every webhook's commit behind
-    every other's WAL flush. Alone, the NOTIFY changed no data, so its commit does not wait for a
-    flush and the lock is held only for a moment.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    session.connection().execute(_NOTIFY)
-    session.commit()
 
 
 class Waker:

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify
+from triage.new_mail_signal import notify_workers
 from triage.orm import InboundEmail, format_reference
-from triage.worker.wakeup import notify_workers
 
 # after this many failures the worker stops retrying; staff see the email under Admin > Inbound
 MAX_PROCESS_ATTEMPTS = 20
