@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, model versions, audit."""
+"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, models, audit."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class StrEnumType(TypeDecorator[E]):
 
 
 def one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
-    """A CHECK constraint, named ck_<table>_<column>, that the column holds one of the enum's values."""
+    """A CHECK constraint (named ck_<table>_<column>): the column holds one of the enum's values."""
     listed = ", ".join(f"'{member.value}'" for member in values)
     return CheckConstraint(f"{column} IN ({listed})", name=column)
 
@@ -172,7 +172,7 @@ class User(Base):
     )
     notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    # raised by logout, a password change or deactivation: sessions signed with an older value are void
+    # raised by logout, a password change or deactivation: sessions signed before are void
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
@@ -189,7 +189,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    # fixed-window request counter for the per-token rate limit (shared by every process through the row)
+    # fixed-window request counter for the per-token rate limit (the row is shared by every process)
     rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
     scopes: Mapped[str] = mapped_column(String(100), default=API_SCOPES, server_default=API_SCOPES)
@@ -349,7 +349,7 @@ class InboundEmail(Base):
 
 
 class Attachment(Base):
-    """A file attached to a message: metadata plus bytes (size-capped), never opened by the service."""
+    """A file attached to a message: metadata and bytes (size-capped), never opened here."""
 
     __tablename__ = "attachments"
 
@@ -386,7 +386,7 @@ class Classification(Base):
 
 
 class OutboxItem(Base):
-    """An outgoing email waiting for, or done with, SMTP delivery; written with the ticket change."""
+    """An outgoing email waiting for or done with SMTP delivery; written with the ticket change."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -437,7 +437,7 @@ class ModelVersion(Base):
 
 
 class Job(Base):
-    """Background work asked for from the web app (e.g. a retrain), run by a worker, with its progress."""
+    """Background work asked for in the web app (e.g. a retrain), run by a worker, with progress."""
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -459,7 +459,7 @@ class Job(Base):
 
 
 class ImapCheckpoint(Base):
-    """The last IMAP UID stored per mailbox and UIDVALIDITY, so polling neither skips nor repeats."""
+    """The last IMAP UID stored per mailbox and UIDVALIDITY: polling neither skips nor repeats."""
 
     __tablename__ = "imap_checkpoints"
     __table_args__ = (UniqueConstraint("mailbox", name="uq_imap_checkpoints_mailbox"),)

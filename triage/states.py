@@ -1,9 +1,9 @@
 """The closed sets of strings the service stores: statuses, actions, sources, kinds, roles.
 
 Each set is a `StrEnum` defined here once. A member equals its string ("open" == TicketStatus.OPEN),
-so rows, JSON and templates hold the plain values. The ORM builds each column's CHECK constraint from
-these enums (`triage.orm`); the migration that added the constraints lists the values as they were
-then, and a test keeps the two in agreement. This module imports nothing from `triage`.
+so rows, JSON and templates hold the plain values. The ORM builds each column's CHECK constraint
+from these enums (`triage.orm`); the migration that added the constraints lists the values as they
+were then, and a test keeps the two in agreement. This module imports nothing from `triage`.
 """
 
 from __future__ import annotations

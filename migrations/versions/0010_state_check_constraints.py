@@ -71,7 +71,7 @@ def _unexpected() -> list[str]:
 
 
 def _triggers() -> list[str]:
-    """SQLite: the CREATE TRIGGER statements on the tables about to be rebuilt (which drops them)."""
+    """SQLite: the CREATE TRIGGER statements on the tables about to be rebuilt (that drops them)."""
     if op.get_bind().dialect.name != "sqlite":
         return []
     query = sa.text(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from triage import catalogue
 from triage.orm import AuditEvent, Macro, User
+from triage.states import AuditAction
 
 MAX_TITLE = 200
 MAX_BODY = 20_000
@@ -50,7 +51,7 @@ def save(
     if macro_id is None:
         macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
         session.add(macro)
-        action = "macro.created"
+        action = AuditAction.MACRO_CREATED
     else:
         found = session.get(Macro, macro_id)
         if found is None:
@@ -62,7 +63,7 @@ def save(
             category,
             user.id,
         )
-        action = "macro.changed"
+        action = AuditAction.MACRO_CHANGED
     session.flush()
     session.add(
         AuditEvent(
@@ -84,7 +85,7 @@ def delete(session: Session, user: User, macro_id: int) -> None:
         AuditEvent(
             actor=f"user:{user.email}",
             user_id=user.id,
-            action="macro.deleted",
+            action=AuditAction.MACRO_DELETED,
             details={"macro": macro.id, "title": macro.title, "category": macro.category},
         )
     )

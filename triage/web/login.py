@@ -14,6 +14,7 @@ from flask_login import LoginManager, current_user, login_required, login_user, 
 
 from triage.helpdesk import users
 from triage.orm import User
+from triage.states import Role
 from triage.web import db
 
 bp = Blueprint("auth", __name__)
@@ -36,7 +37,7 @@ class StaffUser:
     @property
     def is_admin(self) -> bool:
         """True for the admin role."""
-        return self.row.role == "admin"
+        return self.row.role == Role.ADMIN
 
 
 @login_manager.user_loader
