@@ -108,11 +108,11 @@ def drift(session: Session) -> dict[str, Any]:
     this = [(p or "unclassified", a) for created, p, a in rows if created >= week]
     past = [(p or "unclassified", a) for created, p, a in rows if created < week]
 
-    def mix(items: list[tuple[str, str | None]]) -> dict[str, float]:
+    def mix(items: list[tuple[str, Action | None]]) -> dict[str, float]:
         counts = Counter(p for p, _a in items)
         return {k: v / len(items) for k, v in counts.items()} if items else {}
 
-    def triage_share(items: list[tuple[str, str | None]]) -> float | None:
+    def triage_share(items: list[tuple[str, Action | None]]) -> float | None:
         return (
             sum(a in {Action.TRIAGE, Action.NONE, None} for _p, a in items) / len(items)
             if items
