@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from tests.conftest import BACKENDS, PG_URL
 from triage import schema
 from triage.database import make_engine
+from triage.orm import Base, StrEnumType
 
 
 @pytest.fixture(params=BACKENDS)
@@ -51,3 +54,78 @@ def test_ensure_current_names_the_command_to_run(empty_engine: Engine) -> None:
 
     with pytest.raises(ConfigError, match="triage migrate"):
         schema.ensure_current(empty_engine)
+
+
+def _enum_columns() -> dict[tuple[str, str], set[str]]:
+    """(table, column) -> the enum's values, for every column the models store a StrEnum in."""
+    return {
+        (table.name, column.name): {member.value for member in column.type.enum_class}
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, StrEnumType)
+    }
+
+
+def test_check_constraints_in_the_database_hold_the_enum_values(empty_engine: Engine) -> None:
+    schema.upgrade(empty_engine)
+    inspector = inspect(empty_engine)
+    found = {}
+    for table in {table for table, _column in _enum_columns()}:
+        for check in inspector.get_check_constraints(table):
+            column = check["name"].removeprefix(f"ck_{table}_")
+            found[(table, column)] = set(re.findall(r"'([^']*)'", check["sqltext"]))
+    assert found == _enum_columns()
+
+
+def test_the_migration_lists_the_enum_values() -> None:
+    """Migration 0010 freezes the values as literals; they are the enums' (a new value needs a
+    migration of its own, which this test then points at)."""
+    migration = ScriptDirectory.from_config(schema.alembic_config()).get_revision("0010").module
+    listed = {
+        (table, column): set(values)
+        for table, columns in migration.CHECKS.items()
+        for column, values in columns.items()
+    }
+    assert listed == _enum_columns()
+
+
+def test_unexpected_values_stop_the_upgrade_and_change_nothing(empty_engine: Engine) -> None:
+    schema.upgrade(empty_engine, "0009")
+    with empty_engine.begin() as conn:
+        for subject, status in (("a", "closed"), ("b", "closed"), ("c", "open")):
+            conn.execute(
+                text(
+                    "INSERT INTO tickets (centre_email, centre_name, subject, status, created_at,"
+                    " updated_at) VALUES ('jo@college.example', '', :subject, :status,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"subject": subject, "status": status},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO jobs (kind, status, progress, result, requested_by, created_at)"
+                " VALUES ('export', 'queued', '', '{}', '', CURRENT_TIMESTAMP)"
+            )
+        )
+    with pytest.raises(Exception, match="export") as raised:
+        schema.upgrade(empty_engine)
+    assert type(raised.value).__name__ == "UnexpectedValues"
+    assert "tickets.status = 'closed': 2 rows" in str(raised.value)
+    assert "jobs.kind = 'export': 1 rows" in str(raised.value)
+    assert schema.current_revision(empty_engine) == "0009"
+    assert inspect(empty_engine).get_check_constraints("tickets") == []
+    with empty_engine.begin() as conn:  # the operator decides: here, closed means resolved
+        conn.execute(text("UPDATE tickets SET status = 'resolved' WHERE status = 'closed'"))
+        conn.execute(text("DELETE FROM jobs WHERE kind = 'export'"))
+    schema.upgrade(empty_engine)
+    assert schema.current_revision(empty_engine) == schema.head_revision()
+    with empty_engine.begin() as conn:  # the search triggers survived the rebuild (SQLite)
+        conn.execute(
+            text(
+                "INSERT INTO tickets (centre_email, centre_name, subject, status, created_at,"
+                " updated_at) VALUES ('jo@college.example', '', 'frozen screen', 'open',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        searchable = conn.scalar(text("SELECT count(*) FROM ticket_search"))
+    assert searchable == 4

@@ -7,19 +7,14 @@ import dataclasses
 import pytest
 
 from triage import catalogue
-from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
-from triage.mail.inbound.policy import (
-    ACKNOWLEDGEMENT_KIND,
-    AUTO_REPLY_KIND,
-    Circumstances,
-    answer_category,
-    plan_new_ticket,
-)
+from triage.classifier.decision import Decision
+from triage.mail.inbound.policy import Circumstances, answer_category, plan_new_ticket
+from triage.states import Action, MessageKind
 
 ROUTING = {"exam_frozen": "secureassess", "candidate_absent": "centre-support"}
 
 
-def decision(category: str, action: str) -> Decision:
+def decision(category: str, action: Action) -> Decision:
     """A model decision for one category."""
     return Decision(category, 0.97, 0.5, action, ROUTING.get(category, "triage"), [])
 
@@ -31,37 +26,47 @@ def facts(model: Decision | None, **changes: object) -> Circumstances:
 
 
 def test_a_confident_self_serve_email_is_answered_in_its_categorys_queue() -> None:
-    plan = plan_new_ticket(facts(decision("exam_frozen", AUTO_REPLY)), ROUTING)
-    assert (plan.category, plan.action, plan.queue) == ("exam_frozen", AUTO_REPLY, "secureassess")
-    assert (plan.reply, plan.suppressed, plan.status) == (AUTO_REPLY_KIND, None, "auto_replied")
-    assert plan.answering and plan.recorded_action == AUTO_REPLY
+    plan = plan_new_ticket(facts(decision("exam_frozen", Action.AUTO_REPLY)), ROUTING)
+    assert (plan.category, plan.action, plan.queue) == (
+        "exam_frozen",
+        Action.AUTO_REPLY,
+        "secureassess",
+    )
+    assert (plan.reply, plan.suppressed, plan.status) == (
+        MessageKind.AUTO_REPLY,
+        None,
+        "auto_replied",
+    )
+    assert plan.answering and plan.recorded_action == Action.AUTO_REPLY
 
 
 def test_a_staff_only_category_is_routed_with_an_acknowledgement() -> None:
-    plan = plan_new_ticket(facts(decision("candidate_absent", ROUTE)), ROUTING)
+    plan = plan_new_ticket(facts(decision("candidate_absent", Action.ROUTE)), ROUTING)
     assert (plan.action, plan.queue, plan.reply, plan.status) == (
-        ROUTE,
+        Action.ROUTE,
         "centre-support",
-        ACKNOWLEDGEMENT_KIND,
+        MessageKind.ACK,
         "open",
     )
 
 
 @pytest.mark.parametrize(
-    "model", [None, decision("other", TRIAGE), decision("exam_frozen", TRIAGE)]
+    "model", [None, decision("other", Action.TRIAGE), decision("exam_frozen", Action.TRIAGE)]
 )
 def test_unsure_or_no_model_goes_to_triage_with_an_acknowledgement(model: Decision | None) -> None:
     plan = plan_new_ticket(facts(model), ROUTING)
-    assert (plan.queue, plan.action, plan.reply) == (catalogue.TRIAGE_QUEUE, TRIAGE, "ack")
+    assert (plan.queue, plan.action, plan.reply) == (catalogue.TRIAGE_QUEUE, Action.TRIAGE, "ack")
     assert plan.category == (model.category if model else catalogue.OTHER)
 
 
 @pytest.mark.parametrize(
-    ("category", "instead"), [("exam_frozen", ROUTE), ("cannot_unlock_exam", TRIAGE)]
+    ("category", "instead"), [("exam_frozen", Action.ROUTE), ("cannot_unlock_exam", Action.TRIAGE)]
 )
-def test_a_capped_answer_goes_to_a_person_instead(category: str, instead: str) -> None:
+def test_a_capped_answer_goes_to_a_person_instead(category: str, instead: Action) -> None:
     limit = "more than 10 automatic replies to jo@college.example in an hour"
-    plan = plan_new_ticket(facts(decision(category, AUTO_REPLY), rate_limited=limit), ROUTING)
+    plan = plan_new_ticket(
+        facts(decision(category, Action.AUTO_REPLY), rate_limited=limit), ROUTING
+    )
     assert (plan.action, plan.reply, plan.suppressed) == (instead, None, limit)
     assert plan.recorded_action == "none" and plan.status == "open" and not plan.answering
     assert plan.queue == ROUTING.get(category, catalogue.TRIAGE_QUEUE)
@@ -69,7 +74,7 @@ def test_a_capped_answer_goes_to_a_person_instead(category: str, instead: str) -
 
 def test_mail_held_for_a_person_goes_to_triage_unanswered() -> None:
     held = "the From header could only be read leniently"
-    plan = plan_new_ticket(facts(decision("exam_frozen", AUTO_REPLY), held=held), ROUTING)
+    plan = plan_new_ticket(facts(decision("exam_frozen", Action.AUTO_REPLY), held=held), ROUTING)
     assert (plan.queue, plan.reply, plan.suppressed, plan.status) == ("triage", None, held, "open")
     assert not plan.automatic
 
@@ -78,7 +83,7 @@ def test_automatic_mail_is_resolved_in_triage_never_urgent_never_answered() -> N
     urgent_words = {"subject": "URGENT exam frozen now", "clean_text": "candidates waiting now"}
     why = "Auto-Submitted: auto-replied"
     plan = plan_new_ticket(
-        facts(decision("exam_frozen", AUTO_REPLY), automatic=why, **urgent_words), ROUTING
+        facts(decision("exam_frozen", Action.AUTO_REPLY), automatic=why, **urgent_words), ROUTING
     )
     assert (plan.queue, plan.reply, plan.suppressed, plan.status) == (
         "triage",
@@ -91,12 +96,12 @@ def test_automatic_mail_is_resolved_in_triage_never_urgent_never_answered() -> N
 
 def test_an_urgent_answered_ticket_stays_open_for_staff() -> None:
     live = {"subject": "Exam frozen", "clean_text": "The candidate is in the room now, exam frozen"}
-    plan = plan_new_ticket(facts(decision("exam_frozen", AUTO_REPLY), **live), ROUTING)
+    plan = plan_new_ticket(facts(decision("exam_frozen", Action.AUTO_REPLY), **live), ROUTING)
     assert plan.urgent and plan.urgent_reason
     assert plan.answering and plan.status == "open"
 
 
 def test_only_an_answer_counts_towards_the_same_answer_cap() -> None:
-    assert answer_category(decision("exam_frozen", AUTO_REPLY)) == "exam_frozen"
-    assert answer_category(decision("candidate_absent", ROUTE)) is None
+    assert answer_category(decision("exam_frozen", Action.AUTO_REPLY)) == "exam_frozen"
+    assert answer_category(decision("candidate_absent", Action.ROUTE)) is None
     assert answer_category(None) is None

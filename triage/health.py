@@ -9,12 +9,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from triage.orm import ModelVersion, OutboxItem
+from triage.states import ModelStatus, OutboxStatus
 
 
 def check(session: Session, models_dir: Path) -> dict[str, Any]:
     """Return the health report; raises SQLAlchemyError if the database is unreachable."""
     session.execute(text("SELECT 1"))
-    active = session.scalars(select(ModelVersion).where(ModelVersion.status == "active")).first()
+    active = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
     model: dict[str, Any] = {"ok": False, "version": None}
     if active is not None:
         present = (models_dir / active.version / "model.joblib").is_file()
@@ -26,7 +27,7 @@ def check(session: Session, models_dir: Path) -> dict[str, Any]:
     backlog = dict(
         session.execute(
             select(OutboxItem.status, func.count())
-            .where(OutboxItem.status != "sent")
+            .where(OutboxItem.status != OutboxStatus.SENT)
             .group_by(OutboxItem.status)
         ).all()
     )
@@ -36,7 +37,7 @@ def check(session: Session, models_dir: Path) -> dict[str, Any]:
         "database": {"ok": True},
         "model": model,
         "outbox": {
-            "pending": backlog.get("pending", 0) + backlog.get("sending", 0),
-            "failed": backlog.get("failed", 0),
+            "pending": backlog.get(OutboxStatus.PENDING, 0) + backlog.get(OutboxStatus.SENDING, 0),
+            "failed": backlog.get(OutboxStatus.FAILED, 0),
         },
     }

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.mail.inbound import MAX_PROCESS_ATTEMPTS
 from triage.orm import InboundEmail, OutboxItem, Ticket
+from triage.states import InboundStatus
 
 REQUEST_LATENCY = Histogram(
     "triage_http_request_seconds",
@@ -59,7 +60,7 @@ class DatabaseCollector:
                 "retrying; see Admin > Inbound problems)",
                 labels=["state"],
             )
-            gave_up = (InboundEmail.status == "pending") & (
+            gave_up = (InboundEmail.status == InboundStatus.PENDING) & (
                 InboundEmail.attempts >= MAX_PROCESS_ATTEMPTS
             )
             state = case((gave_up, "gave_up"), else_=InboundEmail.status)

@@ -1,16 +1,17 @@
-"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, model versions,
-audit."""
+"""SQLAlchemy 2 typed models: tickets, messages, queues, users, tokens, outbox, models, audit."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -27,6 +28,21 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from triage.states import (
+    OPEN_STATUSES,
+    Action,
+    InboundSource,
+    InboundStatus,
+    JobKind,
+    JobStatus,
+    MessageDirection,
+    MessageKind,
+    ModelStatus,
+    OutboxStatus,
+    Role,
+    TicketStatus,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -68,6 +84,35 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumType(TypeDecorator[E]):
+    """A closed set of strings stored as VARCHAR: enum members or their values in, members out."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_class: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum_class = enum_class
+        self.length = length
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        """The plain value (the column's CHECK constraint refuses a string outside the set)."""
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> E | None:
+        """The enum member for a stored value."""
+        return None if value is None else self.enum_class(value)
+
+
+def one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
+    """A CHECK constraint (named ck_<table>_<column>): the column holds one of the enum's values."""
+    listed = ", ".join(f"'{member.value}'" for member in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=column)
 
 
 class Base(DeclarativeBase):
@@ -115,12 +160,13 @@ class User(Base):
     """A member of staff who logs in to the web app."""
 
     __tablename__ = "users"
+    __table_args__ = (one_of("role", Role),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16), default="agent")  # agent | admin
+    role: Mapped[Role] = mapped_column(StrEnumType(Role, 16), default=Role.AGENT)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
@@ -130,8 +176,7 @@ class User(Base):
     )
     notify_urgent: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    # raised by logout, a password change or deactivation: sessions signed with an older value are
-    # void
+    # raised by logout, a password change or deactivation: sessions signed before are void
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
@@ -148,8 +193,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    # fixed-window request counter for the per-token rate limit (shared by every process through the
-    # row)
+    # fixed-window request counter for the per-token rate limit (the row is shared by every process)
     rate_window: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     rate_count: Mapped[int] = mapped_column(default=0, server_default="0")
     scopes: Mapped[str] = mapped_column(String(100), default=API_SCOPES, server_default=API_SCOPES)
@@ -174,6 +218,8 @@ class Ticket(Base):
         Index("ix_tickets_predicted_category", "predicted_category"),
         Index("ix_tickets_centre_domain", "centre_domain"),
         Index("ix_tickets_status_urgent", "status", "urgent"),
+        one_of("status", TicketStatus),
+        one_of("action", Action),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -182,9 +228,10 @@ class Ticket(Base):
     # registrable domain, for the per-domain cap
     centre_domain: Mapped[str | None] = mapped_column(String(253))
     subject: Mapped[str] = mapped_column(String(998), default="")
-    # open|pending|auto_replied|resolved
-    status: Mapped[str] = mapped_column(String(20), default="open")
-    action: Mapped[str | None] = mapped_column(String(20))  # auto_reply|route|triage|none
+    status: Mapped[TicketStatus] = mapped_column(
+        StrEnumType(TicketStatus, 20), default=TicketStatus.OPEN
+    )
+    action: Mapped[Action | None] = mapped_column(StrEnumType(Action, 20))
     predicted_category: Mapped[str | None] = mapped_column(String(64))
     predicted_confidence: Mapped[float | None] = mapped_column(Float)
     confirmed_category: Mapped[str | None] = mapped_column(String(64))
@@ -223,7 +270,7 @@ class Ticket(Base):
     @property
     def centre_replied(self) -> bool:
         """True when the centre wrote again since staff last acted on an open ticket."""
-        if self.centre_replied_at is None or self.status not in ("open", "pending"):
+        if self.centre_replied_at is None or self.status not in OPEN_STATUSES:
             return False
         return (
             self.last_staff_action_at is None or self.centre_replied_at > self.last_staff_action_at
@@ -245,13 +292,18 @@ class Message(Base):
     """An inbound or outbound email on a ticket, with its raw source kept."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_ticket_created", "ticket_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_messages_ticket_created", "ticket_id", "created_at"),
+        one_of("direction", MessageDirection),
+        one_of("kind", MessageKind),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
-    direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound
-    # email|auto_reply|ack|staff_reply|bounce
-    kind: Mapped[str] = mapped_column(String(20), default="email")
+    direction: Mapped[MessageDirection] = mapped_column(StrEnumType(MessageDirection, 10))
+    kind: Mapped[MessageKind] = mapped_column(
+        StrEnumType(MessageKind, 20), default=MessageKind.EMAIL
+    )
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
@@ -276,14 +328,19 @@ class InboundEmail(Base):
     """Raw inbound mail as received, stored and committed before anything else is done with it."""
 
     __tablename__ = "inbound_emails"
-    __table_args__ = (Index("ix_inbound_emails_status_received", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_inbound_emails_status_received", "status", "received_at"),
+        one_of("source", InboundSource),
+        one_of("status", InboundStatus),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    source: Mapped[str] = mapped_column(String(20))  # webhook | api | imap | ingest
-    # pending | processed | rejected
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    source: Mapped[InboundSource] = mapped_column(StrEnumType(InboundSource, 20))
+    status: Mapped[InboundStatus] = mapped_column(
+        StrEnumType(InboundStatus, 16), default=InboundStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
@@ -292,8 +349,7 @@ class InboundEmail(Base):
 
 
 class Attachment(Base):
-    """A file attached to a message: metadata plus bytes (size-capped), never opened by the
-    service."""
+    """A file attached to a message: metadata and bytes (size-capped), never opened here."""
 
     __tablename__ = "attachments"
 
@@ -315,6 +371,7 @@ class Classification(Base):
     """What one model version said about one inbound message."""
 
     __tablename__ = "classifications"
+    __table_args__ = (one_of("action", Action),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
@@ -323,17 +380,19 @@ class Classification(Base):
     category: Mapped[str] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float)
     margin: Mapped[float] = mapped_column(Float, default=0.0)
-    action: Mapped[str] = mapped_column(String(20))
+    action: Mapped[Action] = mapped_column(StrEnumType(Action, 20))
     alternatives: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class OutboxItem(Base):
-    """An outgoing email waiting for, or done with, SMTP delivery; written with the ticket
-    change."""
+    """An outgoing email waiting for or done with SMTP delivery; written with the ticket change."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
+        one_of("status", OutboxStatus),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(
@@ -341,8 +400,9 @@ class OutboxItem(Base):
     )
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
-    # pending|sending|sent|failed
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[OutboxStatus] = mapped_column(
+        StrEnumType(OutboxStatus, 16), default=OutboxStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -358,11 +418,13 @@ class ModelVersion(Base):
     """A trained classifier version in the registry; at most one is active."""
 
     __tablename__ = "model_versions"
+    __table_args__ = (one_of("status", ModelStatus),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
-    # candidate|active|retired|rejected
-    status: Mapped[str] = mapped_column(String(16), default="candidate")
+    status: Mapped[ModelStatus] = mapped_column(
+        StrEnumType(ModelStatus, 16), default=ModelStatus.CANDIDATE
+    )
     data_sha256: Mapped[str] = mapped_column(String(64))
     sklearn_version: Mapped[str] = mapped_column(String(32))
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -375,15 +437,18 @@ class ModelVersion(Base):
 
 
 class Job(Base):
-    """Background work asked for from the web app (e.g. a retrain), run by a worker, with its
-    progress."""
+    """Background work asked for in the web app (e.g. a retrain), run by a worker, with progress."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        one_of("kind", JobKind),
+        one_of("status", JobStatus),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # retrain
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|done|failed
+    kind: Mapped[JobKind] = mapped_column(StrEnumType(JobKind, 32))
+    status: Mapped[JobStatus] = mapped_column(StrEnumType(JobStatus, 16), default=JobStatus.QUEUED)
     progress: Mapped[str] = mapped_column(Text, default="")
     result: Mapped[dict[str, Any]] = mapped_column(default=dict)
     requested_by: Mapped[str] = mapped_column(String(200), default="")
@@ -394,8 +459,7 @@ class Job(Base):
 
 
 class ImapCheckpoint(Base):
-    """The last IMAP UID stored per mailbox and UIDVALIDITY, so polling neither skips nor
-    repeats."""
+    """The last IMAP UID stored per mailbox and UIDVALIDITY: polling neither skips nor repeats."""
 
     __tablename__ = "imap_checkpoints"
     __table_args__ = (UniqueConstraint("mailbox", name="uq_imap_checkpoints_mailbox"),)

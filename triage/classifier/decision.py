@@ -16,8 +16,11 @@ from triage.catalogue import (
     STAFF_ONLY_SLUGS,
     TRIAGE_QUEUE,
 )
+from triage.states import Action
 
-AUTO_REPLY, ROUTE, TRIAGE = "auto_reply", "route", "triage"
+# aliases of the Action members, for modules that import these names (triage.mail.inbound, the
+# worker) until they use Action themselves
+AUTO_REPLY, ROUTE, TRIAGE = Action.AUTO_REPLY, Action.ROUTE, Action.TRIAGE
 PROB_GRID = tuple(round(x, 2) for x in np.arange(0.30, 1.0001, 0.01))
 MARGIN_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 NEVER = {"prob": 1.01, "margin": 1.01}  # a threshold nothing reaches: the category never acts alone
@@ -72,7 +75,7 @@ class Decision:
     category: str
     confidence: float
     margin: float
-    action: str
+    action: Action
     queue: str
     alternatives: list[tuple[str, float]]
     reason: str = ""  # why the action is not the model's own (e.g. a thank-you forced to triage)
@@ -114,18 +117,18 @@ def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> 
 
 def action_for(
     slug: str, prob: float, margin: float, thresholds: Thresholds, family_gap: float = 1.0
-) -> str:
+) -> Action:
     """auto_reply for a confident self-serve category (clear of its family), route for a confident
     staff-only one, else triage."""
     if slug == OTHER:
-        return TRIAGE
+        return Action.TRIAGE
     limit = thresholds.for_category(slug)
     confident = prob >= limit["prob"] and margin >= limit["margin"]
     if not confident:
-        return TRIAGE
+        return Action.TRIAGE
     if slug not in SELF_SERVE_SLUGS:
-        return ROUTE
-    return AUTO_REPLY if family_gap >= thresholds.family_margin else TRIAGE
+        return Action.ROUTE
+    return Action.AUTO_REPLY if family_gap >= thresholds.family_margin else Action.TRIAGE
 
 
 def decide_rows(
@@ -145,7 +148,11 @@ def decide_rows(
     for i in range(probs.shape[0]):
         slug = classes[best[i]]
         action = action_for(slug, float(top[i]), float(margin[i]), thresholds, float(gaps[i]))
-        queue = TRIAGE_QUEUE if action == TRIAGE else routing.get(slug, BY_SLUG[slug].default_queue)
+        queue = (
+            TRIAGE_QUEUE
+            if action == Action.TRIAGE
+            else routing.get(slug, BY_SLUG[slug].default_queue)
+        )
         alts = [(classes[j], float(probs[i, j])) for j in order[i]]
         decisions.append(Decision(slug, float(top[i]), float(margin[i]), action, queue, alts))
     return decisions
@@ -159,7 +166,7 @@ def hold_for_staff(
     other = float(probs[list(classes).index(OTHER)]) if OTHER in classes else 0.0
     ranked = [(classes[j], float(probs[j])) for j in np.argsort(-probs) if classes[j] != OTHER]
     return Decision(
-        OTHER, other, 0.0, TRIAGE, TRIAGE_QUEUE, ranked[: len(decision.alternatives)], reason
+        OTHER, other, 0.0, Action.TRIAGE, TRIAGE_QUEUE, ranked[: len(decision.alternatives)], reason
     )
 
 

@@ -26,6 +26,7 @@ from triage.classifier.compat import register_renamed_modules
 from triage.classifier.decision import Thresholds
 from triage.classifier.model import TrainedModel
 from triage.orm import AuditEvent, ModelVersion, utcnow
+from triage.states import AuditAction, ModelStatus
 
 ARTIFACT = "model.joblib"
 METADATA = "metadata.json"
@@ -125,7 +126,7 @@ def register(
     """Record a saved version in the database registry."""
     row = ModelVersion(
         version=model.version,
-        status="candidate" if gate_passed else "rejected",
+        status=ModelStatus.CANDIDATE if gate_passed else ModelStatus.REJECTED,
         data_sha256=str(model.metadata.get("training_data_sha256", "")),
         sklearn_version=sklearn.__version__,
         metrics=model.metadata.get("metrics", {}),
@@ -137,7 +138,7 @@ def register(
     session.add(
         AuditEvent(
             actor=trained_by,
-            action="model.trained",
+            action=AuditAction.MODEL_TRAINED,
             details={"version": model.version, "gate_passed": gate_passed, "reason": gate_reason},
         )
     )
@@ -155,12 +156,16 @@ def activate(session: Session, version: str, by: str, allow_rejected: bool = Fal
         )
     previous = active_version(session)
     session.execute(
-        update(ModelVersion).where(ModelVersion.status == "active").values(status="retired")
+        update(ModelVersion)
+        .where(ModelVersion.status == ModelStatus.ACTIVE)
+        .values(status=ModelStatus.RETIRED)
     )
-    row.status, row.promoted_by, row.activated_at = "active", by, utcnow()
+    row.status, row.promoted_by, row.activated_at = ModelStatus.ACTIVE, by, utcnow()
     session.add(
         AuditEvent(
-            actor=by, action="model.activated", details={"version": version, "previous": previous}
+            actor=by,
+            action=AuditAction.MODEL_ACTIVATED,
+            details={"version": version, "previous": previous},
         )
     )
     return row
@@ -188,7 +193,7 @@ def previous_version(session: Session) -> str | None:
     """The most recently activated version other than the active one, for rollback."""
     query = (
         select(ModelVersion.version)
-        .where(ModelVersion.status == "retired", ModelVersion.activated_at.is_not(None))
+        .where(ModelVersion.status == ModelStatus.RETIRED, ModelVersion.activated_at.is_not(None))
         .order_by(ModelVersion.activated_at.desc())
     )
     return session.scalars(query).first()
@@ -197,7 +202,7 @@ def previous_version(session: Session) -> str | None:
 def active_version(session: Session) -> str | None:
     """The active version's name, or None."""
     return session.scalars(
-        select(ModelVersion.version).where(ModelVersion.status == "active")
+        select(ModelVersion.version).where(ModelVersion.status == ModelStatus.ACTIVE)
     ).first()
 
 

@@ -19,6 +19,7 @@ from triage.classifier.model import TrainedModel
 from triage.classifier.training import train
 from triage.config import Settings
 from triage.orm import AuditEvent, Message, Ticket
+from triage.states import AuditAction, MessageDirection, TicketStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,15 @@ def confirmed_examples(session: Session) -> list[tuple[Any, Example]]:
     """
     rows = session.scalars(
         select(Ticket)
-        .where(Ticket.status == "resolved", Ticket.confirmed_category.is_not(None))
+        .where(Ticket.status == TicketStatus.RESOLVED, Ticket.confirmed_category.is_not(None))
         .options(selectinload(Ticket.messages))
         .order_by(Ticket.resolved_at, Ticket.id)
     ).all()
     out = []
     for t in rows:
-        first: Message | None = next((m for m in t.messages if m.direction == "inbound"), None)
+        first: Message | None = next(
+            (m for m in t.messages if m.direction == MessageDirection.INBOUND), None
+        )
         if first is None or not (first.clean_text or first.subject).strip():
             continue
         domain = t.centre_email.rpartition("@")[2] or "unknown"
@@ -198,7 +201,7 @@ def retrain(
             "n_tickets": n_tickets,
             "n_eval": len(evaluation),
         }
-        session.add(AuditEvent(actor=by, action="model.retrained", details=details))
+        session.add(AuditEvent(actor=by, action=AuditAction.MODEL_RETRAINED, details=details))
     progress(
         ("promoted " if promoted else "kept the champion: ")
         + (version if promoted else "; ".join(reasons))

@@ -16,6 +16,7 @@ from triage.database import transaction
 from triage.helpdesk import tokens
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, receive
+from triage.states import InboundSource, InboundStatus
 
 
 @triage_cli.command("create-token")
@@ -92,15 +93,15 @@ def ingest_command(paths: tuple[Path, ...]) -> None:
     ctx = _context()
     counts = {"new": 0, "duplicate": 0, "pending": 0, "rejected": 0}
     for label, raw in iter_raw(list(paths)):
-        result = receive(sessions(), ctx, raw, "ingest", keep_unparseable=True)
-        if result.status == "rejected":
+        result = receive(sessions(), ctx, raw, InboundSource.INGEST, keep_unparseable=True)
+        if result.status == InboundStatus.REJECTED:
             counts["rejected"] += 1
             click.echo(f"{label}: rejected (not a usable email)", err=True)
             continue
         kind = (
             "duplicate"
             if result.duplicate
-            else ("pending" if result.status == "pending" else "new")
+            else ("pending" if result.status == InboundStatus.PENDING else "new")
         )
         counts[kind] += 1
         click.echo(
@@ -125,7 +126,7 @@ def poll_imap_command() -> None:
         count = imap.poll(
             sessions(),
             settings,
-            lambda raw: receive(sessions(), ctx, raw, "imap", keep_unparseable=True),
+            lambda raw: receive(sessions(), ctx, raw, InboundSource.IMAP, keep_unparseable=True),
         )
     except (imap.ImapError, OSError, imaplib.IMAP4.error) as exc:
         raise click.ClickException(f"IMAP poll failed: {exc}") from None

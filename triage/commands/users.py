@@ -7,11 +7,17 @@ import click
 from triage.commands import ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
 from triage.helpdesk import users
+from triage.states import Role
 
 
 @triage_cli.command("create-user")
 @click.argument("email")
-@click.option("--role", type=click.Choice(users.ROLES), default="agent", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice([role.value for role in Role]),  # values: click matches Enum members by name
+    default=Role.AGENT.value,
+    show_default=True,
+)
 @click.option(
     "--name",
     prompt="Name (signs your replies to centres)",

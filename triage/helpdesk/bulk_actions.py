@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from triage.helpdesk import tickets
 from triage.orm import Ticket, User
+from triage.states import TicketStatus
 
 OPERATIONS = ("assign", "move", "confirm", "resolve")
 MAX_TICKETS = 200
@@ -29,20 +30,8 @@ def apply(
     reason."""
     if operation not in OPERATIONS:
         raise tickets.TicketError(f"unknown bulk action {operation!r}")
-    ids = sorted(set(ticket_ids))
-    if not ids:
-        raise tickets.TicketError("select at least one ticket")
-    if len(ids) > MAX_TICKETS:
-        raise tickets.TicketError(f"at most {MAX_TICKETS} tickets at a time")
-    assignee = None
-    if operation == "assign" and value:
-        assignee = (
-            session.get(User, int(value))
-            if value.isascii() and value.isdigit() and len(value) < 10
-            else None
-        )
-        if assignee is None:
-            raise tickets.TicketError("choose someone to assign to")
+    ids = _checked_ids(ticket_ids)
+    assignee = _assignee(session, value) if operation == "assign" else None
     rows = session.scalars(
         select(Ticket)
         .where(Ticket.id.in_(ids))
@@ -51,18 +40,50 @@ def apply(
     outcome = BulkOutcome()
     for ticket in sorted(rows, key=lambda t: t.id):
         try:
-            if operation == "assign":
-                tickets.assign(session, actor, ticket, assignee)
-            elif operation == "move":
-                tickets.move(session, actor, ticket, value)
-            elif operation == "confirm":
-                category = value or ticket.predicted_category or ""
-                tickets.set_category(session, actor, ticket, category)
-            elif ticket.status == "resolved":
-                raise tickets.TicketError("already resolved")
-            else:
-                tickets.resolve(session, actor, ticket)
+            _apply_one(session, actor, ticket, operation, value, assignee)
             outcome.done += 1
         except tickets.TicketError as exc:
             outcome.refused.append(f"{ticket.reference}: {exc}")
     return outcome
+
+
+def _checked_ids(ticket_ids: list[int]) -> list[int]:
+    """The distinct ids, sorted; at least one and at most MAX_TICKETS."""
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        raise tickets.TicketError("select at least one ticket")
+    if len(ids) > MAX_TICKETS:
+        raise tickets.TicketError(f"at most {MAX_TICKETS} tickets at a time")
+    return ids
+
+
+def _assignee(session: Session, value: str) -> User | None:
+    """The person to assign to, by id (empty: nobody)."""
+    if not value:
+        return None
+    is_id = value.isascii() and value.isdigit() and len(value) < 10
+    assignee = session.get(User, int(value)) if is_id else None
+    if assignee is None:
+        raise tickets.TicketError("choose someone to assign to")
+    return assignee
+
+
+def _apply_one(
+    session: Session,
+    actor: tickets.Actor,
+    ticket: Ticket,
+    operation: str,
+    value: str,
+    assignee: User | None,
+) -> None:
+    """The operation on one ticket (TicketError when it cannot be done to it)."""
+    if operation == "assign":
+        tickets.assign(session, actor, ticket, assignee)
+    elif operation == "move":
+        tickets.move(session, actor, ticket, value)
+    elif operation == "confirm":
+        tickets.set_category(session, actor, ticket, value or ticket.predicted_category or "")
+    elif ticket.status == TicketStatus.RESOLVED:
+        raise tickets.TicketError("already resolved")
+    else:
+        tickets.resolve(session, actor, ticket)

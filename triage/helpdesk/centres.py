@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage.orm import Ticket
+from triage.states import OPEN_STATUSES
 
 PAGE_SIZE = 50
 # no nested repetition over one char
@@ -74,7 +75,7 @@ def centre_history(session: Session, domain: str, page: int = 1) -> CentreHistor
         names,
         list(rows),
         total,
-        sum(s in ("open", "pending") for _l, s, _n in labels),
+        sum(s in OPEN_STATUSES for _l, s, _n in labels),
         summary[1],
         summary[2],
         categories.most_common(),

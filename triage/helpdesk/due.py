@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import holidays
 
 from triage.orm import Queue, Ticket
+from triage.states import TicketStatus
 
 UK = ZoneInfo("Europe/London")
 OPENS, CLOSES = time(9, 0), time(17, 0)
@@ -64,7 +65,7 @@ def clock_start(ticket: Ticket) -> datetime:
 def due_at(ticket: Ticket, queue: Queue | None = None) -> datetime | None:
     """When an open ticket needs its next staff response; None when waiting on the centre or
     closed."""
-    if ticket.status != "open":
+    if ticket.status != TicketStatus.OPEN:
         return None
     queue = queue or ticket.queue
     start = clock_start(ticket)

@@ -10,12 +10,13 @@ from typing import Any, NamedTuple
 
 from triage import catalogue
 from triage.orm import AuditEvent
+from triage.states import Action, AuditAction
 
 _ACTIONS: dict[object, str] = {
-    "auto_reply": "auto-replied",
-    "route": "routed it to staff",
-    "triage": "sent it to triage",
-    "none": "held it for staff (no automatic reply)",
+    Action.AUTO_REPLY: "auto-replied",
+    Action.ROUTE: "routed it to staff",
+    Action.TRIAGE: "sent it to triage",
+    Action.NONE: "held it for staff (no automatic reply)",
 }
 
 
@@ -60,7 +61,7 @@ def _created(e: _Entry) -> str:
         f"{e.who} chose {_title(d.get('category'))} ({d['confidence']:.0%}) "
         f"and {_ACTIONS.get(action, action)}"
     )
-    if action != "auto_reply":
+    if action != Action.AUTO_REPLY:
         sentence += f" (queue {d.get('queue')})"
     if d.get("reply_suppressed"):
         sentence += f"; no automatic mail: {d['reply_suppressed']}"
@@ -130,25 +131,25 @@ def _other(action: str, e: _Entry) -> str:
 
 
 _SENTENCES: dict[str, Callable[[_Entry], str]] = {
-    "ticket.created": _created,
-    "ticket.assigned": _assigned,
-    "ticket.category_confirmed": _category_confirmed,
-    "ticket.moved": lambda e: (
+    AuditAction.TICKET_CREATED: _created,
+    AuditAction.TICKET_ASSIGNED: _assigned,
+    AuditAction.TICKET_CATEGORY_CONFIRMED: _category_confirmed,
+    AuditAction.TICKET_MOVED: lambda e: (
         f"{e.who} moved it from {e.details.get('previous') or 'no queue'} "
         f"to {e.details.get('queue')}."
     ),
-    "ticket.note_added": lambda e: f"{e.who} added an internal note.",
-    "ticket.replied": lambda e: f"{e.who} replied to the centre.",
-    "ticket.resolved": _resolved,
-    "recipient.reply_to_ignored": _reply_to_ignored,
-    "recipient.flagged": lambda e: (
+    AuditAction.TICKET_NOTE_ADDED: lambda e: f"{e.who} added an internal note.",
+    AuditAction.TICKET_REPLIED: lambda e: f"{e.who} replied to the centre.",
+    AuditAction.TICKET_RESOLVED: _resolved,
+    AuditAction.RECIPIENT_REPLY_TO_IGNORED: _reply_to_ignored,
+    AuditAction.RECIPIENT_FLAGGED: lambda e: (
         f"No automatic answer, the sender's address needs a look: {e.details.get('reason')}."
     ),
-    "ticket.reopened": _reopened,
-    "ticket.centre_replied": lambda e: f"{e.who} replied.",
-    "ticket.urgency_changed": _urgency_changed,
-    "message.automatic": _automatic_mail,
-    "notification.sent": lambda e: (
+    AuditAction.TICKET_REOPENED: _reopened,
+    AuditAction.TICKET_CENTRE_REPLIED: lambda e: f"{e.who} replied.",
+    AuditAction.TICKET_URGENCY_CHANGED: _urgency_changed,
+    AuditAction.MESSAGE_AUTOMATIC: _automatic_mail,
+    AuditAction.NOTIFICATION_SENT: lambda e: (
         f"Staff were notified by email: {str(e.details.get('what', '')).lower()}."
     ),
 }

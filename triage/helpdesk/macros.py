@@ -18,6 +18,7 @@ from triage import catalogue
 from triage.catalogue import Category
 from triage.mail import compose
 from triage.orm import AuditEvent, Macro, User
+from triage.states import AuditAction
 
 MAX_TITLE = 200
 MAX_BODY = 20_000
@@ -75,7 +76,7 @@ def save(
     if macro_id is None:
         macro = Macro(title=title, body=body, category=category, updated_by_id=user.id)
         session.add(macro)
-        action = "macro.created"
+        action = AuditAction.MACRO_CREATED
     else:
         found = session.get(Macro, macro_id)
         if found is None:
@@ -83,7 +84,7 @@ def save(
         macro = found
         macro.title, macro.body, macro.category = title, body, category
         macro.updated_by_id = user.id
-        action = "macro.changed"
+        action = AuditAction.MACRO_CHANGED
     session.flush()
     _audit(session, user, action, macro)
     return macro
@@ -111,7 +112,7 @@ def delete(session: Session, user: User, macro_id: int) -> None:
     macro = session.get(Macro, macro_id)
     if macro is None:
         raise MacroError("no such macro")
-    _audit(session, user, "macro.deleted", macro)
+    _audit(session, user, AuditAction.MACRO_DELETED, macro)
     session.delete(macro)
 
 

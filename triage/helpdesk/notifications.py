@@ -23,6 +23,7 @@ from triage.helpdesk import due, tickets
 from triage.mail import compose
 from triage.mail.outbox import enqueue
 from triage.orm import AuditEvent, Queue, Ticket, User, utcnow
+from triage.states import AuditAction, MessageKind, TicketStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _send(
             session,
             settings,
             ticket,
-            kind="notification",
+            kind=MessageKind.NOTIFICATION,
             subject=f"[{ticket.reference}] {what}: {ticket.subject}"[:300],
             body=body,
             reply_to=None,
@@ -69,7 +70,7 @@ def _send(
             AuditEvent(
                 actor="system",
                 ticket_id=ticket.id,
-                action="notification.sent",
+                action=AuditAction.NOTIFICATION_SENT,
                 details={"what": what, "recipients": sent},
             )
         )
@@ -117,7 +118,11 @@ def urgent_arrivals(session: Session, settings: Settings, now: datetime) -> int:
     """Tell the queue and the assignee of each urgent ticket not yet notified."""
     rows = _claim(
         session,
-        [Ticket.urgent.is_(True), Ticket.urgent_notified_at.is_(None), Ticket.status == "open"],
+        [
+            Ticket.urgent.is_(True),
+            Ticket.urgent_notified_at.is_(None),
+            Ticket.status == TicketStatus.OPEN,
+        ],
         [Ticket.id],
     )
     sent = 0
@@ -199,7 +204,7 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
     )
     rows = _claim(
         session,
-        [Ticket.status == "open", not_told, may_be_due],
+        [Ticket.status == TicketStatus.OPEN, not_told, may_be_due],
         [Ticket.urgent.desc(), waiting_since, Ticket.id],
     )
     sent = 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from triage.helpdesk.tickets import OPEN_STATUSES, TicketFilter
+from triage.helpdesk.tickets import TicketFilter
+from triage.states import OPEN_STATUSES, TicketStatus
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ VIEWS: tuple[View, ...] = (
         "waiting",
         "Waiting on centre",
         "Answered by staff; the centre has not replied yet",
-        TicketFilter(statuses=("pending",)),
+        TicketFilter(statuses=(TicketStatus.PENDING,)),
     ),
     View(
         "centre-replied",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from triage.helpdesk.tickets import queue_summaries
 from triage.orm import Ticket, utcnow
+from triage.states import Action
 
 
 def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
@@ -36,8 +37,8 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
     staff_reply_hours: list[float] = []
     for created, predicted, confirmed_cat, action, first_response, _status, _resolved in rows:
         per_day[created.date()][predicted or "unclassified"] += 1
-        auto += action == "auto_reply"
-        auto_by_day[created.date()] += action == "auto_reply"
+        auto += action == Action.AUTO_REPLY
+        auto_by_day[created.date()] += action == Action.AUTO_REPLY
         if confirmed_cat:
             confirmed[confirmed_cat] += 1
             if confirmed_cat != predicted:
@@ -46,7 +47,7 @@ def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
         if first_response:
             hours = max(0.0, (first_response - created).total_seconds() / 3600)
             first_reply_hours.append(hours)
-            if action != "auto_reply":
+            if action != Action.AUTO_REPLY:
                 staff_reply_hours.append(hours)
     today = utcnow().date()
     day_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
@@ -81,7 +82,7 @@ def production_quality(session: Session) -> dict[str, Any]:
             Ticket.confirmed_category.is_not(None)
         )
     ).all()
-    auto = [(p, c) for action, p, c in rows if action == "auto_reply"]
+    auto = [(p, c) for action, p, c in rows if action == Action.AUTO_REPLY]
     corrections = Counter((p or "none", c) for _a, p, c in rows if p != c)
     return {
         "confirmed": len(rows),
@@ -109,12 +110,16 @@ def drift(session: Session) -> dict[str, Any]:
     this = [(p or "unclassified", a) for created, p, a in rows if created >= week]
     past = [(p or "unclassified", a) for created, p, a in rows if created < week]
 
-    def mix(items: list[tuple[str, str | None]]) -> dict[str, float]:
+    def mix(items: list[tuple[str, Action | None]]) -> dict[str, float]:
         counts = Counter(p for p, _a in items)
         return {k: v / len(items) for k, v in counts.items()} if items else {}
 
-    def triage_share(items: list[tuple[str, str | None]]) -> float | None:
-        return sum(a in {"triage", "none", None} for _p, a in items) / len(items) if items else None
+    def triage_share(items: list[tuple[str, Action | None]]) -> float | None:
+        return (
+            sum(a in {Action.TRIAGE, Action.NONE, None} for _p, a in items) / len(items)
+            if items
+            else None
+        )
 
     this_mix, past_mix = mix(this), mix(past)
     distance = 0.5 * sum(

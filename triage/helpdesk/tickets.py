@@ -1,4 +1,7 @@
-"""Ticket queries and staff actions (claim, assign, recategorise, move, note, reply, resolve, reopen)."""
+"""Ticket queries and staff actions on tickets (claim, assign, move, note, reply, resolve, reopen).
+
+Status changes are `lifecycle`'s: an action here checks, calls it, and records the audit event.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +9,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from triage import catalogue
 from triage.config import Settings
+from triage.helpdesk import lifecycle
+from triage.helpdesk.lifecycle import TicketError as TicketError  # callers catch it from here
 from triage.mail import compose
 from triage.mail.outbox import enqueue
 from triage.mail.recipients import unanswerable
 from triage.orm import AuditEvent, Message, Note, Queue, Ticket, User, utcnow
+from triage.routing import routing_map
+from triage.states import OPEN_STATUSES, AuditAction, MessageDirection, MessageKind, TicketStatus
 
-STATUSES = ("open", "pending", "auto_replied", "resolved")
-OPEN_STATUSES = ("open", "pending")
 PAGE_SIZE = 25
-
-
-class TicketError(ValueError):
-    """A staff action that cannot be done, with a message saying why."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class TicketFilter:
     """What a queue page or the API asks for."""
 
     queue: str | None = None
-    status: str | None = None
+    status: TicketStatus | None = None
     category: str | None = None
     assignee_id: int | None = None
     unassigned: bool = False
@@ -61,7 +62,7 @@ class TicketFilter:
     oldest_first: bool = True
     page: int = 1
     page_size: int = PAGE_SIZE
-    statuses: tuple[str, ...] | None = None  # any of these (views: "open" means open or pending)
+    statuses: tuple[TicketStatus, ...] | None = None  # any of these (views: open or pending)
     urgent: bool = False
     centre_replied: bool = False
     automatic: bool = (
@@ -70,59 +71,81 @@ class TicketFilter:
 
 
 def _filtered(f: TicketFilter) -> Select[Any]:
-    query = select(Ticket)
+    """The tickets a filter asks for (neither ordered nor paged)."""
+    query = select(Ticket).where(*_state_conditions(f), *_owner_conditions(f))
     if f.queue:
         query = query.join(Queue, Ticket.queue_id == Queue.id).where(Queue.slug == f.queue)
+    words = (f.text or "").strip().lower()[:200]
+    return query.where(_text_match(words)) if words else query
+
+
+def _state_conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
+    """A filter's conditions on where tickets stand: status, urgency, replies, automatic mail."""
+    conditions: list[ColumnElement[bool]] = []
     if f.status:
-        query = query.where(Ticket.status == f.status)
+        conditions.append(Ticket.status == f.status)
+    if f.statuses:
+        conditions.append(Ticket.status.in_(f.statuses))
+    if f.urgent:
+        conditions.append(Ticket.urgent.is_(True))
+    if f.centre_replied:
+        conditions.append(_centre_replied_since_staff())
+    if f.automatic:
+        conditions.append(_opened_by_automatic_mail())
+    return conditions
+
+
+def _owner_conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
+    """A filter's conditions on the category (staff's word, else the model's) and the assignee."""
+    conditions: list[ColumnElement[bool]] = []
     if f.category:
         label = func.coalesce(Ticket.confirmed_category, Ticket.predicted_category)
-        query = query.where(label == f.category)
+        conditions.append(label == f.category)
     if f.assignee_id is not None:
-        query = query.where(Ticket.assignee_id == f.assignee_id)
+        conditions.append(Ticket.assignee_id == f.assignee_id)
     if f.unassigned:
-        query = query.where(Ticket.assignee_id.is_(None))
-    if f.statuses:
-        query = query.where(Ticket.status.in_(f.statuses))
-    if f.urgent:
-        query = query.where(Ticket.urgent.is_(True))
-    if f.centre_replied:
-        query = query.where(
-            Ticket.centre_replied_at.is_not(None),
-            Ticket.status.in_(OPEN_STATUSES),
-            or_(
-                Ticket.last_staff_action_at.is_(None),
-                Ticket.centre_replied_at > Ticket.last_staff_action_at,
-            ),
+        conditions.append(Ticket.assignee_id.is_(None))
+    return conditions
+
+
+def _centre_replied_since_staff() -> ColumnElement[bool]:
+    """SQL for `Ticket.centre_replied`: an open ticket the centre wrote on since staff acted."""
+    return and_(
+        Ticket.centre_replied_at.is_not(None),
+        Ticket.status.in_(OPEN_STATUSES),
+        or_(
+            Ticket.last_staff_action_at.is_(None),
+            Ticket.centre_replied_at > Ticket.last_staff_action_at,
+        ),
+    )
+
+
+def _opened_by_automatic_mail() -> ColumnElement[bool]:
+    """SQL: the ticket's first message is automatic mail (out-of-office, bounce, notification)."""
+    first_messages = select(func.min(Message.id)).group_by(Message.ticket_id).scalar_subquery()
+    return Ticket.id.in_(
+        select(Message.ticket_id).where(
+            Message.id.in_(first_messages), Message.auto_submitted_reason.is_not(None)
         )
-    if f.automatic:
-        first_messages = select(func.min(Message.id)).group_by(Message.ticket_id).scalar_subquery()
-        query = query.where(
-            Ticket.id.in_(
-                select(Message.ticket_id).where(
-                    Message.id.in_(first_messages), Message.auto_submitted_reason.is_not(None)
-                )
-            )
-        )
-    # literal text: %, _ and \ are not wildcards for the person searching (NUL is refused at the web boundary)
-    words = (f.text or "").strip().lower()[:200]
-    if words:
-        needle = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        in_body = select(Message.ticket_id).where(
-            func.lower(Message.body_text).like(needle, escape="\\")
-        )
-        query = query.where(
-            or_(
-                func.lower(Ticket.subject).like(needle, escape="\\"),
-                func.lower(Ticket.centre_email).like(needle, escape="\\"),
-                Ticket.id.in_(in_body),
-            )
-        )
-    return query
+    )
+
+
+def _text_match(words: str) -> ColumnElement[bool]:
+    """SQL: the words in the subject, the centre's address or a message body, taken literally."""
+    # %, _ and \ are not wildcards for the person searching (the web refuses NUL)
+    needle = "%" + words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    in_body = select(Message.ticket_id).where(
+        func.lower(Message.body_text).like(needle, escape="\\")
+    )
+    return or_(
+        func.lower(Ticket.subject).like(needle, escape="\\"),
+        func.lower(Ticket.centre_email).like(needle, escape="\\"),
+        Ticket.id.in_(in_body),
+    )
 
 
 def waiting_since() -> ColumnElement[Any]:
-    """SQL for when a ticket's current wait began: creation until a first response, then the centre's reply."""
+    """SQL for when a ticket's current wait began: creation, after a response the centre's reply."""
     return case(
         (Ticket.first_response_at.is_(None), Ticket.created_at),
         else_=func.coalesce(Ticket.centre_replied_at, Ticket.created_at),
@@ -130,7 +153,7 @@ def waiting_since() -> ColumnElement[Any]:
 
 
 def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
-    """One page of tickets matching the filter, urgent first, then by how long they have waited; and the count."""
+    """One page of tickets matching the filter (urgent first, longest waiting), and the count."""
     base = _filtered(f)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     since = waiting_since()
@@ -151,11 +174,12 @@ def count_tickets(session: Session, f: TicketFilter) -> int:
 
 
 def next_ticket(session: Session, current: Ticket, user: User) -> Ticket | None:
-    """The next open ticket to work in the same queue (urgent first, longest waiting), mine or nobody's."""
+    """The next open ticket to work in the queue (urgent, longest waiting), mine or nobody's."""
     if current.queue is None:
         return None
     rows, _total = list_tickets(
-        session, TicketFilter(queue=current.queue.slug, statuses=("open",), page_size=50)
+        session,
+        TicketFilter(queue=current.queue.slug, statuses=(TicketStatus.OPEN,), page_size=50),
     )
     return next((t for t in rows if t.id != current.id and t.assignee_id in (None, user.id)), None)
 
@@ -191,7 +215,9 @@ def get_ticket(session: Session, ticket_id: int) -> Ticket:
     return ticket
 
 
-def _audit(session: Session, actor: Actor, ticket: Ticket, action: str, **details: Any) -> None:
+def _audit(
+    session: Session, actor: Actor, ticket: Ticket, action: AuditAction, **details: Any
+) -> None:
     session.add(
         AuditEvent(
             actor=actor.label,
@@ -214,7 +240,7 @@ def assign(session: Session, actor: Actor, ticket: Ticket, assignee: User | None
         session,
         actor,
         ticket,
-        "ticket.assigned",
+        AuditAction.TICKET_ASSIGNED,
         previous=previous,
         assignee=assignee.email if assignee else None,
     )
@@ -231,7 +257,7 @@ def set_category(session: Session, actor: Actor, ticket: Ticket, category: str) 
         session,
         actor,
         ticket,
-        "ticket.category_confirmed",
+        AuditAction.TICKET_CATEGORY_CONFIRMED,
         category=category,
         previous=previous,
         predicted=ticket.predicted_category,
@@ -246,7 +272,7 @@ def move(session: Session, actor: Actor, ticket: Ticket, queue_slug: str) -> Non
         raise TicketError(f"unknown queue {queue_slug!r}")
     previous = ticket.queue.slug if ticket.queue else None
     ticket.queue = queue
-    _audit(session, actor, ticket, "ticket.moved", queue=queue_slug, previous=previous)
+    _audit(session, actor, ticket, AuditAction.TICKET_MOVED, queue=queue_slug, previous=previous)
 
 
 def add_note(session: Session, actor: Actor, ticket: Ticket, body: str) -> Note:
@@ -255,7 +281,7 @@ def add_note(session: Session, actor: Actor, ticket: Ticket, body: str) -> Note:
         raise TicketError("a note needs some text")
     note = Note(ticket_id=ticket.id, author_id=actor.user_id, body=body.strip()[:20_000])
     session.add(note)
-    _audit(session, actor, ticket, "ticket.note_added")
+    _audit(session, actor, ticket, AuditAction.TICKET_NOTE_ADDED)
     return note
 
 
@@ -263,21 +289,35 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
     """Send a reply to the centre through the outbox, threaded on the latest inbound message."""
     if not body.strip():
         raise TicketError("a reply needs some text")
-    if ticket.status == "resolved":
-        raise TicketError("reopen the ticket before replying")
+    lifecycle.check_can_reply(ticket)
     if problem := unanswerable(ticket.centre_email):
         raise TicketError(f"the centre's address cannot take a reply: {problem}")
-    last_inbound = next((m for m in reversed(ticket.messages) if m.direction == "inbound"), None)
-    # quote what the centre last wrote (not an out-of-office or a receipt that came after it)
-    quoted = next(
-        (
-            m
-            for m in reversed(ticket.messages)
-            if m.direction == "inbound" and not m.auto_submitted_reason
-        ),
-        last_inbound,
+    inbound = [m for m in ticket.messages if m.direction == MessageDirection.INBOUND]
+    last_inbound = inbound[-1] if inbound else None
+    message = enqueue(
+        session,
+        settings,
+        ticket,
+        kind=MessageKind.STAFF_REPLY,
+        subject=compose.reply_subject(ticket.id, ticket.subject),
+        body=_reply_text(settings, actor, ticket, body, inbound),
+        reply_to=last_inbound,
+        auto_submitted=None,
+        author_id=actor.user_id,
     )
-    text = compose.staff_reply_text(
+    lifecycle.staff_replied(ticket)
+    _audit(session, actor, ticket, AuditAction.TICKET_REPLIED, message_id=message.message_id)
+    return message
+
+
+def _reply_text(
+    settings: Settings, actor: Actor, ticket: Ticket, body: str, inbound: list[Message]
+) -> str:
+    """The reply as sent: signed, quoting what the centre last wrote (not a later out-of-office
+    or receipt; the latest inbound message when there is nothing else)."""
+    written = [m for m in inbound if not m.auto_submitted_reason]
+    quoted = written[-1] if written else inbound[-1] if inbound else None
+    return compose.staff_reply_text(
         body=body,
         reference=ticket.reference,
         centre_name=ticket.centre_name,
@@ -288,21 +328,6 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
         quoted_at=quoted.created_at if quoted is not None else None,
         quoted_text=(quoted.clean_text or quoted.body_text) if quoted is not None else "",
     )
-    message = enqueue(
-        session,
-        settings,
-        ticket,
-        kind="staff_reply",
-        subject=compose.reply_subject(ticket.id, ticket.subject),
-        body=text,
-        reply_to=last_inbound,
-        auto_submitted=None,
-        author_id=actor.user_id,
-    )
-    ticket.status = "pending"
-    ticket.first_response_at = ticket.first_response_at or utcnow()
-    _audit(session, actor, ticket, "ticket.replied", message_id=message.message_id)
-    return message
 
 
 def _sender_label(message: Message) -> str:
@@ -314,19 +339,24 @@ def _sender_label(message: Message) -> str:
 
 
 def resolve(session: Session, actor: Actor, ticket: Ticket) -> None:
-    """Resolve a ticket; it needs a staff-confirmed category first (that is what retraining learns from)."""
-    if ticket.confirmed_category is None:
-        raise TicketError("confirm the category before resolving")
-    ticket.status, ticket.resolved_at = "resolved", utcnow()
-    _audit(session, actor, ticket, "ticket.resolved", category=ticket.confirmed_category)
+    """Resolve a ticket; it needs a staff-confirmed category first (retraining learns from it)."""
+    lifecycle.resolve(ticket)
+    _audit(session, actor, ticket, AuditAction.TICKET_RESOLVED, category=ticket.confirmed_category)
 
 
 def reopen(session: Session, actor: Actor, ticket: Ticket) -> None:
-    """Reopen a resolved or auto-replied ticket."""
-    if ticket.status in OPEN_STATUSES:
-        raise TicketError("the ticket is already open")
-    ticket.status, ticket.resolved_at, ticket.resolution = "open", None, None
-    _audit(session, actor, ticket, "ticket.reopened")
+    """Reopen a resolved or auto-replied ticket, in the queue its category routes to."""
+    previous = ticket.status
+    queues = {queue.slug: queue for queue in session.scalars(select(Queue))}
+    queue = lifecycle.reopen(ticket, routing_map(session), queues)
+    _audit(
+        session,
+        actor,
+        ticket,
+        AuditAction.TICKET_REOPENED,
+        previous_status=previous,
+        queue=queue.slug,
+    )
 
 
 def set_urgent(
@@ -346,7 +376,7 @@ def set_urgent(
         session,
         actor,
         ticket,
-        "ticket.urgency_changed",
+        AuditAction.TICKET_URGENCY_CHANGED,
         urgent=urgent,
         reason=ticket.urgent_reason,
         previous_reason=previous,

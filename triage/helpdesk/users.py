@@ -14,8 +14,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from triage.helpdesk import tokens
 from triage.orm import ApiToken, AuditEvent, User, utcnow
+from triage.states import AuditAction, Role
 
-ROLES = ("agent", "admin")
+ROLES = tuple(Role)
 MIN_PASSWORD = 10
 LOGIN_WINDOW = timedelta(minutes=15)
 LOGIN_MAX_FAILURES = 5  # for one account from one client address
@@ -37,7 +38,7 @@ def normalise_email(email: str) -> str:
 
 
 def create_user(
-    session: Session, email: str, password: str, role: str = "agent", name: str = ""
+    session: Session, email: str, password: str, role: str = Role.AGENT, name: str = ""
 ) -> User:
     """Create a staff account with a hashed password."""
     email = normalise_email(email)
@@ -53,7 +54,7 @@ def create_user(
         email=email,
         name=name.strip()[:200],
         password_hash=generate_password_hash(password),
-        role=role,
+        role=Role(role),
     )
     session.add(user)
     session.flush()
@@ -114,7 +115,7 @@ def login_blocked(session: Session, email: str, remote: str) -> bool:
     failures = (
         select(func.count())
         .select_from(AuditEvent)
-        .where(AuditEvent.action == "login.failed", AuditEvent.created_at >= since)
+        .where(AuditEvent.action == AuditAction.LOGIN_FAILED, AuditEvent.created_at >= since)
     )
     from_remote = AuditEvent.details["remote"].as_string() == remote
     by_client = session.scalar(failures.where(from_remote)) or 0
@@ -126,7 +127,7 @@ def login_blocked(session: Session, email: str, remote: str) -> bool:
     if (session.scalar(failures.where(actor)) or 0) < ACCOUNT_MAX_FAILURES:
         return False
     known = select(AuditEvent.id).where(
-        AuditEvent.action == "login.ok",
+        AuditEvent.action == AuditAction.LOGIN_OK,
         AuditEvent.actor == f"user:{email}",
         AuditEvent.created_at >= utcnow() - KNOWN_ADDRESS_AGE,
         from_remote,
@@ -152,12 +153,16 @@ def authenticate(session: Session, email: str, password: str, remote: str) -> Us
             AuditEvent(
                 actor=f"user:{user.email}",
                 user_id=user.id,
-                action="login.ok",
+                action=AuditAction.LOGIN_OK,
                 details={"remote": remote},
             )
         )
         return user
     session.add(
-        AuditEvent(actor=_failure_actor(email), action="login.failed", details={"remote": remote})
+        AuditEvent(
+            actor=_failure_actor(email),
+            action=AuditAction.LOGIN_FAILED,
+            details={"remote": remote},
+        )
     )
     return None

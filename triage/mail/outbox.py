@@ -10,17 +10,18 @@ import smtplib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Dialect, bindparam, or_, select, update
+from sqlalchemy import Dialect, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.database import statement_session
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.orm import Message, OutboxItem, Ticket, utcnow
+from triage.states import MessageDirection, MessageKind, OutboxStatus
 
 if TYPE_CHECKING:
     import psycopg
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 50  # rows a delivery round claims at once (each send is still recorded on its own)
 LEASE = timedelta(minutes=10)  # a row claimed longer ago than this was left by a crashed worker
+CRASHED = "the worker sending it stopped before recording the outcome"
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
 
@@ -38,7 +40,7 @@ def enqueue(
     settings: Settings,
     ticket: Ticket,
     *,
-    kind: str,
+    kind: MessageKind,
     subject: str,
     body: str,
     reply_to: Message | None,
@@ -70,7 +72,7 @@ def outbound_message(
     ticket_id: int,
     recipient: str,
     *,
-    kind: str,
+    kind: MessageKind,
     subject: str,
     body: str,
     reply_to: tuple[str, str | None] | None,
@@ -95,7 +97,7 @@ def outbound_message(
     )
     return {
         "ticket_id": ticket_id,
-        "direction": "outbound",
+        "direction": MessageDirection.OUTBOUND,
         "kind": kind,
         "message_id": message_id,
         "in_reply_to": str(email["In-Reply-To"]) if email["In-Reply-To"] else None,
@@ -223,49 +225,45 @@ def claim(
     """
     now = utcnow()
     with sessions() as session, session.begin():
-        due = (
-            select(OutboxItem.id, OutboxItem.status, OutboxItem.attempts)
-            .where(
-                or_(
-                    (OutboxItem.status == "pending") & (OutboxItem.next_attempt_at <= now),
-                    (OutboxItem.status == "sending") & (OutboxItem.claimed_at < now - LEASE),
-                )
-            )
-            .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         ids = []
-        for item_id, status, attempts in session.execute(due):
-            if status != "sending":
-                ids.append(item_id)
-                continue
-            crashed = "the worker sending it stopped before recording the outcome"
-            if attempts + 1 >= max_attempts:
-                session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item_id)
-                    .values(
-                        status="failed", claimed_by=None, attempts=attempts + 1, last_error=crashed
-                    )
-                )
-                log.warning(
-                    "outbox %s failed permanently: %s %s times", item_id, crashed, attempts + 1
-                )
-            else:
-                session.execute(
-                    update(OutboxItem)
-                    .where(OutboxItem.id == item_id)
-                    .values(attempts=attempts + 1, last_error=crashed)
-                )
+        for item_id, status, attempts in session.execute(_due(now, limit)).all():
+            crashed = status == OutboxStatus.SENDING  # its lease expired: the worker died
+            if not crashed or _count_crash(session, item_id, attempts + 1, max_attempts):
                 ids.append(item_id)
         if ids:
             session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_(ids))
-                .values(status="sending", claimed_by=worker_id, claimed_at=now)
+                .values(status=OutboxStatus.SENDING, claimed_by=worker_id, claimed_at=now)
             )
     return ids
+
+
+def _due(now: datetime, limit: int) -> Select[int, OutboxStatus, int]:
+    """The rows to claim: pending and due, or sending with an expired lease; oldest due first."""
+    return (
+        select(OutboxItem.id, OutboxItem.status, OutboxItem.attempts)
+        .where(
+            or_(
+                (OutboxItem.status == OutboxStatus.PENDING) & (OutboxItem.next_attempt_at <= now),
+                (OutboxItem.status == OutboxStatus.SENDING) & (OutboxItem.claimed_at < now - LEASE),
+            )
+        )
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _count_crash(session: Session, item_id: int, attempts: int, max_attempts: int) -> bool:
+    """Count a send whose worker died as a failed attempt; False when that was the last one."""
+    last = attempts >= max_attempts
+    changes: dict[str, Any] = {"attempts": attempts, "last_error": CRASHED}
+    if last:
+        changes |= {"status": OutboxStatus.FAILED, "claimed_by": None}
+        log.warning("outbox %s failed permanently: %s %s times", item_id, CRASHED, attempts)
+    session.execute(update(OutboxItem).where(OutboxItem.id == item_id).values(changes))
+    return not last
 
 
 def backoff(attempts: int) -> timedelta:
@@ -312,7 +310,7 @@ def _deliver_claims(
                     .join(Message, Message.id == OutboxItem.message_id)
                     .where(
                         OutboxItem.id.in_(ids),
-                        OutboxItem.status == "sending",
+                        OutboxItem.status == OutboxStatus.SENDING,
                         OutboxItem.claimed_by == worker_id,
                     )
                 )
@@ -338,9 +336,9 @@ def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> 
             .where(
                 OutboxItem.id.in_(ids),
                 OutboxItem.claimed_by == worker_id,
-                OutboxItem.status == "sending",
+                OutboxItem.status == OutboxStatus.SENDING,
             )
-            .values(status="pending", claimed_by=None, claimed_at=None)
+            .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_at=None)
         )
     log.info("outbox: handed %s claimed rows back on shutdown", len(ids))
 
@@ -354,7 +352,7 @@ _RECORD_SENT = (
     .values(
         attempts=_OUTBOX.c.attempts + 1,
         claimed_by=None,
-        status="sent",
+        status=OutboxStatus.SENT,
         sent_at=bindparam("now"),
         last_error=None,
     )
@@ -387,7 +385,8 @@ def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
         driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
         with driver.cursor() as cursor:
             cursor.execute(sql, {**fixed, **params}, prepare=True)
-            return cursor.rowcount
+            changed: int = cursor.rowcount
+            return changed
     changed = connection.execute(_RECORD_SENT, params).rowcount
     recorder.commit()
     return changed
@@ -415,10 +414,10 @@ def _record(
         item.attempts += 1
         item.claimed_by = None
         if outcome.permanent or item.attempts >= settings.outbox_max_attempts:
-            item.status, item.last_error = "failed", outcome.error
+            item.status, item.last_error = OutboxStatus.FAILED, outcome.error
             log.warning("outbox %s failed permanently: %s", item.id, outcome.error)
         else:
-            item.status, item.last_error = "pending", outcome.error
+            item.status, item.last_error = OutboxStatus.PENDING, outcome.error
             item.next_attempt_at = now + backoff(item.attempts)
             log.info("outbox %s will be retried: %s", item.id, outcome.error)
 
@@ -426,6 +425,6 @@ def _record(
 def retry_failed(session: Session, item_id: int) -> OutboxItem | None:
     """Put a failed row back in the queue for an immediate attempt (the admin retry button)."""
     item = session.get(OutboxItem, item_id)
-    if item is not None and item.status == "failed":
-        item.status, item.next_attempt_at, item.attempts = "pending", utcnow(), 0
+    if item is not None and item.status == OutboxStatus.FAILED:
+        item.status, item.next_attempt_at, item.attempts = OutboxStatus.PENDING, utcnow(), 0
     return item

@@ -15,6 +15,24 @@ from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory, statement_session
 from triage.orm import utcnow
+from triage.states import (
+    AuditAction,
+    InboundStatus,
+    MessageDirection,
+    MessageKind,
+    ModelStatus,
+    TicketStatus,
+)
+
+# the enums templates compare with (`t.status == TicketStatus.RESOLVED`), as template globals
+TEMPLATE_STATES = (
+    TicketStatus,
+    MessageDirection,
+    MessageKind,
+    InboundStatus,
+    ModelStatus,
+    AuditAction,
+)
 
 csrf = CSRFProtect()
 
@@ -38,6 +56,7 @@ def init_app(app: Flask) -> None:
         "category_title",
     )
     app.context_processor(lambda: {"csp_nonce": g.get("csp_nonce", "")})
+    app.jinja_env.globals.update({state.__name__: state for state in TEMPLATE_STATES})
 
     from triage.web import (  # noqa: F401 (their routes join the api blueprint)
         admin,

@@ -1,5 +1,4 @@
-"""Admin pages: users, queues, routing, macros, API tokens, outbox failures and inbound mail
-problems (with retry)."""
+"""Admin pages: users, queues, routing, macros, API tokens, failed outbox and inbound mail."""
 
 from __future__ import annotations
 
@@ -7,6 +6,8 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from triage import catalogue
 from triage.classifier import registry
@@ -26,6 +27,7 @@ from triage.orm import (
     RoutingRule,
     User,
 )
+from triage.states import AuditAction, ModelStatus, OutboxStatus, Role
 from triage.web import charts, db, settings
 from triage.web.login import login_required
 from triage.web.params import required_int
@@ -42,7 +44,7 @@ def _require_admin() -> None:
         abort(403)
 
 
-def _audit(action: str, **details: object) -> None:
+def _audit(action: AuditAction, **details: object) -> None:
     db().add(
         AuditEvent(
             actor=f"user:{current_user.row.email}",
@@ -58,49 +60,11 @@ def users() -> ResponseReturnValue:
     """List users; create one; rename, reset a password, change role, deactivate or reactivate."""
     session = db()
     if request.method == "POST":
-        form = request.form
-        user: User | None
         try:
-            if form.get("op") == "create":
-                user = accounts.create_user(
-                    session,
-                    form.get("email", ""),
-                    form.get("password", ""),
-                    form.get("role", "agent"),
-                    form.get("name", ""),
-                )
-                _audit("user.created", email=user.email, role=user.role)
+            if request.form.get("op") == "create":
+                _create_user(session, request.form)
             else:
-                user = session.get(User, required_int(form.get("user_id"), "user_id"))
-                if user is None:
-                    raise accounts.UserError("no such user")
-                if user.id == current_user.row.id and form.get("op") not in ("rename", "password"):
-                    raise accounts.UserError(
-                        "you cannot change your own role or deactivate yourself"
-                    )
-                op = form.get("op")
-                if op == "rename":
-                    user.name = accounts.clean_name(form.get("name", ""))
-                    _audit("user.renamed", email=user.email, name=user.name)
-                elif op == "password":
-                    accounts.set_password(user, form.get("password", ""))
-                    _audit("user.password_reset", email=user.email)
-                elif op == "toggle":
-                    revoked = accounts.set_active(session, user, not user.is_active)
-                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
-                    for row in revoked:
-                        _audit(
-                            "token.revoked",
-                            name=row.name,
-                            reason=f"creator {user.email} deactivated",
-                        )
-                    if revoked:
-                        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
-                elif form.get("role") in accounts.ROLES:
-                    user.role = form["role"]
-                    _audit("user.changed", email=user.email, role=user.role, active=user.is_active)
-                else:
-                    raise accounts.UserError("unknown change")
+                _change_user(session, request.form)
             session.commit()
             flash("Saved.")
         except accounts.UserError as exc:
@@ -113,6 +77,50 @@ def users() -> ResponseReturnValue:
         rows=session.scalars(select(User).order_by(User.email)).all(),
         roles=accounts.ROLES,
     )
+
+
+def _create_user(session: Session, form: MultiDict[str, str]) -> None:
+    user = accounts.create_user(
+        session,
+        form.get("email", ""),
+        form.get("password", ""),
+        form.get("role", Role.AGENT),
+        form.get("name", ""),
+    )
+    _audit(AuditAction.USER_CREATED, email=user.email, role=user.role)
+
+
+def _change_user(session: Session, form: MultiDict[str, str]) -> None:
+    """Rename, reset the password, deactivate or reactivate, or change the role of a user."""
+    user = session.get(User, required_int(form.get("user_id"), "user_id"))
+    if user is None:
+        raise accounts.UserError("no such user")
+    op = form.get("op")
+    if user.id == current_user.row.id and op not in ("rename", "password"):
+        raise accounts.UserError("you cannot change your own role or deactivate yourself")
+    if op == "rename":
+        user.name = accounts.clean_name(form.get("name", ""))
+        _audit(AuditAction.USER_RENAMED, email=user.email, name=user.name)
+    elif op == "password":
+        accounts.set_password(user, form.get("password", ""))
+        _audit(AuditAction.USER_PASSWORD_RESET, email=user.email)
+    elif op == "toggle":
+        _toggle_active(session, user)
+    elif form.get("role") in accounts.ROLES:
+        user.role = Role(form["role"])
+        _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
+    else:
+        raise accounts.UserError("unknown change")
+
+
+def _toggle_active(session: Session, user: User) -> None:
+    """Deactivate or reactivate; deactivating revokes the API tokens the user made."""
+    revoked = accounts.set_active(session, user, not user.is_active)
+    _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
+    for row in revoked:
+        _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=f"creator {user.email} deactivated")
+    if revoked:
+        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
 
 
 @bp.route("/queues", methods=["GET", "POST"])
@@ -153,7 +161,7 @@ def queues() -> ResponseReturnValue:
             flash(str(exc), "error")
             return redirect(url_for("admin.queues"))
         _audit(
-            "queue.saved",
+            AuditAction.QUEUE_SAVED,
             slug=slug,
             notify_address=notify,
             first_response_minutes=queue.first_response_minutes,
@@ -184,7 +192,7 @@ def routing() -> ResponseReturnValue:
             flash("unknown category or queue", "error")
         else:
             rule.queue = queue
-            _audit("routing.changed", category=rule.category, queue=queue.slug)
+            _audit(AuditAction.ROUTING_CHANGED, category=rule.category, queue=queue.slug)
             session.commit()
             flash("Saved.")
         return redirect(url_for("admin.routing"))
@@ -244,7 +252,7 @@ def tokens() -> ResponseReturnValue:
         if request.form.get("op") == "revoke":
             row = api_tokens.revoke(session, required_int(request.form.get("token_id"), "token_id"))
             if row is not None:
-                _audit("token.revoked", name=row.name)
+                _audit(AuditAction.TOKEN_REVOKED, name=row.name)
             flash("Token revoked.")
         else:
             try:
@@ -252,7 +260,7 @@ def tokens() -> ResponseReturnValue:
                 row, new_token = api_tokens.create_token(
                     session, request.form.get("name", ""), current_user.row.id, scopes
                 )
-                _audit("token.created", name=row.name, scopes=row.scopes)
+                _audit(AuditAction.TOKEN_CREATED, name=row.name, scopes=row.scopes)
             except ValueError as exc:
                 flash(str(exc), "error")
         session.commit()
@@ -269,27 +277,28 @@ def outbox_page() -> ResponseReturnValue:
     if request.method == "POST":
         item = outbox.retry_failed(session, required_int(request.form.get("item_id"), "item_id"))
         if item is not None:
-            _audit("outbox.retried", item=item.id)
+            _audit(AuditAction.OUTBOX_RETRIED, item=item.id)
         session.commit()
         flash("Queued for another attempt.")
         return redirect(url_for("admin.outbox_page"))
     rows = session.scalars(
-        select(OutboxItem).where(OutboxItem.status == "failed").order_by(OutboxItem.id.desc())
+        select(OutboxItem)
+        .where(OutboxItem.status == OutboxStatus.FAILED)
+        .order_by(OutboxItem.id.desc())
     ).all()
     return render_template("admin.html", section="outbox", rows=rows)
 
 
 @bp.route("/inbound", methods=["GET", "POST"])
 def inbound_page() -> ResponseReturnValue:
-    """Stored mail that did not become a ticket (unparseable, or processing keeps failing), with
-    retry."""
+    """Stored mail that did not become a ticket (unparseable, or processing fails), with retry."""
     session = db()
     if request.method == "POST":
         row = inbound.retry_processing(
             session, required_int(request.form.get("inbound_id"), "inbound_id")
         )
         if row is not None:
-            _audit("inbound.retried", inbound=row.id, message_id=row.message_id)
+            _audit(AuditAction.INBOUND_RETRIED, inbound=row.id, message_id=row.message_id)
             flash("The worker will process it again.")
         session.commit()
         return redirect(url_for("admin.inbound_page"))
@@ -314,8 +323,7 @@ def inbound_raw(inbound_id: int) -> ResponseReturnValue:
 
 @bp.route("/models", methods=["GET", "POST"])
 def models() -> ResponseReturnValue:
-    """Model versions side by side, quality from staff corrections, retrain (in the worker),
-    activate, roll back."""
+    """Model versions side by side, quality from staff corrections; retrain, activate, roll back."""
     session = db()
     by = f"user:{current_user.row.email}"
     if request.method == "POST":
@@ -339,7 +347,7 @@ def models() -> ResponseReturnValue:
     versions = session.scalars(
         select(ModelVersion).order_by(ModelVersion.created_at.desc()).limit(6)
     ).all()
-    active = next((v for v in versions if v.status == "active"), None)
+    active = next((v for v in versions if v.status == ModelStatus.ACTIVE), None)
     report = ((active.metrics or {}).get("test") or {}) if active else {}
     heatmap = (
         charts.trusted(charts.confusion(report["labels"], report["confusion_matrix"]))

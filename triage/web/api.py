@@ -11,6 +11,7 @@ from triage.mail.contact_form import message_from_form
 from triage.mail.inbound import InboundContext, Received, accept, receive
 from triage.mail.parse import UnparseableEmail
 from triage.orm import InboundEmail, format_reference
+from triage.states import InboundSource, InboundStatus
 from triage.web import db, session_factory, settings, statement_db
 from triage.web.auth import token_required
 from triage.web.body import read_body
@@ -32,7 +33,7 @@ def _accepted(result: Received, pending_note: str) -> ResponseReturnValue:
         "message_id": result.message_id,
         "duplicate": result.duplicate,
     }
-    if result.status == "pending":
+    if result.status == InboundStatus.PENDING:
         body["note"] = pending_note
     return jsonify(body), 202
 
@@ -46,7 +47,7 @@ def inbound() -> ResponseReturnValue:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
     raw = read_body(settings().inbound_max_bytes)
     try:
-        result = accept(statement_db(), raw, "webhook")
+        result = accept(statement_db(), raw, InboundSource.WEBHOOK)
     except UnparseableEmail as exc:
         raise ApiError(400, f"not a parseable email: {exc}") from None
     return _accepted(
@@ -105,7 +106,7 @@ def create_ticket() -> ResponseReturnValue:
     body = _text_field(data, "body", True, 100_000)
     raw = message_from_form(sender, name, subject, body, settings().mail_domain)
     try:  # processed in the request: the caller gets the ticket reference in the answer
-        result = receive(session_factory(), _context(), raw, "api")
+        result = receive(session_factory(), _context(), raw, InboundSource.API)
     except UnparseableEmail as exc:
         raise ApiError(400, f"not a parseable email: {exc}") from None
     return _accepted(result, "stored; processing failed for now and will be retried by the worker")

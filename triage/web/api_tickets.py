@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from triage import catalogue
 from triage.helpdesk import due, tickets
 from triage.orm import Message, Queue, Ticket, User
+from triage.states import TicketStatus
 from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
@@ -74,6 +75,11 @@ def _choice(name: str, allowed: tuple[str, ...] | set[str]) -> str | None:
     return value
 
 
+def _status_arg() -> TicketStatus | None:
+    value = _choice("status", set(TicketStatus))
+    return None if value is None else TicketStatus(value)
+
+
 @bp.get("/tickets")
 @token_required
 def list_tickets() -> ResponseReturnValue:
@@ -88,7 +94,7 @@ def list_tickets() -> ResponseReturnValue:
             raise ApiError(400, "assignee must be a staff email address", field="assignee")
     f = tickets.TicketFilter(
         queue=_choice("queue", queues),
-        status=_choice("status", tickets.STATUSES),
+        status=_status_arg(),
         category=_choice("category", set(catalogue.SLUGS)),
         assignee_id=assignee_id,
         text=(request.args.get("q") or "")[:200] or None,
@@ -172,9 +178,9 @@ def _apply(session: Session, actor: tickets.Actor, t: Ticket, name: str, value: 
             if assignee is None:
                 raise ApiError(400, "assignee must be a staff email address", field="assignee")
         tickets.assign(session, actor, t, assignee)
-    elif value == "resolved":
+    elif value == TicketStatus.RESOLVED:
         tickets.resolve(session, actor, t)
-    elif value == "open":
+    elif value == TicketStatus.OPEN:
         tickets.reopen(session, actor, t)
     else:
         raise ApiError(400, "status can be set to resolved or open", field="status")

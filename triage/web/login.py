@@ -18,6 +18,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 
 from triage.helpdesk import users
 from triage.orm import User
+from triage.states import Role
 from triage.web import db
 
 bp = Blueprint("auth", __name__)
@@ -49,7 +50,7 @@ class StaffUser:
     @property
     def is_admin(self) -> bool:
         """True for the admin role."""
-        return self.row.role == "admin"
+        return self.row.role == Role.ADMIN
 
 
 def load_user(session_id: str) -> StaffUser | None:

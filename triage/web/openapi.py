@@ -10,7 +10,14 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from triage import catalogue
-from triage.helpdesk import tickets
+from triage.states import (
+    Action,
+    InboundSource,
+    InboundStatus,
+    MessageDirection,
+    MessageKind,
+    TicketStatus,
+)
 from triage.web.api import bp
 from triage.web.auth import ANY_SCOPE, token_required
 
@@ -64,7 +71,7 @@ SPEC: dict[str, Any] = {
                 "required": ["id", "status", "reference", "message_id", "duplicate"],
                 "properties": {
                     "id": {"type": "integer"},
-                    "status": {"enum": ["processed", "pending", "rejected"]},
+                    "status": {"enum": list(InboundStatus)},
                     "reference": {"type": ["string", "null"]},
                     "message_id": {"type": "string"},
                     "duplicate": {"type": "boolean"},
@@ -76,10 +83,10 @@ SPEC: dict[str, Any] = {
                 "required": ["id", "status", "reference", "message_id", "received_at"],
                 "properties": {
                     "id": {"type": "integer"},
-                    "status": {"enum": ["processed", "pending", "rejected"]},
+                    "status": {"enum": list(InboundStatus)},
                     "reference": {"type": ["string", "null"]},
                     "message_id": {"type": "string"},
-                    "source": {"type": "string"},
+                    "source": {"enum": list(InboundSource)},
                     "attempts": {"type": "integer"},
                     "last_error": {"type": ["string", "null"]},
                     "received_at": {"type": "string"},
@@ -91,8 +98,8 @@ SPEC: dict[str, Any] = {
                 "required": ["id", "direction", "kind", "message_id", "body", "created_at"],
                 "properties": {
                     "id": {"type": "integer"},
-                    "direction": {"enum": ["inbound", "outbound"]},
-                    "kind": {"type": "string"},
+                    "direction": {"enum": list(MessageDirection)},
+                    "kind": {"enum": list(MessageKind)},
                     "message_id": {"type": "string"},
                     "from": {"type": "string"},
                     "to": {"type": "string"},
@@ -119,8 +126,8 @@ SPEC: dict[str, Any] = {
                     "centre_email": {"type": "string"},
                     "centre_name": {"type": "string"},
                     "subject": {"type": "string"},
-                    "status": {"enum": list(tickets.STATUSES)},
-                    "action": {"type": ["string", "null"]},
+                    "status": {"enum": list(TicketStatus)},
+                    "action": {"enum": [*Action, None]},
                     "predicted_category": {"type": ["string", "null"]},
                     "predicted_confidence": {"type": ["number", "null"]},
                     "confirmed_category": {"type": ["string", "null"]},
@@ -259,7 +266,7 @@ SPEC: dict[str, Any] = {
                 "summary": "List tickets",
                 "parameters": [
                     {"name": "queue", "in": "query", "schema": {"type": "string"}},
-                    {"name": "status", "in": "query", "schema": {"enum": list(tickets.STATUSES)}},
+                    {"name": "status", "in": "query", "schema": {"enum": list(TicketStatus)}},
                     {"name": "category", "in": "query", "schema": {"enum": list(catalogue.SLUGS)}},
                     {"name": "assignee", "in": "query", "schema": {"type": "string"}},
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
@@ -302,7 +309,7 @@ SPEC: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "properties": {
-                                    "status": {"enum": ["resolved", "open"]},
+                                    "status": {"enum": [TicketStatus.RESOLVED, TicketStatus.OPEN]},
                                     "category": {"enum": list(catalogue.SLUGS)},
                                     "queue": {"type": "string"},
                                     "assignee": {"type": ["string", "null"]},

@@ -1,8 +1,8 @@
-"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw sources and
-attachments."""
+"""Staff pages: queues, a queue's tickets, one ticket with its actions, raw mail and attachments."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.datastructures import MultiDict
 
 from triage import catalogue
 from triage.helpdesk import bulk_actions, centres, due, macros, saved_views, search, tickets
@@ -26,6 +27,7 @@ from triage.orm import (
     User,
     utcnow,
 )
+from triage.states import OPEN_STATUSES, MessageDirection, TicketStatus
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
 from triage.web.login import login_required
@@ -33,6 +35,7 @@ from triage.web.params import BadParameter, int_param, required_int
 
 bp = Blueprint("staff", __name__)
 MAX_PAGE = 100_000
+ALL_STATUSES = "all"  # the queue page's status filter: tickets in any status
 
 
 @bp.before_request
@@ -43,8 +46,7 @@ def _require_login() -> None:
 
 @bp.app_template_global()
 def due_of(ticket: Ticket) -> dict[str, str] | None:
-    """The ticket's due time for lists: {"text", "title", "state"} with state due|soon|overdue; None
-    if not due."""
+    """Due time for lists: {"text", "title", "state"}, state due|soon|overdue; None if not due."""
     when = due.due_at(ticket)
     if when is None:
         return None
@@ -71,7 +73,7 @@ def view_counts() -> dict[str, int]:
         session.scalar(
             select(func.count())
             .select_from(Ticket)
-            .where(Ticket.urgent.is_(True), Ticket.status.in_(tickets.OPEN_STATUSES))
+            .where(Ticket.urgent.is_(True), Ticket.status.in_(OPEN_STATUSES))
         )
         or 0
     )
@@ -125,14 +127,14 @@ def queue(slug: str) -> ResponseReturnValue:
     q = session.scalars(select(Queue).where(Queue.slug == slug)).one_or_none()
     if q is None:
         abort(404)
-    status = request.args.get("status", "open")
-    status = status if status in (*tickets.STATUSES, "all") else "open"
+    status = request.args.get("status", TicketStatus.OPEN)
+    status = status if status in (*TicketStatus, ALL_STATUSES) else TicketStatus.OPEN
     category = request.args.get("category") or None
     category = category if category in catalogue.BY_SLUG else None
     assignee = request.args.get("assignee", "")
     f = tickets.TicketFilter(
         queue=slug,
-        status=None if status == "all" else status,
+        status=None if status == ALL_STATUSES else TicketStatus(status),
         category=category,
         assignee_id=me().id
         if assignee == "me"
@@ -155,6 +157,7 @@ def queue(slug: str) -> ResponseReturnValue:
         pages=pages,
         f=f,
         status=status,
+        statuses=[*TicketStatus, ALL_STATUSES],
         assignee=assignee,
         **_list_context(session),
     )
@@ -162,8 +165,7 @@ def queue(slug: str) -> ResponseReturnValue:
 
 @bp.get("/views/<slug>")
 def view(slug: str) -> ResponseReturnValue:
-    """A saved view across every queue (Mine, Unassigned, Urgent, Waiting on centre, Centre replied,
-    All open)."""
+    """A saved view across all queues (Mine, Unassigned, Urgent, Waiting, Replied, All open)."""
     chosen = saved_views.BY_SLUG.get(slug)
     if chosen is None:
         abort(404)
@@ -221,8 +223,7 @@ def _back(default: str) -> str:
 
 @bp.post("/tickets/bulk")
 def bulk_action() -> ResponseReturnValue:
-    """Assign, move, confirm or resolve every selected ticket; says which could not be changed and
-    why."""
+    """Assign, move, confirm or resolve every selected ticket; says which could not be, and why."""
     session = db()
     operation = request.form.get("op", "")
     value = (
@@ -265,7 +266,7 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "forwards": {
             m.id: f
             for m in t.messages
-            if m.direction == "inbound" and (f := split_forward(m.body_text))
+            if m.direction == MessageDirection.INBOUND and (f := split_forward(m.body_text))
         },
         "due": due.due_at(t),
         "domain": centres.domain_of(t.centre_email),
@@ -273,64 +274,75 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
     return render_template("ticket.html", **context)
 
 
-_ACTIONS = {"claim", "assign", "category", "move", "note", "reply", "resolve", "reopen", "urgent"}
+def _assign(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[str, str]) -> None:
+    assignee_id = int_param(form.get("assignee_id"), "assignee_id")
+    assignee = session.get(User, assignee_id) if assignee_id is not None else None
+    tickets.assign(session, actor, t, assignee)
+
+
+def _reply(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[str, str]) -> None:
+    tickets.reply(session, settings(), actor, t, form.get("body", ""))
+    if form.get("then") == "resolve":
+        tickets.resolve(session, actor, t)
+
+
+_StaffAction = Callable[[Session, tickets.Actor, Ticket, MultiDict[str, str]], object]
+_STAFF_ACTIONS: dict[str, _StaffAction] = {  # the form's action -> what it does to the ticket
+    "claim": lambda session, actor, t, _form: tickets.assign(session, actor, t, actor.user),
+    "assign": _assign,
+    "category": lambda session, actor, t, form: tickets.set_category(
+        session, actor, t, form.get("category", "")
+    ),
+    "move": lambda session, actor, t, form: tickets.move(session, actor, t, form.get("queue", "")),
+    "note": lambda session, actor, t, form: tickets.add_note(
+        session, actor, t, form.get("body", "")
+    ),
+    "urgent": lambda session, actor, t, form: tickets.set_urgent(
+        session, actor, t, form.get("urgent") == "1", form.get("reason", "")
+    ),
+    "reply": _reply,
+    "resolve": lambda session, actor, t, _form: tickets.resolve(session, actor, t),
+    "reopen": lambda session, actor, t, _form: tickets.reopen(session, actor, t),
+}
 
 
 @bp.post("/tickets/<int:ticket_id>/<action>")
 def act(ticket_id: int, action: str) -> ResponseReturnValue:
-    """Apply one staff action to a ticket, then show the ticket again (or the next one, after "Send
-    and next")."""
-    if action not in _ACTIONS:
+    """Apply one staff action to a ticket, then show it (or the next, after "Send and next")."""
+    apply = _STAFF_ACTIONS.get(action)
+    if apply is None:
         abort(404)
     session = db()
     user = me()
-    actor = tickets.Actor.of_user(user)
     then = request.form.get("then", "")
-    destination = url_for("staff.ticket", ticket_id=ticket_id)
     try:
         t = tickets.get_ticket(session, ticket_id)
-        form = request.form
-        if action == "claim":
-            tickets.assign(session, actor, t, user)
-        elif action == "assign":
-            assignee_id = int_param(form.get("assignee_id"), "assignee_id")
-            assignee = session.get(User, assignee_id) if assignee_id is not None else None
-            tickets.assign(session, actor, t, assignee)
-        elif action == "category":
-            tickets.set_category(session, actor, t, form.get("category", ""))
-        elif action == "move":
-            tickets.move(session, actor, t, form.get("queue", ""))
-        elif action == "note":
-            tickets.add_note(session, actor, t, form.get("body", ""))
-        elif action == "urgent":
-            tickets.set_urgent(session, actor, t, form.get("urgent") == "1", form.get("reason", ""))
-        elif action == "reply":
-            tickets.reply(session, settings(), actor, t, form.get("body", ""))
-            if then == "resolve":
-                tickets.resolve(session, actor, t)
-        elif action == "resolve":
-            tickets.resolve(session, actor, t)
-        else:
-            tickets.reopen(session, actor, t)
-        if action == "reply" and then == "next":
-            following = tickets.next_ticket(session, t, user)
-            destination = (
-                url_for("staff.ticket", ticket_id=following.id)
-                if following
-                else url_for("staff.queue", slug=t.queue.slug if t.queue else "triage")
-            )
+        apply(session, tickets.Actor.of_user(user), t, request.form)
+        destination = _after(session, t, user, action, then)
         session.commit()
-        done = {"reply": "Reply queued for sending.", "resolve": "Ticket resolved."}.get(
-            action, "Saved."
-        )
-        if action == "reply" and then == "resolve":
-            done = "Reply queued for sending. Ticket resolved."
-        flash(done)
+        flash(_done(action, then))
     except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
         flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
         destination = url_for("staff.ticket", ticket_id=ticket_id)
     return redirect(destination)
+
+
+def _after(session: Session, t: Ticket, user: User, action: str, then: str) -> str:
+    """Where to go after an action: the ticket, or after "Send and next" the queue's next ticket."""
+    if action != "reply" or then != "next":
+        return url_for("staff.ticket", ticket_id=t.id)
+    following = tickets.next_ticket(session, t, user)
+    if following is not None:
+        return url_for("staff.ticket", ticket_id=following.id)
+    return url_for("staff.queue", slug=t.queue.slug if t.queue else catalogue.TRIAGE_QUEUE)
+
+
+def _done(action: str, then: str) -> str:
+    """The message that says the action was done."""
+    if action == "reply":
+        return "Reply queued for sending." + (" Ticket resolved." if then == "resolve" else "")
+    return "Ticket resolved." if action == "resolve" else "Saved."
 
 
 @bp.route("/preferences", methods=["GET", "POST"])

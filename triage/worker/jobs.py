@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from triage.classifier.retraining import retrain
 from triage.config import Settings
 from triage.orm import Job, utcnow
+from triage.states import JobKind, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +19,13 @@ log = logging.getLogger(__name__)
 def request_retrain(session: Session, by: str) -> Job:
     """Queue a retrain unless one is already queued or running; returns that job."""
     existing = session.scalars(
-        select(Job).where(Job.kind == "retrain", Job.status.in_(("queued", "running")))
+        select(Job).where(
+            Job.kind == JobKind.RETRAIN, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING))
+        )
     ).first()
     if existing is not None:
         return existing
-    job = Job(kind="retrain", requested_by=by, progress="waiting for a worker")
+    job = Job(kind=JobKind.RETRAIN, requested_by=by, progress="waiting for a worker")
     session.add(job)
     session.flush()
     return job
@@ -54,13 +57,13 @@ def run_queued(sessions: sessionmaker[Session], settings: Settings, worker: str)
             for k, v in asdict(outcome).items()
             if k not in {"challenger", "champion", "details"}
         }
-        _set(sessions, job_id, status="done", finished_at=utcnow(), result=summary)
+        _set(sessions, job_id, status=JobStatus.DONE, finished_at=utcnow(), result=summary)
     except Exception as exc:
         log.exception("job %s failed", job_id)
         _set(
             sessions,
             job_id,
-            status="failed",
+            status=JobStatus.FAILED,
             finished_at=utcnow(),
             progress=f"failed: {type(exc).__name__}: {exc}",
         )
@@ -72,7 +75,7 @@ def _claim_next(sessions: sessionmaker[Session], worker: str) -> tuple[int, str]
     with sessions() as session, session.begin():
         job = session.scalars(
             select(Job)
-            .where(Job.status == "queued")
+            .where(Job.status == JobStatus.QUEUED)
             .order_by(Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -80,7 +83,7 @@ def _claim_next(sessions: sessionmaker[Session], worker: str) -> tuple[int, str]
         if job is None:
             return None
         job.status, job.claimed_by, job.started_at, job.progress = (
-            "running",
+            JobStatus.RUNNING,
             worker,
             utcnow(),
             "started",

@@ -21,6 +21,7 @@ from triage.helpdesk import notifications
 from triage.mail import imap
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.mail.outbox import deliver_due
+from triage.states import InboundSource
 from triage.worker.jobs import run_queued
 from triage.worker.loop import Nudge, Task
 
@@ -108,7 +109,7 @@ def poll_imap(ctx: TaskContext, sessions: sessionmaker[Session], settings: Setti
     return imap.poll(
         sessions,
         settings,
-        lambda raw: receive(sessions, ctx.inbound, raw, "imap", keep_unparseable=True),
+        lambda raw: receive(sessions, ctx.inbound, raw, InboundSource.IMAP, keep_unparseable=True),
         should_stop=ctx.stopping.is_set,
     )
 

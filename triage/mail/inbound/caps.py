@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from triage.config import Settings
 from triage.mail.recipients import address_domain
 from triage.orm import Message, Ticket, utcnow
+from triage.states import MessageDirection, MessageKind
 
-AUTOMATIC_KINDS = ("auto_reply", "ack")  # the outbound kinds that count towards the caps
+# the outbound kinds that count towards the caps
+AUTOMATIC_KINDS = (MessageKind.AUTO_REPLY, MessageKind.ACK)
 # for one statement, until _SEQSCAN or the transaction's end
 _NO_SEQSCAN = text("SELECT set_config('enable_seqscan', 'off', true)")
 _SEQSCAN = text("SELECT set_config('enable_seqscan', 'on', true)")
@@ -76,7 +78,7 @@ class ReplyCaps:
                 continue
             recent = sent.sent >= hour_ago
             hourly += is_sender and recent
-            same_answer = sent.kind == "auto_reply" and sent.category == category
+            same_answer = sent.kind == MessageKind.AUTO_REPLY and sent.category == category
             same_today += bool(category) and is_sender and same_answer
             domain_hourly += recent
         return hourly, same_today, domain_hourly
@@ -91,7 +93,7 @@ def recent_automatic(
     since = utcnow() - timedelta(hours=24)
     senders = or_(Ticket.centre_email.in_(addresses), Ticket.centre_domain.in_(domains))
     automatic = and_(
-        Message.direction == "outbound",
+        Message.direction == MessageDirection.OUTBOUND,
         Message.kind.in_(AUTOMATIC_KINDS),
         Message.created_at >= since,
     )

@@ -6,16 +6,15 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
-from triage import catalogue
 from triage.config import Settings
+from triage.helpdesk import lifecycle
 from triage.mail import compose
 from triage.mail.inbound.new_tickets import message_values
 from triage.mail.outbox import enqueue
 from triage.mail.parse import ParsedEmail
 from triage.mail.recipients import unanswerable
 from triage.orm import Attachment, AuditEvent, Message, Queue, Ticket, utcnow
-
-REOPENING_STATUSES = frozenset({"auto_replied", "resolved"})  # a centre's email reopens these
+from triage.states import AuditAction, MessageKind
 
 
 def add_follow_up(
@@ -36,7 +35,10 @@ def add_follow_up(
         noted = {"message_id": message.message_id, "reason": automatic_reason}
         session.add(
             AuditEvent(
-                actor="system", ticket_id=ticket.id, action="message.automatic", details=noted
+                actor="system",
+                ticket_id=ticket.id,
+                action=AuditAction.MESSAGE_AUTOMATIC,
+                details=noted,
             )
         )
         return
@@ -44,16 +46,9 @@ def add_follow_up(
         "message_id": message.message_id,
         "previous_status": ticket.status,
     }
-    if ticket.status in REOPENING_STATUSES:
-        category = ticket.confirmed_category or ticket.predicted_category or catalogue.OTHER
-        queue_slug = routing.get(category, catalogue.TRIAGE_QUEUE)
-        ticket.queue = queues[queue_slug]
-        ticket.resolved_at, ticket.resolution = None, None
-        details["queue"] = queue_slug
-        action = "ticket.reopened"
-    else:
-        action = "ticket.centre_replied"
-    ticket.status, ticket.centre_replied_at = "open", utcnow()
+    action = lifecycle.centre_replied(ticket, routing, queues)
+    if action == AuditAction.TICKET_REOPENED and ticket.queue is not None:
+        details["queue"] = ticket.queue.slug
     actor = f"centre:{parsed.from_address}"[:200]
     session.add(AuditEvent(actor=actor, ticket_id=ticket.id, action=action, details=details))
     _notify_queue(session, settings, ticket, parsed, message)
@@ -94,7 +89,7 @@ def _notify_queue(
         session,
         settings,
         ticket,
-        kind="notification",
+        kind=MessageKind.NOTIFICATION,
         subject=f"[{ticket.reference}] Centre replied",
         body=body,
         reply_to=None,

@@ -20,6 +20,7 @@ from triage.mail.outbox import outbound_message
 from triage.mail.parse import ParsedEmail, single_line
 from triage.mail.recipients import Recipient
 from triage.orm import AuditEvent, Classification, format_reference
+from triage.states import AuditAction, MessageDirection, MessageKind
 
 Row = dict[str, Any]
 
@@ -54,9 +55,9 @@ def clean_text(parsed: ParsedEmail) -> str:
     return parsed.clean_text
 
 
-def message_kind(parsed: ParsedEmail) -> str:
+def message_kind(parsed: ParsedEmail) -> MessageKind:
     """How an inbound message is stored: a bounce (delivery report) or an email."""
-    return "bounce" if parsed.is_delivery_report else "email"
+    return MessageKind.BOUNCE if parsed.is_delivery_report else MessageKind.EMAIL
 
 
 def message_values(
@@ -64,7 +65,7 @@ def message_values(
 ) -> tuple[Row, list[Row]]:
     """The column values of an inbound message and of its attachments (links to ticket aside)."""
     message = {
-        "direction": "inbound",
+        "direction": MessageDirection.INBOUND,
         "kind": message_kind(parsed),
         "message_id": parsed.message_id,
         "in_reply_to": parsed.in_reply_to,
@@ -139,11 +140,11 @@ class FollowingRows:
         """Add a new ticket's classification, history and reply (acknowledgement or answer)."""
         if new.decision is not None:
             self.classifications.append(_classification(new, new.decision))
-        self._event(f"model:{new.model_version}", new.id, "ticket.created", _created(new))
+        self._event(f"model:{new.model_version}", new.id, AuditAction.TICKET_CREATED, _created(new))
         self._recipient_notes(new)
         if new.automatic_reason is not None:
             details = {"resolution": NO_ACTION_NEEDED, "reason": new.automatic_reason}
-            self._event("system", new.id, "ticket.resolved", details)
+            self._event("system", new.id, AuditAction.TICKET_RESOLVED, details)
         if new.plan.reply is not None:
             self.reply_messages.append(_reply(settings, new, new.plan.reply))
             self.outbox.append({"ticket_id": new.id, "recipient": new.recipient.address})
@@ -153,7 +154,9 @@ class FollowingRows:
         insert_rows(session, Classification.__table__, self.classifications)
         insert_rows(session, AuditEvent.__table__, self.events)
 
-    def _event(self, actor: str, ticket_id: int, action: str, details: dict[str, Any]) -> None:
+    def _event(
+        self, actor: str, ticket_id: int, action: AuditAction, details: dict[str, Any]
+    ) -> None:
         self.events.append(
             {"actor": actor, "ticket_id": ticket_id, "action": action, "details": details}
         )
@@ -167,10 +170,10 @@ class FollowingRows:
                 "answer_to": recipient.address,
                 "reason": recipient.note,
             }
-            self._event("system", new.id, "recipient.reply_to_ignored", details)
+            self._event("system", new.id, AuditAction.RECIPIENT_REPLY_TO_IGNORED, details)
         if parsed.address_problem:
             details = {"reason": parsed.address_problem, "answer_to": recipient.address}
-            self._event("system", new.id, "recipient.flagged", details)
+            self._event("system", new.id, AuditAction.RECIPIENT_FLAGGED, details)
 
 
 def _classification(new: NewTicket, decision: Decision) -> Row:
@@ -200,7 +203,7 @@ def _created(new: NewTicket) -> dict[str, Any]:
     }
 
 
-def _reply(settings: Settings, new: NewTicket, kind: str) -> Row:
+def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
     """The outbound message answering a new ticket: the FAQ answer or an acknowledgement."""
     reference, recipient = format_reference(new.id), new.recipient
     if new.plan.answering:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from triage import catalogue
 from triage.classifier import urgency
-from triage.classifier.decision import AUTO_REPLY, ROUTE, TRIAGE, Decision
+from triage.classifier.decision import Decision
+from triage.helpdesk import lifecycle
+from triage.states import Action, MessageKind, TicketStatus
 
 NO_ACTION_NEEDED = "no action needed"  # the resolution of automatic mail (receipts, bounces, ...)
-NO_ACTION = "none"  # the action recorded when no reply may go out
-AUTO_REPLY_KIND, ACKNOWLEDGEMENT_KIND = "auto_reply", "ack"  # the reply a new ticket sends
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class NewTicketPlan:
     """What to do with an email that starts a ticket."""
 
     category: str
-    action: str  # the model's action, turned to route or triage when no answer may go
+    action: Action  # the model's action, turned to route or triage when no answer may go
     queue: str  # the slug of the queue the ticket goes to
-    reply: str | None  # AUTO_REPLY_KIND, ACKNOWLEDGEMENT_KIND, or None when suppressed
+    reply: MessageKind | None  # the answer or an acknowledgement; None when suppressed
     suppressed: str | None  # why no reply goes out
     automatic: bool
     urgent: bool
@@ -42,36 +42,32 @@ class NewTicketPlan:
     @property
     def answering(self) -> bool:
         """Whether the FAQ answer goes out at once."""
-        return self.reply == AUTO_REPLY_KIND
+        return self.reply == MessageKind.AUTO_REPLY
 
     @property
-    def recorded_action(self) -> str:
+    def recorded_action(self) -> Action:
         """The action stored on the ticket: `none` when no reply goes out."""
-        return NO_ACTION if self.suppressed else self.action
+        return Action.NONE if self.suppressed else self.action
 
     @property
-    def status(self) -> str:
-        """The new ticket's status: urgent tickets stay open for staff even when answered."""
-        if self.urgent:
-            return "open"
-        if self.answering:
-            return "auto_replied"
-        return "resolved" if self.automatic else "open"
+    def status(self) -> TicketStatus:
+        """The new ticket's status, by the lifecycle's rule for new tickets."""
+        return lifecycle.new_ticket_status(self.urgent, self.answering, self.automatic)
 
 
 def answer_category(decision: Decision | None) -> str | None:
     """The category whose answer the email would get, for the reply caps; None if no answer."""
-    return decision.category if decision and decision.action == AUTO_REPLY else None
+    return decision.category if decision and decision.action == Action.AUTO_REPLY else None
 
 
 def plan_new_ticket(facts: Circumstances, routing: Mapping[str, str]) -> NewTicketPlan:
     """Decide category, action, queue, reply and urgency of a new ticket."""
     decision = facts.decision
-    action = decision.action if decision else TRIAGE
+    action = decision.action if decision else Action.TRIAGE
     category = decision.category if decision else catalogue.OTHER
     suppressed = facts.automatic or facts.held or facts.rate_limited
-    if suppressed and action == AUTO_REPLY:  # a person looks at it instead
-        action = ROUTE if category in routing else TRIAGE
+    if suppressed and action == Action.AUTO_REPLY:  # a person looks at it instead
+        action = Action.ROUTE if category in routing else Action.TRIAGE
     automatic = facts.automatic is not None
     urgent, urgent_reason = (
         (False, None) if automatic else urgency.assess(category, facts.subject, facts.clean_text)
@@ -92,12 +88,12 @@ def _queue(
     facts: Circumstances, routing: Mapping[str, str], category: str, decision: Decision | None
 ) -> str:
     """Automatic mail and mail held for a person go to triage; confident mail to its category's."""
-    confident = decision is not None and decision.action in {AUTO_REPLY, ROUTE}
+    confident = decision is not None and decision.action in {Action.AUTO_REPLY, Action.ROUTE}
     if facts.automatic is not None or facts.held or not confident:
         return catalogue.TRIAGE_QUEUE
     return routing.get(category, catalogue.TRIAGE_QUEUE)
 
 
-def _reply_kind(action: str) -> str:
+def _reply_kind(action: Action) -> MessageKind:
     """The answer when the model is confident of a self-serve category, else an acknowledgement."""
-    return AUTO_REPLY_KIND if action == AUTO_REPLY else ACKNOWLEDGEMENT_KIND
+    return MessageKind.AUTO_REPLY if action == Action.AUTO_REPLY else MessageKind.ACK

@@ -28,6 +28,7 @@ from triage.mail.inbound.writer import BatchWriter
 from triage.mail.parse import ParsedEmail, UnparseableEmail, parse
 from triage.mail.recipients import choose_recipient
 from triage.orm import InboundEmail, Message, Ticket, utcnow
+from triage.states import InboundSource, InboundStatus
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 50  # emails a worker claims, classifies and writes together
@@ -68,7 +69,7 @@ def receive(
     sessions: sessionmaker[Session],
     ctx: InboundContext,
     raw: bytes,
-    source: str,
+    source: InboundSource,
     keep_unparseable: bool = False,
 ) -> Received:
     """Store then process one raw email now (JSON API, IMAP, ingest); a failure leaves it pending
@@ -82,11 +83,11 @@ def receive(
     with statement_session(sessions) as session:
         row, duplicate = store(session, raw, source, keep_unparseable, parsed)
     status, ticket_id = row.status, row.ticket_id
-    if status == "pending":
+    if status == InboundStatus.PENDING:
         given = {row.id: parsed} if parsed else None
         outcome = process_batch(sessions, ctx, ids=[row.id], parsed=given)
         if row.id in outcome.tickets:
-            status, ticket_id = "processed", outcome.tickets[row.id]
+            status, ticket_id = InboundStatus.PROCESSED, outcome.tickets[row.id]
     return Received(row.id, row.message_id, ticket_id, duplicate, status)
 
 
@@ -144,7 +145,10 @@ def _claim(session: Session, limit: int, ids: list[int] | None) -> Sequence[Any]
     postgres = session.get_bind().dialect.name == "postgresql"
     query = (
         select(InboundEmail.id, InboundEmail.raw)
-        .where(InboundEmail.status == "pending", InboundEmail.attempts < MAX_PROCESS_ATTEMPTS)
+        .where(
+            InboundEmail.status == InboundStatus.PENDING,
+            InboundEmail.attempts < MAX_PROCESS_ATTEMPTS,
+        )
         .order_by(InboundEmail.id)
         .limit(limit)
     )
@@ -250,7 +254,7 @@ def _write(
     handled: list[tuple[InboundEmail, int | Ticket | NewTicket]] = []
     for item in items:
         row = rows.get(item.inbound_id)
-        if row is None or row.status != "pending":
+        if row is None or row.status != InboundStatus.PENDING:
             continue  # another worker (or an earlier attempt) finished it
         if item.parsed is None:
             _note_unprepared(row, item.error, outcome)
@@ -263,7 +267,7 @@ def _write(
     writer.write_new_tickets()
     now = utcnow()
     for row, ticket in handled:  # once every ticket has its id: one UPDATE per row
-        row.status, row.processed_at = "processed", now
+        row.status, row.processed_at = InboundStatus.PROCESSED, now
         row.ticket_id = ticket if isinstance(ticket, int) else ticket.id
         outcome.tickets[row.id] = row.ticket_id
     session.flush()
@@ -292,7 +296,7 @@ def _known_message_ids(
 def _note_unprepared(row: InboundEmail, error: Exception | None, outcome: BatchOutcome) -> None:
     """An email that could not be prepared: unparseable is rejected, else a failed attempt."""
     if isinstance(error, UnparseableEmail):
-        row.status, row.last_error = "rejected", str(error)[:2000]
+        row.status, row.last_error = InboundStatus.REJECTED, str(error)[:2000]
         outcome.rejected.append(row.id)
         return
     log.error("processing inbound %s failed; it stays pending: %r", row.id, error)

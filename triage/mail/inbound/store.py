@@ -15,6 +15,7 @@ from sqlalchemy.sql import Executable
 from triage.mail.parse import ParsedEmail, UnparseableEmail, identify
 from triage.new_mail_signal import notify_workers
 from triage.orm import InboundEmail, format_reference
+from triage.states import InboundSource, InboundStatus
 
 # after this many failures the worker stops retrying; staff see the email under Admin > Inbound
 MAX_PROCESS_ATTEMPTS = 20
@@ -27,7 +28,7 @@ class Stored:
 
     id: int
     message_id: str
-    status: str  # pending | processed | rejected
+    status: InboundStatus
     ticket_id: int | None
 
 
@@ -39,7 +40,7 @@ class Received:
     message_id: str
     ticket_id: int | None
     duplicate: bool
-    status: str  # processed | pending | rejected
+    status: InboundStatus
 
     @property
     def reference(self) -> str | None:
@@ -50,7 +51,7 @@ class Received:
 def store(
     session: Session,
     raw: bytes,
-    source: str,
+    source: InboundSource,
     keep_unparseable: bool,
     parsed: ParsedEmail | None = None,
 ) -> tuple[Stored, bool]:
@@ -69,7 +70,7 @@ def store(
         if not keep_unparseable:
             raise
         error, message_id = str(exc), unparseable_message_id(raw)
-    status = "rejected" if error else "pending"
+    status = InboundStatus.REJECTED if error else InboundStatus.PENDING
     values = {
         "new_message_id": message_id,
         "new_raw": raw,
@@ -117,7 +118,9 @@ def _insert_new(dialect: str) -> Executable:
     )
 
 
-def accept(session: Session, raw: bytes, source: str, keep_unparseable: bool = False) -> Received:
+def accept(
+    session: Session, raw: bytes, source: InboundSource, keep_unparseable: bool = False
+) -> Received:
     """Store one raw email for the workers (the webhook's whole job); a duplicate answers as before.
 
     Best in a `statement_session`: then storing is one round trip on PostgreSQL (and one more to
@@ -147,8 +150,8 @@ def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
         select(InboundEmail)
         .where(
             or_(
-                InboundEmail.status == "rejected",
-                and_(InboundEmail.status == "pending", InboundEmail.attempts > 0),
+                InboundEmail.status == InboundStatus.REJECTED,
+                and_(InboundEmail.status == InboundStatus.PENDING, InboundEmail.attempts > 0),
             )
         )
         .order_by(InboundEmail.id.desc())
@@ -160,7 +163,7 @@ def problem_mail(session: Session, limit: int = 200) -> list[InboundEmail]:
 def retry_processing(session: Session, inbound_id: int) -> InboundEmail | None:
     """Give a pending email that kept failing a fresh set of attempts; None if it is not one."""
     row = session.get(InboundEmail, inbound_id)
-    if row is None or row.status != "pending":
+    if row is None or row.status != InboundStatus.PENDING:
         return None
     row.attempts = 0
     return row
