@@ -249,9 +249,9 @@ def smtp_server() -> Iterator[tuple[SmtpRecorder, int]]:
 
 
 @pytest.fixture
-def mail_app_config(model_app_config: dict[str, Any], smtp_server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """App config with the trained model and SMTP pointed at the test server."""
-    model_app_config.update(
+def smtp_app_config(app_config: dict[str, Any], smtp_server) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """App config with SMTP pointed at the test server (and no model: new mail goes to triage)."""
+    app_config.update(
         {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": smtp_server[1],
@@ -259,6 +259,24 @@ def mail_app_config(model_app_config: dict[str, Any], smtp_server) -> dict[str, 
             "MODEL_CHECK_INTERVAL": 0.0,
         }
     )
+    return app_config
+
+
+@pytest.fixture
+def smtp_app(smtp_app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The app, wired to the test SMTP server, without a model: for tests whose tickets come from
+    tests/factories.py and whose mail is read at the server."""
+    application = create_app(smtp_app_config)
+    yield application
+    application.extensions["triage.engine"].dispose()
+
+
+@pytest.fixture
+def mail_app_config(
+    smtp_app_config: dict[str, Any], model_app_config: dict[str, Any]
+) -> dict[str, Any]:
+    """App config with the trained model and SMTP pointed at the test server (both fixtures fill in this
+    test's one app_config)."""
     return model_app_config
 
 

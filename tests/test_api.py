@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from tests import factories
 from tests.mailutil import count, deliver, make_email, post_email, ticket
 from tests.webutil import make_user
 from triage.config import ConfigError, Settings
@@ -21,13 +22,13 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    client = mail_app.test_client()
-    ref = post_email(
-        client, api_token, make_email(subject="question", body="please send a copy of invoice 4471")
-    ).get_json()["reference"]
-    t = ticket(mail_app, ref)
+def test_list_get_change_reply_resolve(smtp_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    make_user(smtp_app)
+    client = smtp_app.test_client()
+    with factories.session_of(smtp_app) as s:
+        t = factories.ticket(s, subject="question", body="please send a copy of invoice 4471")
+        api_token = factories.api_token(s)
+    ref = t.reference
     listing = client.get(
         "/api/v1/tickets?status=open&per_page=5", headers=_auth(api_token)
     ).get_json()
@@ -54,7 +55,7 @@ def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_ser
         f"/api/v1/tickets/{t.id}", json={"status": "resolved"}, headers=_auth(api_token)
     )
     assert resolved.get_json()["status"] == "resolved"
-    deliver(mail_app)
+    deliver(smtp_app)
     assert (
         "We have sent the invoice."
         in smtp_server[0].parsed()[-1].get_body(("plain",)).get_content()
@@ -98,17 +99,13 @@ def test_list_get_change_reply_resolve(mail_app: Flask, api_token: str, smtp_ser
     ],
 )
 def test_errors_are_json_with_the_right_code(
-    mail_app: Flask,
-    api_token: str,
-    method: str,
-    url: str,
-    body: object,
-    status: int,
-    field: str | None,
+    app: Flask, method: str, url: str, body: object, status: int, field: str | None
 ) -> None:
-    client = mail_app.test_client()
-    ref = post_email(client, api_token, make_email()).get_json()["reference"]
-    url = url.replace("{id}", str(ticket(mail_app, ref).id))
+    client = app.test_client()
+    with factories.session_of(app) as s:
+        t = factories.ticket(s)
+        api_token = factories.api_token(s)
+    url = url.replace("{id}", str(t.id))
     response = client.open(url, method=method.upper(), json=body, headers=_auth(api_token))
     assert response.status_code == status, response.get_data(as_text=True)
     data = response.get_json()
@@ -117,15 +114,17 @@ def test_errors_are_json_with_the_right_code(
         assert data.get("field") == field
 
 
-def test_openapi_document_matches_the_routes(mail_app: Flask, api_token: str) -> None:
-    spec = mail_app.test_client().get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
+def test_openapi_document_matches_the_routes(app: Flask) -> None:
+    with factories.session_of(app) as s:
+        api_token = factories.api_token(s)
+    spec = app.test_client().get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
     documented = {
         (re.sub(r"\{(\w+)\}", r"<\1>", path), method.upper())
         for path, ops in spec["paths"].items()
         for method in ops
     }
     routed = set()
-    for rule in mail_app.url_map.iter_rules():
+    for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/"):
             path = re.sub(r"<(?:int:)?(\w+)>", r"<\1>", rule.rule)
             routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
@@ -139,14 +138,16 @@ def test_openapi_document_matches_the_routes(mail_app: Flask, api_token: str) ->
                     assert schema["$ref"].split("/")[-1] in spec["components"]["schemas"]
 
 
-def test_responses_follow_the_documented_schemas(mail_app: Flask, api_token: str) -> None:
+def test_responses_follow_the_documented_schemas(app: Flask) -> None:
     """Each documented JSON response carries its schema's required fields."""
-    client = mail_app.test_client()
+    with factories.session_of(app) as s:
+        api_token = factories.api_token(s)
+    client = app.test_client()
     spec = client.get("/api/v1/openapi.json", headers=_auth(api_token)).get_json()
     schemas = spec["components"]["schemas"]
     accepted = post_email(client, api_token, make_email()).get_json()
     assert set(schemas["Accepted"]["required"]) <= set(accepted)
-    ticket_id = ticket(mail_app, accepted["reference"]).id
+    ticket_id = ticket(app, accepted["reference"]).id
     one = client.get(f"/api/v1/tickets/{ticket_id}", headers=_auth(api_token)).get_json()
     assert set(schemas["Ticket"]["required"]) <= set(one)
     assert all(set(schemas["Message"]["required"]) <= set(m) for m in one["messages"])
@@ -165,9 +166,9 @@ def _fresh_rate_window() -> None:
 
 
 def test_api_token_rate_limit_is_shared_by_processes_and_per_token(
-    mail_app_config: dict[str, Any], active_model
-) -> None:  # type: ignore[no-untyped-def]
-    config = {**mail_app_config, "API_RATE_PER_MINUTE": 3}
+    app_config: dict[str, Any],
+) -> None:
+    config = {**app_config, "API_RATE_PER_MINUTE": 3}
     first, second = create_app(config), create_app(config)  # two web processes sharing one database
     try:
         with first.extensions["triage.sessions"]() as s:
@@ -208,13 +209,13 @@ def test_api_rate_limit_setting_is_checked() -> None:
             Settings.from_env()
 
 
-def test_search_text_is_literal(mail_app: Flask, api_token: str) -> None:
+def test_search_text_is_literal(app: Flask) -> None:
     """%, _ and backslash are searched for as themselves, not as LIKE wildcards."""
-    client = mail_app.test_client()
-    post_email(client, api_token, make_email(subject="exam frozen at 50% on pc_3"))
-    post_email(
-        client, api_token, make_email(subject="results day question", body="when are results out")
-    )
+    client = app.test_client()
+    with factories.session_of(app) as s:
+        factories.ticket(s, subject="exam frozen at 50% on pc_3")
+        factories.ticket(s, subject="results day question", body="when are results out")
+        api_token = factories.api_token(s)
 
     def total(q: str) -> int:
         return client.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from flask import Flask
@@ -27,15 +28,22 @@ FLAGS = [
 ]
 
 
-@pytest.fixture
-def live_server(mail_app: Flask) -> Iterator[str]:
-    """The app served over HTTP on a loopback port."""
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve the app over HTTP on a loopback port for the block; yields its base URL."""
     port = free_port()
-    server = make_server("127.0.0.1", port, mail_app, threaded=True)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{port}"
     server.shutdown()
+
+
+@pytest.fixture
+def live_server(mail_app: Flask) -> Iterator[str]:
+    """The app with an active model, served over HTTP on a loopback port."""
+    with serving(mail_app) as url:
+        yield url
 
 
 @pytest.fixture

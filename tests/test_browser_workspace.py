@@ -3,20 +3,31 @@ replies, the API page and a phone-sized layout (reusing the live server and brow
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask import Flask
-from sqlalchemy import update
 
-from tests.test_browser import browser_page, live_server  # noqa: F401 (fixtures)
+from tests import factories
+from tests.test_browser import browser_page, serving  # noqa: F401 (fixture)
 from tests.webutil import PASSWORD, make_user
-from tests.workspace_util import ingest, reload
-from triage.orm import Ticket
+from tests.workspace_util import reload
 
-LIVE_EXAM = {
+LIVE_EXAM = {  # a ticket as live-exam mail makes one
     "subject": "Exam frozen - candidate still in the room",
     "body": "The exam has frozen half way. The candidate is sat there waiting, exam started at 10:30.",
+    "category": "exam_frozen",
+    "urgent": True,
+    "urgent_reason": 'Exam has frozen, happening now ("sat there")',
 }
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app (no model: the tickets come from the factories) served over HTTP on a loopback port."""
+    with serving(app) as url:
+        yield url
 
 
 def _login(page: Any, server: str, email: str = "agent@imi.test") -> None:
@@ -37,20 +48,19 @@ def _csp_watch(page: Any) -> list[str]:
     return problems
 
 
-def test_urgent_first_and_keyboard_shortcuts(
-    mail_app: Flask, live_server: str, browser_page
-) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    calm = [
-        ingest(
-            mail_app,
-            sender=f"c{i}@calm{i}.example",
-            subject=f"Contact change {i}",
-            body="Can we change our centre contact? zebra crossing",
-        )
-        for i in range(2)
-    ]
-    live = ingest(mail_app, sender="pat@live.example", **LIVE_EXAM)
+def test_urgent_first_and_keyboard_shortcuts(app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
+    make_user(app)
+    with factories.session_of(app) as s:
+        calm = [
+            factories.ticket(
+                s,
+                centre_email=f"c{i}@calm{i}.example",
+                subject=f"Contact change {i}",
+                body="Can we change our centre contact? zebra crossing",
+            )
+            for i in range(2)
+        ]
+        live = factories.ticket(s, centre_email="pat@live.example", **LIVE_EXAM)
     page = browser_page
     problems = _csp_watch(page)
     _login(page, live_server)
@@ -73,7 +83,7 @@ def test_urgent_first_and_keyboard_shortcuts(
     assert page.is_visible("text=happening now")
     page.keyboard.press("a")  # assign to me
     page.wait_for_selector("text=Saved.")
-    assert reload(mail_app, live.id).assignee is not None
+    assert reload(app, live.id).assignee is not None
     assert page.locator("button:text-is('Claim')").count() == 0  # not offered on my own ticket
     page.keyboard.press("r")
     assert page.evaluate("document.activeElement.id") == "reply-body"
@@ -86,28 +96,28 @@ def test_urgent_first_and_keyboard_shortcuts(
     page.wait_for_selector("text=Saved.")
     page.keyboard.press("e")
     page.wait_for_selector("text=Ticket resolved.")
-    assert reload(mail_app, live.id).status == "resolved"
+    assert reload(app, live.id).status == "resolved"
     assert (
         page.locator("button:text-is('Resolve')").count() == 0
         and page.locator("button:text-is('Reopen')").count() == 1
     )
-    assert all(reload(mail_app, t.id).status == "open" for t in calm)
+    assert all(reload(app, t.id).status == "open" for t in calm)
     assert problems == []
 
 
-def test_bulk_actions_with_checkboxes_and_keys(
-    mail_app: Flask, live_server: str, browser_page
-) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    tickets = [
-        ingest(
-            mail_app,
-            sender=f"b{i}@bulk{i}.example",
-            subject=f"Bulk {i}",
-            body="Can we change our centre contact? zebra crossing",
-        )
-        for i in range(3)
-    ]
+def test_bulk_actions_with_checkboxes_and_keys(app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
+    make_user(app)
+    with factories.session_of(app) as s:
+        tickets = [
+            factories.ticket(
+                s,
+                centre_email=f"b{i}@bulk{i}.example",
+                category="other",
+                subject=f"Bulk {i}",
+                body="Can we change our centre contact? zebra crossing",
+            )
+            for i in range(3)
+        ]
     page = browser_page
     _login(page, live_server)
     page.goto(f"{live_server}/views/unassigned")
@@ -116,14 +126,14 @@ def test_bulk_actions_with_checkboxes_and_keys(
     page.select_option("select[name=move_value]", "technical")
     page.click("button[name=op][value=move]")
     page.wait_for_selector("text=3 tickets changed.")
-    assert {reload(mail_app, t.id).queue.slug for t in tickets} == {"technical"}
+    assert {reload(app, t.id).queue.slug for t in tickets} == {"technical"}
     # keyboard: select the first row, tick it with x, assign the ticked to me with a
     page.keyboard.press("j")
     page.keyboard.press("x")
     assert page.inner_text("#ticked") == "1"
     page.keyboard.press("a")
     page.wait_for_selector("text=1 ticket changed.")
-    assigned = [t for t in tickets if reload(mail_app, t.id).assignee is not None]
+    assigned = [t for t in tickets if reload(app, t.id).assignee is not None]
     assert len(assigned) == 1
     page.goto(f"{live_server}/views/mine")
     assert page.locator("tr[data-href]").count() == 1
@@ -134,34 +144,28 @@ def test_bulk_actions_with_checkboxes_and_keys(
     with page.expect_navigation():
         page.keyboard.press("e")  # resolve the ticked (focus on a checkbox still takes shortcuts)
     assert page.is_visible("text=1 ticket changed.")
-    assert reload(mail_app, assigned[0].id).status == "resolved"
+    assert reload(app, assigned[0].id).status == "resolved"
 
 
 def test_search_from_the_header_and_send_and_next(
-    mail_app: Flask, live_server: str, browser_page, smtp_server
+    app: Flask, live_server: str, browser_page
 ) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    first = ingest(
-        mail_app,
-        sender="Greenfield <exams@greenfield.example>",
-        subject="Booking",
-        body="We need to rebook the armadillo workshop for our learners. zebra",
-    )
-    second = ingest(
-        mail_app,
-        sender="x@hill.example",
-        subject="Another",
-        body="Can we change our centre contact? zebra",
-    )
-    with mail_app.extensions[
-        "triage.sessions"
-    ]() as s:  # both in one queue, whatever the model said
-        s.execute(
-            update(Ticket)
-            .where(Ticket.id.in_([first.id, second.id]))
-            .values(queue_id=first.queue_id)
+    make_user(app)
+    with factories.session_of(app) as s:  # both in one queue
+        first = factories.ticket(
+            s,
+            centre_email="exams@greenfield.example",
+            centre_name="Greenfield",
+            subject="Booking",
+            body="We need to rebook the armadillo workshop for our learners. zebra",
         )
-        s.commit()
+        second = factories.ticket(
+            s,
+            centre_email="x@hill.example",
+            centre_name="",
+            subject="Another",
+            body="Can we change our centre contact? zebra",
+        )
     page = browser_page
     _login(page, live_server)
     page.keyboard.press("/")
@@ -174,16 +178,16 @@ def test_search_from_the_header_and_send_and_next(
     page.click("button:text-is('Send and next')")
     page.wait_for_url(f"{live_server}/tickets/{second.id}")
     assert page.is_visible("text=Reply queued for sending.")
-    assert reload(mail_app, first.id).status == "pending"
+    assert reload(app, first.id).status == "pending"
     page.click("a:text('all tickets from hill.example')")
     page.wait_for_selector(f"text={second.reference}")
     assert page.is_visible("text=Centre: hill.example")
 
 
 def test_api_page_renders_the_document_with_the_csp_intact(
-    mail_app: Flask, live_server: str, browser_page
+    app: Flask, live_server: str, browser_page
 ) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
+    make_user(app)
     page = browser_page
     problems = _csp_watch(page)
     _login(page, live_server)
@@ -194,14 +198,16 @@ def test_api_page_renders_the_document_with_the_csp_intact(
     assert problems == []
 
 
-def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app, "boss@imi.test", "admin")
-    t = ingest(
-        mail_app,
-        sender="Very Long Centre Name Limited <coordinator.of.examinations@averyveryverylongdomainname.example>",
-        subject="A subject with a very_long_unbroken_token_" + "x" * 120,
-        body="frozen " + "y" * 300,
-    )
+def test_pages_fit_a_390_pixel_phone(app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
+    make_user(app, "boss@imi.test", "admin")
+    with factories.session_of(app) as s:
+        t = factories.ticket(
+            s,
+            centre_email="coordinator.of.examinations@averyveryverylongdomainname.example",
+            centre_name="Very Long Centre Name Limited",
+            subject="A subject with a very_long_unbroken_token_" + "x" * 120,
+            body="frozen " + "y" * 300,
+        )
     page = browser_page
     page.set_viewport_size({"width": 390, "height": 844})
     _login(page, live_server, "boss@imi.test")
@@ -223,23 +229,25 @@ def test_pages_fit_a_390_pixel_phone(mail_app: Flask, live_server: str, browser_
 
 
 def test_urgency_toggle_preferences_and_user_admin(
-    mail_app: Flask, live_server: str, browser_page
+    app: Flask, live_server: str, browser_page
 ) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app, "boss@imi.test", "admin", "Boss")
-    agent_id = make_user(mail_app)
-    calm = ingest(
-        mail_app,
-        sender="q@calm.example",
-        subject="Contact change",
-        body="Can we change our centre contact?",
-    )
+    make_user(app, "boss@imi.test", "admin", "Boss")
+    agent_id = make_user(app)
+    with factories.session_of(app) as s:
+        calm = factories.ticket(
+            s,
+            centre_email="q@calm.example",
+            centre_name="",
+            subject="Contact change",
+            body="Can we change our centre contact?",
+        )
     page = browser_page
     _login(page, live_server, "boss@imi.test")
     page.goto(f"{live_server}/tickets/{calm.id}")
     page.fill("#urgency input[name=reason]", "centre phoned: candidate waiting now")
     page.click("#urgency button")
     page.wait_for_selector("text=Saved.")
-    assert page.is_visible("#urgency .pill.urgent") and reload(mail_app, calm.id).urgent
+    assert page.is_visible("#urgency .pill.urgent") and reload(app, calm.id).urgent
     assert page.is_visible("text=Boss marked it urgent") or page.is_visible(
         "text=boss@imi.test marked it urgent"
     )
@@ -255,7 +263,7 @@ def test_urgency_toggle_preferences_and_user_admin(
     page.locator("tr", has_text="agent@imi.test").locator("button:text-is('Rename')").click()
     page.wait_for_selector("text=Saved.")
     assert page.input_value("input[aria-label='Name of agent@imi.test']") == "Alex Renamed"
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         from triage.orm import User
 
         assert s.get(User, agent_id).name == "Alex Renamed"  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 
 from bench.common import wait_for_http
+from tests import factories
 from tests.conftest import free_port
 from tests.mailutil import make_email, post_email
 from triage.web.observability import JsonLines
@@ -41,8 +42,8 @@ def test_metrics_need_a_token_and_report_mail_and_decisions(
     assert "triage_http_request_seconds_bucket" in text
 
 
-def test_request_id_is_echoed_or_made(mail_app: Flask) -> None:
-    client = mail_app.test_client()
+def test_request_id_is_echoed_or_made(app: Flask) -> None:
+    client = app.test_client()
     assert (
         client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"]
         == "abc-123"
@@ -54,8 +55,10 @@ def test_request_id_is_echoed_or_made(mail_app: Flask) -> None:
 
 
 def test_json_log_lines_carry_request_id_and_reference(
-    mail_app: Flask, api_token: str, caplog: pytest.LogCaptureFixture
+    app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
+    with factories.session_of(app) as s:
+        api_token = factories.api_token(s)
     payload = {
         "from": "jo@college.example",
         "subject": "frozen",
@@ -65,7 +68,7 @@ def test_json_log_lines_carry_request_id_and_reference(
         logging.INFO, logger="triage.requests"
     ):  # the JSON API answers with the reference
         body = (
-            mail_app.test_client()
+            app.test_client()
             .post("/api/v1/tickets", json=payload, headers={"Authorization": f"Bearer {api_token}"})
             .get_json()
         )

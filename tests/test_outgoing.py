@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from tests import factories
 from tests.mailutil import count, deliver, make_email, outbox_rows, post_email, ticket
 from tests.webutil import login, make_user, post_form
 from triage import catalogue
@@ -764,15 +765,15 @@ def test_staff_reply_greets_signs_once_and_quotes_the_centre(
     assert "Thanks,\nSam\nIMI Awards Centre Support" in other
 
 
-def test_admins_edit_macros_and_staff_see_them(mail_app: Flask, api_token: str) -> None:
-    make_user(mail_app)
-    make_user(mail_app, "boss@imi.test", "admin")
-    agent = mail_app.test_client()
+def test_admins_edit_macros_and_staff_see_them(app: Flask) -> None:
+    make_user(app)
+    make_user(app, "boss@imi.test", "admin")
+    agent = app.test_client()
     login(agent)
     assert agent.get("/admin/macros").status_code == 403
-    admin = mail_app.test_client()
+    admin = app.test_client()
     login(admin, "boss@imi.test")
-    with _session(mail_app) as s:
+    with _session(app) as s:
         macro = s.scalars(select(Macro).where(Macro.category == "exam_frozen")).one()
         macro_id = macro.id
     assert (
@@ -801,19 +802,20 @@ def test_admins_edit_macros_and_staff_see_them(mail_app: Flask, api_token: str) 
     )
     refused = post_form(admin, "/admin/macros", "/admin/macros", {"title": "", "body": "x"})
     assert "needs a title" in admin.get(refused.headers["Location"]).get_data(as_text=True)
-    with _session(mail_app) as s:
+    with _session(app) as s:
         assert s.get(Macro, macro_id).body == new_body  # type: ignore[union-attr]
         chasing = s.scalars(select(Macro).where(Macro.title == "Chasing")).one()
         actions = {e.action for e in s.scalars(select(AuditEvent))}
     assert {"macro.changed", "macro.created"} <= actions
-    ref = post_email(mail_app.test_client(), api_token, make_email()).get_json()["reference"]
-    page = agent.get(f"/tickets/{ticket(mail_app, ref).id}").get_data(as_text=True)
+    with factories.session_of(app) as s:
+        frozen = factories.ticket(s, category="exam_frozen")
+    page = agent.get(f"/tickets/{frozen.id}").get_data(as_text=True)
     assert "Please restart the PC &lt;now&gt; &amp; re-enter the keycode." in page
     assert page.index("Frozen exam") < page.index("Chasing")  # the ticket's category first
     post_form(
         admin, "/admin/macros", "/admin/macros", {"macro_id": str(chasing.id), "op": "delete"}
     )
-    with _session(mail_app) as s:
+    with _session(app) as s:
         assert s.get(Macro, chasing.id) is None
 
 

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bench.common import REPO, wait_for_http
+from tests import factories
 from tests.conftest import free_port
 from tests.mailutil import email_with_attachment, make_email, post_email, ticket
 from tests.webutil import PASSWORD, csrf_from, login, make_user, post_form
@@ -578,9 +579,8 @@ def test_l3_numeric_parameters_are_400_never_500(app: Flask, value: str) -> None
 
 def test_l3_staff_assign_with_a_bad_id_is_a_form_error(app: Flask) -> None:
     make_user(app)
-    token = _token(app)
-    reference = post_email(_client(app), token, make_email()).get_json()["reference"]
-    t = ticket(app, reference)
+    with factories.session_of(app) as s:
+        t = factories.ticket(s)
     client = _client(app)
     login(client)
     done = post_form(client, f"/tickets/{t.id}", f"/tickets/{t.id}/assign", {"assignee_id": "²"})

@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from tests import factories
 from tests.mailutil import deliver, email_with_attachment, make_email, post_email, ticket
 from tests.webutil import PASSWORD, login, make_user, post_form
 from triage.orm import AuditEvent, User
@@ -15,10 +16,10 @@ from triage.orm import AuditEvent, User
 PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
 
 
-def test_every_route_but_login_health_and_inbound_needs_authentication(mail_app: Flask) -> None:
-    client = mail_app.test_client()
+def test_every_route_but_login_health_and_inbound_needs_authentication(app: Flask) -> None:
+    client = app.test_client()
     checked = 0
-    for rule in mail_app.url_map.iter_rules():
+    for rule in app.url_map.iter_rules():
         if rule.rule in PUBLIC:
             continue
         url = re.sub(r"<(?:int:)?[^>]+>", "1", rule.rule)
@@ -37,9 +38,9 @@ def test_every_route_but_login_health_and_inbound_needs_authentication(mail_app:
     assert inbound.status_code == 401
 
 
-def test_login_logout_and_wrong_password(mail_app: Flask) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_login_logout_and_wrong_password(app: Flask) -> None:
+    make_user(app)
+    client = app.test_client()
     bad = login(client, password="wrong password!!")
     assert bad.status_code == 401 and "Wrong email or password" in bad.get_data(as_text=True)
     ok = login(client)
@@ -49,14 +50,14 @@ def test_login_logout_and_wrong_password(mail_app: Flask) -> None:
     assert client.get("/queues").status_code == 302
 
 
-def test_login_is_rate_limited(mail_app: Flask) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_login_is_rate_limited(app: Flask) -> None:
+    make_user(app)
+    client = app.test_client()
     for _ in range(5):
         assert login(client, password="nope nope nope").status_code == 401
     blocked = login(client)  # even the right password waits now
     assert blocked.status_code == 429
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         details = [
             e.details
             for e in s.scalars(select(AuditEvent).where(AuditEvent.action == "login.failed"))
@@ -65,15 +66,15 @@ def test_login_is_rate_limited(mail_app: Flask) -> None:
 
 
 def test_passwords_never_reach_the_logs_or_the_audit_trail(
-    mail_app: Flask, caplog: pytest.LogCaptureFixture
+    app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every log record and audit row written around logins and user creation is free of the passwords."""
     import logging
 
-    make_user(mail_app, "boss@imi.test", "admin")
+    make_user(app, "boss@imi.test", "admin")
     wrong, new_password = "Wrong-Horse-42-secret", "Brand-New-Staff-Pass-99"
     with caplog.at_level(logging.DEBUG):
-        client = mail_app.test_client()
+        client = app.test_client()
         login(client, "boss@imi.test", password=wrong)
         login(client, "nobody@imi.test", password=wrong)
         login(client, "boss@imi.test")
@@ -89,7 +90,7 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(
                 "role": "agent",
             },
         )
-        mail_app.test_cli_runner().invoke(
+        app.test_cli_runner().invoke(
             args=["triage", "create-user", "cli@imi.test", "--role", "agent", "--name", "Cli"],
             input=f"{new_password}\n{new_password}\n",
         )
@@ -97,7 +98,7 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(
     assert caplog.records  # the requests were logged ...
     for secret in (wrong, new_password, PASSWORD):
         assert secret not in logged  # ... without any password
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         events = s.scalars(select(AuditEvent)).all()
     assert {"login.failed", "login.ok", "user.created"} <= {e.action for e in events}
     audit = " ".join(f"{e.actor} {e.details}" for e in events)
@@ -105,9 +106,9 @@ def test_passwords_never_reach_the_logs_or_the_audit_trail(
         assert secret not in audit
 
 
-def test_forms_need_a_csrf_token(mail_app: Flask) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_forms_need_a_csrf_token(app: Flask) -> None:
+    make_user(app)
+    client = app.test_client()
     assert (
         client.post("/login", data={"email": "agent@imi.test", "password": "x" * 12}).status_code
         == 400
@@ -116,50 +117,46 @@ def test_forms_need_a_csrf_token(mail_app: Flask) -> None:
     assert client.post("/tickets/1/claim").status_code == 400
 
 
-def test_session_cookie_flags(mail_app: Flask) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_session_cookie_flags(app: Flask) -> None:
+    make_user(app)
+    client = app.test_client()
     response = login(client)
     [cookie] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
-def test_hostile_email_is_shown_inert(mail_app: Flask, api_token: str) -> None:
-    make_user(mail_app)
-    raw = make_email(
-        subject="<script>alert('subject')</script> exam frozen",
-        body="<img src=x onerror=alert(1)> <b>bold</b> the exam froze",
-        sender='"<i>Evil</i>" <x@evil.example>',
-    )
-    ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
-    client = mail_app.test_client()
+def test_hostile_email_is_shown_inert(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        t = factories.ticket(
+            s,
+            subject="<script>alert('subject')</script> exam frozen",
+            body="<img src=x onerror=alert(1)> <b>bold</b> the exam froze",
+            centre_email="x@evil.example",
+            centre_name="<i>Evil</i>",
+        )
+    client = app.test_client()
     login(client)
-    t = ticket(mail_app, ref)
     for page in (f"/tickets/{t.id}", f"/queues/{t.queue.slug}?status=all"):
         html = client.get(page).get_data(as_text=True)
         assert "<script>alert" not in html and "<img src=x" not in html and "<i>Evil" not in html
         assert "&lt;script&gt;" in html
 
 
-def test_queue_page_filters_search_and_pages(mail_app: Flask, api_token: str) -> None:
-    make_user(mail_app)
-    api = mail_app.test_client()
-    refs = [
-        post_email(
-            api,
-            api_token,
-            make_email(
+def test_queue_page_filters_search_and_pages(app: Flask) -> None:
+    make_user(app)
+    slug = "centre-admin"
+    with factories.session_of(app) as s:
+        for i in range(30):
+            factories.ticket(
+                s,
+                queue=slug,
                 subject=f"invoice query {i}",
                 body=f"please send a copy of invoice number {i} to our finance team",
-                sender=f"c{i}@centre{i}.example",
-            ),
-        ).get_json()["reference"]
-        for i in range(30)
-    ]
-    slug = ticket(mail_app, refs[0]).queue.slug
-    assert all(ticket(mail_app, ref).queue.slug == slug for ref in refs)
-    client = mail_app.test_client()
+                centre_email=f"c{i}@centre{i}.example",
+            )
+    client = app.test_client()
     login(client)
     queues = client.get("/queues").get_data(as_text=True)
     assert queues.index("triage") < queues.index("technical")
@@ -175,17 +172,14 @@ def test_queue_page_filters_search_and_pages(mail_app: Flask, api_token: str) ->
     assert client.get("/queues/nope").status_code == 404
 
 
-def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_server) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    ref = post_email(
-        mail_app.test_client(),
-        api_token,
-        make_email(subject="hmm", body="zebra crossing outside the test centre"),
-    ).get_json()["reference"]
-    deliver(mail_app)  # the acknowledgement
-    t = ticket(mail_app, ref)
+def test_staff_correct_reply_and_resolve(smtp_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    make_user(smtp_app)
+    with factories.session_of(smtp_app) as s:  # the model was unsure: in triage, acknowledged
+        t = factories.ticket(s, subject="hmm", body="zebra crossing outside the test centre")
+        factories.outbound(s, t, kind="ack")
+    ref = t.reference
     page = f"/tickets/{t.id}"
-    client = mail_app.test_client()
+    client = smtp_app.test_client()
     login(client)
     html = client.get(page).get_data(as_text=True)
     assert "Why it is here" in html and "automatic acknowledgement" in html
@@ -201,21 +195,21 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
     )
     post_form(client, page, f"{page}/move", {"queue": "technical"})
     post_form(client, page, f"{page}/resolve", {})
-    t = ticket(mail_app, ref)
+    t = ticket(smtp_app, ref)
     assert (t.status, t.confirmed_category, t.queue.slug, t.assignee.email) == (
         "resolved",
         "exam_frozen",
         "technical",
         "agent@imi.test",
     )
-    deliver(mail_app)
+    deliver(smtp_app)
     staff_reply = smtp_server[0].parsed()[-1]
     assert (
         "re-enter the keycode" in staff_reply.get_body(("plain",)).get_content()
         and "Auto-Submitted" not in staff_reply
     )
     assert staff_reply["In-Reply-To"] == t.messages[0].message_id
-    with mail_app.extensions["triage.sessions"]() as s:
+    with smtp_app.extensions["triage.sessions"]() as s:
         actions = [
             e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))
         ]
@@ -227,16 +221,22 @@ def test_staff_correct_reply_and_resolve(mail_app: Flask, api_token: str, smtp_s
         "ticket.resolved",
     } <= set(actions)
     post_form(client, page, f"{page}/reopen", {})
-    assert ticket(mail_app, ref).status == "open"
+    assert ticket(smtp_app, ref).status == "open"
 
 
-def test_raw_source_and_attachment_download(mail_app: Flask, api_token: str) -> None:
-    make_user(mail_app)
-    ref = post_email(
-        mail_app.test_client(), api_token, email_with_attachment("form45.pdf", b"%PDF-1.4 fake")
-    ).get_json()["reference"]
-    t = ticket(mail_app, ref)
-    client = mail_app.test_client()
+def test_raw_source_and_attachment_download(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        t = factories.ticket(s, subject="form", body=None)
+        factories.inbound(
+            s,
+            t,
+            body="please see the attached form 45",
+            message_id="<att@centre.example>",
+            attachments={"form45.pdf": b"%PDF-1.4 fake"},
+            raw=email_with_attachment("form45.pdf", b"%PDF-1.4 fake"),
+        )
+    client = app.test_client()
     login(client)
     raw = client.get(f"/messages/{t.messages[0].id}/raw")
     assert (
@@ -249,22 +249,23 @@ def test_raw_source_and_attachment_download(mail_app: Flask, api_token: str) -> 
     assert download.data == b"%PDF-1.4 fake" and download.mimetype == "application/octet-stream"
 
 
-def test_dashboard_renders_svg_charts(mail_app: Flask, api_token: str) -> None:
-    make_user(mail_app)
-    post_email(mail_app.test_client(), api_token, make_email())
-    client = mail_app.test_client()
+def test_dashboard_renders_svg_charts(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        factories.ticket(s, category="exam_frozen", action="auto_reply", status="auto_replied")
+    client = app.test_client()
     login(client)
     html = client.get("/dashboard").get_data(as_text=True)
     assert html.count("<svg") >= 2 and "answered automatically" in html
 
 
-def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
-    make_user(mail_app)
-    make_user(mail_app, "boss@imi.test", "admin")
-    agent = mail_app.test_client()
+def test_admin_pages_need_the_admin_role(app: Flask) -> None:
+    make_user(app)
+    make_user(app, "boss@imi.test", "admin")
+    agent = app.test_client()
     login(agent)
     assert agent.get("/admin/users").status_code == 403
-    admin = mail_app.test_client()
+    admin = app.test_client()
     login(admin, "boss@imi.test")
     for page in (
         "/admin/users",
@@ -281,40 +282,40 @@ def test_admin_pages_need_the_admin_role(mail_app: Flask) -> None:
     )
     from triage.routing import routing_map
 
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         assert routing_map(s)["extra_time"] == "scheduling"
     created = post_form(
         admin, "/admin/tokens", "/admin/tokens", {"name": "gateway", "scope": "inbound"}
     )
     token = re.search(r'id="new-token">(imi_[^<]+)<', created.get_data(as_text=True))
     assert token is not None
-    assert post_email(mail_app.test_client(), token.group(1), make_email()).status_code == 202
+    assert post_email(app.test_client(), token.group(1), make_email()).status_code == 202
 
 
 @pytest.mark.parametrize(
     "payload", ["' OR 1=1 --", "%' UNION SELECT password_hash FROM users --", "\\x00", "%", "_"]
 )
-def test_sql_injection_in_search_is_inert(mail_app: Flask, payload: str) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_sql_injection_in_search_is_inert(app: Flask, payload: str) -> None:
+    make_user(app)
+    client = app.test_client()
     login(client)
     response = client.get("/queues/triage", query_string={"q": payload, "status": "all"})
     assert response.status_code == 200 and "No tickets match" in response.get_data(as_text=True)
 
 
-def test_create_user_command_prompts_for_the_password(mail_app: Flask) -> None:
-    runner = mail_app.test_cli_runner()
+def test_create_user_command_prompts_for_the_password(app: Flask) -> None:
+    runner = app.test_cli_runner()
     result = runner.invoke(
         args=["triage", "create-user", "New@IMI.test", "--role", "admin"],
         input="Nia Newton\na long enough password\na long enough password\n",
     )
     assert result.exit_code == 0, result.output
     assert "created admin new@imi.test" in result.output and "Name" in result.output
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         assert (
             s.scalars(select(User).where(User.email == "new@imi.test")).one().name == "Nia Newton"
         )
-    client = mail_app.test_client()
+    client = app.test_client()
     assert login(client, "new@imi.test", "a long enough password").status_code == 302
     again = runner.invoke(
         args=["triage", "create-user", "new@imi.test", "--name", "N"],
@@ -383,17 +384,13 @@ def test_drift_flags_a_big_move(session) -> None:  # type: ignore[no-untyped-def
     assert report["enough_data"] and len(report["flags"]) == 2
 
 
-def test_inbound_problems_page_shows_stuck_mail_and_retries_it(
-    mail_app: Flask, api_token: str
-) -> None:
+def test_inbound_problems_page_shows_stuck_mail_and_retries_it(app: Flask) -> None:
     """Mail that was stored but never became a ticket is visible to admins, downloadable, and retryable."""
     from triage.mail.inbound import MAX_PROCESS_ATTEMPTS, InboundContext, process_pending, receive
     from triage.orm import InboundEmail
 
-    sessions = mail_app.extensions["triage.sessions"]
-    ctx = InboundContext(
-        mail_app.extensions["triage.settings"], mail_app.extensions["triage.model_provider"]
-    )
+    sessions = app.extensions["triage.sessions"]
+    ctx = InboundContext(app.extensions["triage.settings"], app.extensions["triage.model_provider"])
     hostile = make_email(subject="<script>alert(1)</script>", message_id="<stuck@college.example>")
     with sessions() as s:
         s.add(
@@ -408,8 +405,8 @@ def test_inbound_problems_page_shows_stuck_mail_and_retries_it(
         s.commit()
     receive(sessions, ctx, b"\x00\x01 not mail", "imap", keep_unparseable=True)
     assert process_pending(sessions, ctx) == 0  # the worker has given up on it
-    make_user(mail_app, "boss@imi.test", "admin")
-    admin = mail_app.test_client()
+    make_user(app, "boss@imi.test", "admin")
+    admin = app.test_client()
     login(admin, "boss@imi.test")
     html = admin.get("/admin/inbound").get_data(as_text=True)
     assert f"gave up after {MAX_PROCESS_ATTEMPTS} attempts" in html and "unparseable" in html
@@ -424,7 +421,7 @@ def test_inbound_problems_page_shows_stuck_mail_and_retries_it(
     with sessions() as s:
         assert s.get(InboundEmail, stuck.id).status == "processed"  # type: ignore[union-attr]
     assert "stuck@college.example" not in admin.get("/admin/inbound").get_data(as_text=True)
-    agent_only = mail_app.test_client()
-    make_user(mail_app)
+    agent_only = app.test_client()
+    make_user(app)
     login(agent_only)
     assert agent_only.get(f"/admin/inbound/{stuck.id}/raw").status_code == 403

@@ -9,6 +9,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select, update
 
+from tests import factories
 from tests.mailutil import deliver, make_email, outbox_rows, post_email
 from tests.webutil import PASSWORD, csrf_from, login, make_user, post_form
 from tests.workspace_util import ingest, reload
@@ -24,6 +25,13 @@ QUESTION = {
     "subject": "Changing our centre contact",
     "body": "Can we change our centre contact? zebra crossing",
 }
+# a ticket as live-exam mail makes one (test_webhook_mail_becomes_urgent_too sends the mail itself)
+URGENT = {
+    **LIVE_EXAM,
+    "category": "exam_frozen",
+    "urgent": True,
+    "urgent_reason": 'Exam has frozen, happening now ("still in the room")',
+}
 
 
 def _first_ref_in_table(html: str) -> str:
@@ -33,16 +41,18 @@ def _first_ref_in_table(html: str) -> str:
     return match.group(0)
 
 
-def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(
-    mail_app: Flask, api_token: str
-) -> None:
-    make_user(mail_app)
-    older = [ingest(mail_app, sender=f"c{i}@centre{i}.example", **QUESTION) for i in range(3)]
-    live = ingest(mail_app, sender="Pat Invigilator <pat@livecollege.example>", **LIVE_EXAM)
-    assert live.urgent and live.status == "open"
-    assert "happening now" in (live.urgent_reason or "")
-    assert not any(t.urgent for t in older)
-    client = mail_app.test_client()
+def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        for i in range(3):
+            factories.ticket(
+                s, queue="technical", centre_email=f"c{i}@centre{i}.example", **QUESTION
+            )
+        live = factories.ticket(
+            s, queue="technical", centre_email="pat@livecollege.example", **URGENT
+        )
+        api_token = factories.api_token(s)
+    client = app.test_client()
     login(client)
     html = client.get(f"/queues/{live.queue.slug}").get_data(as_text=True)
     assert _first_ref_in_table(html) == live.reference  # urgent first, though the newest
@@ -52,7 +62,7 @@ def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(
     assert (
         "happening now" in page and "Not urgent" in page
     )  # explained, and the button to change it
-    api = mail_app.test_client().get(
+    api = app.test_client().get(
         f"/api/v1/tickets/{live.id}", headers={"Authorization": f"Bearer {api_token}"}
     )
     body = api.get_json()
@@ -61,7 +71,7 @@ def test_live_exam_mail_is_urgent_at_the_top_of_its_queue_and_due_in_minutes(
 
     due_at = datetime.fromisoformat(body["due_at"])
     assert timedelta(0) < due_at - utcnow() <= timedelta(minutes=15)
-    listed = mail_app.test_client().get(
+    listed = app.test_client().get(
         "/api/v1/tickets?status=open", headers={"Authorization": f"Bearer {api_token}"}
     )
     assert listed.get_json()["tickets"][0]["reference"] == live.reference
@@ -85,15 +95,19 @@ def test_webhook_mail_becomes_urgent_too(mail_app: Flask, api_token: str) -> Non
         ticket_id = s.scalar(
             select(Message.ticket_id).where(Message.message_id == "<live@x.example>")
         )
-    assert reload(mail_app, ticket_id).urgent
+    live = reload(mail_app, ticket_id)
+    assert live.urgent and live.status == "open"
+    assert "happening now" in (live.urgent_reason or "")
 
 
 def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_history(
-    mail_app: Flask, api_token: str
+    app: Flask,
 ) -> None:
-    make_user(mail_app)
-    t = ingest(mail_app, **LIVE_EXAM)
-    client = mail_app.test_client()
+    make_user(app)
+    with factories.session_of(app) as s:
+        t = factories.ticket(s, **URGENT)
+        api_token = factories.api_token(s)
+    client = app.test_client()
     login(client)
     page = f"/tickets/{t.id}"
     post_form(
@@ -102,31 +116,32 @@ def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_his
         f"{page}/urgent",
         {"urgent": "0", "reason": "exam is next week, they misdated it"},
     )
-    assert not reload(mail_app, t.id).urgent
+    assert not reload(app, t.id).urgent
     html = client.get(page).get_data(as_text=True)
     assert "agent@imi.test marked it not urgent: exam is next week, they misdated it." in html
     assert "Mark urgent" in html
     refused = post_form(client, page, f"{page}/urgent", {"urgent": "0"})
     assert "already not urgent" in client.get(refused.headers["Location"]).get_data(as_text=True)
     post_form(client, page, f"{page}/urgent", {"urgent": "1"})
-    assert reload(mail_app, t.id).urgent
+    assert reload(app, t.id).urgent
     post_form(
         client, page, f"{page}/reply", {"body": "Please restart the PC and re-enter the keycode."}
     )
     auth = {"Authorization": f"Bearer {api_token}"}
-    body = mail_app.test_client().get(f"/api/v1/tickets/{t.id}", headers=auth).get_json()
+    body = app.test_client().get(f"/api/v1/tickets/{t.id}", headers=auth).get_json()
     assert body["status"] == "pending" and body["due_at"] is None
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         actions = [
             e.action for e in s.scalars(select(AuditEvent).where(AuditEvent.ticket_id == t.id))
         ]
     assert actions.count("ticket.urgency_changed") == 2
 
 
-def test_buttons_that_do_not_apply_are_hidden(mail_app: Flask) -> None:
-    make_user(mail_app)
-    t = ingest(mail_app, **QUESTION)
-    client = mail_app.test_client()
+def test_buttons_that_do_not_apply_are_hidden(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        t = factories.ticket(s, **QUESTION)
+    client = app.test_client()
     login(client)
     page = f"/tickets/{t.id}"
     html = client.get(page).get_data(as_text=True)
@@ -141,49 +156,54 @@ def test_buttons_that_do_not_apply_are_hidden(mail_app: Flask) -> None:
 
 
 def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(
-    mail_app: Flask, api_token: str, smtp_server
+    smtp_app: Flask, smtp_server
 ) -> None:  # type: ignore[no-untyped-def]
-    me_id = make_user(mail_app)
-    make_user(mail_app, "other@imi.test", name="Other")
-    mine = ingest(mail_app, sender="a@one.example", **QUESTION)
-    theirs = ingest(
-        mail_app,
-        sender="b@two.example",
-        subject="Invoice copy",
-        body="please send invoice 77 again",
-    )
-    urgent = ingest(mail_app, sender="c@three.example", **LIVE_EXAM)
-    waiting = ingest(
-        mail_app,
-        sender="d@four.example",
-        subject="Certificates",
-        body="when do certificates arrive?",
-    )
-    ooo = ingest(
-        mail_app,
-        sender="e@five.example",
-        subject="Out of office",
-        body="I am away until Monday.",
-        headers={"Auto-Submitted": "auto-replied"},
-    )
-    client = mail_app.test_client()
+    me_id = make_user(smtp_app)
+    with factories.session_of(smtp_app) as s:
+        other = factories.user(s, email="other@imi.test", name="Other")
+        mine = factories.ticket(s, centre_email="a@one.example", **QUESTION)
+        theirs = factories.ticket(
+            s,
+            centre_email="b@two.example",
+            subject="Invoice copy",
+            body="please send invoice 77 again",
+            assignee=other,
+        )
+        urgent = factories.ticket(s, centre_email="c@three.example", **URGENT)
+        waiting = factories.ticket(
+            s,
+            centre_email="d@four.example",
+            subject="Certificates",
+            body="when do certificates arrive?",
+        )
+        ooo = factories.ticket(  # automatic mail: kept, resolved, never answered
+            s,
+            centre_email="e@five.example",
+            subject="Out of office",
+            body=None,
+            status="resolved",
+            resolution="no action needed",
+        )
+        factories.inbound(
+            s,
+            ooo,
+            body="I am away until Monday.",
+            auto_submitted_reason="Auto-Submitted: auto-replied",
+        )
+    client = smtp_app.test_client()
     login(client)
     post_form(client, f"/tickets/{mine.id}", f"/tickets/{mine.id}/claim", {})
-    with mail_app.extensions["triage.sessions"]() as s:
-        other = s.scalars(select(User).where(User.email == "other@imi.test")).one()
-        s.get(Ticket, theirs.id).assignee_id = other.id  # type: ignore[union-attr]
-        s.commit()
     post_form(
         client,
         f"/tickets/{waiting.id}",
         f"/tickets/{waiting.id}/reply",
         {"body": "In about two weeks."},
     )
-    deliver(mail_app)
+    deliver(smtp_app)
     # the centre answers the staff reply: the ticket moves from "waiting on centre" to "centre replied"
-    reply_to = reload(mail_app, waiting.id).messages[-1].message_id
+    reply_to = reload(smtp_app, waiting.id).messages[-1].message_id
     ingest(
-        mail_app,
+        smtp_app,
         sender="d@four.example",
         subject="Re: Certificates",
         body="Thanks, and the learner names?",
@@ -213,26 +233,28 @@ def test_views_mine_unassigned_urgent_waiting_centre_replied_and_all_open(
     assert me_id
 
 
-def test_global_search_finds_a_body_word_in_any_queue(mail_app: Flask) -> None:
-    make_user(mail_app)
-    a = ingest(
-        mail_app,
-        sender="Greenfield College <exams@greenfield.example>",
-        subject="Keycode trouble",
-        body="The learner typed the keycode but SecureAssess says locked. Workshop 4.",
-    )
-    b = ingest(
-        mail_app,
-        sender="Hill School <office@hill.example>",
-        subject="Invoice",
-        body="Please send a copy of invoice 1234 for the workshop booking.",
-    )
-    with mail_app.extensions["triage.sessions"]() as s:  # different queues
-        queues = s.scalars(select(Queue).order_by(Queue.slug)).all()
-        s.get(Ticket, a.id).queue_id = queues[0].id  # type: ignore[union-attr]
-        s.get(Ticket, b.id).queue_id = queues[-1].id  # type: ignore[union-attr]
-        s.commit()
-    client = mail_app.test_client()
+def test_global_search_finds_a_body_word_in_any_queue(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:  # in different queues, each acknowledged
+        a = factories.ticket(
+            s,
+            queue="technical",
+            centre_email="exams@greenfield.example",
+            centre_name="Greenfield College",
+            subject="Keycode trouble",
+            body="The learner typed the keycode but SecureAssess says locked. Workshop 4.",
+        )
+        b = factories.ticket(
+            s,
+            queue="centre-admin",
+            centre_email="office@hill.example",
+            centre_name="Hill School",
+            subject="Invoice",
+            body="Please send a copy of invoice 1234 for the workshop booking.",
+        )
+        factories.outbound(s, a, kind="ack")
+        factories.outbound(s, b, kind="ack")
+    client = app.test_client()
     login(client)
 
     def found(q: str) -> set[int]:
@@ -272,14 +294,16 @@ def test_global_search_finds_a_body_word_in_any_queue(mail_app: Flask) -> None:
     assert "2 tickets match" in html
 
 
-def test_search_contract_is_the_same_function_on_both_backends(mail_app: Flask) -> None:
-    a = ingest(
-        mail_app,
-        sender="x@alpha.example",
-        subject="Café booking",
-        body="Straße naïve résumé data-entry 42",
-    )
-    with mail_app.extensions["triage.sessions"]() as s:
+def test_search_contract_is_the_same_function_on_both_backends(app: Flask) -> None:
+    with factories.session_of(app) as s:
+        a = factories.ticket(
+            s,
+            centre_email="x@alpha.example",
+            centre_name="",
+            subject="Café booking",
+            body="Straße naïve résumé data-entry 42",
+        )
+    with app.extensions["triage.sessions"]() as s:
         for q, expected in (
             ("café", {a.id}),
             ("straße", {a.id}),
@@ -296,15 +320,19 @@ def test_search_contract_is_the_same_function_on_both_backends(mail_app: Flask) 
         assert {t.id for t in search.search(s, "quokka").tickets} == {a.id}
 
 
-def test_bulk_assign_move_confirm_and_resolve(mail_app: Flask) -> None:
-    make_user(mail_app)
-    tickets = [ingest(mail_app, sender=f"s{i}@bulk{i}.example", **QUESTION) for i in range(3)]
+def test_bulk_assign_move_confirm_and_resolve(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        tickets = [
+            factories.ticket(s, centre_email=f"s{i}@bulk{i}.example", category="other", **QUESTION)
+            for i in range(3)
+        ]
     ids = [str(t.id) for t in tickets]
-    client = mail_app.test_client()
+    client = app.test_client()
     login(client)
     page = "/views/open"
     token = csrf_from(client.get(page).get_data(as_text=True))
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         me = s.scalars(select(User).where(User.email == "agent@imi.test")).one()
 
     def bulk(op: str, value: str, chosen: list[str]) -> str:
@@ -327,7 +355,7 @@ def test_bulk_assign_move_confirm_and_resolve(mail_app: Flask) -> None:
     assert "3 tickets changed" in bulk("move", "technical", ids)
     assert "2 tickets changed" in bulk("confirm", "", ids[:2])  # the model's category
     assert "2 tickets changed" in bulk("resolve", "", ids[:2])
-    rows = [reload(mail_app, int(i)) for i in ids]
+    rows = [reload(app, int(i)) for i in ids]
     assert [t.assignee_id for t in rows] == [me.id] * 3 and {t.queue.slug for t in rows} == {
         "technical"
     }
@@ -348,48 +376,51 @@ def test_bulk_assign_move_confirm_and_resolve(mail_app: Flask) -> None:
     assert offsite.headers["Location"] == "/queues"
 
 
-def test_send_and_resolve_and_send_and_next(mail_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
-    make_user(mail_app)
-    first = ingest(mail_app, sender="a@one.example", **QUESTION)
-    second = ingest(
-        mail_app, sender="b@two.example", subject="Another", body="zebra crossing question two"
-    )
-    client = mail_app.test_client()
+def test_send_and_resolve_and_send_and_next(smtp_app: Flask, smtp_server) -> None:  # type: ignore[no-untyped-def]
+    make_user(smtp_app)
+    with factories.session_of(smtp_app) as s:
+        first = factories.ticket(s, centre_email="a@one.example", **QUESTION)
+        second = factories.ticket(
+            s, centre_email="b@two.example", subject="Another", body="zebra crossing question two"
+        )
+    client = smtp_app.test_client()
     login(client)
     page = f"/tickets/{first.id}"
     refused = post_form(client, page, f"{page}/reply", {"body": "Done for you.", "then": "resolve"})
     assert "confirm the category" in client.get(refused.headers["Location"]).get_data(as_text=True)
     assert (
-        reload(mail_app, first.id).status == "open" and deliver(mail_app) == 2
-    )  # only the two acknowledgements
+        reload(smtp_app, first.id).status == "open" and deliver(smtp_app) == 0
+    )  # nothing was queued
     post_form(client, page, f"{page}/category", {"category": "other"})
     done = post_form(client, page, f"{page}/reply", {"body": "Done for you.", "then": "resolve"})
     assert "Ticket resolved" in client.get(done.headers["Location"]).get_data(as_text=True)
-    assert reload(mail_app, first.id).status == "resolved" and deliver(mail_app) == 1
-    third = ingest(
-        mail_app, sender="c@three.example", subject="Third", body="zebra crossing question three"
-    )
+    assert reload(smtp_app, first.id).status == "resolved" and deliver(smtp_app) == 1
+    with factories.session_of(smtp_app) as s:
+        third = factories.ticket(
+            s, centre_email="c@three.example", subject="Third", body="zebra crossing question three"
+        )
     page = f"/tickets/{second.id}"
     moved_on = post_form(client, page, f"{page}/reply", {"body": "Answered.", "then": "next"})
     assert moved_on.headers["Location"].endswith(f"/tickets/{third.id}")
-    assert reload(mail_app, second.id).status == "pending"
+    assert reload(smtp_app, second.id).status == "pending"
 
 
 def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
-    mail_app: Flask,
+    app: Flask,
 ) -> None:
     from triage.helpdesk.tickets import Actor, assign
 
-    make_user(mail_app)
-    settings = mail_app.extensions["triage.settings"]
-    sessions = mail_app.extensions["triage.sessions"]
+    make_user(app)
+    settings = app.extensions["triage.settings"]
+    sessions = app.extensions["triage.sessions"]
     with sessions() as s:
         s.execute(update(Queue).values(notify_address="team@imi.test"))
         s.commit()
-    urgent = ingest(mail_app, **LIVE_EXAM)
+    with factories.session_of(app) as s:  # answered at once, as live-exam mail is
+        urgent = factories.ticket(s, action="auto_reply", first_response_at=utcnow(), **URGENT)
     assert notifications.run(sessions, settings) == 1
     assert notifications.run(sessions, settings) == 0  # once
-    [told] = [r for r in outbox_rows(mail_app) if r.recipient == "team@imi.test"]
+    [told] = [r for r in outbox_rows(app) if r.recipient == "team@imi.test"]
     with sessions() as s:
         message = s.get(Message, told.message_id)
         assert message and "Urgent" in message.subject and "happening now" in message.body_text
@@ -401,18 +432,18 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
         assign(s, Actor.of_user(agent), t, agent)  # type: ignore[arg-type]
         s.commit()
     ingest(
-        mail_app,
+        app,
         subject="Re: " + LIVE_EXAM["subject"],
         body="Still frozen after the restart.",
         headers={"In-Reply-To": urgent.messages[0].message_id},
     )
-    before = len(outbox_rows(mail_app))
+    before = len(outbox_rows(app))
     assert notifications.run(sessions, settings) >= 1
-    to_agent = [r for r in outbox_rows(mail_app)[before:] if r.recipient == "agent@imi.test"]
+    to_agent = [r for r in outbox_rows(app)[before:] if r.recipient == "agent@imi.test"]
     assert len(to_agent) == 1
     assert notifications.run(sessions, settings) == 0
     # overdue: told once per due time; switched off for the agent, the queue still hears
-    client = mail_app.test_client()
+    client = app.test_client()
     login(client)
     post_form(client, "/preferences", "/preferences", {"notify_centre_replies": "on"})
     with sessions() as s:
@@ -425,24 +456,23 @@ def test_notifications_for_urgent_mail_centre_replies_and_overdue_are_sent_once(
         t = s.get(Ticket, urgent.id)
         t.centre_replied_at = utcnow() - timedelta(minutes=30)  # type: ignore[union-attr]
         s.commit()
-    before = len(outbox_rows(mail_app))
+    before = len(outbox_rows(app))
     assert notifications.run(sessions, settings) == 1
-    [overdue] = outbox_rows(mail_app)[before:]
+    [overdue] = outbox_rows(app)[before:]
     assert overdue.recipient == "team@imi.test"
     assert notifications.run(sessions, settings) == 0
 
 
 def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(
-    mail_app: Flask,
+    app: Flask,
 ) -> None:
     """The overdue scan skips tickets waiting less than the shortest target; that is the queues' shortest, not
     the defaults (15 minutes for urgent mail)."""
-    settings = mail_app.extensions["triage.settings"]
-    sessions = mail_app.extensions["triage.sessions"]
-    with sessions() as s:
-        s.execute(update(Queue).values(notify_address="team@imi.test", urgent_response_minutes=3))
-        s.commit()
-    urgent = ingest(mail_app, **LIVE_EXAM)
+    settings = app.extensions["triage.settings"]
+    sessions = app.extensions["triage.sessions"]
+    with factories.session_of(app) as s:
+        queue = factories.queue(s, notify_address="team@imi.test", urgent_response_minutes=3)
+        urgent = factories.ticket(s, queue=queue, **URGENT)
     assert notifications.run(sessions, settings) == 1  # the urgent arrival
     assert notifications.run(sessions, settings) == 0  # waiting under 3 minutes: not overdue yet
     with sessions() as s:
@@ -453,22 +483,23 @@ def test_a_queue_target_shorter_than_the_defaults_still_makes_a_ticket_overdue(
             .values(created_at=five_minutes_ago, last_inbound_at=five_minutes_ago)
         )
         s.commit()
-    before = len(outbox_rows(mail_app))
+    before = len(outbox_rows(app))
     assert (
         notifications.run(sessions, settings) == 1
     )  # 5 minutes: past its queue's 3, short of the default 15
-    [told] = outbox_rows(mail_app)[before:]
+    [told] = outbox_rows(app)[before:]
     with sessions() as s:
         message = s.get(Message, told.message_id)
         assert message is not None and message.subject.startswith(f"[{urgent.reference}] Overdue")
 
 
-def test_centre_page_lists_every_ticket_from_the_domain(mail_app: Flask) -> None:
-    make_user(mail_app)
-    a = ingest(mail_app, sender="Jo <jo@greenfield.example>", **QUESTION)
-    b = ingest(mail_app, sender="Sam <sam@GreenField.example>", **LIVE_EXAM)
-    other = ingest(mail_app, sender="x@greenfield.example.evil", **QUESTION)
-    client = mail_app.test_client()
+def test_centre_page_lists_every_ticket_from_the_domain(app: Flask) -> None:
+    make_user(app)
+    with factories.session_of(app) as s:
+        a = factories.ticket(s, centre_email="jo@greenfield.example", centre_name="Jo", **QUESTION)
+        b = factories.ticket(s, centre_email="sam@GreenField.example", centre_name="Sam", **URGENT)
+        other = factories.ticket(s, centre_email="x@greenfield.example.evil", **QUESTION)
+    client = app.test_client()
     login(client)
     assert "all tickets from greenfield.example" in client.get(f"/tickets/{a.id}").get_data(
         as_text=True
@@ -480,10 +511,10 @@ def test_centre_page_lists_every_ticket_from_the_domain(mail_app: Flask) -> None
     assert client.get("/centres/%25.example").status_code == 404
 
 
-def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: Flask) -> None:
-    make_user(mail_app, "boss@imi.test", "admin")
-    agent_id = make_user(mail_app)
-    admin = mail_app.test_client()
+def test_admin_renames_resets_passwords_deactivates_and_sets_targets(app: Flask) -> None:
+    make_user(app, "boss@imi.test", "admin")
+    agent_id = make_user(app)
+    admin = app.test_client()
     login(admin, "boss@imi.test")
     post_form(
         admin,
@@ -505,11 +536,11 @@ def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: F
         {"op": "password", "user_id": str(agent_id), "password": "short"},
     )
     assert "at least 10" in admin.get(short.headers["Location"]).get_data(as_text=True)
-    agent = mail_app.test_client()
+    agent = app.test_client()
     assert login(agent, password=PASSWORD).status_code == 401
     assert login(agent, password=new_password).status_code == 302
     post_form(admin, "/admin/users", "/admin/users", {"op": "toggle", "user_id": str(agent_id)})
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         user = s.get(User, agent_id)
         assert user and user.name == "Alex B." and not user.is_active
         events = [
@@ -536,7 +567,7 @@ def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: F
         {"slug": "technical", "first_response_minutes": "0"},
     )
     assert "whole number of minutes" in admin.get(bad.headers["Location"]).get_data(as_text=True)
-    with mail_app.extensions["triage.sessions"]() as s:
+    with app.extensions["triage.sessions"]() as s:
         q = s.scalars(select(Queue).where(Queue.slug == "technical")).one()
         assert (q.first_response_minutes, q.next_response_minutes, q.urgent_response_minutes) == (
             120,
@@ -545,9 +576,9 @@ def test_admin_renames_resets_passwords_deactivates_and_sets_targets(mail_app: F
         )
 
 
-def test_api_page_and_openapi_for_a_logged_in_session(mail_app: Flask) -> None:
-    make_user(mail_app)
-    client = mail_app.test_client()
+def test_api_page_and_openapi_for_a_logged_in_session(app: Flask) -> None:
+    make_user(app)
+    client = app.test_client()
     assert client.get("/api/v1/openapi.json").status_code == 401
     login(client)
     spec = client.get("/api/v1/openapi.json")
@@ -562,9 +593,9 @@ def test_api_page_and_openapi_for_a_logged_in_session(mail_app: Flask) -> None:
     assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
 
 
-def test_dashboard_first_reply_time_is_never_negative(mail_app: Flask) -> None:
-    make_user(mail_app)
-    with mail_app.extensions["triage.sessions"]() as s:
+def test_dashboard_first_reply_time_is_never_negative(app: Flask) -> None:
+    make_user(app)
+    with app.extensions["triage.sessions"]() as s:
         now = utcnow()
         s.add(
             Ticket(
@@ -575,7 +606,7 @@ def test_dashboard_first_reply_time_is_never_negative(mail_app: Flask) -> None:
             )
         )
         s.commit()
-    client = mail_app.test_client()
+    client = app.test_client()
     login(client)
     html = client.get("/dashboard").get_data(as_text=True)
     assert "-0.0" not in html and "median time to first reply: 0 min" in html

@@ -8,19 +8,16 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from triage.helpdesk import users
-
-PASSWORD = "correct horse battery"
+from tests import factories
+from tests.factories import PASSWORD
 
 
 def make_user(
     app: Flask, email: str = "agent@imi.test", role: str = "agent", name: str = "Alex Agent"
 ) -> int:
-    """Create a user and return its id."""
-    with app.extensions["triage.sessions"]() as s:
-        user = users.create_user(s, email, PASSWORD, role, name)
-        s.commit()
-        return user.id
+    """Create a user (password PASSWORD) and return its id."""
+    with factories.session_of(app) as s:
+        return factories.user(s, email=email, role=role, name=name).id
 
 
 def csrf_from(html: str) -> str:
