@@ -15,7 +15,9 @@ from triage.states import ModelStatus, OutboxStatus
 def check(session: Session, models_dir: Path) -> dict[str, Any]:
     """Return the health report; raises SQLAlchemyError if the database is unreachable."""
     session.execute(text("SELECT 1"))
-    active = session.scalars(select(ModelVersion).where(ModelVersion.status == ModelStatus.ACTIVE)).first()
+    active = session.scalars(
+        select(ModelVersion).where(ModelVersion.status == ModelStatus.ACTIVE)
+    ).first()
     model: dict[str, Any] = {"ok": False, "version": None}
     if active is not None:
         present = (models_dir / active.version / "model.joblib").is_file()
