@@ -80,9 +80,12 @@ def usable_processes(engine: Engine, asked: int) -> int:
 
 
 def lower_priority(nice: int) -> None:
-    """Run this process (and the helpers it starts) below the web processes' CPU priority."""
-    os.nice(nice)
+    """Run this process (and the helpers it starts) below the web processes' CPU priority.
+
+    The session is lowered first, so anyone who sees the lower nice value sees the session lowered.
+    """
     _lower_own_session(nice)
+    os.nice(nice)
 
 
 def _lower_own_session(nice: int) -> None:
