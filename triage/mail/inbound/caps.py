@@ -87,7 +87,7 @@ class ReplyCaps:
 def recent_automatic(
     session: Session, addresses: set[str], domains: set[str]
 ) -> list[SentAutomatically]:
-    """The automatic replies of the last 24 hours to these senders or their domains, in one query."""
+    """The last 24 hours' automatic replies to these senders or their domains, in one query."""
     if not addresses:
         return []
     since = utcnow() - timedelta(hours=24)

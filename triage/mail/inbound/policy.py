@@ -1,4 +1,4 @@
-"""The decision for a new ticket: a pure function from what is known about an email to what to do."""
+"""The decision for a new ticket: a pure function from what is known of an email to what to do."""
 
 from __future__ import annotations
 

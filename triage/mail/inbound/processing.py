@@ -1,4 +1,4 @@
-"""Processing stored mail: claim a batch, parse, clean and classify it together, write it at once."""
+"""Processing stored mail: claim a batch; parse, clean and classify it together, then write it."""
 
 from __future__ import annotations
 
@@ -274,7 +274,7 @@ def _write(
 
 
 def _locked_rows(session: Session, ids: list[int]) -> dict[int, InboundEmail]:
-    """The claimed rows, locked for the write (the raw bytes are in hand already: not read twice)."""
+    """The claimed rows, locked for the write (without the raw bytes: they are in hand already)."""
     query = (
         select(InboundEmail)
         .options(defer(InboundEmail.raw))

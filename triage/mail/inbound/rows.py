@@ -1,4 +1,4 @@
-"""New rows as plain column values: numbered with one query, inserted with one statement per table."""
+"""New rows as plain column values: numbered in one query, inserted in one statement per table."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def store(
     keep_unparseable: bool,
     parsed: ParsedEmail | None = None,
 ) -> tuple[Stored, bool]:
-    """Commit the raw email once per Message-ID (or per raw bytes without one); (row, was_duplicate).
+    """Commit the raw email once per Message-ID (or raw bytes without one): (row, was_duplicate).
 
     Only the header block is read (`identify`): the body is parsed later, by a worker. Headers that
     are not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as

@@ -1,4 +1,4 @@
-"""Threading: which existing ticket an email continues, by the Message-IDs it answers or its subject."""
+"""Threading: the ticket an email continues, by the Message-IDs it answers or by its subject."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from triage.orm import Message, Ticket, parse_reference
 
 @dataclass(frozen=True)
 class ThreadKeys:
-    """What can tie an email to a ticket: the Message-IDs it answers and a reference in its subject."""
+    """What ties an email to a ticket: the Message-IDs it answers and a reference in its subject."""
 
     answered: tuple[str, ...]  # In-Reply-To, References (latest first), ids a bounce reports
     reference: int | None  # the ticket number of `[IMI-000123]` in the subject
@@ -35,8 +35,11 @@ class ThreadKeys:
 def find_thread(
     session: Session, parsed: ParsedEmail, secret: str, keys: ThreadKeys
 ) -> Ticket | None:
-    """The ticket this email continues: by the Message-IDs it answers (our signed ones first, then
-    those stored), then by the reference in its subject when the sender takes part in that ticket."""
+    """The ticket this email continues, or None.
+
+    By the Message-IDs it answers (our signed ones first, then those stored), then by the reference
+    in its subject when the sender takes part in that ticket.
+    """
     for message_id in keys.answered:
         ticket_id = compose.ticket_from_message_id(secret, message_id)
         if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
@@ -55,7 +58,7 @@ def find_thread(
 
 
 def is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bool:
-    """Whether any of the addresses is the ticket's centre or wrote or received one of its messages."""
+    """Whether an address is the ticket's centre or wrote or received one of its messages."""
     if ticket.centre_email in addresses:
         return True
     query = select(

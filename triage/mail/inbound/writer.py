@@ -120,9 +120,11 @@ class BatchWriter:
         )
 
     def write_new_tickets(self) -> None:
-        """Write the waiting new tickets, their messages and attachments, then their history and
-        replies: one statement per table (COPY on PostgreSQL, an executemany INSERT on SQLite), with
-        no ORM objects to build, track and flush, and no ids to read back (`number_new` gives them)."""
+        """Write the waiting new tickets, their messages and attachments, then history and replies.
+
+        One statement per table (COPY on PostgreSQL, an executemany INSERT on SQLite), with no ORM
+        objects to build, track and flush, and no ids to read back (`number_new` gives them).
+        """
         if not self.waiting:
             return
         waiting, self.waiting = self.waiting, []
