@@ -196,6 +196,7 @@ class Supervisor:
         """Start helpers and the delivery thread, then loop until SIGTERM or SIGINT and stop all."""
         if self.role is Role.MAIN and self.settings.worker_nice:
             # below the web processes: a burst of mail must not slow the webhook that accepts it
+            # (the helpers started below inherit it)
             lower_priority(self.settings.worker_nice)
         tune_garbage_collector()  # the model is loaded (task_context)
         several = f" ({self.processes} processes)" if self.processes > 1 else ""
