@@ -65,6 +65,13 @@ class Settings:
     imap_folder: str = "INBOX"
     imap_tls: bool = True
     imap_processed_folder: str = ""
+    # mail providers' inbound webhooks (each off until its credentials are set)
+    mailgun_signing_key: str = ""
+    mailgun_max_age: int = 300  # seconds a Mailgun signature's timestamp stays acceptable
+    sendgrid_inbound_user: str = ""
+    sendgrid_inbound_password: str = ""
+    postmark_inbound_user: str = ""
+    postmark_inbound_password: str = ""
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
@@ -78,6 +85,18 @@ class Settings:
         "within one working day"  # when acknowledgements say staff will answer
     )
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
+    # staff sign-in: TOTP for password logins, and OpenID Connect with Microsoft or Google
+    totp_required_for_admins: bool = False
+    signin_microsoft_client_id: str = ""
+    signin_microsoft_client_secret: str = ""
+    signin_microsoft_tenant_id: str = ""
+    signin_microsoft_authority_host: str = "https://login.microsoftonline.com"
+    signin_google_client_id: str = ""
+    signin_google_client_secret: str = ""
+    signin_google_domain: str = ""
+    signin_google_discovery_url: str = (
+        "https://accounts.google.com/.well-known/openid-configuration"
+    )
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = (
         0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -117,6 +136,14 @@ class Settings:
         s.imap_folder = env("IMAP_FOLDER") or "INBOX"
         s.imap_tls = _env_bool("IMAP_TLS", True)
         s.imap_processed_folder = env("IMAP_PROCESSED_FOLDER") or ""
+        s.mailgun_signing_key = env("MAILGUN_SIGNING_KEY") or ""
+        s.mailgun_max_age = _env_int("MAILGUN_MAX_AGE", s.mailgun_max_age)
+        if not 10 <= s.mailgun_max_age <= 86400:
+            raise ConfigError("MAILGUN_MAX_AGE must be from 10 to 86400 seconds")
+        s.sendgrid_inbound_user = env("SENDGRID_INBOUND_USER") or ""
+        s.sendgrid_inbound_password = env("SENDGRID_INBOUND_PASSWORD") or ""
+        s.postmark_inbound_user = env("POSTMARK_INBOUND_USER") or ""
+        s.postmark_inbound_password = env("POSTMARK_INBOUND_PASSWORD") or ""
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
@@ -133,6 +160,19 @@ class Settings:
             raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
+        s.totp_required_for_admins = _env_bool("TOTP_REQUIRED_FOR_ADMINS", False)
+        s.signin_microsoft_client_id = (env("SIGNIN_MICROSOFT_CLIENT_ID") or "").strip()
+        s.signin_microsoft_client_secret = env("SIGNIN_MICROSOFT_CLIENT_SECRET") or ""
+        s.signin_microsoft_tenant_id = (env("SIGNIN_MICROSOFT_TENANT_ID") or "").strip()
+        s.signin_microsoft_authority_host = (
+            env("SIGNIN_MICROSOFT_AUTHORITY_HOST") or s.signin_microsoft_authority_host
+        ).rstrip("/")
+        s.signin_google_client_id = (env("SIGNIN_GOOGLE_CLIENT_ID") or "").strip()
+        s.signin_google_client_secret = env("SIGNIN_GOOGLE_CLIENT_SECRET") or ""
+        s.signin_google_domain = (env("SIGNIN_GOOGLE_DOMAIN") or "").strip().lower()
+        s.signin_google_discovery_url = (
+            env("SIGNIN_GOOGLE_DISCOVERY_URL") or s.signin_google_discovery_url
+        )
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
         if not 0 <= s.trusted_proxies <= 10:

@@ -178,6 +178,10 @@ class User(Base):
     notify_overdue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # raised by logout, a password change or deactivation: sessions signed before are void
     session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # the TOTP second factor for password logins (base32 secret; None: not enrolled), and the last
+    # 30-second time step a code was accepted for (a code is never taken twice)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiToken(Base):
@@ -469,6 +473,21 @@ class ImapCheckpoint(Base):
     uidvalidity: Mapped[int] = mapped_column(Integer)
     last_uid: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookToken(Base):
+    """A signed token a mail provider's webhook call carried (Mailgun): each is taken once."""
+
+    __tablename__ = "webhook_tokens"
+    __table_args__ = (
+        UniqueConstraint("provider", "token", name="uq_webhook_tokens_provider_token"),
+        Index("ix_webhook_tokens_seen_at", "seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(200))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Note(Base):

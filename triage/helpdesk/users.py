@@ -90,6 +90,27 @@ def set_active(session: Session, user: User, active: bool) -> list[ApiToken]:
     return tokens.revoke_created_by(session, user.id)
 
 
+# the API token scopes each role may create (tokens are made under Admin > API tokens, admins only)
+ROLE_TOKEN_SCOPES: dict[Role, frozenset[str]] = {
+    Role.ADMIN: frozenset(tokens.SCOPES),
+    Role.AGENT: frozenset(),
+}
+
+
+def change_role(session: Session, user: User, role: Role) -> list[ApiToken]:
+    """Give a user a new role; the live tokens they made with a scope the new role could not create
+    are revoked and returned."""
+    user.role = role
+    allowed = ROLE_TOKEN_SCOPES[role]
+    rows = session.scalars(
+        select(ApiToken).where(ApiToken.created_by_id == user.id, ApiToken.revoked_at.is_(None))
+    )
+    revoked = [row for row in rows if not set(row.scope_list) <= allowed]
+    for row in revoked:
+        row.revoked_at = utcnow()
+    return revoked
+
+
 def verify_password(password_hash: str, password: str) -> bool:
     """True if the password matches the hash (the one place passwords are checked)."""
     return check_password_hash(password_hash, password)
@@ -139,6 +160,39 @@ def _failure_actor(email: str) -> str:
     return f"login:{email[:180]}"
 
 
+def record_failure(session: Session, email: str, remote: str) -> None:
+    """Count one failed proof of identity for an account from a client address (a wrong password
+    at login or on the password-change form, a wrong second-factor code)."""
+    session.add(
+        AuditEvent(
+            actor=_failure_actor(normalise_email(email)),
+            action=AuditAction.LOGIN_FAILED,
+            details={"remote": remote},
+        )
+    )
+
+
+def record_login(session: Session, user: User, remote: str, method: str = "password") -> None:
+    """Record a successful login (its client address makes it a known address for the account)."""
+    user.last_login_at = utcnow()
+    session.add(
+        AuditEvent(
+            actor=f"user:{user.email}",
+            user_id=user.id,
+            action=AuditAction.LOGIN_OK,
+            details={"remote": remote, "method": method},
+        )
+    )
+
+
+def check_password(session: Session, user: User, password: str, remote: str) -> bool:
+    """True if `password` is the user's own; a wrong one is counted like a failed login."""
+    if verify_password(user.password_hash, password):
+        return True
+    record_failure(session, user.email, remote)
+    return False
+
+
 def authenticate(session: Session, email: str, password: str, remote: str) -> User | None:
     """The active user with these credentials, or None; failures are recorded (never the password).
 
@@ -148,21 +202,6 @@ def authenticate(session: Session, email: str, password: str, remote: str) -> Us
     user = session.scalars(select(User).where(User.email == email)).one_or_none()
     matches = verify_password(user.password_hash if user is not None else _dummy_hash(), password)
     if user is not None and user.is_active and matches:
-        user.last_login_at = utcnow()
-        session.add(
-            AuditEvent(
-                actor=f"user:{user.email}",
-                user_id=user.id,
-                action=AuditAction.LOGIN_OK,
-                details={"remote": remote},
-            )
-        )
         return user
-    session.add(
-        AuditEvent(
-            actor=_failure_actor(email),
-            action=AuditAction.LOGIN_FAILED,
-            details={"remote": remote},
-        )
-    )
+    record_failure(session, email, remote)
     return None

@@ -68,6 +68,8 @@ def init_app(app: Flask) -> None:
         login,
         observability,
         openapi,
+        provider_webhooks,
+        sso,
         staff,
     )
 
@@ -76,6 +78,7 @@ def init_app(app: Flask) -> None:
     csrf.exempt(observability.bp)
     observability.init_app(app)
     login.init_app(app)
+    sso.init_app(app)
     errors.init_app(app)
     for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
         app.register_blueprint(blueprint)

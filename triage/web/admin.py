@@ -107,8 +107,9 @@ def _change_user(session: Session, form: MultiDict[str, str]) -> None:
     elif op == "toggle":
         _toggle_active(session, user)
     elif form.get("role") in accounts.ROLES:
-        user.role = Role(form["role"])
+        revoked = accounts.change_role(session, user, Role(form["role"]))
         _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
+        _revoked(revoked, f"creator {user.email} is now {user.role}")
     else:
         raise accounts.UserError("unknown change")
 
@@ -117,10 +118,15 @@ def _toggle_active(session: Session, user: User) -> None:
     """Deactivate or reactivate; deactivating revokes the API tokens the user made."""
     revoked = accounts.set_active(session, user, not user.is_active)
     _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
-    for row in revoked:
-        _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=f"creator {user.email} deactivated")
-    if revoked:
-        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
+    _revoked(revoked, f"creator {user.email} deactivated")
+
+
+def _revoked(rows: list[ApiToken], reason: str) -> None:
+    """Audit and report the API tokens a change to their creator revoked."""
+    for row in rows:
+        _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=reason)
+    if rows:
+        flash(f"{len(rows)} API token(s) revoked: {reason}.")
 
 
 @bp.route("/queues", methods=["GET", "POST"])

@@ -14,8 +14,8 @@ from triage.orm import InboundEmail, format_reference
 from triage.states import InboundSource, InboundStatus
 from triage.web import db, session_factory, settings, statement_db
 from triage.web.auth import token_required
-from triage.web.body import read_body
-from triage.web.errors import ApiError, json_body
+from triage.web.body import json_body, read_body
+from triage.web.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 _EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
@@ -45,7 +45,12 @@ def inbound() -> ResponseReturnValue:
     mimetype = request.mimetype
     if mimetype not in {"message/rfc822", "application/octet-stream", "text/plain"}:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
-    raw = read_body(settings().inbound_max_bytes)
+    return store_webhook_mail(read_body(settings().inbound_max_bytes))
+
+
+def store_webhook_mail(raw: bytes) -> ResponseReturnValue:
+    """Store one raw email taken by a webhook (ours or a mail provider's) and answer 202 with its
+    id; a worker makes the ticket."""
     try:
         result = accept(statement_db(), raw, InboundSource.WEBHOOK)
     except UnparseableEmail as exc:

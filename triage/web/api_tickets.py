@@ -16,7 +16,8 @@ from triage.states import TicketStatus
 from triage.web import db, settings
 from triage.web.api import bp
 from triage.web.auth import token_required
-from triage.web.errors import ApiError, json_body
+from triage.web.body import json_body
+from triage.web.errors import ApiError
 from triage.web.params import int_param
 
 

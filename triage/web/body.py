@@ -3,7 +3,9 @@ too)."""
 
 from __future__ import annotations
 
-from flask import request
+import json
+
+from flask import current_app, request
 
 from triage.web.errors import ApiError
 
@@ -38,3 +40,41 @@ def read_body(limit: int) -> bytes:
         if size > limit:
             raise too_large
         chunks.append(chunk)
+
+
+def json_body() -> object:
+    """The request's JSON body (None when it is not JSON); 413 when it is over the size cap,
+    however it is sent (chunked too); 400 if any text in it is not valid Unicode.
+
+    JSON may escape lone surrogates ("\\ud800"), which Python accepts but no database can store.
+    """
+    if not request.is_json:
+        return None
+    try:
+        data = json.loads(read_body(current_app.config["MAX_CONTENT_LENGTH"]))
+    except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError)
+        return None
+    if _unstorable(data):
+        raise ApiError(
+            400,
+            "the JSON body holds text that cannot be stored (a NUL character or a lone surrogate)",
+        )
+    return data
+
+
+def _unstorable(value: object) -> bool:
+    """True if any text in a decoded JSON value holds NUL or a lone surrogate (no database stores
+    either)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False

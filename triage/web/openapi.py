@@ -41,6 +41,44 @@ _AUTH = {
     "403": _error("the token lacks this operation's scope"),
     "429": _error("over the token's rate limit"),
 }
+_PROVIDER_ERRORS = {
+    "400": _error("no raw message in the provider's field, or it is not a parseable email"),
+    "401": _error(
+        "the provider's authentication failed (or its webhook is not enabled here): nothing stored"
+    ),
+    "413": _error("larger than the size cap"),
+    "415": _error("not the provider's content type"),
+    "503": _error("database unavailable; retry"),
+}
+
+
+def _provider_webhook(summary: str, description: str, media: str, security: Any) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": description
+            + " Stored exactly as POST /api/v1/inbound stores raw mail: answered 202 "
+            "with the stored email's id; a worker makes the ticket.",
+            "security": security,
+            "requestBody": {"required": True, "content": {media: {"schema": {"type": "object"}}}},
+            "responses": {
+                "202": _json(
+                    "Accepted", "stored; processing is pending (or done, for a duplicate)"
+                ),
+                **_PROVIDER_ERRORS,
+            },
+        }
+    }
+
+
+_MAILGUN = _provider_webhook(
+    "Mailgun inbound route (forward() to a URL ending in /mime)",
+    "Form fields timestamp, token and signature (hex HMAC-SHA256 of timestamp and token under "
+    "MAILGUN_SIGNING_KEY) are checked, the timestamp must be fresh (MAILGUN_MAX_AGE) and the "
+    "token never used before; the raw message is body-mime.",
+    "multipart/form-data",
+    [],
+)
 _TICKET_ID = {"name": "ticket_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 SPEC: dict[str, Any] = {
@@ -55,7 +93,10 @@ SPEC: dict[str, Any] = {
     "servers": [{"url": "/"}],
     "security": [{"bearer": []}],
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "basic": {"type": "http", "scheme": "basic"},
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -231,6 +272,22 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/inbound/mailgun": _MAILGUN,
+        "/api/v1/inbound/mailgun/mime": _MAILGUN,
+        "/api/v1/inbound/sendgrid": _provider_webhook(
+            "SendGrid Inbound Parse (raw, full MIME message)",
+            "Basic auth (SENDGRID_INBOUND_USER, SENDGRID_INBOUND_PASSWORD) in the URL SendGrid "
+            "posts to; the raw message is the form field email.",
+            "multipart/form-data",
+            [{"basic": []}],
+        ),
+        "/api/v1/inbound/postmark": _provider_webhook(
+            "Postmark inbound webhook (raw email content included)",
+            "Basic auth (POSTMARK_INBOUND_USER, POSTMARK_INBOUND_PASSWORD) in the webhook URL; "
+            "the raw message is the JSON field RawEmail.",
+            "application/json",
+            [{"basic": []}],
+        ),
         "/api/v1/tickets": {
             "post": {
                 "summary": "Create a ticket from a contact form",

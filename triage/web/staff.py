@@ -36,6 +36,8 @@ from triage.web.params import BadParameter, int_param, required_int
 bp = Blueprint("staff", __name__)
 MAX_PAGE = 100_000
 ALL_STATUSES = "all"  # the queue page's status filter: tickets in any status
+# the query parameters a ticket list reads, kept in its page links (nothing else is passed on)
+PAGE_LINK_PARAMS = ("status", "category", "assignee", "q", "sort")
 
 
 @bp.before_request
@@ -100,6 +102,15 @@ def index() -> ResponseReturnValue:
 def queues() -> ResponseReturnValue:
     """Every queue with open counts and oldest waiting age; triage first."""
     return render_template("queues.html", queues=tickets.queue_summaries(db()))
+
+
+@bp.app_template_global()
+def page_url(endpoint: str, page: int) -> str:
+    """A ticket list's link to another of its pages: its filters kept, any other parameter
+    dropped."""
+    values: dict[str, Any] = {**(request.view_args or {}), "page": page}
+    values.update((name, value) for name in PAGE_LINK_PARAMS if (value := request.args.get(name)))
+    return url_for(endpoint, **values)
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
