@@ -119,6 +119,8 @@ def test_microsoft_and_google_claims() -> None:
         sign_in.microsoft_address({**ok, "tid": "other"}, tenant)
     with pytest.raises(sign_in.SignInRefused, match="another organisation"):
         sign_in.microsoft_address(ok, "")  # never open to every tenant
+    with pytest.raises(sign_in.SignInRefused, match="Guest"):
+        sign_in.microsoft_address({**ok, "acct": 1}, tenant)
     unverified_email = {"tid": tenant, "preferred_username": "+441234", "email": "boss@imi.test"}
     with pytest.raises(sign_in.SignInRefused, match="verified"):
         sign_in.microsoft_address(unverified_email, tenant)

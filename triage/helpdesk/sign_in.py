@@ -27,10 +27,13 @@ def microsoft_address(claims: Mapping[str, object], tenant_id: str) -> str:
 
     `tid` must be our tenant. The address is `preferred_username` (the user principal name, whose
     domain the tenant has verified), or `email` when Microsoft marks its domain owner-verified
-    (`xms_edov`); an `email` claim alone is not proof (a user can set it).
+    (`xms_edov`); an `email` claim alone is not proof (a user can set it). Guests (`acct` 1, when
+    the app registration asks for that optional claim) are refused.
     """
     if not tenant_id or _text(claims, "tid").lower() != tenant_id.lower():
         raise SignInRefused("This Microsoft account belongs to another organisation (tenant).")
+    if claims.get("acct") == 1:  # the optional claim: 0 a member of the tenant, 1 a guest
+        raise SignInRefused("Guest accounts of the organisation cannot sign in here.")
     address = _text(claims, "preferred_username")
     if "@" not in address and claims.get("xms_edov") is True:
         address = _text(claims, "email")

@@ -109,7 +109,7 @@ def _change_user(session: Session, form: MultiDict[str, str]) -> None:
     elif form.get("role") in accounts.ROLES:
         revoked = accounts.change_role(session, user, Role(form["role"]))
         _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
-        _revoked(revoked, f"creator {user.email} is now {user.role}")
+        _revoked(revoked, user.email, f"now {user.role}")
     else:
         raise accounts.UserError("unknown change")
 
@@ -118,15 +118,15 @@ def _toggle_active(session: Session, user: User) -> None:
     """Deactivate or reactivate; deactivating revokes the API tokens the user made."""
     revoked = accounts.set_active(session, user, not user.is_active)
     _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
-    _revoked(revoked, f"creator {user.email} deactivated")
+    _revoked(revoked, user.email, "deactivated")
 
 
-def _revoked(rows: list[ApiToken], reason: str) -> None:
+def _revoked(rows: list[ApiToken], creator: str, change: str) -> None:
     """Audit and report the API tokens a change to their creator revoked."""
     for row in rows:
-        _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=reason)
+        _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=f"creator {creator} {change}")
     if rows:
-        flash(f"{len(rows)} API token(s) revoked: {reason}.")
+        flash(f"{len(rows)} API token(s) made by {creator} revoked ({change}).")
 
 
 @bp.route("/queues", methods=["GET", "POST"])
