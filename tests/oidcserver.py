@@ -120,6 +120,7 @@ class Provider:
         self.key = RSAKey.generate_key(
             2048, parameters={"kid": "test-key-1", "use": "sig"}, private=True
         )
+        self.signing_key = self.key  # a test may sign with a key the JWKS does not publish
         self.accounts: dict[str, dict[str, Any]] = {}  # login name -> the claims it gets
         self.clients: dict[str, Client] = {}
         self.codes: dict[str, Code] = {}
@@ -144,7 +145,7 @@ class MicrosoftLikeCode(OpenIDCode):
         return any(c.nonce == nonce for c in self.provider.codes.values())
 
     def resolve_client_private_key(self, client: Client) -> Any:
-        return self.provider.key
+        return self.provider.signing_key
 
     def get_client_algorithm(self, client: Client) -> str:
         return "RS256"

@@ -12,6 +12,7 @@ from typing import Any
 import pyotp
 import pytest
 from flask import Flask
+from joserfc.jwk import RSAKey
 from sqlalchemy import select
 
 from tests import factories
@@ -147,6 +148,20 @@ def test_microsoft_sign_in_allows_our_tenant_staff_only(
     assert "another organisation" in page.inner_text("[role=alert]")
     assert page.goto(f"{url}/queues").url.startswith(f"{url}/login")  # not logged in
     page.context.close()
+
+    # an ID token signed with a key the tenant does not publish is refused, for either provider
+    provider.signing_key = RSAKey.generate_key(2048, parameters={"kid": "test-key-1"}, private=True)
+    try:
+        for button, account, refusal in (
+            ("Sign in with Microsoft", "alex", "could not be verified"),
+            ("Sign in with Google", "gina", "did not confirm"),
+        ):
+            page = _sign_in(browser, url, button, account)
+            assert page.url.startswith(f"{url}/login"), (button, page.url)
+            assert refusal in page.inner_text("[role=alert]")
+            page.context.close()
+    finally:
+        provider.signing_key = provider.key
 
     with factories.session_of(app) as s:
         assert (
