@@ -235,3 +235,23 @@ def test_page_links_carry_only_known_parameters(app: Flask, url: str) -> None:
         assert "page=1" in link
         if "status=all" in url:
             assert "status=all" in link
+
+
+def test_an_admin_removes_a_lost_second_factor(app: Flask) -> None:
+    make_user(app, "boss@imi.test", "admin")
+    agent_id = make_user(app, "agent@imi.test")
+    secret = _enrol(app, "agent@imi.test")
+    agent = app.test_client()
+    login(agent)
+    _code_form(agent, pyotp.TOTP(secret).now())
+    assert agent.get("/queues").status_code == 200
+    boss = app.test_client()
+    login(boss, "boss@imi.test")
+    page = boss.get("/admin/users").get_data(as_text=True)
+    assert 'value="second_factor_off"' in page
+    form = {"op": "second_factor_off", "user_id": str(agent_id)}
+    assert post_form(boss, "/admin/users", "/admin/users", form).status_code == 302
+    assert _user(app, "agent@imi.test").totp_secret is None
+    assert agent.get("/queues").status_code == 302  # their sessions ended with it
+    fresh = app.test_client()
+    assert login(fresh).headers["Location"].endswith("/queues")  # the password alone again

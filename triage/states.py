@@ -136,6 +136,7 @@ class AuditAction(StrEnum):
     USER_RENAMED = "user.renamed"
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105 (an event name, not a secret)
     USER_CHANGED = "user.changed"
+    USER_SECOND_FACTOR = "user.second_factor"
     TOKEN_CREATED = "token.created"  # noqa: S105 (likewise)
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 (likewise)
     QUEUE_SAVED = "queue.saved"

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from triage import catalogue
 from triage.classifier import registry
-from triage.helpdesk import due, stats
+from triage.helpdesk import due, second_factor, stats
 from triage.helpdesk import macros as saved_replies
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
@@ -106,6 +106,10 @@ def _change_user(session: Session, form: MultiDict[str, str]) -> None:
         _audit(AuditAction.USER_PASSWORD_RESET, email=user.email)
     elif op == "toggle":
         _toggle_active(session, user)
+    elif op == "second_factor_off":
+        second_factor.remove(user)
+        accounts.end_sessions(user)
+        _audit(AuditAction.USER_SECOND_FACTOR, email=user.email, enabled=False)
     elif form.get("role") in accounts.ROLES:
         revoked = accounts.change_role(session, user, Role(form["role"]))
         _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)

@@ -18,8 +18,8 @@ from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, login_user, logout_user
 
 from triage.helpdesk import second_factor, users
-from triage.orm import User
-from triage.states import Role
+from triage.orm import AuditEvent, User
+from triage.states import AuditAction, Role
 from triage.web import db, settings
 
 bp = Blueprint("auth", __name__)
@@ -196,6 +196,8 @@ def second_factor_login() -> ResponseReturnValue:
             else second_factor.accept_code(user, code)
         )
         if accepted:
+            if enrolling:
+                _audit_second_factor(user, True)
             target = str(session[PENDING].get("next") or url_for("staff.queues"))
             complete_login(user, "password+totp")
             return redirect(_safe_next(target))
@@ -208,6 +210,17 @@ def second_factor_login() -> ResponseReturnValue:
 def _second_factor_page(user: User, secret: str, error: str | None) -> str:
     return render_template(
         "second_factor.html", secret=secret, uri=_uri(secret, user), error=error, login=True
+    )
+
+
+def _audit_second_factor(user: User, enabled: bool) -> None:
+    db().add(
+        AuditEvent(
+            actor=f"user:{user.email}",
+            user_id=user.id,
+            action=AuditAction.USER_SECOND_FACTOR,
+            details={"email": user.email, "enabled": enabled},
+        )
     )
 
 
@@ -283,6 +296,7 @@ def second_factor_account() -> ResponseReturnValue:
             secret = session[PENDING_SECRET] = second_factor.new_secret()
         elif op == "confirm" and secret:
             if second_factor.enrol(user, secret, request.form.get("code", "")[:20]):
+                _audit_second_factor(user, True)
                 session.pop(PENDING_SECRET, None)
                 dbs.commit()
                 flash("Second factor on: password logins now ask for a code from your app.")
@@ -294,6 +308,7 @@ def second_factor_account() -> ResponseReturnValue:
                 error = "Administrators must keep a second factor here."
             elif users.check_password(dbs, user, request.form.get("password", "")[:1000], remote):
                 second_factor.remove(user)
+                _audit_second_factor(user, False)
                 dbs.commit()
                 flash("Second factor off.")
                 return redirect(url_for("auth.second_factor_account"))
