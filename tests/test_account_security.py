@@ -13,7 +13,9 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tests import factories
 from tests.webutil import PASSWORD, csrf_from, login, make_user, post_form
@@ -32,21 +34,26 @@ def _user(app: Flask, email: str) -> User:
 # --- the second factor ------------------------------------------------------------------------
 
 
-def test_a_code_is_taken_once_and_only_near_its_time() -> None:
-    user = User(email="a@imi.test", password_hash="x", role=Role.AGENT)
+def test_a_code_is_taken_once_and_only_near_its_time(session: Session) -> None:
+    user = factories.user(session, email="a@imi.test")
     secret = second_factor.new_secret()
     totp = pyotp.TOTP(secret)
     now = time.time()
     assert not second_factor.enrol(user, secret, "12345", now)  # not six digits
     assert second_factor.enrol(user, secret, totp.at(now), now)
-    assert not second_factor.accept_code(user, totp.at(now), now)  # the enrolment's code: used
+    session.flush()
+    assert not second_factor.accept_code(session, user, totp.at(now), now)  # the enrolment's code
     later = now + 60
-    assert second_factor.accept_code(user, totp.at(later - 30), later)  # one step behind: taken
-    assert not second_factor.accept_code(user, totp.at(later - 30), later)  # and only once
-    assert not second_factor.accept_code(user, totp.at(later - 300), later)  # far too old
-    assert second_factor.accept_code(
-        user, " ".join([totp.at(later + 30)[:3], totp.at(later + 30)[3:]]), later
-    )
+    assert second_factor.accept_code(session, user, totp.at(later - 30), later)  # a step behind
+    assert not second_factor.accept_code(session, user, totp.at(later - 30), later)  # only once
+    assert not second_factor.accept_code(session, user, totp.at(later - 300), later)  # too old
+    spaced = totp.at(later + 30)[:3] + " " + totp.at(later + 30)[3:]
+    assert second_factor.accept_code(session, user, spaced, later)
+    # another process took a later step meanwhile: this one's copy of the row is stale, still refused
+    stale_copy_step = user.totp_last_step
+    session.execute(update(User).where(User.id == user.id).values(totp_last_step=10**12))
+    set_committed_value(user, "totp_last_step", stale_copy_step)
+    assert not second_factor.accept_code(session, user, totp.at(later + 60), later + 60)
     assert second_factor.required(User(role=Role.ADMIN), True)
     assert not second_factor.required(User(role=Role.ADMIN), False)
     assert not second_factor.required(User(role=Role.AGENT), True)

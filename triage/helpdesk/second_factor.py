@@ -7,6 +7,8 @@ import hmac
 import time
 
 import pyotp
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
 
 from triage.orm import User
 from triage.states import Role
@@ -37,12 +39,23 @@ def _matching_step(secret: str, code: str, after: int | None, now: float) -> int
     return None
 
 
-def accept_code(user: User, code: str, now: float | None = None) -> bool:
-    """True if `code` is the user's current code and was not used before (it is then used up)."""
+def accept_code(session: Session, user: User, code: str, now: float | None = None) -> bool:
+    """True if `code` is the user's current code and was not used before (it is then used up).
+
+    The step is taken with one conditional UPDATE, so two requests racing with the same code (in
+    any processes) cannot both get in.
+    """
     if not user.totp_secret:
         return False
     step = _matching_step(user.totp_secret, code, user.totp_last_step, now or time.time())
     if step is None:
+        return False
+    unused = or_(User.totp_last_step.is_(None), User.totp_last_step < step)
+    taken = session.execute(
+        update(User).where(User.id == user.id, unused).values(totp_last_step=step),
+        execution_options={"synchronize_session": False},
+    )
+    if getattr(taken, "rowcount", 0) != 1:
         return False
     user.totp_last_step = step
     return True

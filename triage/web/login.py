@@ -193,7 +193,7 @@ def second_factor_login() -> ResponseReturnValue:
         accepted = (
             second_factor.enrol(user, secret, code)
             if enrolling
-            else second_factor.accept_code(user, code)
+            else second_factor.accept_code(dbs, user, code)
         )
         if accepted:
             if enrolling:
