@@ -19,11 +19,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests import factories
-from tests.mailutil import count, make_email
+from tests.mailutil import count, make_email, process_all
 from triage import create_app
 from triage.mail import providers
 from triage.mail.providers import Provider
-from triage.orm import InboundEmail, WebhookToken
+from triage.orm import InboundEmail, Ticket, WebhookToken
 from triage.states import InboundSource
 
 SIGNING_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
@@ -175,6 +175,13 @@ def test_mailgun_raw_mime_is_stored_as_the_webhook_stores_it(provider_app: Flask
     with factories.session_of(provider_app) as s:
         row = s.get(InboundEmail, body["id"])
         assert row is not None and row.source == InboundSource.WEBHOOK
+    # then a worker makes the ticket, as for mail posted to POST /api/v1/inbound
+    assert process_all(provider_app) == 1
+    with factories.session_of(provider_app) as s:
+        row = s.get(InboundEmail, body["id"])
+        assert row is not None and row.ticket_id is not None
+        made = s.get(Ticket, row.ticket_id)
+        assert made is not None and made.centre_email == "exams@centre.example"
     # Mailgun posts URL-encoded when the message has no attachment: the same
     second = make_email(message_id="<mg-2@centre.example>")
     answer = post(client, "/api/v1/inbound/mailgun", urlencoded(mailgun_fields(second)))
