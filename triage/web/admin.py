@@ -29,6 +29,7 @@ from triage.orm import (
 )
 from triage.states import AuditAction, ModelStatus, OutboxStatus, Role
 from triage.web import charts, db, settings
+from triage.web.formatting import plural
 from triage.web.login import login_required
 from triage.web.params import required_int
 from triage.worker import jobs
@@ -120,7 +121,7 @@ def _toggle_active(session: Session, user: User) -> None:
     for row in revoked:
         _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=f"creator {user.email} deactivated")
     if revoked:
-        flash(f"{len(revoked)} API token(s) made by {user.email} revoked.")
+        flash(f"{plural(len(revoked), 'API token')} made by {user.email} revoked.")
 
 
 @bp.route("/queues", methods=["GET", "POST"])
