@@ -136,7 +136,7 @@ def test_microsoft_sign_in_allows_our_tenant_staff_only(
     app, url = signin_app
     page = _sign_in(browser, url, "Sign in with Microsoft", "alex")
     assert page.url.startswith(f"{url}/queues"), page.url
-    assert "agent@imi.test" in page.inner_text("header")
+    assert "Alex Agent" in page.inner_text("header")  # agent@imi.test, shown by name
     page.context.close()
 
     page = _sign_in(browser, url, "Sign in with Microsoft", "stranger")

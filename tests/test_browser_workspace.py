@@ -198,36 +198,6 @@ def test_api_page_renders_the_document_with_the_csp_intact(
     assert problems == []
 
 
-def test_pages_fit_a_390_pixel_phone(app: Flask, live_server: str, browser_page) -> None:  # type: ignore[no-untyped-def]
-    make_user(app, "boss@imi.test", "admin")
-    with factories.session_of(app) as s:
-        t = factories.ticket(
-            s,
-            centre_email="coordinator.of.examinations@averyveryverylongdomainname.example",
-            centre_name="Very Long Centre Name Limited",
-            subject="A subject with a very_long_unbroken_token_" + "x" * 120,
-            body="frozen " + "y" * 300,
-        )
-    page = browser_page
-    page.set_viewport_size({"width": 390, "height": 844})
-    _login(page, live_server, "boss@imi.test")
-    domain = t.centre_email.rpartition("@")[2]
-    for path in (
-        "/queues",
-        "/views/open",
-        f"/tickets/{t.id}",
-        "/search?q=frozen",
-        f"/centres/{domain}",
-        "/dashboard",
-        "/preferences",
-        "/admin/users",
-        "/admin/queues",
-    ):
-        page.goto(f"{live_server}{path}")
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390, (path, width)
-
-
 def test_urgency_toggle_preferences_and_user_admin(
     app: Flask, live_server: str, browser_page
 ) -> None:  # type: ignore[no-untyped-def]

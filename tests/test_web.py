@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests import factories
 from tests.mailutil import deliver, email_with_attachment, make_email, post_email, ticket
-from tests.webutil import PASSWORD, login, make_user, post_form
+from tests.webutil import ADMIN_PAGES, PASSWORD, login, make_user, post_form
 from triage.orm import AuditEvent, User
 
 PUBLIC = {"/login", "/healthz", "/api/v1/inbound", "/static/<path:filename>"}
@@ -267,15 +267,7 @@ def test_admin_pages_need_the_admin_role(app: Flask) -> None:
     assert agent.get("/admin/users").status_code == 403
     admin = app.test_client()
     login(admin, "boss@imi.test")
-    for page in (
-        "/admin/users",
-        "/admin/queues",
-        "/admin/routing",
-        "/admin/macros",
-        "/admin/tokens",
-        "/admin/outbox",
-        "/admin/inbound",
-    ):
+    for page in ADMIN_PAGES:
         assert admin.get(page).status_code == 200, page
     post_form(
         admin, "/admin/routing", "/admin/routing", {"category": "extra_time", "queue": "scheduling"}

@@ -118,7 +118,7 @@ def test_waiting_on_the_centre_has_no_due_time_and_staff_change_urgency_with_his
     )
     assert not reload(app, t.id).urgent
     html = client.get(page).get_data(as_text=True)
-    assert "agent@imi.test marked it not urgent: exam is next week, they misdated it." in html
+    assert "Alex Agent marked it not urgent: exam is next week, they misdated it." in html
     assert "Mark urgent" in html
     refused = post_form(client, page, f"{page}/urgent", {"urgent": "0"})
     assert "already not urgent" in client.get(refused.headers["Location"]).get_data(as_text=True)

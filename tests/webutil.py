@@ -11,6 +11,18 @@ from flask.testing import FlaskClient
 from tests import factories
 from tests.factories import PASSWORD
 
+# every admin page a browser opens with GET
+ADMIN_PAGES = (
+    "/admin/users",
+    "/admin/queues",
+    "/admin/routing",
+    "/admin/macros",
+    "/admin/tokens",
+    "/admin/outbox",
+    "/admin/inbound",
+    "/admin/models",
+)
+
 
 def make_user(
     app: Flask, email: str = "agent@imi.test", role: str = "agent", name: str = "Alex Agent"

@@ -5,7 +5,7 @@ For example "Model v3 chose Exam has frozen (98 %) and auto-replied".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from triage import catalogue
@@ -28,11 +28,12 @@ def _title(slug: object) -> str:
     )
 
 
-def who(actor: str) -> str:
-    """A readable name for an audit actor ("user:jo@x" -> "jo@x", "model:v3" -> "Model v3")."""
+def who(actor: str, names: Mapping[str, str] | None = None) -> str:
+    """A readable name for an audit actor ("user:jo@x" -> "Jo Bloggs" when `names` knows jo@x, else
+    "jo@x"; "model:v3" -> "Model v3")."""
     kind, _, name = actor.partition(":")
     return {
-        "user": name,
+        "user": (names or {}).get(name, name),
         "model": f"Model {name}",
         "token": f"API token {name}",
         "centre": f"The centre ({name})",
@@ -46,6 +47,11 @@ class _Entry(NamedTuple):
     who: str
     details: dict[str, Any]
     actor: str
+    names: Mapping[str, str]
+
+    def person(self, email: object) -> str:
+        """A member of staff named in the details, by name when known."""
+        return self.names.get(str(email), str(email))
 
 
 def _created(e: _Entry) -> str:
@@ -72,10 +78,11 @@ def _assigned(e: _Entry) -> str:
     """Took it, assigned it to someone, or unassigned it."""
     d = e.details
     if d.get("assignee") is None:
-        return f"{e.who} unassigned it" + (f" from {d['previous']}." if d.get("previous") else ".")
+        previous = f" from {e.person(d['previous'])}." if d.get("previous") else "."
+        return f"{e.who} unassigned it" + previous
     if e.actor == f"user:{d.get('assignee')}":
         return f"{e.who} took it."
-    return f"{e.who} assigned it to {d['assignee']}."
+    return f"{e.who} assigned it to {e.person(d['assignee'])}."
 
 
 def _category_confirmed(e: _Entry) -> str:
@@ -155,8 +162,10 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
 }
 
 
-def describe(event: AuditEvent) -> str:
-    """One sentence saying what happened (the actor included)."""
-    entry = _Entry(who(event.actor), event.details or {}, event.actor)
+def describe(event: AuditEvent, names: Mapping[str, str] | None = None) -> str:
+    """One sentence saying what happened (the actor included); `names` maps staff email addresses
+    to the names shown."""
+    names = names or {}
+    entry = _Entry(who(event.actor, names), event.details or {}, event.actor, names)
     sentence = _SENTENCES.get(event.action)
     return sentence(entry) if sentence is not None else _other(event.action, entry)

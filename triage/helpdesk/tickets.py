@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from triage import catalogue
 from triage.config import Settings
-from triage.helpdesk import lifecycle
+from triage.helpdesk import due, lifecycle
 from triage.helpdesk.lifecycle import TicketError as TicketError  # callers catch it from here
 from triage.mail import compose
 from triage.mail.outbox import enqueue
@@ -186,23 +186,51 @@ def next_ticket(session: Session, current: Ticket, user: User) -> Ticket | None:
 
 @dataclass(frozen=True)
 class QueueSummary:
-    """A queue with its open count and its oldest waiting ticket's age."""
+    """A queue with its open, urgent and overdue counts and its oldest waiting ticket's age."""
 
     slug: str
     name: str
     open_count: int
     oldest: datetime | None
+    urgent_count: int = 0
+    overdue_count: int = 0
 
 
 def queue_summaries(session: Session) -> list[QueueSummary]:
-    """Every queue with open counts and oldest waiting time; triage first."""
+    """Every queue with open, urgent and overdue counts and oldest waiting time; triage first."""
     rows = session.execute(
-        select(Queue.slug, Queue.name, func.count(Ticket.id), func.min(Ticket.created_at))
+        select(
+            Queue.id,
+            Queue.slug,
+            Queue.name,
+            func.count(Ticket.id),
+            func.min(Ticket.created_at),
+            func.count(Ticket.id).filter(Ticket.urgent),
+        )
         .outerjoin(Ticket, (Ticket.queue_id == Queue.id) & Ticket.status.in_(OPEN_STATUSES))
         .group_by(Queue.id, Queue.slug, Queue.name)
     ).all()
-    summaries = [QueueSummary(slug, name, count, oldest) for slug, name, count, oldest in rows]
+    overdue = _overdue_by_queue(session)
+    summaries = [
+        QueueSummary(slug, name, count, oldest, urgent, overdue.get(queue_id, 0))
+        for queue_id, slug, name, count, oldest, urgent in rows
+    ]
     return sorted(summaries, key=lambda q: (q.slug != catalogue.TRIAGE_QUEUE, q.slug))
+
+
+def _overdue_by_queue(session: Session) -> dict[int, int]:
+    """How many tickets in each queue are past their response target now."""
+    now = utcnow()
+    waiting = session.scalars(
+        select(Ticket)
+        .where(Ticket.status == TicketStatus.OPEN, Ticket.queue_id.is_not(None))
+        .options(selectinload(Ticket.queue))
+    )
+    counts: dict[int, int] = {}
+    for ticket in waiting:
+        if ticket.queue_id is not None and due.is_overdue(ticket, now):
+            counts[ticket.queue_id] = counts.get(ticket.queue_id, 0) + 1
+    return counts
 
 
 def get_ticket(session: Session, ticket_id: int) -> Ticket:
@@ -292,16 +320,15 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
     lifecycle.check_can_reply(ticket)
     if problem := unanswerable(ticket.centre_email):
         raise TicketError(f"the centre's address cannot take a reply: {problem}")
-    inbound = [m for m in ticket.messages if m.direction == MessageDirection.INBOUND]
-    last_inbound = inbound[-1] if inbound else None
+    answered = last_written(ticket)
     message = enqueue(
         session,
         settings,
         ticket,
         kind=MessageKind.STAFF_REPLY,
         subject=compose.reply_subject(ticket.id, ticket.subject),
-        body=_reply_text(settings, actor, ticket, body, inbound),
-        reply_to=last_inbound,
+        body=_reply_text(settings, actor, ticket, body, answered),
+        reply_to=answered,
         auto_submitted=None,
         author_id=actor.user_id,
     )
@@ -310,13 +337,18 @@ def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, bo
     return message
 
 
+def last_written(ticket: Ticket) -> Message | None:
+    """The centre's latest message written by a person (not a later out-of-office, receipt or
+    bounce); the latest inbound message when there is nothing else. Staff replies answer it."""
+    inbound = [m for m in ticket.messages if m.direction == MessageDirection.INBOUND]
+    written = [m for m in inbound if not m.auto_submitted_reason and m.kind != MessageKind.BOUNCE]
+    return written[-1] if written else inbound[-1] if inbound else None
+
+
 def _reply_text(
-    settings: Settings, actor: Actor, ticket: Ticket, body: str, inbound: list[Message]
+    settings: Settings, actor: Actor, ticket: Ticket, body: str, quoted: Message | None
 ) -> str:
-    """The reply as sent: signed, quoting what the centre last wrote (not a later out-of-office
-    or receipt; the latest inbound message when there is nothing else)."""
-    written = [m for m in inbound if not m.auto_submitted_reason]
-    quoted = written[-1] if written else inbound[-1] if inbound else None
+    """The reply as sent: signed, quoting the message it answers."""
     return compose.staff_reply_text(
         body=body,
         reference=ticket.reference,

@@ -205,3 +205,9 @@ def authenticate(session: Session, email: str, password: str, remote: str) -> Us
         return user
     record_failure(session, email, remote)
     return None
+
+
+def display_names(session: Session) -> dict[str, str]:
+    """Each named member of staff's email address mapped to their name (for history sentences)."""
+    rows = session.execute(select(User.email, User.name).where(User.name != "")).all()
+    return {email: name.strip() for email, name in rows if name.strip()}

@@ -9,7 +9,7 @@ import hmac
 import itertools
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -18,6 +18,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -218,9 +219,20 @@ def staff_reply_text(
         reference=reference,
         name=greeting_name(centre_name, centre_address),
         quoted_from=single_line(quoted_from, 300),
-        quoted_at=quoted_at,
+        quoted_at=_uk_clock(quoted_at),
         quote=quote,
     )
+
+
+_UK = ZoneInfo("Europe/London")
+
+
+def _uk_clock(when: datetime | None) -> str:
+    """A stored UTC time as a centre in the UK reads it: "07 Dec 2026 at 14:05 GMT" (or BST)."""
+    if when is None:
+        return ""
+    local = (when.replace(tzinfo=UTC) if when.tzinfo is None else when).astimezone(_UK)
+    return f"{local.strftime('%d %b %Y at %H:%M')} {local.tzname()}"
 
 
 _GREETING = re.compile(r"^\s*(dear|hi|hello|hey|good (morning|afternoon|evening))\b", re.IGNORECASE)

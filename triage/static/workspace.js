@@ -42,6 +42,8 @@
   function countTicked() {
     var counter = document.getElementById('ticked');
     if (counter) { counter.textContent = String(ticked().length); }
+    var form = document.getElementById('bulk');
+    if (form) { form.classList.toggle('has-ticked', ticked().length > 0); }
   }
 
   document.addEventListener('keydown', function (event) {

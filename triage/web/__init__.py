@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import secrets
 from contextlib import ExitStack
-from datetime import datetime
 
 from flask import Flask, Response, abort, current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
-from triage import catalogue
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory, statement_session
-from triage.orm import utcnow
 from triage.states import (
     AuditAction,
     InboundStatus,
@@ -23,6 +20,7 @@ from triage.states import (
     ModelStatus,
     TicketStatus,
 )
+from triage.web import formatting
 
 # the enums templates compare with (`t.status == TicketStatus.RESOLVED`), as template globals
 TEMPLATE_STATES = (
@@ -50,11 +48,7 @@ def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_session)
     app.before_request(_new_nonce)
     app.after_request(_security_headers)
-    app.add_template_filter(_age, "age")
-    app.add_template_filter(
-        lambda slug: catalogue.BY_SLUG[slug].title if slug in catalogue.BY_SLUG else slug,
-        "category_title",
-    )
+    formatting.init_app(app)
     app.context_processor(lambda: {"csp_nonce": g.get("csp_nonce", "")})
     app.jinja_env.globals.update({state.__name__: state for state in TEMPLATE_STATES})
 
@@ -159,11 +153,3 @@ def _security_headers(response: Response) -> Response:
             "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
         )
     return response
-
-
-def _age(when: datetime) -> str:
-    seconds = max(0, int((utcnow() - when).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -29,6 +29,7 @@ from triage.orm import (
 )
 from triage.states import AuditAction, ModelStatus, OutboxStatus, Role
 from triage.web import charts, db, settings
+from triage.web.formatting import plural
 from triage.web.login import login_required
 from triage.web.params import required_int
 from triage.worker import jobs
@@ -130,7 +131,7 @@ def _revoked(rows: list[ApiToken], creator: str, change: str) -> None:
     for row in rows:
         _audit(AuditAction.TOKEN_REVOKED, name=row.name, reason=f"creator {creator} {change}")
     if rows:
-        flash(f"{len(rows)} API token(s) made by {creator} revoked ({change}).")
+        flash(f"{plural(len(rows), 'API token')} made by {creator} revoked ({change}).")
 
 
 @bp.route("/queues", methods=["GET", "POST"])

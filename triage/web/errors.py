@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, flash, jsonify, redirect, request
+from flask import Flask, flash, jsonify, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -69,6 +69,35 @@ def _form_error(message: str) -> ResponseReturnValue:
     return message, 400, {"Content-Type": "text/plain; charset=utf-8"}
 
 
+# what a person is told on a staff page, by status; the framework's own wording otherwise
+_PAGE_WORDS = {
+    403: (
+        "Not allowed",
+        "Your account cannot open this page. An administrator can change your role.",
+    ),
+    404: ("Page not found", "There is nothing at this address. The link may be old or mistyped."),
+    405: ("Not possible here", "This page cannot be used that way. Go back and try again."),
+    500: (
+        "Something went wrong",
+        "The page could not be shown because of a fault on our side. It has been logged; "
+        "try again in a moment.",
+    ),
+}
+
+
+def _error_page(exc: HTTPException) -> ResponseReturnValue:
+    """A styled page for an HTTP error on a staff page (never the framework's bare page)."""
+    status = exc.code or 500
+    title, message = _PAGE_WORDS.get(status, (exc.name, exc.description or exc.name))
+    response = make_response(
+        render_template("error.html", status=status, title=title, message=message), status
+    )
+    for name, value in exc.get_headers():  # such as Allow on a 405
+        if name != "Content-Type":
+            response.headers[name] = value
+    return response
+
+
 def _is_api() -> bool:
     return request.path.startswith("/api/")
 
@@ -86,7 +115,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> ResponseReturnValue:
         if not _is_api():
-            return exc
+            return _error_page(exc)
         return _json_error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(OperationalError)

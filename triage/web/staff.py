@@ -14,8 +14,18 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from triage import catalogue
-from triage.helpdesk import bulk_actions, centres, due, macros, saved_views, search, tickets
+from triage.helpdesk import (
+    bulk_actions,
+    centres,
+    due,
+    macros,
+    saved_views,
+    search,
+    tickets,
+    users,
+)
 from triage.helpdesk.history import describe
+from triage.helpdesk.previews import PreviewKind, preview_type
 from triage.mail.forwards import split_forward
 from triage.orm import (
     Attachment,
@@ -30,6 +40,7 @@ from triage.orm import (
 from triage.states import OPEN_STATUSES, MessageDirection, TicketStatus
 from triage.web import db, settings
 from triage.web.downloads import attachment_disposition
+from triage.web.formatting import plural
 from triage.web.login import login_required
 from triage.web.params import BadParameter, int_param, required_int
 
@@ -244,7 +255,7 @@ def bulk_action() -> ResponseReturnValue:
         ids = [required_int(v, "ticket_id") for v in request.form.getlist("ticket_id")]
         outcome = bulk_actions.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
         session.commit()
-        flash(f"{outcome.done} ticket{'' if outcome.done == 1 else 's'} changed.")
+        flash(f"{plural(outcome.done, 'ticket')} changed.", "message" if outcome.done else "error")
         if outcome.refused:
             flash("Not changed: " + "; ".join(outcome.refused[:20]), "error")
     except (tickets.TicketError, BadParameter) as exc:
@@ -264,11 +275,12 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
     classification = session.scalars(
         select(Classification).where(Classification.ticket_id == t.id).order_by(Classification.id)
     ).first()
+    names = users.display_names(session)
     context: dict[str, Any] = {
         "t": t,
         "classification": classification,
         "notes": tickets.notes(session, t),
-        "history": [(e, describe(e)) for e in tickets.history(session, t)],
+        "history": [(e, describe(e, names)) for e in tickets.history(session, t)],
         "categories": catalogue.CATEGORIES,
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
@@ -403,6 +415,37 @@ def raw_source(message_id: int) -> ResponseReturnValue:
         headers={
             "Content-Disposition": f'attachment; filename="message-{message_id}.eml"',
             "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# an attachment viewed in the browser runs nothing and loads nothing: no script, no other origin
+_PREVIEW_POLICY = {
+    PreviewKind.IMAGE: "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox",
+    # Chromium's and Firefox's PDF viewers refuse a sandboxed document; scripts stay off
+    PreviewKind.PDF: "default-src 'none'; object-src 'self'",
+}
+
+
+@bp.get("/attachments/<int:attachment_id>/view")
+def attachment_preview(attachment_id: int) -> ResponseReturnValue:
+    """Show an image or PDF attachment in the browser, served as the type its bytes are."""
+    att = db().get(Attachment, attachment_id)
+    shown = preview_type(att.data) if att is not None else None
+    if att is None or att.data is None or shown is None:
+        abort(404)
+    media_type, kind = shown
+    return Response(
+        att.data,
+        mimetype=media_type,
+        headers={
+            "Content-Disposition": attachment_disposition(att.filename).replace(
+                "attachment;", "inline;", 1
+            ),
+            "Content-Security-Policy": _PREVIEW_POLICY[kind],
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "SAMEORIGIN",
+            "Cross-Origin-Resource-Policy": "same-origin",
         },
     )
 
