@@ -1,4 +1,5 @@
-"""Bulk actions on many tickets at once: assign, move, confirm the category, resolve."""
+"""Bulk actions on many tickets at once: assign, move, confirm the category, resolve, join an
+incident."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from triage.helpdesk import tickets
+from triage.helpdesk import incidents, tickets
 from triage.orm import Ticket, User
 from triage.states import TicketStatus
 
-OPERATIONS = ("assign", "move", "confirm", "resolve")
+OPERATIONS = ("assign", "move", "confirm", "resolve", "incident")
 MAX_TICKETS = 200
 
 
@@ -31,6 +32,8 @@ def apply(
     if operation not in OPERATIONS:
         raise tickets.TicketError(f"unknown bulk action {operation!r}")
     ids = _checked_ids(ticket_ids)
+    if operation == "incident":
+        return _join_incident(session, actor, ids, value)
     assignee = _assignee(session, value) if operation == "assign" else None
     rows = session.scalars(
         select(Ticket)
@@ -45,6 +48,16 @@ def apply(
         except tickets.TicketError as exc:
             outcome.refused.append(f"{ticket.reference}: {exc}")
     return outcome
+
+
+def _join_incident(
+    session: Session, actor: tickets.Actor, ids: list[int], value: str
+) -> BulkOutcome:
+    """Join the tickets to the open incident whose id is `value`."""
+    if not (value.isascii() and value.isdigit() and len(value) < 10):
+        raise tickets.TicketError("choose an incident")
+    joined = incidents.join(session, actor, incidents.get_incident(session, int(value)), ids)
+    return BulkOutcome(len(joined.done), joined.skipped)
 
 
 def _checked_ids(ticket_ids: list[int]) -> list[int]:

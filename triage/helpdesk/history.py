@@ -156,6 +156,22 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
     AuditAction.TICKET_CENTRE_REPLIED: lambda e: f"{e.who} replied.",
     AuditAction.TICKET_URGENCY_CHANGED: _urgency_changed,
     AuditAction.MESSAGE_AUTOMATIC: _automatic_mail,
+    AuditAction.TICKET_LINKED: lambda e: (
+        f"{e.who} linked it to {e.details.get('other')} ({e.details.get('kind')})."
+    ),
+    AuditAction.TICKET_UNLINKED: lambda e: f"{e.who} unlinked it from {e.details.get('other')}.",
+    AuditAction.TICKET_MERGED: lambda e: (
+        f"{e.who} merged it into {e.details.get('into')}; its emails and notes are there now."
+    ),
+    AuditAction.TICKET_MERGED_IN: lambda e: (
+        f"{e.who} merged {e.details.get('merged')} into it (its emails and notes are in this thread)."
+    ),
+    AuditAction.TICKET_JOINED_INCIDENT: lambda e: (
+        f"{e.who} added it to incident {e.details.get('incident')}: {e.details.get('title')}."
+    ),
+    AuditAction.TICKET_LEFT_INCIDENT: lambda e: (
+        f"{e.who} took it out of incident {e.details.get('incident')}."
+    ),
     AuditAction.NOTIFICATION_SENT: lambda e: (
         f"Staff were notified by email: {str(e.details.get('what', '')).lower()}."
     ),

@@ -434,3 +434,10 @@ def notes(session: Session, ticket: Ticket) -> list[Note]:
             .order_by(Note.id)
         )
     )
+
+
+def audit(
+    session: Session, actor: Actor, ticket: Ticket, action: AuditAction, **details: Any
+) -> None:
+    """Record a staff action on a ticket in its history (for modules acting on many tickets)."""
+    _audit(session, actor, ticket, action, **details)

@@ -15,6 +15,8 @@ from triage.database import make_engine, make_session_factory, statement_session
 from triage.states import (
     AuditAction,
     InboundStatus,
+    IncidentStatus,
+    LinkKind,
     MessageDirection,
     MessageKind,
     ModelStatus,
@@ -30,6 +32,8 @@ TEMPLATE_STATES = (
     InboundStatus,
     ModelStatus,
     AuditAction,
+    IncidentStatus,
+    LinkKind,
 )
 
 csrf = CSRFProtect()
@@ -55,10 +59,12 @@ def init_app(app: Flask) -> None:
     from triage.web import (  # noqa: F401 (their routes join the api blueprint)
         admin,
         api,
+        api_incidents,
         api_tickets,
         dashboard,
         errors,
         health,
+        incidents,
         login,
         observability,
         openapi,
@@ -71,7 +77,8 @@ def init_app(app: Flask) -> None:
     observability.init_app(app)
     login.init_app(app)
     errors.init_app(app)
-    for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
+    blueprints = (health.bp, api.bp, login.bp, staff.bp, incidents.bp, dashboard.bp, admin.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

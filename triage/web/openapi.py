@@ -368,6 +368,108 @@ SPEC: dict[str, Any] = {
 }
 
 
+_INCIDENT_ID = {
+    "name": "incident_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+_IDS = {"type": "array", "maxItems": 500, "items": {"type": "integer", "minimum": 1}}
+
+
+def _body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _answers(ok: str, description: str, *errors: tuple[str, str]) -> dict[str, Any]:
+    return {
+        ok: {"description": description, "content": {"application/json": {}}},
+        **{code: _error(text) for code, text in errors},
+        **_AUTH,
+    }
+
+
+_NO_INCIDENT, _BAD = ("404", "no such incident"), ("400", "invalid field")
+_RULE = ("409", "not possible now (the reason is given)")
+# incidents: one cause, many centres (one reply to all, one resolution), links and merges
+SPEC["paths"].update(
+    {
+        "/api/v1/incidents": {
+            "get": {
+                "summary": "The latest incidents",
+                "responses": _answers("200", "incidents, newest first"),
+            },
+            "post": {
+                "summary": "Open an incident, optionally with tickets",
+                "requestBody": _body(
+                    ["title"],
+                    {
+                        "title": {"type": "string", "maxLength": 200},
+                        "category": {"enum": [*catalogue.SLUGS, None]},
+                        "ticket_ids": _IDS,
+                    },
+                ),
+                "responses": _answers("201", "the incident", _BAD, _RULE),
+            },
+        },
+        "/api/v1/incidents/{incident_id}": {
+            "get": {
+                "summary": "One incident with its tickets",
+                "parameters": [_INCIDENT_ID],
+                "responses": _answers("200", "the incident", _NO_INCIDENT),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/tickets": {
+            "post": {
+                "summary": "Join tickets to the incident",
+                "parameters": [_INCIDENT_ID],
+                "requestBody": _body(["ticket_ids"], {"ticket_ids": _IDS}),
+                "responses": _answers("200", "the incident", _BAD, _NO_INCIDENT, _RULE),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/replies": {
+            "post": {
+                "summary": "One reply to every centre in the incident, each on its own ticket",
+                "parameters": [_INCIDENT_ID],
+                "requestBody": _body(["body"], {"body": {"type": "string"}}),
+                "responses": _answers(
+                    "201", "tickets answered and skipped", _BAD, _NO_INCIDENT, _RULE
+                ),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/resolve": {
+            "post": {
+                "summary": "Resolve the incident and every ticket in it",
+                "parameters": [_INCIDENT_ID],
+                "responses": _answers("200", "the resolved incident", _NO_INCIDENT, _RULE),
+            }
+        },
+        "/api/v1/tickets/{ticket_id}/links": {
+            "post": {
+                "summary": "Link the ticket to another (related or duplicate)",
+                "parameters": [_TICKET_ID],
+                "requestBody": _body(
+                    ["ticket_id"],
+                    {"ticket_id": {"type": "integer"}, "kind": {"enum": ["related", "duplicate"]}},
+                ),
+                "responses": _answers(
+                    "201", "the ticket's links", _BAD, ("404", "no such ticket"), _RULE
+                ),
+            }
+        },
+        "/api/v1/tickets/{ticket_id}/merge": {
+            "post": {
+                "summary": "Merge this ticket (a centre's duplicate) into another of the same centre",
+                "parameters": [_TICKET_ID],
+                "requestBody": _body(["into"], {"into": {"type": "integer"}}),
+                "responses": _answers("200", "merged", _BAD, ("404", "no such ticket"), _RULE),
+            }
+        },
+    }
+)
+
+
 @bp.get("/openapi.json")
 def openapi() -> ResponseReturnValue:
     """The OpenAPI document: for a logged-in member of staff (the API page) or a bearer token."""

@@ -18,6 +18,7 @@ from triage.helpdesk import (
     bulk_actions,
     centres,
     due,
+    incidents,
     macros,
     saved_views,
     search,
@@ -110,7 +111,12 @@ def index() -> ResponseReturnValue:
 @bp.get("/queues")
 def queues() -> ResponseReturnValue:
     """Every queue with open counts and oldest waiting age; triage first."""
-    return render_template("queues.html", queues=tickets.queue_summaries(db()))
+    session = db()
+    return render_template(
+        "queues.html",
+        queues=tickets.queue_summaries(session),
+        suggestions=incidents.suggestions(session),
+    )
 
 
 def _int_arg(name: str, default: int | None = None) -> int | None:
@@ -128,6 +134,7 @@ def _list_context(session: Session) -> dict[str, Any]:
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "categories": catalogue.CATEGORIES,
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
+        "open_incidents": incidents.open_incidents(session),
     }
 
 
@@ -281,6 +288,8 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
             if m.direction == MessageDirection.INBOUND and (f := split_forward(m.body_text))
         },
         "due": due.due_at(t),
+        "links": incidents.links_of(session, t),
+        "open_incidents": incidents.open_incidents(session),
         "domain": centres.domain_of(t.centre_email),
     }
     return render_template("ticket.html", **context)
