@@ -13,6 +13,7 @@ from triage.states import TicketStatus
 
 OPERATIONS = ("assign", "move", "confirm", "resolve")
 MAX_TICKETS = 200
+NOBODY = "none"  # the explicit choice to unassign (an empty choice is refused, never "nobody")
 
 
 @dataclass
@@ -32,6 +33,8 @@ def apply(
         raise tickets.TicketError(f"unknown bulk action {operation!r}")
     ids = _checked_ids(ticket_ids)
     assignee = _assignee(session, value) if operation == "assign" else None
+    if operation == "move" and not value:
+        raise tickets.TicketError("choose the queue to move the ticked tickets to")
     rows = session.scalars(
         select(Ticket)
         .where(Ticket.id.in_(ids))
@@ -58,9 +61,12 @@ def _checked_ids(ticket_ids: list[int]) -> list[int]:
 
 
 def _assignee(session: Session, value: str) -> User | None:
-    """The person to assign to, by id (empty: nobody)."""
-    if not value:
+    """The person to assign to, by id ("none": nobody; empty: refused, a target must be
+    chosen)."""
+    if value == NOBODY:
         return None
+    if not value:
+        raise tickets.TicketError("choose who to assign the ticked tickets to (or nobody)")
     is_id = value.isascii() and value.isdigit() and len(value) < 10
     assignee = session.get(User, int(value)) if is_id else None
     if assignee is None:
