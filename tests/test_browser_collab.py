@@ -265,6 +265,25 @@ def test_bulk_assign_needs_a_target_and_deactivating_asks_where_tickets_go(
     boss.click("button[name=op][value=assign]")
     boss.wait_for_selector("text=choose who to assign the ticked tickets to")
     assert reload(shared_app, mine[0].id).assignee_id == carl_id
+    # `e` on ticked tickets resolves them, with Undo for a few seconds
+    with factories.session_of(shared_app) as s:
+        done = [
+            factories.ticket(
+                s,
+                **{**QUESTION, "centre_email": f"u{i}@undo-bulk.example"},
+                confirmed_category="extra_time",
+            )
+            for i in range(2)
+        ]
+    boss.goto(f"{server}/search?q=undo-bulk.example")
+    boss.check("#tick-all")
+    boss.click("h1")
+    boss.keyboard.press("e")
+    boss.wait_for_selector("#undo-button")
+    assert all(reload(shared_app, t.id).status == "resolved" for t in done)
+    boss.click("#undo-button")
+    boss.wait_for_selector("text=2 tickets changed.")
+    assert all(reload(shared_app, t.id).status == "open" for t in done)
     # Deactivate asks, and says where Carl's 2 open tickets go (nobody, by default)
     boss.goto(f"{server}/admin/users")
     row = boss.locator("tr", has_text="carl@imi.test")

@@ -175,6 +175,13 @@ def test_bulk_assign_and_move_need_an_explicit_target(app: Flask) -> None:
     assert reload(app, t.id).assignee_id == colleague
     assert "1 ticket changed" in bulk("assign", "none")
     assert reload(app, t.id).assignee_id is None
+    # a bulk resolve is offered for Undo once, on the page it returns to
+    bulk("confirm", "")
+    resolved = bulk("resolve", "")
+    assert 'id="undo-button"' in resolved and f'name="ticket_id" value="{t.id}"' in resolved
+    assert 'id="undo-button"' not in client.get("/views/open").get_data(as_text=True)
+    assert "1 ticket changed" in bulk("undo", "")
+    assert reload(app, t.id).status == "open"
 
 
 def test_deactivating_hands_open_tickets_to_the_chosen_person(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Bulk actions on many tickets at once: assign, move, confirm the category, resolve."""
+"""Bulk actions on many tickets at once: assign, move, confirm the category, resolve (and undo
+that resolve for a moment)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from triage.helpdesk import tickets
 from triage.orm import Ticket, User
 from triage.states import TicketStatus
 
-OPERATIONS = ("assign", "move", "confirm", "resolve")
+OPERATIONS = ("assign", "move", "confirm", "resolve", "undo")
 MAX_TICKETS = 200
 NOBODY = "none"  # the explicit choice to unassign (an empty choice is refused, never "nobody")
 
@@ -22,6 +23,7 @@ class BulkOutcome:
 
     done: int = 0
     refused: list[str] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)  # the ids of the tickets changed
 
 
 def apply(
@@ -45,6 +47,7 @@ def apply(
         try:
             _apply_one(session, actor, ticket, operation, value, assignee)
             outcome.done += 1
+            outcome.changed.append(ticket.id)
         except tickets.TicketError as exc:
             outcome.refused.append(f"{ticket.reference}: {exc}")
     return outcome
@@ -89,6 +92,8 @@ def _apply_one(
         tickets.move(session, actor, ticket, value)
     elif operation == "confirm":
         tickets.set_category(session, actor, ticket, value or ticket.predicted_category or "")
+    elif operation == "undo":
+        tickets.undo_resolve(session, actor, ticket)
     elif ticket.status == TicketStatus.RESOLVED:
         raise tickets.TicketError("already resolved")
     else:

@@ -17,6 +17,7 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -136,7 +137,12 @@ def _list_context(session: Session) -> dict[str, Any]:
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "categories": catalogue.CATEGORIES,
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
+        "undo_ids": flask_session.pop(UNDO_KEY, []),
+        "undo_seconds": UNDO_SHOWN_SECONDS,
     }
+
+
+UNDO_KEY = "undo_resolved"  # the tickets a bulk resolve just resolved, offered once for Undo
 
 
 @bp.get("/queues/<slug>")
@@ -253,6 +259,8 @@ def bulk_action() -> ResponseReturnValue:
         outcome = bulk_actions.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
         session.commit()
         flash(f"{outcome.done} ticket{'' if outcome.done == 1 else 's'} changed.")
+        if operation == "resolve" and outcome.changed:
+            flask_session[UNDO_KEY] = outcome.changed
         if outcome.refused:
             flash("Not changed: " + "; ".join(outcome.refused[:20]), "error")
     except (tickets.TicketError, BadParameter) as exc:
