@@ -6,6 +6,7 @@ link and the first lines of the mail), and addresses checked when saved and skip
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -367,3 +368,33 @@ def test_external_url_setting_is_checked() -> None:
             mp.setenv("EXTERNAL_URL", bad)
             with pytest.raises(ConfigError, match="EXTERNAL_URL"):
                 Settings.from_env()
+
+
+def test_presence_is_shared_by_separate_app_processes(
+    app: Flask, app_config: dict[str, Any]
+) -> None:
+    """Two app instances on one database (as gunicorn workers are) see each other's viewers."""
+    from triage import create_app
+
+    make_user(app, "alex@imi.test", name="Alex Agent")
+    make_user(app, "bea@imi.test", name="Bea Agent")
+    with factories.session_of(app) as s:
+        t = factories.ticket(s, **QUESTION)
+    other = create_app(app_config)
+    try:
+        alex, bea = app.test_client(), other.test_client()
+        login(alex, "alex@imi.test")
+        login(bea, "bea@imi.test")
+
+        def report(client: Any, typing: bool) -> Any:
+            html = client.get(f"/tickets/{t.id}").get_data(as_text=True)
+            csrf = html.split('data-csrf="')[1].split('"')[0]
+            return client.post(
+                f"/tickets/{t.id}/presence", json={"typing": typing}, headers={"X-CSRFToken": csrf}
+            ).get_json()
+
+        report(alex, False)
+        assert report(bea, True)["viewers"] == [{"name": "Alex Agent", "typing": False}]
+        assert report(alex, False)["viewers"] == [{"name": "Bea Agent", "typing": True}]
+    finally:
+        other.extensions["triage.engine"].dispose()

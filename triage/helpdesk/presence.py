@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -46,7 +46,13 @@ def report(session: Session, ticket_id: int, user_id: int, typing: bool) -> None
     row.seen_at = now
     if typing:
         row.typing_at = now
-    session.execute(delete(TicketPresence).where(TicketPresence.seen_at < now - FORGET_AFTER))
+    # forget this ticket's and this person's old rows (not everyone's: no two reports fight over them)
+    session.execute(
+        delete(TicketPresence).where(
+            TicketPresence.seen_at < now - FORGET_AFTER,
+            or_(TicketPresence.ticket_id == ticket_id, TicketPresence.user_id == user_id),
+        )
+    )
 
 
 def leave(session: Session, ticket_id: int, user_id: int) -> None:
