@@ -78,6 +78,7 @@ class Settings:
         "within one working day"  # when acknowledgements say staff will answer
     )
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
+    external_url: str = "http://127.0.0.1:5000"  # where staff open the app: links in alerts
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = (
         0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -138,6 +139,13 @@ class Settings:
         if not 0 <= s.trusted_proxies <= 10:
             raise ConfigError(
                 "TRUSTED_PROXIES must be the number of proxies in front of the app, 0 to 10"
+            )
+        s.external_url = (env("EXTERNAL_URL") or s.external_url).strip().rstrip("/")
+        if not s.external_url.startswith(("http://", "https://")) or any(
+            c.isspace() for c in s.external_url
+        ):
+            raise ConfigError(
+                f"EXTERNAL_URL must be an http:// or https:// address, got {s.external_url!r}"
             )
         s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
         if s.log_format not in {"text", "json"}:

@@ -534,6 +534,25 @@ class Note(Base):
     author: Mapped[User | None] = relationship()
 
 
+class TicketPresence(Base):
+    """A member of staff with a ticket open (and when they last typed a reply), refreshed while the
+    page is open; rows older than a minute mean nobody. Kept in the database so every web process
+    sees every viewer."""
+
+    __tablename__ = "ticket_presence"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    typing_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
 class Macro(Base):
     """A saved answer staff start a reply from; seeded per category, edited by admins."""
 

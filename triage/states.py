@@ -131,6 +131,7 @@ class AuditAction(StrEnum):
     TICKET_NOTE_ADDED = "ticket.note_added"
     TICKET_REPLIED = "ticket.replied"
     TICKET_RESOLVED = "ticket.resolved"
+    TICKET_RESOLVE_UNDONE = "ticket.resolve_undone"
     TICKET_REOPENED = "ticket.reopened"
     TICKET_CENTRE_REPLIED = "ticket.centre_replied"
     TICKET_URGENCY_CHANGED = "ticket.urgency_changed"

@@ -1,6 +1,6 @@
 """Incidents (one reply to many centres), ticket links and merged duplicates.
 
-Revision ID: 0011_incidents
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07 16:40:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_incidents"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -128,6 +128,21 @@ def _automatic_mail(e: _Entry) -> str:
     )
 
 
+def _notified(e: _Entry) -> str:
+    """Who was alerted by email, and which addresses were skipped as invalid."""
+    d = e.details
+    what = str(d.get("what", "")).lower()
+    alerted = d.get("alerted")
+    sentence = (
+        f"Alert ({what}) emailed to {', '.join(map(str, alerted))}"
+        if alerted
+        else f"Staff were notified by email: {what}"
+    )
+    if d.get("skipped"):
+        sentence += f"; not sent to {', '.join(map(str, d['skipped']))} (not a valid address)"
+    return sentence + "."
+
+
 def _other(action: str, e: _Entry) -> str:
     """Any other action: its name made readable, and the details that are not empty."""
     readable = action.replace("ticket.", "").replace("_", " ").replace(".", " ")
@@ -172,9 +187,10 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
     AuditAction.TICKET_LEFT_INCIDENT: lambda e: (
         f"{e.who} took it out of incident {e.details.get('incident')}."
     ),
-    AuditAction.NOTIFICATION_SENT: lambda e: (
-        f"Staff were notified by email: {str(e.details.get('what', '')).lower()}."
+    AuditAction.TICKET_RESOLVE_UNDONE: lambda e: (
+        f"{e.who} undid the resolve: {str(e.details.get('status', 'open')).replace('_', ' ')} again."
     ),
+    AuditAction.NOTIFICATION_SENT: _notified,
 }
 
 

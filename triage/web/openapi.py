@@ -148,6 +148,13 @@ SPEC: dict[str, Any] = {
                         "type": "boolean",
                         "description": "the centre wrote again since staff last acted",
                     },
+                    "reply_version": {
+                        "type": "integer",
+                        "description": "(one ticket only) the id of the latest staff reply (0 before "
+                        "any); send it "
+                        "back with a reply (If-Match or reply_version) to be told, 409, when "
+                        "someone replied since you read the ticket",
+                    },
                     "created_at": {"type": "string"},
                     "updated_at": {"type": "string"},
                     "messages": {
@@ -330,7 +337,19 @@ SPEC: dict[str, Any] = {
         "/api/v1/tickets/{ticket_id}/replies": {
             "post": {
                 "summary": "Reply to the centre",
-                "parameters": [_TICKET_ID],
+                "description": "With an If-Match header (the ETag of GET /tickets/{ticket_id}, "
+                'e.g. "reply-42") or a reply_version field, the reply is refused (409) when '
+                "another staff reply was sent since that version: read it first.",
+                "parameters": [
+                    _TICKET_ID,
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": 'the ticket\'s ETag ("reply-N"), or *',
+                    },
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -338,16 +357,19 @@ SPEC: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["body"],
-                                "properties": {"body": {"type": "string"}},
+                                "properties": {
+                                    "body": {"type": "string"},
+                                    "reply_version": {"type": "integer", "minimum": 0},
+                                },
                             }
                         }
                     },
                 },
                 "responses": {
                     "201": _json("Message", "the queued reply"),
-                    "400": _error("no body"),
+                    "400": _error("no body, or a malformed If-Match or reply_version"),
                     "404": _error("no such ticket"),
-                    "409": _error("ticket is resolved"),
+                    "409": _error("ticket is resolved, or someone replied since that version"),
                     **_AUTH,
                 },
             }
