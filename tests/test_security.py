@@ -392,7 +392,7 @@ def test_m4_tokens_are_revoked_when_their_creator_is_deactivated(app: Flask) -> 
     done = post_form(
         admin, "/admin/users", "/admin/users", {"op": "toggle", "user_id": str(leaver_id)}
     )
-    assert "1 API token(s) made by leaver@imi.test revoked" in admin.get(
+    assert "1 API token made by leaver@imi.test revoked" in admin.get(
         done.headers["Location"]
     ).get_data(as_text=True)
     assert client.get("/api/v1/queues", headers=_auth(theirs)).status_code == 401
