@@ -78,6 +78,9 @@ class Settings:
         "within one working day"  # when acknowledgements say staff will answer
     )
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
+    public_url: str = "http://127.0.0.1:5000"  # the web app's address as centres reach it (links)
+    feedback_link_days: int = 30  # how long the "Did this answer your question?" links work
+    feedback_rate_per_minute: int = 30  # feedback page requests per client address (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = (
         0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -133,6 +136,19 @@ class Settings:
             raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
+        s.public_url = (env("PUBLIC_URL") or s.public_url).strip().rstrip("/")
+        if not s.public_url.startswith(("http://", "https://")) or any(
+            c.isspace() or c in "<>\"'" for c in s.public_url
+        ):
+            raise ConfigError(f"PUBLIC_URL must be an http(s) address, got {s.public_url!r}")
+        s.feedback_link_days = _env_int("FEEDBACK_LINK_DAYS", s.feedback_link_days)
+        if s.feedback_link_days < 1:
+            raise ConfigError("FEEDBACK_LINK_DAYS must be 1 or more")
+        s.feedback_rate_per_minute = _env_int(
+            "FEEDBACK_RATE_PER_MINUTE", s.feedback_rate_per_minute
+        )
+        if s.feedback_rate_per_minute < 0:
+            raise ConfigError("FEEDBACK_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
         if not 0 <= s.trusted_proxies <= 10:

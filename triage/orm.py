@@ -254,6 +254,8 @@ class Ticket(Base):
     urgent_notified_at: Mapped[datetime | None]
     reply_notified_at: Mapped[datetime | None]  # the centre reply the assignee was last told of
     overdue_notified_due: Mapped[datetime | None]  # the due time whose passing was last notified
+    # the centre said the automatic answer did not help: top of its queue until staff answer
+    answer_rejected_at: Mapped[datetime | None]
 
     queue: Mapped[Queue | None] = relationship()
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
@@ -365,6 +367,35 @@ class Attachment(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class AnswerFeedback(Base):
+    """A centre's answer to "Did this answer your question?" on one automatic answer (once each)."""
+
+    __tablename__ = "answer_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # the automatic answer asked about; unique: a second answer is refused
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    solved: Mapped[bool] = mapped_column(
+        Boolean
+    )  # "Yes, that solved it" or "No, I still need help"
+    comment: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(64))  # the category the answer was for
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PublicRateLimit(Base):
+    """A fixed-window request counter per client address for public pages (shared by processes)."""
+
+    __tablename__ = "public_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Classification(Base):

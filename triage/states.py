@@ -120,6 +120,8 @@ class AuditAction(StrEnum):
     TICKET_REOPENED = "ticket.reopened"
     TICKET_CENTRE_REPLIED = "ticket.centre_replied"
     TICKET_URGENCY_CHANGED = "ticket.urgency_changed"
+    TICKET_ANSWER_CONFIRMED = "ticket.answer_confirmed"  # the centre: "Yes, that solved it"
+    TICKET_ANSWER_REJECTED = "ticket.answer_rejected"  # the centre: "No, I still need help"
     MESSAGE_AUTOMATIC = "message.automatic"
     RECIPIENT_REPLY_TO_IGNORED = "recipient.reply_to_ignored"
     RECIPIENT_FLAGGED = "recipient.flagged"

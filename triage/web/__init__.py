@@ -64,6 +64,7 @@ def init_app(app: Flask) -> None:
         api_tickets,
         dashboard,
         errors,
+        feedback,
         health,
         login,
         observability,
@@ -74,10 +75,11 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(observability.bp)
+    csrf.exempt(feedback.bp)  # no login, no session: the signed link is the proof
     observability.init_app(app)
     login.init_app(app)
     errors.init_app(app)
-    for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
+    for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp, feedback.bp):
         app.register_blueprint(blueprint)
 
 
