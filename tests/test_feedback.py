@@ -29,7 +29,15 @@ from triage.helpdesk import stats, tickets
 from triage.helpdesk.lifecycle import reopen_queue
 from triage.helpdesk.tickets import Actor, TicketFilter
 from triage.mail.feedback_links import make_token
-from triage.orm import AnswerFeedback, AuditEvent, Classification, ModelVersion, Ticket, utcnow
+from triage.orm import (
+    AnswerFeedback,
+    AuditEvent,
+    Classification,
+    ModelVersion,
+    PublicRateLimit,
+    Ticket,
+    utcnow,
+)
 from triage.routing import routing_map
 from triage.states import AuditAction, TicketStatus
 
@@ -262,6 +270,13 @@ def test_the_public_page_is_rate_limited_per_client(
     assert "Too many requests" in limited.get_data(as_text=True)
     other = client.get("/answer/nonsense/yes", environ_base={"REMOTE_ADDR": "10.0.0.9"})
     assert other.status_code == 404  # another address has its own count
+    with app.extensions["triage.sessions"]() as s:  # an old window of another client is forgotten
+        s.add(PublicRateLimit(key="feedback:10.0.0.7", window=1, count=99))
+        s.commit()
+    assert client.get("/answer/x/yes", environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 404
+    with app.extensions["triage.sessions"]() as s:
+        assert s.get(PublicRateLimit, "feedback:10.0.0.7") is None
+        assert s.get(PublicRateLimit, "feedback:10.0.0.9") is not None
     app.extensions["triage.engine"].dispose()
 
 

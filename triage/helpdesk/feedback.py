@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import case, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -173,6 +173,8 @@ def rate_limited(session: Session, client: str, per_minute: int) -> int | None:
         },
     ).returning(table.c.count)
     count = session.execute(statement).scalar_one()
+    if count == 1:  # this client's first request in a window: forget every client's old windows
+        session.execute(delete(table).where(table.c.window < window - 1))
     session.commit()
     if count > per_minute:
         return (window + 1) * RATE_WINDOW_SECONDS - now
