@@ -199,6 +199,11 @@ def test_no_reopens_at_the_top_of_its_queue_with_the_comment_in_the_history(
     page = staff.get(f"/tickets/{ticket_id}").get_data(as_text=True)
     assert "said the automatic answer did not help" in page
     assert "&lt;b&gt;Still frozen&lt;/b&gt;" in page and "<b>Still frozen" not in page  # escaped
+    listed = staff.get(f"/queues/{queue_slug}").get_data(as_text=True)
+    assert "answer did not help" in listed
+    assert listed.index(f"IMI-{ticket_id:06d}") < min(
+        listed.index(f"IMI-{other:06d}") for other in older
+    )  # first on the queue page too
 
     # staff answer: the ticket goes back to its ordinary place
     with app.extensions["triage.sessions"]() as s:
