@@ -78,7 +78,11 @@ class Settings:
         "within one working day"  # when acknowledgements say staff will answer
     )
     api_rate_per_minute: int = 1200  # requests per API token per minute (0: no limit)
-    external_url: str = "http://127.0.0.1:5000"  # where staff open the app: links in alerts
+    external_url: str = (
+        "http://127.0.0.1:5000"  # the web app's address: links in alerts and answers
+    )
+    feedback_link_days: int = 30  # how long the "Did this answer your question?" links work
+    feedback_rate_per_minute: int = 30  # feedback page requests per client address (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = (
         0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -134,6 +138,14 @@ class Settings:
             raise ConfigError("WORKER_NICE must be from 0 (web priority) to 19 (lowest)")
         if s.api_rate_per_minute < 0:
             raise ConfigError("API_RATE_PER_MINUTE must be 0 (no limit) or more")
+        s.feedback_link_days = _env_int("FEEDBACK_LINK_DAYS", s.feedback_link_days)
+        if s.feedback_link_days < 1:
+            raise ConfigError("FEEDBACK_LINK_DAYS must be 1 or more")
+        s.feedback_rate_per_minute = _env_int(
+            "FEEDBACK_RATE_PER_MINUTE", s.feedback_rate_per_minute
+        )
+        if s.feedback_rate_per_minute < 0:
+            raise ConfigError("FEEDBACK_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
         if not 0 <= s.trusted_proxies <= 10:
@@ -142,7 +154,7 @@ class Settings:
             )
         s.external_url = (env("EXTERNAL_URL") or s.external_url).strip().rstrip("/")
         if not s.external_url.startswith(("http://", "https://")) or any(
-            c.isspace() for c in s.external_url
+            c.isspace() or c in "<>\"'" for c in s.external_url
         ):
             raise ConfigError(
                 f"EXTERNAL_URL must be an http:// or https:// address, got {s.external_url!r}"

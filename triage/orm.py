@@ -262,6 +262,8 @@ class Ticket(Base):
     )
     # a duplicate merged away: the ticket that now holds its thread
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # the centre said the automatic answer did not help: top of its queue until staff answer
+    answer_rejected_at: Mapped[datetime | None]
 
     queue: Mapped[Queue | None] = relationship()
     incident: Mapped[Incident | None] = relationship(foreign_keys=[incident_id])
@@ -414,6 +416,35 @@ class Attachment(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class AnswerFeedback(Base):
+    """A centre's answer to "Did this answer your question?" on one automatic answer (once each)."""
+
+    __tablename__ = "answer_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # the automatic answer asked about; unique: a second answer is refused
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    solved: Mapped[bool] = mapped_column(
+        Boolean
+    )  # "Yes, that solved it" or "No, I still need help"
+    comment: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(64))  # the category the answer was for
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PublicRateLimit(Base):
+    """A fixed-window request counter per client address for public pages (shared by processes)."""
+
+    __tablename__ = "public_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Classification(Base):

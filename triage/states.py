@@ -144,6 +144,8 @@ class AuditAction(StrEnum):
     INCIDENT_CREATED = "incident.created"
     INCIDENT_REPLIED = "incident.replied"
     INCIDENT_RESOLVED = "incident.resolved"
+    TICKET_ANSWER_CONFIRMED = "ticket.answer_confirmed"  # the centre: "Yes, that solved it"
+    TICKET_ANSWER_REJECTED = "ticket.answer_rejected"  # the centre: "No, I still need help"
     MESSAGE_AUTOMATIC = "message.automatic"
     RECIPIENT_REPLY_TO_IGNORED = "recipient.reply_to_ignored"
     RECIPIENT_FLAGGED = "recipient.flagged"

@@ -114,6 +114,14 @@ def _reopened(e: _Entry) -> str:
     return f"{e.who} reopened it{queue}."
 
 
+def _answer_rejected(e: _Entry) -> str:
+    """The centre said the automatic answer did not help, with its comment."""
+    comment = e.details.get("comment")
+    queue = f" in the {e.details['queue']} queue" if e.details.get("reopened") else ""
+    said = f': "{comment}"' if comment else " (no comment)"
+    return f"{e.who} said the automatic answer did not help{said}; open for staff{queue}."
+
+
 def _urgency_changed(e: _Entry) -> str:
     """Marked urgent or not urgent, with the reason."""
     state = "urgent" if e.details.get("urgent") else "not urgent"
@@ -170,6 +178,10 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
     AuditAction.TICKET_REOPENED: _reopened,
     AuditAction.TICKET_CENTRE_REPLIED: lambda e: f"{e.who} replied.",
     AuditAction.TICKET_URGENCY_CHANGED: _urgency_changed,
+    AuditAction.TICKET_ANSWER_CONFIRMED: lambda e: (
+        f"{e.who} said the automatic answer solved it; resolved on the centre's word."
+    ),
+    AuditAction.TICKET_ANSWER_REJECTED: _answer_rejected,
     AuditAction.MESSAGE_AUTOMATIC: _automatic_mail,
     AuditAction.TICKET_LINKED: lambda e: (
         f"{e.who} linked it to {e.details.get('other')} ({e.details.get('kind')})."

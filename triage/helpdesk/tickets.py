@@ -164,8 +164,14 @@ def waiting_since() -> ColumnElement[Any]:
     )
 
 
+def _answer_rejected_first() -> ColumnElement[Any]:
+    """SQL ordering key: tickets the centre said "No, I still need help" on come first."""
+    return case((Ticket.answer_rejected_at.is_not(None), 0), else_=1)
+
+
 def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
-    """One page of tickets matching the filter (urgent first, longest waiting), and the count."""
+    """One page of tickets matching the filter (urgent first, then those whose automatic answer
+    the centre said did not help, then longest waiting), and the count."""
     base = _filtered(f)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     since = waiting_since()
@@ -173,7 +179,7 @@ def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
     page = max(1, f.page)
     rows = session.scalars(
         base.options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
-        .order_by(Ticket.urgent.desc(), order, Ticket.id)
+        .order_by(Ticket.urgent.desc(), _answer_rejected_first(), order, Ticket.id)
         .offset((page - 1) * f.page_size)
         .limit(f.page_size)
     ).all()

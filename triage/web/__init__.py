@@ -63,6 +63,7 @@ def init_app(app: Flask) -> None:
         api_tickets,
         dashboard,
         errors,
+        feedback,
         health,
         incidents,
         login,
@@ -74,11 +75,12 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(observability.bp)
+    csrf.exempt(feedback.bp)  # no login, no session: the signed link is the proof
     observability.init_app(app)
     login.init_app(app)
     errors.init_app(app)
     blueprints = (health.bp, api.bp, login.bp, staff.bp, incidents.bp, dashboard.bp, admin.bp)
-    for blueprint in blueprints:
+    for blueprint in (*blueprints, feedback.bp):
         app.register_blueprint(blueprint)
 
 
