@@ -97,6 +97,11 @@ class Settings:
     signin_google_discovery_url: str = (
         "https://accounts.google.com/.well-known/openid-configuration"
     )
+    external_url: str = (
+        "http://127.0.0.1:5000"  # the web app's address: links in alerts and answers
+    )
+    feedback_link_days: int = 30  # how long the "Did this answer your question?" links work
+    feedback_rate_per_minute: int = 30  # feedback page requests per client address (0: no limit)
     secure_cookies: bool = False  # set SECURE_COOKIES=true behind HTTPS (production)
     trusted_proxies: int = (
         0  # reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed
@@ -173,11 +178,26 @@ class Settings:
         s.signin_google_discovery_url = (
             env("SIGNIN_GOOGLE_DISCOVERY_URL") or s.signin_google_discovery_url
         )
+        s.feedback_link_days = _env_int("FEEDBACK_LINK_DAYS", s.feedback_link_days)
+        if s.feedback_link_days < 1:
+            raise ConfigError("FEEDBACK_LINK_DAYS must be 1 or more")
+        s.feedback_rate_per_minute = _env_int(
+            "FEEDBACK_RATE_PER_MINUTE", s.feedback_rate_per_minute
+        )
+        if s.feedback_rate_per_minute < 0:
+            raise ConfigError("FEEDBACK_RATE_PER_MINUTE must be 0 (no limit) or more")
         s.secure_cookies = _env_bool("SECURE_COOKIES", False)
         s.trusted_proxies = _env_int("TRUSTED_PROXIES", 0)
         if not 0 <= s.trusted_proxies <= 10:
             raise ConfigError(
                 "TRUSTED_PROXIES must be the number of proxies in front of the app, 0 to 10"
+            )
+        s.external_url = (env("EXTERNAL_URL") or s.external_url).strip().rstrip("/")
+        if not s.external_url.startswith(("http://", "https://")) or any(
+            c.isspace() or c in "<>\"'" for c in s.external_url
+        ):
+            raise ConfigError(
+                f"EXTERNAL_URL must be an http:// or https:// address, got {s.external_url!r}"
             )
         s.log_format = (env("LOG_FORMAT") or "text").strip().lower()
         if s.log_format not in {"text", "json"}:

@@ -34,8 +34,10 @@ from triage.states import (
     Action,
     InboundSource,
     InboundStatus,
+    IncidentStatus,
     JobKind,
     JobStatus,
+    LinkKind,
     MessageDirection,
     MessageKind,
     ModelStatus,
@@ -258,8 +260,17 @@ class Ticket(Base):
     urgent_notified_at: Mapped[datetime | None]
     reply_notified_at: Mapped[datetime | None]  # the centre reply the assignee was last told of
     overdue_notified_due: Mapped[datetime | None]  # the due time whose passing was last notified
+    # one cause, many centres: the incident this ticket is part of (answered and resolved together)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    # a duplicate merged away: the ticket that now holds its thread
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    # the centre said the automatic answer did not help: top of its queue until staff answer
+    answer_rejected_at: Mapped[datetime | None]
 
     queue: Mapped[Queue | None] = relationship()
+    incident: Mapped[Incident | None] = relationship(foreign_keys=[incident_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
     confirmed_by: Mapped[User | None] = relationship(foreign_keys=[confirmed_by_id])
     messages: Mapped[list[Message]] = relationship(
@@ -279,6 +290,46 @@ class Ticket(Base):
         return (
             self.last_staff_action_at is None or self.centre_replied_at > self.last_staff_action_at
         )
+
+
+class Incident(Base):
+    """One cause behind many centres' tickets (SecureAssess down, say): one reply reaches every joined
+    centre, and resolving it resolves them all."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (one_of("status", IncidentStatus),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    # the category its tickets are confirmed as when it is resolved (None: each keeps its own)
+    category: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[IncidentStatus] = mapped_column(
+        StrEnumType(IncidentStatus, 16), default=IncidentStatus.OPEN
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+    tickets: Mapped[list[Ticket]] = relationship(order_by="Ticket.id", viewonly=True)
+    created_by: Mapped[User | None] = relationship()
+
+
+class TicketLink(Base):
+    """Two tickets staff linked: related, or one a duplicate of the other. Stored once, lower id first."""
+
+    __tablename__ = "ticket_links"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "other_id"),
+        Index("ix_ticket_links_other", "other_id"),
+        one_of("kind", LinkKind),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    other_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    kind: Mapped[LinkKind] = mapped_column(StrEnumType(LinkKind, 16))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def format_reference(ticket_id: int) -> str:
@@ -369,6 +420,35 @@ class Attachment(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
     message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class AnswerFeedback(Base):
+    """A centre's answer to "Did this answer your question?" on one automatic answer (once each)."""
+
+    __tablename__ = "answer_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    # the automatic answer asked about; unique: a second answer is refused
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), unique=True
+    )
+    solved: Mapped[bool] = mapped_column(
+        Boolean
+    )  # "Yes, that solved it" or "No, I still need help"
+    comment: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str | None] = mapped_column(String(64))  # the category the answer was for
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PublicRateLimit(Base):
+    """A fixed-window request counter per client address for public pages (shared by processes)."""
+
+    __tablename__ = "public_rate_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
 
 
 class Classification(Base):
@@ -502,6 +582,25 @@ class Note(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     author: Mapped[User | None] = relationship()
+
+
+class TicketPresence(Base):
+    """A member of staff with a ticket open (and when they last typed a reply), refreshed while the
+    page is open; rows older than a minute mean nobody. Kept in the database so every web process
+    sees every viewer."""
+
+    __tablename__ = "ticket_presence"
+
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    typing_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
 
 
 class Macro(Base):

@@ -107,6 +107,20 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+class LinkKind(StrEnum):
+    """How two tickets are linked by staff."""
+
+    RELATED = "related"  # about the same thing; both stay open
+    DUPLICATE = "duplicate"  # the same question asked twice
+
+
+class IncidentStatus(StrEnum):
+    """Whether an incident (one cause, many centres' tickets) is still being handled."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
 class AuditAction(StrEnum):
     """What an audit event records. Not checked by the database: old events keep their names."""
 
@@ -117,9 +131,21 @@ class AuditAction(StrEnum):
     TICKET_NOTE_ADDED = "ticket.note_added"
     TICKET_REPLIED = "ticket.replied"
     TICKET_RESOLVED = "ticket.resolved"
+    TICKET_RESOLVE_UNDONE = "ticket.resolve_undone"
     TICKET_REOPENED = "ticket.reopened"
     TICKET_CENTRE_REPLIED = "ticket.centre_replied"
     TICKET_URGENCY_CHANGED = "ticket.urgency_changed"
+    TICKET_LINKED = "ticket.linked"
+    TICKET_UNLINKED = "ticket.unlinked"
+    TICKET_MERGED = "ticket.merged"  # this ticket was merged into another
+    TICKET_MERGED_IN = "ticket.merged_in"  # another ticket was merged into this one
+    TICKET_JOINED_INCIDENT = "ticket.joined_incident"
+    TICKET_LEFT_INCIDENT = "ticket.left_incident"
+    INCIDENT_CREATED = "incident.created"
+    INCIDENT_REPLIED = "incident.replied"
+    INCIDENT_RESOLVED = "incident.resolved"
+    TICKET_ANSWER_CONFIRMED = "ticket.answer_confirmed"  # the centre: "Yes, that solved it"
+    TICKET_ANSWER_REJECTED = "ticket.answer_rejected"  # the centre: "No, I still need help"
     MESSAGE_AUTOMATIC = "message.automatic"
     RECIPIENT_REPLY_TO_IGNORED = "recipient.reply_to_ignored"
     RECIPIENT_FLAGGED = "recipient.flagged"

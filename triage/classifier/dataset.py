@@ -34,6 +34,7 @@ class Example:
     label: str
     group: str = ""
     id: str = ""
+    weight: float = 1.0  # below 1 for a weaker confirmation (a centre's "Yes" rather than staff's)
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -79,12 +80,23 @@ def load_jsonl(path: Path) -> list[Example]:
     return examples
 
 
+def fit_weights(examples: Sequence[Example]) -> dict[str, np.ndarray]:
+    """The Pipeline fit parameters that pass the examples' weights to its final step (none when
+    every weight is 1, so unweighted training is unchanged)."""
+    weights = np.fromiter((ex.weight for ex in examples), float, len(examples))
+    return {"classify__sample_weight": weights} if (weights != 1.0).any() else {}
+
+
 def sha256_of(examples: Iterable[Example]) -> str:
     """A content hash of a data set, independent of file layout."""
     digest = hashlib.sha256()
     for ex in examples:
+        fields = [ex.subject, ex.body, ex.label, ex.group]
+        # a weight other than 1 is part of the data; unweighted sets keep their old hashes
         digest.update(
-            json.dumps([ex.subject, ex.body, ex.label, ex.group], ensure_ascii=False).encode()
+            json.dumps(
+                [*fields, ex.weight] if ex.weight != 1.0 else fields, ensure_ascii=False
+            ).encode()
         )
         digest.update(b"\n")
     return digest.hexdigest()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from triage.classifier import registry
@@ -18,7 +20,7 @@ from triage.classifier.evaluation import QualityTargets, evaluate
 from triage.classifier.model import TrainedModel
 from triage.classifier.training import train
 from triage.config import Settings
-from triage.orm import AuditEvent, Message, Ticket
+from triage.orm import AnswerFeedback, AuditEvent, Message, Ticket
 from triage.states import AuditAction, MessageDirection, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -51,34 +53,99 @@ def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def confirmed_examples(session: Session) -> list[tuple[Any, Example]]:
-    """(resolved_at, example) for resolved tickets with a staff-confirmed category, oldest first.
+CENTRE_CONFIRMATION_WEIGHT = 0.5  # a centre's "Yes, that solved it", against 1 for staff
 
-    The text is the centre's own first inbound message (subject and cleaned body).
+
+def confirmed_examples(session: Session) -> list[tuple[Any, Example]]:
+    """(resolved_at, example) for resolved tickets whose category is confirmed, oldest first.
+
+    Staff confirmed the category (weight 1); or the centre said the automatic answer solved it and
+    staff never set a category (the answered category, CENTRE_CONFIRMATION_WEIGHT). A ticket the
+    centre said "No" on counts only once staff set its category after that answer. The text is the
+    centre's own first inbound message (subject and cleaned body).
     """
+    said_yes = select(AnswerFeedback.ticket_id).where(AnswerFeedback.solved.is_(True))
     rows = session.scalars(
         select(Ticket)
-        .where(Ticket.status == TicketStatus.RESOLVED, Ticket.confirmed_category.is_not(None))
+        .where(
+            Ticket.status == TicketStatus.RESOLVED,
+            or_(Ticket.confirmed_category.is_not(None), Ticket.id.in_(said_yes)),
+        )
         .options(selectinload(Ticket.messages))
         .order_by(Ticket.resolved_at, Ticket.id)
     ).all()
+    answers = _centre_answers(session, [t.id for t in rows])
+    confirmed_at = _staff_confirmation_times(
+        session, [t.id for t in rows if any(not a.solved for a in answers.get(t.id, []))]
+    )
     out = []
     for t in rows:
+        label = _label(t, answers.get(t.id, []), confirmed_at.get(t.id))
         first: Message | None = next(
             (m for m in t.messages if m.direction == MessageDirection.INBOUND), None
         )
-        if first is None or not (first.clean_text or first.subject).strip():
+        if label is None or first is None or not (first.clean_text or first.subject).strip():
             continue
         domain = t.centre_email.rpartition("@")[2] or "unknown"
         example = Example(
             first.subject,
             first.clean_text,
-            t.confirmed_category or "other",
+            label[0],
             f"centre:{domain}",
             f"ticket:{t.id}",
+            label[1],
         )
         out.append((t.resolved_at, example))
     return out
+
+
+def _label(
+    ticket: Ticket, answers: list[AnswerFeedback], staff_confirmed_at: datetime | None
+) -> tuple[str, float] | None:
+    """A ticket's (category, weight) for training, or None when nobody confirmed it (see above)."""
+    rejected = [a.created_at for a in answers if not a.solved]
+    if ticket.confirmed_category is not None:
+        if rejected and (staff_confirmed_at is None or staff_confirmed_at < max(rejected)):
+            return None  # staff's category predates the centre's "No": not confirmed since
+        return ticket.confirmed_category, 1.0
+    said_yes = [a for a in answers if a.solved and a.category]
+    if said_yes and not rejected:
+        return said_yes[-1].category or "", CENTRE_CONFIRMATION_WEIGHT
+    return None
+
+
+def _centre_answers(session: Session, ticket_ids: list[int]) -> dict[int, list[AnswerFeedback]]:
+    """The centres' answers on these tickets, oldest first, by ticket."""
+    found: dict[int, list[AnswerFeedback]] = defaultdict(list)
+    for chunk in _chunks(ticket_ids):
+        for answer in session.scalars(
+            select(AnswerFeedback)
+            .where(AnswerFeedback.ticket_id.in_(chunk))
+            .order_by(AnswerFeedback.id)
+        ):
+            found[answer.ticket_id].append(answer)
+    return found
+
+
+def _staff_confirmation_times(session: Session, ticket_ids: list[int]) -> dict[int, datetime]:
+    """When staff last set the category of each of these tickets."""
+    times: dict[int, datetime] = {}
+    for chunk in _chunks(ticket_ids):
+        for ticket_id, when in session.execute(
+            select(AuditEvent.ticket_id, func.max(AuditEvent.created_at))
+            .where(
+                AuditEvent.ticket_id.in_(chunk),
+                AuditEvent.action == AuditAction.TICKET_CATEGORY_CONFIRMED,
+            )
+            .group_by(AuditEvent.ticket_id)
+        ):
+            if ticket_id is not None and when is not None:
+                times[ticket_id] = when
+    return times
+
+
+def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
 def _dedupe(examples: list[Example], exclude: set[str]) -> list[Example]:
@@ -103,13 +170,16 @@ def build_datasets(
 ) -> tuple[list[Example], list[Example], int]:
     """(training set, frozen evaluation set, tickets used for training).
 
-    Evaluation: the held-out test file plus the newest confirmed tickets (time-based slice).
+    Evaluation: the held-out test file plus the newest staff-confirmed tickets (time-based slice).
     Training: training_data/train.jsonl plus the older confirmed tickets, de-duplicated against
     both.
     """
-    confirmed = [ex for _when, ex in confirmed_examples(session)]
+    examples = [ex for _when, ex in confirmed_examples(session)]
+    # only staff confirmations are scored: a centre's "Yes" agrees with the model by construction
+    confirmed = [ex for ex in examples if ex.weight == 1.0]
     n_recent = min(RECENT_MAX, int(len(confirmed) * RECENT_SHARE))
     older, recent = confirmed[: len(confirmed) - n_recent], confirmed[len(confirmed) - n_recent :]
+    older += [ex for ex in examples if ex.weight != 1.0]
     test_file = load_jsonl(settings.training_data_dir / TEST_FILE)
     evaluation = _dedupe(test_file + recent, set())
     base = load_jsonl(settings.training_data_dir / TRAIN_FILE)

@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from triage.classifier.acknowledgement import ACKNOWLEDGEMENT_REASON, acknowledgement_only
 from triage.classifier.cleaning import clean_body, is_forward
-from triage.classifier.dataset import Example, sha256_of
+from triage.classifier.dataset import Example, fit_weights, sha256_of
 from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
 from triage.classifier.model import SEED, TrainedModel, build_pipeline, build_scalable_pipeline
@@ -71,6 +71,7 @@ def out_of_fold_probabilities(
         cv=splitter,
         method="predict_proba",
         n_jobs=n_jobs,
+        params=fit_weights(examples),
     )
     return probs, sorted(set(labels.tolist()))
 
@@ -128,7 +129,7 @@ def _train_scalable(
         GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=seed).split(pairs, labels, groups)
     )
     tail = pipeline[2:]
-    tail.fit(features[fit_idx], labels[fit_idx])
+    tail.fit(features[fit_idx], labels[fit_idx], **fit_weights([train_set[i] for i in fit_idx]))
     with config_context(assume_finite=True):
         probs = tail.predict_proba(features[hold_idx])
     classes = [str(c) for c in tail.classes_]
@@ -166,7 +167,9 @@ def train(
         cv_report = evaluate(
             labels, decisions_for(probs, classes, thresholds, held), [ex.group for ex in train_set]
         )
-        pipeline = build_pipeline(seed).fit([ex.pair for ex in train_set], labels)
+        pipeline = build_pipeline(seed).fit(
+            [ex.pair for ex in train_set], labels, **fit_weights(train_set)
+        )
         model, validation = (
             TrainedModel(pipeline, thresholds),
             "grouped cross-validation (out-of-fold)",

@@ -114,6 +114,14 @@ def _reopened(e: _Entry) -> str:
     return f"{e.who} reopened it{queue}."
 
 
+def _answer_rejected(e: _Entry) -> str:
+    """The centre said the automatic answer did not help, with its comment."""
+    comment = e.details.get("comment")
+    queue = f" in the {e.details['queue']} queue" if e.details.get("reopened") else ""
+    said = f': "{comment}"' if comment else " (no comment)"
+    return f"{e.who} said the automatic answer did not help{said}; open for staff{queue}."
+
+
 def _urgency_changed(e: _Entry) -> str:
     """Marked urgent or not urgent, with the reason."""
     state = "urgent" if e.details.get("urgent") else "not urgent"
@@ -126,6 +134,21 @@ def _automatic_mail(e: _Entry) -> str:
         "Automatic mail arrived on the thread and was kept without an answer "
         f"({e.details.get('reason')})."
     )
+
+
+def _notified(e: _Entry) -> str:
+    """Who was alerted by email, and which addresses were skipped as invalid."""
+    d = e.details
+    what = str(d.get("what", "")).lower()
+    alerted = d.get("alerted")
+    sentence = (
+        f"Alert ({what}) emailed to {', '.join(map(str, alerted))}"
+        if alerted
+        else f"Staff were notified by email: {what}"
+    )
+    if d.get("skipped"):
+        sentence += f"; not sent to {', '.join(map(str, d['skipped']))} (not a valid address)"
+    return sentence + "."
 
 
 def _other(action: str, e: _Entry) -> str:
@@ -155,10 +178,31 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
     AuditAction.TICKET_REOPENED: _reopened,
     AuditAction.TICKET_CENTRE_REPLIED: lambda e: f"{e.who} replied.",
     AuditAction.TICKET_URGENCY_CHANGED: _urgency_changed,
-    AuditAction.MESSAGE_AUTOMATIC: _automatic_mail,
-    AuditAction.NOTIFICATION_SENT: lambda e: (
-        f"Staff were notified by email: {str(e.details.get('what', '')).lower()}."
+    AuditAction.TICKET_ANSWER_CONFIRMED: lambda e: (
+        f"{e.who} said the automatic answer solved it; resolved on the centre's word."
     ),
+    AuditAction.TICKET_ANSWER_REJECTED: _answer_rejected,
+    AuditAction.MESSAGE_AUTOMATIC: _automatic_mail,
+    AuditAction.TICKET_LINKED: lambda e: (
+        f"{e.who} linked it to {e.details.get('other')} ({e.details.get('kind')})."
+    ),
+    AuditAction.TICKET_UNLINKED: lambda e: f"{e.who} unlinked it from {e.details.get('other')}.",
+    AuditAction.TICKET_MERGED: lambda e: (
+        f"{e.who} merged it into {e.details.get('into')}; its emails and notes are there now."
+    ),
+    AuditAction.TICKET_MERGED_IN: lambda e: (
+        f"{e.who} merged {e.details.get('merged')} into it (its emails and notes are in this thread)."
+    ),
+    AuditAction.TICKET_JOINED_INCIDENT: lambda e: (
+        f"{e.who} added it to incident {e.details.get('incident')}: {e.details.get('title')}."
+    ),
+    AuditAction.TICKET_LEFT_INCIDENT: lambda e: (
+        f"{e.who} took it out of incident {e.details.get('incident')}."
+    ),
+    AuditAction.TICKET_RESOLVE_UNDONE: lambda e: (
+        f"{e.who} undid the resolve: {str(e.details.get('status', 'open')).replace('_', ' ')} again."
+    ),
+    AuditAction.NOTIFICATION_SENT: _notified,
 }
 
 

@@ -6,6 +6,8 @@
     open/pending ── staff reply ──> pending ── centre follow-up ──> open
     any ── resolve (category confirmed) ──> resolved
     auto_replied/resolved ── reopen (staff) or centre follow-up ──> open, in its category's queue
+    any ── centre: "Yes, that solved it" ──> resolved (the centre's word; no staff category)
+    any ── centre: "No, I still need help" ──> open, reopened by the rule, top of its queue
 
 The reopen rule: a reopened ticket goes to the queue its category routes to (the staff-confirmed
 category, else the predicted one, else `other`; the triage queue when the category has no route),
@@ -50,6 +52,7 @@ def staff_replied(ticket: Ticket) -> None:
     """After a staff reply the ticket waits on the centre; the first response time is kept."""
     ticket.status = TicketStatus.PENDING
     ticket.first_response_at = ticket.first_response_at or utcnow()
+    ticket.answer_rejected_at = None  # answered by a person: back to its ordinary place
 
 
 def resolve(ticket: Ticket) -> None:
@@ -57,6 +60,35 @@ def resolve(ticket: Ticket) -> None:
     if ticket.confirmed_category is None:
         raise TicketError("confirm the category before resolving")
     ticket.status, ticket.resolved_at = TicketStatus.RESOLVED, utcnow()
+    ticket.answer_rejected_at = None
+
+
+SOLVED_BY_ANSWER = "solved by the automatic answer"  # the resolution a centre's "Yes" records
+
+
+def centre_confirmed_answer(ticket: Ticket) -> None:
+    """The centre says the automatic answer solved it: resolved on its word (no staff category;
+    a ticket staff resolved already stays as staff left it)."""
+    if ticket.status != TicketStatus.RESOLVED:
+        ticket.status, ticket.resolved_at = TicketStatus.RESOLVED, utcnow()
+        ticket.resolution = SOLVED_BY_ANSWER
+    ticket.answer_rejected_at = None
+
+
+def centre_rejected_answer(
+    ticket: Ticket, routing: Mapping[str, str], queues: Mapping[str, Queue]
+) -> Queue | None:
+    """The centre says the automatic answer did not help: open for staff at the top of its queue,
+    reopened by the rule when it was auto-replied or resolved; returns the queue it was reopened
+    in (None when it was open already and stays where it is)."""
+    queue = _reopen(ticket, routing, queues) if ticket.status in REOPENABLE else None
+    now = utcnow()
+    ticket.status, ticket.centre_replied_at, ticket.answer_rejected_at = (
+        TicketStatus.OPEN,
+        now,
+        now,
+    )
+    return queue
 
 
 def reopen_queue(ticket: Ticket, routing: Mapping[str, str]) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from triage import catalogue
 from triage.catalogue import Category
 from triage.mail import compose
-from triage.orm import AuditEvent, Macro, User
+from triage.orm import AuditEvent, Macro, Ticket, User
 from triage.states import AuditAction
 
 MAX_TITLE = 200
@@ -66,6 +66,17 @@ def for_category(session: Session, category: str | None) -> list[Macro]:
     """Every macro, those for `category` first: what the reply box on a ticket offers."""
     macros = list_macros(session)
     return sorted(macros, key=lambda m: m.category != category) if category else macros
+
+
+def confirms_category(session: Session, macro_id: int | None, ticket: Ticket) -> str | None:
+    """The model's category, when the ticket has no confirmed one and the macro the reply started
+    from is of that category (the agent's choice of macro confirms it); else None."""
+    if macro_id is None or ticket.confirmed_category is not None:
+        return None
+    macro = session.get(Macro, macro_id)
+    if macro is None or not macro.category or macro.category != ticket.predicted_category:
+        return None
+    return macro.category
 
 
 def save(

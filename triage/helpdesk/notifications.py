@@ -4,8 +4,11 @@ tickets.
 A worker task looks for what happened since it last ran, so nothing depends on which process stored
 the mail. Each event is recorded on the ticket when notified (urgent_notified_at, reply_notified_at,
 overdue_notified_due), so it is told once however many workers run. The queue's notify address hears
-of urgent and overdue tickets (inbound processing already tells it of centre replies); the assignee
-hears of all three unless they switched that kind off on their Preferences page.
+of urgent and overdue tickets (inbound processing already tells it of centre replies); a queue with no
+(valid) notify address alerts every active member of staff instead, so an alert always reaches
+someone; the assignee hears of all three. Each person can switch a kind off on their Preferences page.
+Every alert links to the ticket (EXTERNAL_URL) and quotes the first lines of the centre's mail; an
+invalid address is skipped and recorded, never stopping the other alerts.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from triage.config import Settings
 from triage.helpdesk import due, tickets
 from triage.mail import compose
 from triage.mail.outbox import enqueue
+from triage.mail.recipients import unanswerable
 from triage.orm import AuditEvent, Queue, Ticket, User, utcnow
-from triage.states import AuditAction, MessageKind, TicketStatus
+from triage.states import AuditAction, MessageDirection, MessageKind, TicketStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,15 @@ def _send(
     what: str,
     body: str,
 ) -> int:
-    sent = 0
+    """Queue one alert per distinct valid address; an invalid address is skipped (and recorded on
+    the ticket and logged), never stopping the others. The ticket's history names who was
+    alerted."""
+    alerted: list[str] = []
+    skipped: list[str] = []
     for address in dict.fromkeys(a.strip().lower() for a in recipients if a and a.strip()):
+        if unanswerable(address):
+            skipped.append(address)
+            continue
         enqueue(
             session,
             settings,
@@ -64,27 +75,58 @@ def _send(
             auto_submitted=compose.AUTO_GENERATED,
             to=address,
         )
-        sent += 1
-    if sent:
+        alerted.append(address)
+    if skipped:
+        log.warning("alert for %s not sent to invalid address(es) %s", ticket.reference, skipped)
+    if alerted or skipped:
         session.add(
             AuditEvent(
                 actor="system",
                 ticket_id=ticket.id,
                 action=AuditAction.NOTIFICATION_SENT,
-                details={"what": what, "recipients": sent},
+                details={
+                    "what": what,
+                    "recipients": len(alerted),
+                    "alerted": alerted,
+                    "skipped": skipped,
+                },
             )
         )
-    return sent
+    return len(alerted)
 
 
-def _text(ticket: Ticket, headline: str) -> str:
+EXCERPT_LINES = 8
+EXCERPT_CHARS = 700
+
+
+def excerpt(ticket: Ticket) -> str:
+    """The first lines of the centre's latest written message (its first message when none is
+    written), as an alert quotes them."""
+    inbound = [m for m in ticket.messages if m.direction == MessageDirection.INBOUND]
+    written = [m for m in inbound if not m.auto_submitted_reason] or inbound
+    if not written:
+        return ""
+    text = written[-1].clean_text or written[-1].body_text or ""
+    lines = [line.rstrip() for line in text.strip().splitlines()][:EXCERPT_LINES]
+    quoted = "\n".join(lines)[:EXCERPT_CHARS]
+    return quoted + (" …" if len(quoted) < len(text.strip()) else "")
+
+
+def ticket_link(settings: Settings, ticket: Ticket) -> str:
+    """The ticket's address in the staff app (under EXTERNAL_URL)."""
+    return f"{settings.external_url.rstrip('/')}/tickets/{ticket.id}"
+
+
+def _text(settings: Settings, ticket: Ticket, headline: str) -> str:
     queue = ticket.queue.slug if ticket.queue else "no"
     assignee = ticket.assignee.email if ticket.assignee else "nobody"
+    quoted = "\n".join(f"> {line}" for line in excerpt(ticket).splitlines())
     return (
         f"{headline}\n\n{ticket.reference}: {ticket.subject or '(no subject)'}\n"
         f"From: {ticket.centre_name} <{ticket.centre_email}>\n"
         f"Queue: {queue} · assigned to {assignee}\n\n"
-        "Open the ticket in the staff app to answer it.\n"
+        f"Open the ticket: {ticket_link(settings, ticket)}\n\n"
+        + (f"The centre wrote:\n{quoted}\n" if quoted else "")
     )
 
 
@@ -93,12 +135,19 @@ def _assignee(ticket: Ticket, wants: str) -> list[str]:
     return [user.email] if user is not None and user.is_active and getattr(user, wants) else []
 
 
-def _queue(ticket: Ticket) -> list[str]:
-    return (
-        [ticket.queue.notify_address]
-        if ticket.queue is not None and ticket.queue.notify_address
-        else []
-    )
+def _queue_or_everyone(session: Session, ticket: Ticket, wants: str) -> list[str]:
+    """The queue's notify address; when it has none (or only an invalid one), every active member
+    of staff who has not switched this kind of alert off (the invalid address is kept, to be
+    skipped and shown)."""
+    address = ticket.queue.notify_address if ticket.queue is not None else None
+    if address and not unanswerable(address):
+        return [address]
+    everyone = session.scalars(
+        select(User.email)
+        .where(User.is_active.is_(True), getattr(User, wants).is_(True))
+        .order_by(User.email)
+    ).all()
+    return ([address] if address else []) + list(everyone)
 
 
 def _claim(session: Session, conditions: list[Any], order: list[Any]) -> list[Ticket]:
@@ -106,7 +155,11 @@ def _claim(session: Session, conditions: list[Any], order: list[Any]) -> list[Ti
     query = (
         select(Ticket)
         .where(*conditions)
-        .options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
+        .options(
+            selectinload(Ticket.queue),
+            selectinload(Ticket.assignee),
+            selectinload(Ticket.messages),
+        )
         .order_by(*order)
         .limit(BATCH)
         .with_for_update(skip_locked=True)
@@ -134,9 +187,10 @@ def urgent_arrivals(session: Session, settings: Settings, now: datetime) -> int:
                 session,
                 settings,
                 ticket,
-                _queue(ticket) + _assignee(ticket, "notify_urgent"),
+                _queue_or_everyone(session, ticket, "notify_urgent")
+                + _assignee(ticket, "notify_urgent"),
                 "Urgent ticket",
-                _text(ticket, headline),
+                _text(settings, ticket, headline),
             )
     return sent
 
@@ -161,7 +215,7 @@ def centre_replies(session: Session, settings: Settings, now: datetime) -> int:
                 ticket,
                 _assignee(ticket, "notify_centre_replies"),
                 "Centre replied",
-                _text(ticket, "The centre has replied on a ticket assigned to you."),
+                _text(settings, ticket, "The centre has replied on a ticket assigned to you."),
             )
     return sent
 
@@ -222,8 +276,9 @@ def overdue(session: Session, settings: Settings, now: datetime) -> int:
                 session,
                 settings,
                 ticket,
-                _queue(ticket) + _assignee(ticket, "notify_overdue"),
+                _queue_or_everyone(session, ticket, "notify_overdue")
+                + _assignee(ticket, "notify_overdue"),
                 "Overdue",
-                _text(ticket, headline),
+                _text(settings, ticket, headline),
             )
     return sent

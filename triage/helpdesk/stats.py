@@ -8,12 +8,12 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from triage.helpdesk.tickets import queue_summaries
-from triage.orm import Ticket, utcnow
-from triage.states import Action
+from triage.orm import AnswerFeedback, Classification, Message, ModelVersion, Ticket, utcnow
+from triage.states import Action, MessageDirection, MessageKind
 
 
 def dashboard(session: Session, days: int = 14) -> dict[str, Any]:
@@ -148,3 +148,59 @@ def drift(session: Session) -> dict[str, Any]:
         "flags": flags,
         "enough_data": enough,
     }
+
+
+def answer_feedback(session: Session) -> list[dict[str, Any]]:
+    """Per model version and category: automatic answers sent, confirmed and rejected by centres,
+    unanswered, the centres' precision (confirmed / (confirmed + rejected)) and the model's own
+    estimate (its auto-reply precision for the category on its test set)."""
+    first = (
+        select(func.min(Classification.id).label("id"))
+        .group_by(Classification.ticket_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Classification.model_version,
+            Classification.category,
+            func.count(Message.id),
+            func.count(AnswerFeedback.id).filter(AnswerFeedback.solved.is_(True)),
+            func.count(AnswerFeedback.id).filter(AnswerFeedback.solved.is_(False)),
+        )
+        .select_from(Message)
+        .join(Classification, Classification.ticket_id == Message.ticket_id)
+        .join(first, first.c.id == Classification.id)
+        .outerjoin(AnswerFeedback, AnswerFeedback.message_id == Message.id)
+        .where(
+            Message.direction == MessageDirection.OUTBOUND, Message.kind == MessageKind.AUTO_REPLY
+        )
+        .group_by(Classification.model_version, Classification.category)
+        .order_by(Classification.model_version.desc(), Classification.category)
+    ).all()
+    versions = {version for version, *_rest in rows}
+    query = select(ModelVersion.version, ModelVersion.metrics)
+    found = session.execute(query.where(ModelVersion.version.in_(versions))).all()
+    metrics: dict[str, dict[str, Any]] = dict(found)
+    return [
+        {
+            "model_version": version,
+            "category": category,
+            "sent": sent,
+            "confirmed": yes,
+            "rejected": no,
+            "unanswered": sent - yes - no,
+            "confirmed_precision": yes / (yes + no) if yes + no else None,
+            "model_estimate": _estimated_precision(metrics.get(version) or {}, category),
+        }
+        for version, category, sent, yes, no in rows
+    ]
+
+
+def _estimated_precision(metrics: dict[str, Any], category: str) -> float | None:
+    """A model's auto-reply precision for a category, from its test report (else cross-validation)."""
+    for report in (metrics.get("test"), metrics.get("cross_validation")):
+        per_category = ((report or {}).get("auto_reply") or {}).get("per_category") or {}
+        precision = (per_category.get(category) or {}).get("precision")
+        if precision is not None:
+            return float(precision)
+    return None

@@ -6,7 +6,7 @@ Status changes are `lifecycle`'s: an action here checks, calls it, and records t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
@@ -24,6 +24,18 @@ from triage.routing import routing_map
 from triage.states import OPEN_STATUSES, AuditAction, MessageDirection, MessageKind, TicketStatus
 
 PAGE_SIZE = 25
+UNDO_WINDOW = timedelta(
+    seconds=30
+)  # how long a resolve can be undone (the page offers it for 10 s)
+
+
+class ReplyConflict(TicketError):
+    """Another staff reply was sent since the replier loaded the ticket: they should read it
+    first."""
+
+    def __init__(self, message: str, version: int) -> None:
+        super().__init__(message)
+        self.version = version
 
 
 @dataclass(frozen=True)
@@ -152,8 +164,14 @@ def waiting_since() -> ColumnElement[Any]:
     )
 
 
+def _answer_rejected_first() -> ColumnElement[Any]:
+    """SQL ordering key: tickets the centre said "No, I still need help" on come first."""
+    return case((Ticket.answer_rejected_at.is_not(None), 0), else_=1)
+
+
 def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
-    """One page of tickets matching the filter (urgent first, longest waiting), and the count."""
+    """One page of tickets matching the filter (urgent first, then those whose automatic answer
+    the centre said did not help, then longest waiting), and the count."""
     base = _filtered(f)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     since = waiting_since()
@@ -161,7 +179,7 @@ def list_tickets(session: Session, f: TicketFilter) -> tuple[list[Ticket], int]:
     page = max(1, f.page)
     rows = session.scalars(
         base.options(selectinload(Ticket.queue), selectinload(Ticket.assignee))
-        .order_by(Ticket.urgent.desc(), order, Ticket.id)
+        .order_by(Ticket.urgent.desc(), _answer_rejected_first(), order, Ticket.id)
         .offset((page - 1) * f.page_size)
         .limit(f.page_size)
     ).all()
@@ -274,6 +292,26 @@ def assign(session: Session, actor: Actor, ticket: Ticket, assignee: User | None
     )
 
 
+def hand_over_open_tickets(
+    session: Session, actor: Actor, owner: User, to: User | None
+) -> list[Ticket]:
+    """Assign every open or waiting ticket of `owner` to `to` (None: unassigned), each recorded;
+    used when `owner` is deactivated."""
+    if to is not None and (to.id == owner.id or not to.is_active):
+        raise TicketError("hand the tickets to another active user, or to nobody")
+    rows = list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.assignee_id == owner.id, Ticket.status.in_(OPEN_STATUSES))
+            .options(selectinload(Ticket.assignee))
+            .order_by(Ticket.id)
+        )
+    )
+    for ticket in rows:
+        assign(session, actor, ticket, to)
+    return rows
+
+
 def set_category(session: Session, actor: Actor, ticket: Ticket, category: str) -> None:
     """Record the staff-confirmed category (a correction when it differs from the model's)."""
     if category not in catalogue.BY_SLUG:
@@ -313,11 +351,52 @@ def add_note(session: Session, actor: Actor, ticket: Ticket, body: str) -> Note:
     return note
 
 
-def reply(session: Session, settings: Settings, actor: Actor, ticket: Ticket, body: str) -> Message:
-    """Send a reply to the centre through the outbox, threaded on the latest inbound message."""
+def reply_version(session: Session, ticket: Ticket) -> int:
+    """The ticket's reply version: the id of its latest staff reply (0 before any), read from the
+    database (a reply sent by another process counts)."""
+    return (
+        session.scalar(
+            select(func.max(Message.id)).where(
+                Message.ticket_id == ticket.id, Message.kind == MessageKind.STAFF_REPLY
+            )
+        )
+        or 0
+    )
+
+
+def check_reply_version(session: Session, ticket: Ticket, seen: int) -> None:
+    """Refuse (ReplyConflict) when a staff reply newer than version `seen` is on the ticket; the
+    ticket row is locked first, so two replies from the same version cannot both pass."""
+    session.execute(select(Ticket.id).where(Ticket.id == ticket.id).with_for_update())
+    current = reply_version(session, ticket)
+    if current <= seen:
+        return
+    latest = session.get(Message, current)
+    author = session.get(User, latest.author_id) if latest and latest.author_id else None
+    who = (author.name or author.email) if author is not None else "someone"
+    when = f" at {latest.created_at:%H:%M} UTC" if latest is not None else ""
+    raise ReplyConflict(
+        f"{who} replied to the centre{when} since you opened this ticket: read their reply "
+        "first, then send yours again if it is still needed (your text is kept)",
+        current,
+    )
+
+
+def reply(
+    session: Session,
+    settings: Settings,
+    actor: Actor,
+    ticket: Ticket,
+    body: str,
+    seen_version: int | None = None,
+) -> Message:
+    """Send a reply to the centre through the outbox, threaded on the latest inbound message;
+    with `seen_version`, refused (ReplyConflict) when another reply was sent since."""
     if not body.strip():
         raise TicketError("a reply needs some text")
     lifecycle.check_can_reply(ticket)
+    if seen_version is not None:
+        check_reply_version(session, ticket, seen_version)
     if problem := unanswerable(ticket.centre_email):
         raise TicketError(f"the centre's address cannot take a reply: {problem}")
     answered = last_written(ticket)
@@ -372,8 +451,49 @@ def _sender_label(message: Message) -> str:
 
 def resolve(session: Session, actor: Actor, ticket: Ticket) -> None:
     """Resolve a ticket; it needs a staff-confirmed category first (retraining learns from it)."""
+    previous = ticket.status
     lifecycle.resolve(ticket)
-    _audit(session, actor, ticket, AuditAction.TICKET_RESOLVED, category=ticket.confirmed_category)
+    _audit(
+        session,
+        actor,
+        ticket,
+        AuditAction.TICKET_RESOLVED,
+        category=ticket.confirmed_category,
+        previous_status=previous,
+    )
+
+
+def undoable_resolve(session: Session, actor: Actor, ticket: Ticket) -> AuditEvent | None:
+    """The resolve this actor can still undo: the ticket's latest event, by them, within
+    UNDO_WINDOW."""
+    if ticket.status != TicketStatus.RESOLVED:
+        return None
+    latest = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.ticket_id == ticket.id)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if (
+        latest is None
+        or latest.action != AuditAction.TICKET_RESOLVED
+        or latest.actor != actor.label
+        or latest.created_at < utcnow() - UNDO_WINDOW
+    ):
+        return None
+    return latest
+
+
+def undo_resolve(session: Session, actor: Actor, ticket: Ticket) -> None:
+    """Put a ticket this actor resolved moments ago back as it was (open or waiting on the
+    centre)."""
+    event = undoable_resolve(session, actor, ticket)
+    if event is None:
+        raise TicketError("too late to undo: reopen the ticket instead")
+    previous = (event.details or {}).get("previous_status") or TicketStatus.OPEN
+    ticket.status = TicketStatus(previous)
+    ticket.resolved_at = None
+    _audit(session, actor, ticket, AuditAction.TICKET_RESOLVE_UNDONE, status=ticket.status)
 
 
 def reopen(session: Session, actor: Actor, ticket: Ticket) -> None:
@@ -434,3 +554,10 @@ def notes(session: Session, ticket: Ticket) -> list[Note]:
             .order_by(Note.id)
         )
     )
+
+
+def audit(
+    session: Session, actor: Actor, ticket: Ticket, action: AuditAction, **details: Any
+) -> None:
+    """Record a staff action on a ticket in its history (for modules acting on many tickets)."""
+    _audit(session, actor, ticket, action, **details)

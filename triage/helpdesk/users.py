@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from triage.helpdesk import tokens
+from triage.mail.recipients import unanswerable
 from triage.orm import ApiToken, AuditEvent, User, utcnow
 from triage.states import AuditAction, Role
 
@@ -42,8 +43,8 @@ def create_user(
 ) -> User:
     """Create a staff account with a hashed password."""
     email = normalise_email(email)
-    if "@" not in email or len(email) > 254:
-        raise UserError("email must be an email address")
+    if len(email) > 254 or unanswerable(email):
+        raise UserError(f"email must be a valid email address (no spaces), got {email!r}")
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}")
     if len(password) < MIN_PASSWORD:

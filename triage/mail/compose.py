@@ -25,6 +25,7 @@ from markupsafe import Markup, escape
 
 from triage.catalogue import Category
 from triage.classifier.cleaning import clean_subject
+from triage.mail.feedback_links import FeedbackLinks
 from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
 from triage.mail.recipients import ATEXT, valid_recipient
@@ -158,15 +159,21 @@ def answer_text(category: Category) -> str:
 
 
 def auto_reply_text(
-    category: Category, reference: str, centre_name: str, sender_address: str = ""
+    category: Category,
+    reference: str,
+    centre_name: str,
+    sender_address: str = "",
+    feedback: FeedbackLinks | None = None,
 ) -> str:
-    """The body of an automatic answer: greeting, the centre-facing answer, how to reach staff."""
+    """The body of an automatic answer: greeting, the centre-facing answer, how to reach staff,
+    and the "Did this answer your question?" links when given."""
     return render(
         "auto_reply.txt",
         answer=answer_text(category),
         invites_reply=category.invites_reply,
         reference=reference,
         name=greeting_name(centre_name, sender_address),
+        feedback=feedback,
     )
 
 

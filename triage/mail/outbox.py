@@ -78,10 +78,12 @@ def outbound_message(
     reply_to: tuple[str, str | None] | None,
     auto_submitted: str | None,
     author_id: int | None = None,
+    message_id: str | None = None,
 ) -> dict[str, Any]:
     """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID
-    and References of the message it answers). Its outbox row is the caller's to add."""
-    message_id = new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
+    and References of the message it answers; `message_id`: one made beforehand, else a new one).
+    Its outbox row is the caller's to add."""
+    message_id = message_id or new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
     answered, answered_references = reply_to if reply_to is not None else (None, None)
     references = [*(answered_references or "").split(), answered] if answered is not None else []
     email = build(

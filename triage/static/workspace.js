@@ -1,4 +1,5 @@
-// Staff workspace: keyboard shortcuts, ticking tickets for bulk actions, canned replies. No inline script (CSP).
+// Staff workspace: keyboard shortcuts, ticking tickets for bulk actions, canned replies, confirmations,
+// Undo after resolving, who else has a ticket open or is typing, and drafts kept. No inline script (CSP).
 (function () {
   'use strict';
   var overlay = document.getElementById('shortcuts');
@@ -23,7 +24,7 @@
   }
   function submit(id) {
     var form = document.getElementById(id);
-    if (form) { form.submit(); return true; }
+    if (form) { form.requestSubmit(); return true; }  // requestSubmit: its confirmation is asked
     return false;
   }
   function ticked() {
@@ -97,7 +98,91 @@
   var canned = document.getElementById('canned');
   if (canned) {
     canned.addEventListener('change', function () {
+      var chosen = canned.options[canned.selectedIndex];
+      var macroId = document.getElementById('macro-id');
+      if (macroId) { macroId.value = chosen ? (chosen.getAttribute('data-macro-id') || '') : ''; }
       if (canned.value) { document.getElementById('reply-body').value = canned.value; }
     });
+  }
+
+  // Destructive or surprising actions ask first (Deactivate, macro Delete, taking a colleague's ticket).
+  document.querySelectorAll('form[data-confirm]').forEach(function (form) {
+    form.addEventListener('submit', function (event) {
+      if (!window.confirm(form.getAttribute('data-confirm'))) { event.preventDefault(); }
+    });
+  });
+
+  // After a resolve: Undo for a few seconds, then the offer goes.
+  var undo = document.getElementById('undo');
+  if (undo) {
+    var left = parseInt(undo.getAttribute('data-seconds'), 10) || 10;
+    var count = document.getElementById('undo-count');
+    var timer = window.setInterval(function () {
+      left -= 1;
+      if (count) { count.textContent = String(left); }
+      if (left <= 0) { window.clearInterval(timer); undo.remove(); }
+    }, 1000);
+  }
+
+  // The reply box keeps its text in this tab until it is sent (a reload or a slip of the mouse loses nothing).
+  var reply = document.getElementById('reply-body');
+  var draftKey = reply && reply.getAttribute('data-draft-key');
+  function storage() { try { return window.sessionStorage; } catch (e) { return null; } }
+  if (reply && draftKey && storage()) {
+    if (reply.value) { storage().setItem(draftKey, reply.value); }  // sent back by a refused action
+    else if (storage().getItem(draftKey)) { reply.value = storage().getItem(draftKey); }
+    reply.addEventListener('input', function () { storage().setItem(draftKey, reply.value); });
+    reply.form.addEventListener('submit', function () { storage().removeItem(draftKey); });
+  }
+
+  // Who else has this ticket open, and who is typing: reported and read every few seconds.
+  var presence = document.getElementById('presence');
+  if (presence) {
+    var url = presence.getAttribute('data-url');
+    var csrf = presence.getAttribute('data-csrf');
+    var version = parseInt(presence.getAttribute('data-version'), 10) || 0;
+    var typedAt = 0;
+    var lastReport = 0;
+    var pending = false;
+    var viewers = document.getElementById('viewers');
+    var newer = document.getElementById('newer-reply');
+    var post = function (body, keepalive) {
+      return fetch(url, {
+        method: 'POST', credentials: 'same-origin', keepalive: !!keepalive,
+        headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf},
+        body: JSON.stringify(body)
+      });
+    };
+    var show = function (data) {
+      viewers.textContent = '';
+      (data.viewers || []).forEach(function (v) {
+        var pill = document.createElement('span');
+        pill.className = 'pill viewer' + (v.typing ? ' typing' : '');
+        pill.textContent = v.name + (v.typing ? ' is typing a reply' : ' has this open');
+        viewers.appendChild(pill);
+        viewers.appendChild(document.createTextNode(' '));
+      });
+      if (newer && data.reply_version > version) { newer.hidden = false; }
+    };
+    var report = function () {
+      if (pending) { return; }
+      pending = true;
+      lastReport = Date.now();
+      post({typing: Date.now() - typedAt < 5000}).then(function (response) {
+        return response.ok ? response.json() : null;
+      }).then(function (data) { if (data) { show(data); } }).catch(function () {}).then(function () {
+        pending = false;
+      });
+    };
+    if (reply) {
+      reply.addEventListener('input', function () {
+        var first = Date.now() - typedAt >= 5000;
+        typedAt = Date.now();
+        if (first || Date.now() - lastReport > 2000) { report(); }
+      });
+    }
+    report();
+    window.setInterval(report, parseInt(presence.getAttribute('data-interval'), 10) || 3000);
+    window.addEventListener('pagehide', function () { post({leaving: true}, true).catch(function () {}); });
   }
 }());

@@ -15,6 +15,8 @@ from triage.database import make_engine, make_session_factory, statement_session
 from triage.states import (
     AuditAction,
     InboundStatus,
+    IncidentStatus,
+    LinkKind,
     MessageDirection,
     MessageKind,
     ModelStatus,
@@ -30,6 +32,8 @@ TEMPLATE_STATES = (
     InboundStatus,
     ModelStatus,
     AuditAction,
+    IncidentStatus,
+    LinkKind,
 )
 
 csrf = CSRFProtect()
@@ -55,10 +59,13 @@ def init_app(app: Flask) -> None:
     from triage.web import (  # noqa: F401 (their routes join the api blueprint)
         admin,
         api,
+        api_incidents,
         api_tickets,
         dashboard,
         errors,
+        feedback,
         health,
+        incidents,
         login,
         observability,
         openapi,
@@ -70,11 +77,13 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     csrf.exempt(api.bp)
     csrf.exempt(observability.bp)
+    csrf.exempt(feedback.bp)  # no login, no session: the signed link is the proof
     observability.init_app(app)
     login.init_app(app)
     sso.init_app(app)
     errors.init_app(app)
-    for blueprint in (health.bp, api.bp, login.bp, staff.bp, dashboard.bp, admin.bp):
+    blueprints = (health.bp, api.bp, login.bp, staff.bp, incidents.bp, dashboard.bp, admin.bp)
+    for blueprint in (*blueprints, feedback.bp):
         app.register_blueprint(blueprint)
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from triage import catalogue
 from triage.classifier import registry
-from triage.helpdesk import due, second_factor, stats
+from triage.helpdesk import due, second_factor, stats, tickets
 from triage.helpdesk import macros as saved_replies
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
 from triage.mail import inbound, outbox
+from triage.mail.recipients import unanswerable
 from triage.orm import (
     ApiToken,
     AuditEvent,
@@ -25,9 +26,10 @@ from triage.orm import (
     OutboxItem,
     Queue,
     RoutingRule,
+    Ticket,
     User,
 )
-from triage.states import AuditAction, ModelStatus, OutboxStatus, Role
+from triage.states import OPEN_STATUSES, AuditAction, ModelStatus, OutboxStatus, Role
 from triage.web import charts, db, settings
 from triage.web.formatting import plural
 from triage.web.login import login_required
@@ -77,6 +79,13 @@ def users() -> ResponseReturnValue:
         section="users",
         rows=session.scalars(select(User).order_by(User.email)).all(),
         roles=accounts.ROLES,
+        open_counts=dict(
+            session.execute(
+                select(Ticket.assignee_id, func.count())
+                .where(Ticket.assignee_id.is_not(None), Ticket.status.in_(OPEN_STATUSES))
+                .group_by(Ticket.assignee_id)
+            ).all()
+        ),
     )
 
 
@@ -106,7 +115,7 @@ def _change_user(session: Session, form: MultiDict[str, str]) -> None:
         accounts.set_password(user, form.get("password", ""))
         _audit(AuditAction.USER_PASSWORD_RESET, email=user.email)
     elif op == "toggle":
-        _toggle_active(session, user)
+        _toggle_active(session, user, form.get("tickets_to", ""))
     elif op == "second_factor_off":
         second_factor.remove(user)
         accounts.end_sessions(user)
@@ -119,8 +128,11 @@ def _change_user(session: Session, form: MultiDict[str, str]) -> None:
         raise accounts.UserError("unknown change")
 
 
-def _toggle_active(session: Session, user: User) -> None:
-    """Deactivate or reactivate; deactivating revokes the API tokens the user made."""
+def _toggle_active(session: Session, user: User, tickets_to: str) -> None:
+    """Deactivate or reactivate; deactivating hands the user's open tickets to the person chosen
+    (unassigned by default) and revokes the API tokens the user made."""
+    if user.is_active:
+        _hand_over(session, user, tickets_to)
     revoked = accounts.set_active(session, user, not user.is_active)
     _audit(AuditAction.USER_CHANGED, email=user.email, role=user.role, active=user.is_active)
     _revoked(revoked, user.email, "deactivated")
@@ -134,6 +146,26 @@ def _revoked(rows: list[ApiToken], creator: str, change: str) -> None:
         flash(f"{plural(len(rows), 'API token')} made by {creator} revoked ({change}).")
 
 
+def _hand_over(session: Session, user: User, tickets_to: str) -> None:
+    """Give a leaving user's open and waiting tickets to `tickets_to` (a user id; empty:
+    nobody)."""
+    to = None
+    if tickets_to:
+        to = session.get(User, required_int(tickets_to, "tickets_to"))
+        if to is None:
+            raise accounts.UserError("choose who gets their open tickets, or nobody")
+    admin = session.get(User, current_user.row.id)
+    assert admin is not None
+    try:
+        moved = tickets.hand_over_open_tickets(session, tickets.Actor.of_user(admin), user, to)
+    except tickets.TicketError as exc:
+        raise accounts.UserError(str(exc)) from None
+    if moved:
+        where = f"assigned to {to.name or to.email}" if to is not None else "now unassigned"
+        count = f"{len(moved)} open ticket{'' if len(moved) == 1 else 's'}"
+        flash(f"{count} of {user.email} {'is' if len(moved) == 1 else 'are'} {where}.")
+
+
 @bp.route("/queues", methods=["GET", "POST"])
 def queues() -> ResponseReturnValue:
     """List queues; add one; set the notify address and the response targets (business minutes)."""
@@ -141,9 +173,11 @@ def queues() -> ResponseReturnValue:
     if request.method == "POST":
         form = request.form
         slug = form.get("slug", "").strip().lower()
-        notify = form.get("notify_address", "").strip() or None
-        if notify and "@" not in notify:
-            flash("notify address must be an email address", "error")
+        notify = form.get("notify_address", "").strip().lower() or None
+        if notify and unanswerable(notify):
+            flash(
+                f"notify address must be one valid email address (no spaces): {notify!r}", "error"
+            )
             return redirect(url_for("admin.queues"))
         queue = session.scalars(select(Queue).where(Queue.slug == slug)).one_or_none()
         if queue is None:
@@ -182,10 +216,16 @@ def queues() -> ResponseReturnValue:
         session.commit()
         flash("Saved.")
         return redirect(url_for("admin.queues"))
+    rows = session.scalars(select(Queue).order_by(Queue.slug)).all()
     return render_template(
         "admin.html",
         section="queues",
-        rows=session.scalars(select(Queue).order_by(Queue.slug)).all(),
+        rows=rows,
+        bad_addresses={
+            q.id: problem
+            for q in rows
+            if q.notify_address and (problem := unanswerable(q.notify_address))
+        },
     )
 
 

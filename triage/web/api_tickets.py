@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import g, jsonify, request
@@ -45,6 +46,7 @@ def ticket_json(t: Ticket, with_messages: bool = False) -> dict[str, Any]:
     }
     if with_messages:
         body["messages"] = [message_json(m) for m in t.messages]
+        body["reply_version"] = tickets.reply_version(db(), t)
     return body
 
 
@@ -124,8 +126,11 @@ def _ticket_or_404(ticket_id: int) -> Ticket:
 @bp.get("/tickets/<int:ticket_id>")
 @token_required
 def get_ticket(ticket_id: int) -> ResponseReturnValue:
-    """One ticket with its messages."""
-    return jsonify(ticket_json(_ticket_or_404(ticket_id), with_messages=True))
+    """One ticket with its messages; its ETag is its reply version (for If-Match on a reply)."""
+    body = ticket_json(_ticket_or_404(ticket_id), with_messages=True)
+    response = jsonify(body)
+    response.headers["ETag"] = f'"reply-{body["reply_version"]}"'
+    return response
 
 
 def _actor() -> tickets.Actor:
@@ -200,15 +205,43 @@ def post_reply(ticket_id: int) -> ResponseReturnValue:
         raise ApiError(400, "body is required", field="body")
     if len(data["body"]) > 100_000:
         raise ApiError(400, "body is longer than 100000 characters", field="body")
+    seen = _seen_version(data)
     session = db()
     t = _ticket_or_404(ticket_id)
     try:
-        message = tickets.reply(session, settings(), _actor(), t, data["body"])
+        message = tickets.reply(session, settings(), _actor(), t, data["body"], seen_version=seen)
+    except tickets.ReplyConflict as exc:
+        session.rollback()
+        raise ApiError(
+            409, f"someone replied since version {seen}: read the ticket first (now {exc.version})"
+        ) from None
     except tickets.TicketError as exc:
         session.rollback()
         raise ApiError(409, str(exc)) from None
     session.commit()
     return jsonify(message_json(message)), 201
+
+
+_ETAG = re.compile(r'^(?:W/)?"reply-(\d{1,18})"$')
+
+
+def _seen_version(data: dict[str, Any]) -> int | None:
+    """The reply version the caller read: from If-Match ("reply-N"; * means any) or the body's
+    reply_version; None when neither is given."""
+    version = data.get("reply_version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < 2**62
+    ):
+        raise ApiError(400, "reply_version must be a whole number", field="reply_version")
+    header = (request.headers.get("If-Match") or "").strip()
+    if not header or header == "*":
+        return version
+    match = _ETAG.fullmatch(header)
+    if match is None:
+        raise ApiError(
+            400, 'If-Match must be the ticket\'s ETag, e.g. "reply-42"', field="If-Match"
+        )
+    return int(match.group(1))
 
 
 @bp.get("/queues")

@@ -34,4 +34,10 @@ def dashboard() -> ResponseReturnValue:
         ),
         "backlog": charts.trusted(charts.bars(figures["backlog"], "open tickets per queue")),
     }
-    return render_template("dashboard.html", figures=figures, svg=svg, drift=stats.drift(db()))
+    return render_template(
+        "dashboard.html",
+        figures=figures,
+        svg=svg,
+        drift=stats.drift(db()),
+        answer_feedback=stats.answer_feedback(db()),
+    )

@@ -9,7 +9,7 @@ from flask import Flask
 from triage import catalogue
 from triage.helpdesk.due import UK
 from triage.helpdesk.previews import preview_type
-from triage.orm import User, utcnow
+from triage.orm import User, format_reference, utcnow
 
 DATE_TIME = "%d %b %Y %H:%M"
 
@@ -68,4 +68,5 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(staff_name, "staff_name")
     app.add_template_filter(plural, "plural")
     app.add_template_filter(filesize, "filesize")
+    app.add_template_filter(format_reference, "reference")
     app.jinja_env.globals["preview_type"] = preview_type

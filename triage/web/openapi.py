@@ -189,6 +189,13 @@ SPEC: dict[str, Any] = {
                         "type": "boolean",
                         "description": "the centre wrote again since staff last acted",
                     },
+                    "reply_version": {
+                        "type": "integer",
+                        "description": "(one ticket only) the id of the latest staff reply (0 before "
+                        "any); send it "
+                        "back with a reply (If-Match or reply_version) to be told, 409, when "
+                        "someone replied since you read the ticket",
+                    },
                     "created_at": {"type": "string"},
                     "updated_at": {"type": "string"},
                     "messages": {
@@ -387,7 +394,19 @@ SPEC: dict[str, Any] = {
         "/api/v1/tickets/{ticket_id}/replies": {
             "post": {
                 "summary": "Reply to the centre",
-                "parameters": [_TICKET_ID],
+                "description": "With an If-Match header (the ETag of GET /tickets/{ticket_id}, "
+                'e.g. "reply-42") or a reply_version field, the reply is refused (409) when '
+                "another staff reply was sent since that version: read it first.",
+                "parameters": [
+                    _TICKET_ID,
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": 'the ticket\'s ETag ("reply-N"), or *',
+                    },
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -395,16 +414,19 @@ SPEC: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["body"],
-                                "properties": {"body": {"type": "string"}},
+                                "properties": {
+                                    "body": {"type": "string"},
+                                    "reply_version": {"type": "integer", "minimum": 0},
+                                },
                             }
                         }
                     },
                 },
                 "responses": {
                     "201": _json("Message", "the queued reply"),
-                    "400": _error("no body"),
+                    "400": _error("no body, or a malformed If-Match or reply_version"),
                     "404": _error("no such ticket"),
-                    "409": _error("ticket is resolved"),
+                    "409": _error("ticket is resolved, or someone replied since that version"),
                     **_AUTH,
                 },
             }
@@ -423,6 +445,108 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+_INCIDENT_ID = {
+    "name": "incident_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+_IDS = {"type": "array", "maxItems": 500, "items": {"type": "integer", "minimum": 1}}
+
+
+def _body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _answers(ok: str, description: str, *errors: tuple[str, str]) -> dict[str, Any]:
+    return {
+        ok: {"description": description, "content": {"application/json": {}}},
+        **{code: _error(text) for code, text in errors},
+        **_AUTH,
+    }
+
+
+_NO_INCIDENT, _BAD = ("404", "no such incident"), ("400", "invalid field")
+_RULE = ("409", "not possible now (the reason is given)")
+# incidents: one cause, many centres (one reply to all, one resolution), links and merges
+SPEC["paths"].update(
+    {
+        "/api/v1/incidents": {
+            "get": {
+                "summary": "The latest incidents",
+                "responses": _answers("200", "incidents, newest first"),
+            },
+            "post": {
+                "summary": "Open an incident, optionally with tickets",
+                "requestBody": _body(
+                    ["title"],
+                    {
+                        "title": {"type": "string", "maxLength": 200},
+                        "category": {"enum": [*catalogue.SLUGS, None]},
+                        "ticket_ids": _IDS,
+                    },
+                ),
+                "responses": _answers("201", "the incident", _BAD, _RULE),
+            },
+        },
+        "/api/v1/incidents/{incident_id}": {
+            "get": {
+                "summary": "One incident with its tickets",
+                "parameters": [_INCIDENT_ID],
+                "responses": _answers("200", "the incident", _NO_INCIDENT),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/tickets": {
+            "post": {
+                "summary": "Join tickets to the incident",
+                "parameters": [_INCIDENT_ID],
+                "requestBody": _body(["ticket_ids"], {"ticket_ids": _IDS}),
+                "responses": _answers("200", "the incident", _BAD, _NO_INCIDENT, _RULE),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/replies": {
+            "post": {
+                "summary": "One reply to every centre in the incident, each on its own ticket",
+                "parameters": [_INCIDENT_ID],
+                "requestBody": _body(["body"], {"body": {"type": "string"}}),
+                "responses": _answers(
+                    "201", "tickets answered and skipped", _BAD, _NO_INCIDENT, _RULE
+                ),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/resolve": {
+            "post": {
+                "summary": "Resolve the incident and every ticket in it",
+                "parameters": [_INCIDENT_ID],
+                "responses": _answers("200", "the resolved incident", _NO_INCIDENT, _RULE),
+            }
+        },
+        "/api/v1/tickets/{ticket_id}/links": {
+            "post": {
+                "summary": "Link the ticket to another (related or duplicate)",
+                "parameters": [_TICKET_ID],
+                "requestBody": _body(
+                    ["ticket_id"],
+                    {"ticket_id": {"type": "integer"}, "kind": {"enum": ["related", "duplicate"]}},
+                ),
+                "responses": _answers(
+                    "201", "the ticket's links", _BAD, ("404", "no such ticket"), _RULE
+                ),
+            }
+        },
+        "/api/v1/tickets/{ticket_id}/merge": {
+            "post": {
+                "summary": "Merge this ticket (a centre's duplicate) into another of the same centre",
+                "parameters": [_TICKET_ID],
+                "requestBody": _body(["into"], {"into": {"type": "integer"}}),
+                "responses": _answers("200", "merged", _BAD, ("404", "no such ticket"), _RULE),
+            }
+        },
+    }
+)
 
 
 @bp.get("/openapi.json")

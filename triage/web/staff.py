@@ -6,7 +6,18 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -18,7 +29,9 @@ from triage.helpdesk import (
     bulk_actions,
     centres,
     due,
+    incidents,
     macros,
+    presence,
     saved_views,
     search,
     tickets,
@@ -112,7 +125,12 @@ def index() -> ResponseReturnValue:
 @bp.get("/queues")
 def queues() -> ResponseReturnValue:
     """Every queue with open counts and oldest waiting age; triage first."""
-    return render_template("queues.html", queues=tickets.queue_summaries(db()))
+    session = db()
+    return render_template(
+        "queues.html",
+        queues=tickets.queue_summaries(session),
+        suggestions=incidents.suggestions(session),
+    )
 
 
 @bp.app_template_global()
@@ -139,7 +157,13 @@ def _list_context(session: Session) -> dict[str, Any]:
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "categories": catalogue.CATEGORIES,
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
+        "open_incidents": incidents.open_incidents(session),
+        "undo_ids": flask_session.pop(UNDO_KEY, []),
+        "undo_seconds": UNDO_SHOWN_SECONDS,
     }
+
+
+UNDO_KEY = "undo_resolved"  # the tickets a bulk resolve just resolved, offered once for Undo
 
 
 @bp.get("/queues/<slug>")
@@ -256,6 +280,8 @@ def bulk_action() -> ResponseReturnValue:
         outcome = bulk_actions.apply(session, tickets.Actor.of_user(me()), ids, operation, value)
         session.commit()
         flash(f"{plural(outcome.done, 'ticket')} changed.", "message" if outcome.done else "error")
+        if operation == "resolve" and outcome.changed:
+            flask_session[UNDO_KEY] = outcome.changed
         if outcome.refused:
             flash("Not changed: " + "; ".join(outcome.refused[:20]), "error")
     except (tickets.TicketError, BadParameter) as exc:
@@ -272,10 +298,25 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         t = tickets.get_ticket(session, ticket_id)
     except tickets.TicketError:
         abort(404)
+    return _render_ticket(session, t)
+
+
+def _render_ticket(
+    session: Session,
+    t: Ticket,
+    *,
+    drafts: dict[str, str] | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    """The ticket page; `drafts` puts text back in the reply or note box (an action that could
+    not be done never loses what was typed)."""
     classification = session.scalars(
         select(Classification).where(Classification.ticket_id == t.id).order_by(Classification.id)
     ).first()
     names = users.display_names(session)
+    user = me()
+    actor = tickets.Actor.of_user(user)
+    undo = tickets.undoable_resolve(session, actor, t)
     context: dict[str, Any] = {
         "t": t,
         "classification": classification,
@@ -285,16 +326,25 @@ def ticket(ticket_id: int) -> ResponseReturnValue:
         "queues": session.scalars(select(Queue).order_by(Queue.slug)).all(),
         "staff": session.scalars(select(User).where(User.is_active).order_by(User.email)).all(),
         "macros": macros.for_category(session, t.confirmed_category or t.predicted_category),
-        "me": me(),
+        "me": user,
         "forwards": {
             m.id: f
             for m in t.messages
             if m.direction == MessageDirection.INBOUND and (f := split_forward(m.body_text))
         },
         "due": due.due_at(t),
+        "links": incidents.links_of(session, t),
+        "open_incidents": incidents.open_incidents(session),
         "domain": centres.domain_of(t.centre_email),
+        "drafts": drafts or {},
+        "reply_version": tickets.reply_version(session, t),
+        "undo_seconds": UNDO_SHOWN_SECONDS if undo is not None else 0,
+        "viewers": presence.others(session, t.id, user.id),
     }
-    return render_template("ticket.html", **context)
+    return render_template("ticket.html", **context), status
+
+
+UNDO_SHOWN_SECONDS = 10  # how long the page offers Undo after a resolve
 
 
 def _assign(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[str, str]) -> None:
@@ -303,15 +353,25 @@ def _assign(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[s
     tickets.assign(session, actor, t, assignee)
 
 
+def _claim(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[str, str]) -> None:
+    """Take the ticket; refused when it changed hands since the page showed who had it."""
+    expected = form.get("assignee_was")
+    if expected is not None and expected != str(t.assignee_id or ""):
+        holder = t.assignee.name or t.assignee.email if t.assignee else "nobody"
+        raise tickets.TicketError(
+            f"the ticket changed hands since you opened it (now: {holder}); look, then take it"
+        )
+    tickets.assign(session, actor, t, actor.user)
+
+
 def _reply(session: Session, actor: tickets.Actor, t: Ticket, form: MultiDict[str, str]) -> None:
-    tickets.reply(session, settings(), actor, t, form.get("body", ""))
-    if form.get("then") == "resolve":
-        tickets.resolve(session, actor, t)
+    seen = int_param(form.get("seen_version"), "seen_version", low=0)
+    tickets.reply(session, settings(), actor, t, form.get("body", ""), seen_version=seen)
 
 
 _StaffAction = Callable[[Session, tickets.Actor, Ticket, MultiDict[str, str]], object]
 _STAFF_ACTIONS: dict[str, _StaffAction] = {  # the form's action -> what it does to the ticket
-    "claim": lambda session, actor, t, _form: tickets.assign(session, actor, t, actor.user),
+    "claim": _claim,
     "assign": _assign,
     "category": lambda session, actor, t, form: tickets.set_category(
         session, actor, t, form.get("category", "")
@@ -325,30 +385,73 @@ _STAFF_ACTIONS: dict[str, _StaffAction] = {  # the form's action -> what it does
     ),
     "reply": _reply,
     "resolve": lambda session, actor, t, _form: tickets.resolve(session, actor, t),
+    "undo-resolve": lambda session, actor, t, _form: tickets.undo_resolve(session, actor, t),
     "reopen": lambda session, actor, t, _form: tickets.reopen(session, actor, t),
 }
+_TYPED = {"reply": "reply", "note": "note"}  # actions whose typed text the page keeps on failure
 
 
 @bp.post("/tickets/<int:ticket_id>/<action>")
 def act(ticket_id: int, action: str) -> ResponseReturnValue:
-    """Apply one staff action to a ticket, then show it (or the next, after "Send and next")."""
+    """Apply one staff action to a ticket, then show it (or the next, after "Send and next").
+
+    When it cannot be done the ticket page comes back with the message and whatever was typed in
+    the reply or note box; "Send and resolve" sends, then says why it could not resolve.
+    """
     apply = _STAFF_ACTIONS.get(action)
     if apply is None:
         abort(404)
     session = db()
     user = me()
+    actor = tickets.Actor.of_user(user)
     then = request.form.get("then", "")
     try:
         t = tickets.get_ticket(session, ticket_id)
-        apply(session, tickets.Actor.of_user(user), t, request.form)
-        destination = _after(session, t, user, action, then)
-        session.commit()
-        flash(_done(action, then))
+    except tickets.TicketError:
+        abort(404)
+    try:
+        apply(session, actor, t, request.form)
     except (tickets.TicketError, BadParameter) as exc:
         session.rollback()
         flash(exc.message if isinstance(exc, BadParameter) else str(exc), "error")
-        destination = url_for("staff.ticket", ticket_id=ticket_id)
+        if action not in _TYPED:
+            return redirect(url_for("staff.ticket", ticket_id=ticket_id))
+        t = tickets.get_ticket(session, ticket_id)
+        status = 409 if isinstance(exc, tickets.ReplyConflict) else 400
+        return _render_ticket(
+            session, t, drafts={_TYPED[action]: request.form.get("body", "")}, status=status
+        )
+    notes = (
+        _resolve_after_reply(session, actor, t) if action == "reply" and then == "resolve" else []
+    )
+    destination = _after(session, t, user, action, then)
+    session.commit()
+    flash(_done(action))
+    for message, kind in notes:
+        flash(message, kind)
     return redirect(destination)
+
+
+def _resolve_after_reply(
+    session: Session, actor: tickets.Actor, t: Ticket
+) -> list[tuple[str, str]]:
+    """ "Send and resolve" after the reply went: confirm the model's category when the macro the
+    agent started from is of it, then resolve; the messages to show (why it did not resolve)."""
+    said: list[tuple[str, str]] = []
+    macro_id = int_param(request.form.get("macro_id"), "macro_id")
+    confirmed = macros.confirms_category(session, macro_id, t)
+    if confirmed is not None:
+        tickets.set_category(session, actor, t, confirmed)
+        title = catalogue.BY_SLUG[confirmed].title
+        said.append(
+            (f"Category confirmed as “{title}” for you: the macro you used is for it.", "message")
+        )
+    try:
+        tickets.resolve(session, actor, t)  # refuses before changing anything
+        said.append(("Ticket resolved.", "message"))
+    except tickets.TicketError as exc:
+        said.append((f"Your reply was sent, but the ticket was not resolved: {exc}.", "error"))
+    return said
 
 
 def _after(session: Session, t: Ticket, user: User, action: str, then: str) -> str:
@@ -361,11 +464,42 @@ def _after(session: Session, t: Ticket, user: User, action: str, then: str) -> s
     return url_for("staff.queue", slug=t.queue.slug if t.queue else catalogue.TRIAGE_QUEUE)
 
 
-def _done(action: str, then: str) -> str:
+def _done(action: str) -> str:
     """The message that says the action was done."""
     if action == "reply":
-        return "Reply queued for sending." + (" Ticket resolved." if then == "resolve" else "")
+        return "Reply queued for sending."
+    if action == "undo-resolve":
+        return "Undone: the ticket is open again."
     return "Ticket resolved." if action == "resolve" else "Saved."
+
+
+@bp.post("/tickets/<int:ticket_id>/presence")
+def ticket_presence(ticket_id: int) -> ResponseReturnValue:
+    """The open ticket page reports every few seconds (typing or not, or leaving); answers who
+    else has the ticket open, who is typing, and the ticket's reply version."""
+    session = db()
+    user = me()
+    if session.get(Ticket, ticket_id) is None:
+        abort(404)
+    data = request.get_json(silent=True)
+    data = data if isinstance(data, dict) else {}
+    if data.get("leaving") is True:
+        presence.leave(session, ticket_id, user.id)
+        session.commit()
+        return jsonify({"ok": True})
+    presence.report(session, ticket_id, user.id, data.get("typing") is True)
+    session.commit()
+    t = session.get(Ticket, ticket_id)
+    assert t is not None
+    return jsonify(
+        {
+            "viewers": [
+                {"name": v.name, "typing": v.typing}
+                for v in presence.others(session, ticket_id, user.id)
+            ],
+            "reply_version": tickets.reply_version(session, t),
+        }
+    )
 
 
 @bp.route("/preferences", methods=["GET", "POST"])
@@ -384,8 +518,10 @@ def preferences() -> ResponseReturnValue:
 
 NOTIFICATION_KINDS = {
     "notify_centre_replies": "a centre replies on a ticket assigned to me",
-    "notify_urgent": "a ticket assigned to me is urgent (an exam happening now)",
-    "notify_overdue": "a ticket assigned to me goes past its due time",
+    "notify_urgent": "a ticket is urgent (an exam happening now): mine, or any in a queue "
+    "with no notify address",
+    "notify_overdue": "a ticket goes past its due time: mine, or any in a queue with no notify "
+    "address",
 }
 
 

@@ -84,6 +84,7 @@ def _notify_queue(
         queue=queue.slug,
         sender=parsed.from_address,
         excerpt=message.clean_text[:1500],
+        link=f"{settings.external_url.rstrip('/')}/tickets/{ticket.id}",
     )
     enqueue(
         session,

@@ -15,6 +15,7 @@ from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import Decision
 from triage.config import Settings
 from triage.mail import compose
+from triage.mail.feedback_links import feedback_links
 from triage.mail.inbound.policy import NO_ACTION_NEEDED, NewTicketPlan
 from triage.mail.outbox import outbound_message
 from triage.mail.parse import ParsedEmail, single_line
@@ -206,9 +207,13 @@ def _created(new: NewTicket) -> dict[str, Any]:
 def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
     """The outbound message answering a new ticket: the FAQ answer or an acknowledgement."""
     reference, recipient = format_reference(new.id), new.recipient
+    message_id = compose.new_message_id(settings.secret_key, new.id, settings.mail_domain)
     if new.plan.answering:
         category = catalogue.get(new.plan.category)
-        body = compose.auto_reply_text(category, reference, recipient.name, recipient.address)
+        links = feedback_links(settings.external_url, settings.secret_key, new.id, message_id)
+        body = compose.auto_reply_text(
+            category, reference, recipient.name, recipient.address, feedback=links
+        )
     else:
         response_time = settings.response_time_text
         body = compose.acknowledgement_text(
@@ -223,4 +228,5 @@ def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
         body=body,
         reply_to=(new.message["message_id"], new.message["references"]),
         auto_submitted=compose.AUTO_REPLIED,
+        message_id=message_id,
     )

@@ -1,7 +1,7 @@
 """Provider webhook tokens seen (replays refused) and the TOTP second factor of staff accounts.
 
-Revision ID: 0011_signin
-Revises: 0010
+Revision ID: 0014_signin
+Revises: 0013
 Create Date: 2026-12-07 16:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_signin"
-down_revision: str | None = "0010"
+revision: str = "0014_signin"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
