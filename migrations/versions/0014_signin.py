@@ -1,6 +1,6 @@
 """Provider webhook tokens seen (replays refused) and the TOTP second factor of staff accounts.
 
-Revision ID: 0014_signin
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-07 16:30:00.000000
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0014_signin"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
