@@ -65,6 +65,8 @@ class Settings:
     imap_folder: str = "INBOX"
     imap_tls: bool = True
     imap_processed_folder: str = ""
+    channels_file: Path | None = None  # TOML: more mail channels (Microsoft 365, Google, ...)
+    channel_alert_minutes: int = 30  # a channel failing this long notifies the admins
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
@@ -117,6 +119,11 @@ class Settings:
         s.imap_folder = env("IMAP_FOLDER") or "INBOX"
         s.imap_tls = _env_bool("IMAP_TLS", True)
         s.imap_processed_folder = env("IMAP_PROCESSED_FOLDER") or ""
+        channels_file = env("CHANNELS_FILE")
+        s.channels_file = Path(channels_file).resolve() if channels_file else None
+        s.channel_alert_minutes = _env_int("CHANNEL_ALERT_MINUTES", s.channel_alert_minutes)
+        if s.channel_alert_minutes < 1:
+            raise ConfigError("CHANNEL_ALERT_MINUTES must be 1 or more")
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
@@ -151,7 +158,14 @@ class Settings:
             name = key.lower()
             if name in names:
                 if (
-                    name in {"instance_path", "models_dir", "training_data_dir", "outbox_dir"}
+                    name
+                    in {
+                        "instance_path",
+                        "models_dir",
+                        "training_data_dir",
+                        "outbox_dir",
+                        "channels_file",
+                    }
                     and value
                 ):
                     value = Path(str(value)).resolve()

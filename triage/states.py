@@ -138,6 +138,7 @@ class AuditAction(StrEnum):
     USER_CHANGED = "user.changed"
     TOKEN_CREATED = "token.created"  # noqa: S105 (likewise)
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 (likewise)
+    CHANNEL_CHECKED = "channel.checked"
     QUEUE_SAVED = "queue.saved"
     ROUTING_CHANGED = "routing.changed"
     OUTBOX_RETRIED = "outbox.retried"
