@@ -1,14 +1,16 @@
 """OAuth 2.0 access tokens cached in the database, shared by every web and worker process.
 
 A token is used until `REFRESH_MARGIN` before it expires. Refreshing takes the row's lock
-(`FOR UPDATE` on PostgreSQL, the write lock on SQLite), then looks again, so processes that find it
-stale together ask the provider once. The value is encrypted with a key derived from SECRET_KEY.
+(`FOR UPDATE` on PostgreSQL), then looks again, so processes that find it stale together ask the
+provider once. SQLite (one host) does not hold its write lock over the network: a thread lock
+makes one refresh per process (processes on the host may each fetch one). The value is encrypted with a key derived from SECRET_KEY.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -21,6 +23,7 @@ from triage.mail.oauth import AccessToken
 from triage.orm import OAuthToken, utcnow
 
 REFRESH_MARGIN = timedelta(minutes=5)
+_SQLITE_FETCH = threading.Lock()  # SQLite: one refresh at a time in this process
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -40,6 +43,22 @@ def cached_token(
     if fresh is not None:
         return fresh
     _ensure_row(sessions, key)
+    with sessions() as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:  # never hold SQLite's write lock over the network: a thread lock, one host
+        with _SQLITE_FETCH:
+            with sessions() as session:
+                fresh = _fresh(session, secret_key, key)
+            if fresh is not None:  # another thread refreshed it while we waited
+                return fresh
+            token = fetch()
+            with sessions() as session, session.begin():
+                row = session.get(OAuthToken, key)
+                if row is None:
+                    row = OAuthToken(key=key)
+                    session.add(row)
+                _store(row, secret_key, token)
+            return token
     with sessions() as session, session.begin():
         row = session.scalars(
             select(OAuthToken).where(OAuthToken.key == key).with_for_update()
@@ -48,9 +67,14 @@ def cached_token(
         if fresh is not None:  # another process refreshed it while we waited for the lock
             return fresh
         token = fetch()
-        row.token = _fernet(secret_key).encrypt(token.value.encode()).decode()
-        row.expires_at, row.refreshed_at = token.expires_at, utcnow()
+        _store(row, secret_key, token)
         return token
+
+
+def _store(row: OAuthToken, secret_key: str, token: AccessToken) -> None:
+    """Put a new token, encrypted, in its cache row."""
+    row.token = _fernet(secret_key).encrypt(token.value.encode()).decode()
+    row.expires_at, row.refreshed_at = token.expires_at, utcnow()
 
 
 def forget(sessions: sessionmaker[Session], key: str) -> None:
