@@ -25,6 +25,7 @@ class ChannelTransport:
         self.sessions, self.settings = sessions, settings
         self.channels = channels.load(settings)
         self._transports: dict[str, outbox.Transport] = {}
+        self._noted: set[str] = set()  # channels whose health this round has recorded
 
     def __enter__(self) -> ChannelTransport:
         return self
@@ -40,11 +41,21 @@ class ChannelTransport:
         try:
             outcome = self._transport(channel).send(sender, recipient, raw, name)
         except (LoginError, TokenError) as exc:
-            channel_health.failed(self.sessions, channel.name, str(exc))
+            self._note(channel.name, str(exc))
             return outbox.DeliveryOutcome(False, False, str(exc))
         if outcome.sent and channel.smtp is not None:
-            channel_health.succeeded(self.sessions, channel.name)
+            self._note(channel.name, None)
         return outcome
+
+    def _note(self, name: str, error: str | None) -> None:
+        """Record the channel's health once per round (not once per message: the hot path)."""
+        if name in self._noted:
+            return
+        self._noted.add(name)
+        if error is None:
+            channel_health.succeeded(self.sessions, name)
+        else:
+            channel_health.failed(self.sessions, name, error)
 
     def close(self) -> None:
         """End every channel's SMTP session."""
