@@ -100,10 +100,10 @@ class Dovecot:
             (self.folder / "dovecot-oauth2.conf.ext").write_text(
                 OAUTH_PASSDB.format(dir=self.folder)
             )
-            key = base64.b64encode(self.jwt_key)
-            for place in ("keys/default/HS256", "keys/shared/default/HS256"):
-                (self.folder / place).mkdir(parents=True, exist_ok=True)
-                (self.folder / place / "default").write_bytes(key)
+            # looked up as shared/<azp:default>/<alg>/<kid:default>; the fs dict drops "shared/"
+            keys = self.folder / "keys" / "default" / "HS256"
+            keys.mkdir(parents=True, exist_ok=True)
+            (keys / "default").write_bytes(base64.b64encode(self.jwt_key))
         conf.write_text(config.format(dir=self.folder, port=self.port))
         subprocess.run(
             ["dovecot", "-c", str(conf)],
