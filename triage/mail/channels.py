@@ -152,6 +152,7 @@ def _default(s: Settings) -> Channel:
         name=DEFAULT,
         address=s.support_address,
         from_name=s.support_name,
+        source=IMAP if s.imap_host else WEBHOOK,
         imap=ImapMailbox(
             s.imap_host, s.imap_port, s.imap_tls, s.imap_folder, s.imap_processed_folder
         )
