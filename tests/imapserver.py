@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import shutil
@@ -43,6 +44,30 @@ service imap-login {{
 """
 
 
+OAUTH_CONFIG = CONFIG.replace(
+    "auth_mechanisms = plain login",
+    "auth_failure_delay = 0\nauth_mechanisms = plain login xoauth2 oauthbearer",
+).replace(
+    """passdb {{
+  driver = static""",
+    """passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/dovecot-oauth2.conf.ext
+}}
+passdb {{
+  mechanisms = plain login
+  driver = static""",
+)
+# OAuth 2.0 tokens are JWTs checked locally: HS256 with the key in keys/, the mailbox in "email",
+# the scope "mail" required
+OAUTH_PASSDB = """introspection_mode = local
+local_validation_key_dict = fs:posix:prefix={dir}/keys/
+username_attribute = email
+scope = mail
+"""
+
+
 def unavailable_reason() -> str | None:
     """Why a Dovecot server cannot be started here, or None when it can."""
     if shutil.which("dovecot") is None:
@@ -59,8 +84,9 @@ def unavailable_reason() -> str | None:
 class Dovecot:
     """A private Dovecot instance on a loopback port; any user logs in with password 'secret'."""
 
-    def __init__(self, folder: Path, port: int) -> None:
-        self.folder, self.port = folder, port
+    def __init__(self, folder: Path, port: int, jwt_key: bytes | None = None) -> None:
+        """`jwt_key`: also take OAuth 2.0 tokens (XOAUTH2, OAUTHBEARER) signed with this key."""
+        self.folder, self.port, self.jwt_key = folder, port, jwt_key
 
     def start(self) -> None:
         """Write the config, start the daemon and wait until it answers."""
@@ -68,7 +94,17 @@ class Dovecot:
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         shutil.chown(self.folder / "mail", "vmail", "vmail")
         conf = self.folder / "dovecot.conf"
-        conf.write_text(CONFIG.format(dir=self.folder, port=self.port))
+        config = CONFIG
+        if self.jwt_key is not None:
+            config = OAUTH_CONFIG
+            (self.folder / "dovecot-oauth2.conf.ext").write_text(
+                OAUTH_PASSDB.format(dir=self.folder)
+            )
+            # looked up as shared/<azp:default>/<alg>/<kid:default>; the fs dict drops "shared/"
+            keys = self.folder / "keys" / "default" / "HS256"
+            keys.mkdir(parents=True, exist_ok=True)
+            (keys / "default").write_bytes(base64.b64encode(self.jwt_key))
+        conf.write_text(config.format(dir=self.folder, port=self.port))
         subprocess.run(
             ["dovecot", "-c", str(conf)],
             stdin=subprocess.DEVNULL,

@@ -72,6 +72,8 @@ class Settings:
     sendgrid_inbound_password: str = ""
     postmark_inbound_user: str = ""
     postmark_inbound_password: str = ""
+    channels_file: Path | None = None  # TOML: more mail channels (Microsoft 365, Google, ...)
+    channel_alert_minutes: int = 30  # a channel failing this long notifies the admins
     inbound_max_bytes: int = 10 * 1024 * 1024
     attachment_max_bytes: int = 5 * 1024 * 1024
     sender_hourly_cap: int = 10
@@ -149,6 +151,11 @@ class Settings:
         s.sendgrid_inbound_password = env("SENDGRID_INBOUND_PASSWORD") or ""
         s.postmark_inbound_user = env("POSTMARK_INBOUND_USER") or ""
         s.postmark_inbound_password = env("POSTMARK_INBOUND_PASSWORD") or ""
+        channels_file = env("CHANNELS_FILE")
+        s.channels_file = Path(channels_file).resolve() if channels_file else None
+        s.channel_alert_minutes = _env_int("CHANNEL_ALERT_MINUTES", s.channel_alert_minutes)
+        if s.channel_alert_minutes < 1:
+            raise ConfigError("CHANNEL_ALERT_MINUTES must be 1 or more")
         s.inbound_max_bytes = _env_int("INBOUND_MAX_BYTES", s.inbound_max_bytes)
         s.attachment_max_bytes = _env_int("ATTACHMENT_MAX_BYTES", s.attachment_max_bytes)
         s.sender_hourly_cap = _env_int("SENDER_HOURLY_CAP", s.sender_hourly_cap)
@@ -211,7 +218,14 @@ class Settings:
             name = key.lower()
             if name in names:
                 if (
-                    name in {"instance_path", "models_dir", "training_data_dir", "outbox_dir"}
+                    name
+                    in {
+                        "instance_path",
+                        "models_dir",
+                        "training_data_dir",
+                        "outbox_dir",
+                        "channels_file",
+                    }
                     and value
                 ):
                     value = Path(str(value)).resolve()

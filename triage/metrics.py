@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.mail.inbound import MAX_PROCESS_ATTEMPTS
-from triage.orm import InboundEmail, OutboxItem, Ticket
+from triage.orm import InboundEmail, MailChannel, OutboxItem, Ticket
 from triage.states import InboundStatus
 
 REQUEST_LATENCY = Histogram(
@@ -73,6 +73,22 @@ class DatabaseCollector:
             ):
                 outbox.add_metric([status], n)
             yield outbox
+            failing = GaugeMetricFamily(
+                "triage_channel_failing",
+                "1 while a mail channel's polls or sends fail (since its last success)",
+                labels=["channel"],
+            )
+            last_success = GaugeMetricFamily(
+                "triage_channel_last_success_timestamp_seconds",
+                "When a mail channel last polled, posted or sent successfully",
+                labels=["channel"],
+            )
+            for row in session.scalars(select(MailChannel)):
+                failing.add_metric([row.name], 1 if row.failing_since else 0)
+                if row.last_success_at:
+                    last_success.add_metric([row.name], row.last_success_at.timestamp())
+            yield failing
+            yield last_success
 
 
 def render(sessions: sessionmaker[Session]) -> bytes:

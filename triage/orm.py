@@ -268,6 +268,8 @@ class Ticket(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
     # the centre said the automatic answer did not help: top of its queue until staff answer
     answer_rejected_at: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(64))  # came in on (None: the default)
+    reply_from: Mapped[str | None] = mapped_column(String(254))  # the address the centre wrote to
 
     queue: Mapped[Queue | None] = relationship()
     incident: Mapped[Incident | None] = relationship(foreign_keys=[incident_id])
@@ -401,6 +403,7 @@ class InboundEmail(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(64))  # None: the default channel
 
 
 class Attachment(Base):
@@ -632,3 +635,29 @@ class AuditEvent(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OAuthToken(Base):
+    """A cached OAuth 2.0 access token, shared by every process; the value is encrypted."""
+
+    __tablename__ = "oauth_tokens"
+
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    token: Mapped[str] = mapped_column(Text, default="")  # Fernet-encrypted with SECRET_KEY
+    expires_at: Mapped[datetime | None]
+    refreshed_at: Mapped[datetime | None]
+
+
+class MailChannel(Base):
+    """One mail channel's health as last seen: its successes, failures and token expiry."""
+
+    __tablename__ = "mail_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    last_success_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    failing_since: Mapped[datetime | None]  # the first failure after the last success
+    alerted_at: Mapped[datetime | None]  # admins last told it is failing
+    token_expires_at: Mapped[datetime | None]

@@ -165,6 +165,7 @@ class AuditAction(StrEnum):
     USER_SECOND_FACTOR = "user.second_factor"
     TOKEN_CREATED = "token.created"  # noqa: S105 (likewise)
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 (likewise)
+    CHANNEL_CHECKED = "channel.checked"
     QUEUE_SAVED = "queue.saved"
     ROUTING_CHANGED = "routing.changed"
     OUTBOX_RETRIED = "outbox.retried"

@@ -29,7 +29,7 @@ R = TypeVar("R")
 def init_app(app: Flask) -> None:
     """Register the command group (with every command module) on the app."""
     # importing the command modules registers their commands
-    from triage.commands import mail, model, service, users  # noqa: F401
+    from triage.commands import channels, mail, model, service, users  # noqa: F401
 
     app.cli.add_command(triage_cli)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import imaplib
 import mailbox
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from triage.classifier.registry import ModelProvider
 from triage.commands import app_settings, ready_engine, reports_config_errors, sessions, triage_cli
 from triage.database import transaction
 from triage.helpdesk import tokens
-from triage.mail import imap
+from triage.mail import channel_polling, channels
 from triage.mail.inbound import InboundContext, receive
 from triage.states import InboundSource, InboundStatus
 
@@ -116,18 +115,31 @@ def ingest_command(paths: tuple[Path, ...]) -> None:
 @triage_cli.command("poll-imap")
 @reports_config_errors
 def poll_imap_command() -> None:
-    """Poll the configured IMAP folder once (IMAP_HOST, IMAP_USER, ...)."""
+    """Poll each channel's IMAP folder once (IMAP_HOST, IMAP_USER, ... and CHANNELS_FILE)."""
     settings = app_settings()
-    if not settings.imap_host:
-        raise click.ClickException("IMAP_HOST is not set; nothing to poll")
+    polled = channels.load(settings).polled()
+    if not polled:
+        raise click.ClickException(
+            "IMAP_HOST is not set and no channel has a mailbox; nothing to poll"
+        )
     ready_engine(migrate_sqlite=True)
     ctx = _context()
-    try:
-        count = imap.poll(
-            sessions(),
-            settings,
-            lambda raw: receive(sessions(), ctx, raw, InboundSource.IMAP, keep_unparseable=True),
-        )
-    except (imap.ImapError, OSError, imaplib.IMAP4.error) as exc:
-        raise click.ClickException(f"IMAP poll failed: {exc}") from None
-    click.echo(f"{count} message(s) fetched from {imap.mailbox_key(settings)}")
+    failed = []
+    for channel in polled:
+        try:
+            count = channel_polling.poll_channel(
+                sessions(),
+                settings,
+                channel,
+                lambda raw, name: receive(
+                    sessions(), ctx, raw, InboundSource.IMAP, keep_unparseable=True, channel=name
+                ),
+            )
+        except channel_polling.POLL_ERRORS as exc:
+            failed.append(
+                f"IMAP poll failed: channel {channel.name}: {channel_polling.describe(exc)}"
+            )
+            continue
+        click.echo(f"{count} message(s) fetched from {channel.mailbox_key()}")
+    if failed:
+        raise click.ClickException("\n".join(failed))

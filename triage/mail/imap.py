@@ -17,11 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
+from triage.mail import channels
+from triage.mail.mail_login import imap_login
 from triage.orm import ImapCheckpoint
 
 log = logging.getLogger(__name__)
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 FETCH_LIMIT = 100
+LEAVE = object()  # returned by `store_one`: the message stays as it is (not flagged nor moved)
 _Item = TypeVar("_Item")
 
 
@@ -30,22 +33,33 @@ class ImapError(Exception):
 
 
 def mailbox_key(settings: Settings) -> str:
-    """The checkpoint key for the configured mailbox."""
-    return f"{settings.imap_user}@{settings.imap_host}:{settings.imap_port}/{settings.imap_folder}"
+    """The checkpoint key for the default channel's mailbox."""
+    return channels.load(settings).get(channels.DEFAULT).mailbox_key()
 
 
-def connect(settings: Settings) -> imaplib.IMAP4:
-    """Open and log in to the configured IMAP server (TLS unless IMAP_TLS=false)."""
-    if settings.imap_tls:
+def connect(
+    sessions: sessionmaker[Session], settings: Settings, channel: channels.Channel
+) -> imaplib.IMAP4:
+    """Open the channel's IMAP server (TLS unless turned off) and log in: a password, or an OAuth
+    2.0 token over XOAUTH2/OAUTHBEARER (LoginError or TokenError with one line when refused)."""
+    mailbox, credentials = channel.imap, channel.imap_credentials
+    assert mailbox is not None and credentials is not None
+    if mailbox.tls:
         conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
-            settings.imap_host,
-            settings.imap_port,
+            mailbox.host,
+            mailbox.port,
             ssl_context=ssl.create_default_context(),
             timeout=30,
         )
     else:
-        conn = imaplib.IMAP4(settings.imap_host, settings.imap_port, timeout=30)
-    conn.login(settings.imap_user, settings.imap_password)
+        conn = imaplib.IMAP4(mailbox.host, mailbox.port, timeout=30)
+    try:
+        token = channels.token_getter(sessions, settings, credentials)
+        imap_login(conn, mailbox.host, mailbox.port, credentials, token)
+    except BaseException:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            conn.shutdown()
+        raise
     return conn
 
 
@@ -63,41 +77,46 @@ def poll(
     store_one: Callable[[bytes], object],
     limit: int = FETCH_LIMIT,
     should_stop: Callable[[], bool] = lambda: False,
+    channel: channels.Channel | None = None,
 ) -> int:
     """Fetch new mail after the checkpoint, hand each raw message to `store_one`, advance and flag.
 
     `store_one` must commit the message before returning. The checkpoint moves only after that, so
     a crash repeats at most the message in hand, which storage de-duplicates by Message-ID. When
     `should_stop` turns true (SIGTERM) it stops between two messages; the next poll carries on from
-    the checkpoint.
+    the checkpoint. `channel` is the default channel unless given.
     """
-    conn = connect(settings)
+    channel = channel or channels.load(settings).get(channels.DEFAULT)
+    assert channel.imap is not None
+    folder = channel.imap
+    conn = connect(sessions, settings, channel)
     try:
-        _ok(conn.select(_quote(settings.imap_folder)), "SELECT")
-        key = mailbox_key(settings)
-        last_uid = _checkpoint(sessions, key, _uidvalidity(conn, settings))
+        _ok(conn.select(quote(folder.folder)), "SELECT")
+        key = channel.mailbox_key()
+        last_uid = _checkpoint(sessions, key, _uidvalidity(conn, folder))
         done = 0
         for uid in _new_uids(conn, last_uid, limit):
             if should_stop():
                 break
-            _fetch_and_store(conn, uid, store_one)
+            stored = _fetch_and_store(conn, uid, store_one)
             _advance(sessions, key, uid)
-            _mark_processed(conn, settings, uid)
+            if stored is not LEAVE:
+                _mark_processed(conn, folder, uid)
             done += 1
         return done
-    except imaplib.IMAP4.abort as exc:  # the server or the network dropped the connection
+    except (imaplib.IMAP4.abort, OSError) as exc:  # the server or the network dropped it
         raise ImapError(f"IMAP connection dropped: {exc}") from exc
     finally:
         with contextlib.suppress(imaplib.IMAP4.error, OSError):
             conn.logout()
 
 
-def _uidvalidity(conn: imaplib.IMAP4, settings: Settings) -> int:
+def _uidvalidity(conn: imaplib.IMAP4, folder: channels.ImapMailbox) -> int:
     """The selected folder's UIDVALIDITY, from the SELECT response or else from STATUS."""
     validity_line = b" ".join(x for x in conn.response("UIDVALIDITY")[1] if isinstance(x, bytes))
     if validity_line.strip().isdigit():
         return int(validity_line)
-    return _status_uidvalidity(conn, settings)
+    return _status_uidvalidity(conn, folder)
 
 
 def _new_uids(conn: imaplib.IMAP4, last_uid: int, limit: int) -> list[int]:
@@ -107,32 +126,33 @@ def _new_uids(conn: imaplib.IMAP4, last_uid: int, limit: int) -> list[int]:
     return sorted(int(u) for u in (data[0] or b"").split() if int(u) > last_uid)[:limit]
 
 
-def _fetch_and_store(conn: imaplib.IMAP4, uid: int, store_one: Callable[[bytes], object]) -> None:
-    """Fetch one message without marking it seen and hand it to `store_one` (unless it is gone)."""
+def _fetch_and_store(conn: imaplib.IMAP4, uid: int, store_one: Callable[[bytes], object]) -> object:
+    """Fetch one message without marking it seen and hand it to `store_one` (unless it is gone);
+    returns what `store_one` did."""
     fetched = _ok(conn.uid("FETCH", str(uid), "(BODY.PEEK[])"), "UID FETCH")
     raw = next((part[1] for part in fetched if isinstance(part, tuple)), None)
     if raw is None:
         log.warning("IMAP UID %s vanished before it was fetched", uid)
-    else:
-        store_one(raw)
+        return None
+    return store_one(raw)
 
 
-def _mark_processed(conn: imaplib.IMAP4, settings: Settings, uid: int) -> None:
+def _mark_processed(conn: imaplib.IMAP4, folder: channels.ImapMailbox, uid: int) -> None:
     """Move a stored message to the processed folder if one is set, else flag it seen."""
-    if settings.imap_processed_folder:
-        _ok(conn.uid("MOVE", str(uid), _quote(settings.imap_processed_folder)), "UID MOVE")
+    if folder.processed_folder:
+        _ok(conn.uid("MOVE", str(uid), quote(folder.processed_folder)), "UID MOVE")
     else:
         _ok(conn.uid("STORE", str(uid), "+FLAGS", r"(\Seen)"), "UID STORE")
 
 
-def _quote(folder: str) -> str:
+def quote(folder: str) -> str:
     """A folder name as an IMAP quoted string."""
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _status_uidvalidity(conn: imaplib.IMAP4, settings: Settings) -> int:
+def _status_uidvalidity(conn: imaplib.IMAP4, folder: channels.ImapMailbox) -> int:
     """The folder's UIDVALIDITY asked for with STATUS (for servers whose SELECT gives none)."""
-    data = _ok(conn.status(_quote(settings.imap_folder), "(UIDVALIDITY)"), "STATUS")
+    data = _ok(conn.status(quote(folder.folder), "(UIDVALIDITY)"), "STATUS")
     match = _UIDVALIDITY.search(data[0] if isinstance(data[0], bytes) else b"")
     if not match:
         raise ImapError("server did not report UIDVALIDITY")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.database import statement_session
+from triage.mail import channel_delivery, channels
 from triage.mail.compose import build, new_message_id, to_bytes
 from triage.orm import Message, OutboxItem, Ticket, utcnow
 from triage.states import MessageDirection, MessageKind, OutboxStatus
@@ -33,6 +34,7 @@ LEASE = timedelta(minutes=10)  # a row claimed longer ago than this was left by 
 CRASHED = "the worker sending it stopped before recording the outcome"
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
+Login = Callable[[smtplib.SMTP], None]  # logs an open SMTP session in (a channel's credentials)
 
 
 def enqueue(
@@ -50,6 +52,7 @@ def enqueue(
 ) -> Message:
     """Add an outbound message and its outbox row to the session (the caller's transaction)."""
     recipient = to or ticket.centre_email
+    from_name, from_address = channels.sender(settings, ticket.channel, ticket.reply_from)
     values = outbound_message(
         settings,
         ticket.id,
@@ -60,6 +63,7 @@ def enqueue(
         reply_to=(reply_to.message_id, reply_to.references) if reply_to is not None else None,
         auto_submitted=auto_submitted,
         author_id=author_id,
+        sender=(from_name, from_address),
     )
     message = Message(ticket=ticket, **values)
     session.add(message)
@@ -79,17 +83,20 @@ def outbound_message(
     auto_submitted: str | None,
     author_id: int | None = None,
     message_id: str | None = None,
+    sender: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The column values of an outbound message, its raw bytes composed (`reply_to`: the Message-ID
-    and References of the message it answers; `message_id`: one made beforehand, else a new one).
-    Its outbox row is the caller's to add."""
+    and References of the message it answers; `message_id`: one made beforehand, else a new one;
+    `sender`: the name and address it is from, by default SUPPORT_NAME and SUPPORT_ADDRESS). Its
+    outbox row is the caller's to add."""
+    from_name, from_address = sender or (settings.support_name, settings.support_address)
     message_id = message_id or new_message_id(settings.secret_key, ticket_id, settings.mail_domain)
     answered, answered_references = reply_to if reply_to is not None else (None, None)
     references = [*(answered_references or "").split(), answered] if answered is not None else []
     email = build(
         message_id=message_id,
-        from_name=settings.support_name,
-        from_address=settings.support_address,
+        from_name=from_name,
+        from_address=from_address,
         to=recipient,
         subject=subject,
         body=body,
@@ -104,8 +111,8 @@ def outbound_message(
         "message_id": message_id,
         "in_reply_to": str(email["In-Reply-To"]) if email["In-Reply-To"] else None,
         "references": str(email["References"]) if email["References"] else None,
-        "from_address": settings.support_address,
-        "from_name": settings.support_name,
+        "from_address": from_address,
+        "from_name": from_name,
         "to_addresses": recipient,
         "subject": str(email["Subject"]),
         "body_text": body,
@@ -135,8 +142,9 @@ class Transport:
     when the round ends (`with Transport(settings) as transport:`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, login: Login | None = None) -> None:
         self.settings = settings
+        self.login = login  # a channel's login (password or OAuth 2.0); else SMTP_USER's
         self._folder_made: Path | None = None
         self._smtp: smtplib.SMTP | None = None
 
@@ -192,7 +200,9 @@ class Transport:
         try:
             if s.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if s.smtp_user:
+            if self.login is not None:
+                self.login(smtp)
+            elif s.smtp_user:
                 smtp.login(s.smtp_user, s.smtp_password)
         except BaseException:
             smtp.close()
@@ -286,7 +296,8 @@ def deliver_due(
     When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of
     its claim back, so another worker sends them at once instead of after the lease.
     """
-    with Transport(settings) as transport:  # one SMTP connection for the whole round
+    # one SMTP connection per channel for the whole round
+    with channel_delivery.ChannelTransport(sessions, settings) as transport:
         return _deliver_claims(sessions, settings, worker_id, transport, should_stop)
 
 
@@ -294,7 +305,7 @@ def _deliver_claims(
     sessions: sessionmaker[Session],
     settings: Settings,
     worker_id: str,
-    transport: Transport,
+    transport: channel_delivery.ChannelTransport,
     should_stop: Callable[[], bool],
 ) -> int:
     handled = 0
@@ -306,9 +317,15 @@ def _deliver_claims(
             sessions
         ) as session:  # reads the whole claim in one query, then records each send
             claimed = {
-                item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
-                for item_id, raw, recipient, ticket_id in session.execute(
-                    select(OutboxItem.id, Message.raw, OutboxItem.recipient, OutboxItem.ticket_id)
+                item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}", sender)
+                for item_id, raw, recipient, ticket_id, sender in session.execute(
+                    select(
+                        OutboxItem.id,
+                        Message.raw,
+                        OutboxItem.recipient,
+                        OutboxItem.ticket_id,
+                        Message.from_address,
+                    )
                     .join(Message, Message.id == OutboxItem.message_id)
                     .where(
                         OutboxItem.id.in_(ids),
@@ -324,8 +341,8 @@ def _deliver_claims(
                     return handled
                 if item_id not in claimed:
                     continue
-                raw, recipient, name = claimed[item_id]
-                outcome = transport.send(settings.support_address, recipient, raw, name)
+                raw, recipient, name, sender = claimed[item_id]
+                outcome = transport.send(sender or settings.support_address, recipient, raw, name)
                 _record(sessions, session, settings, item_id, worker_id, outcome)
                 handled += 1
 

@@ -15,7 +15,7 @@ from triage.helpdesk import due, second_factor, stats, tickets
 from triage.helpdesk import macros as saved_replies
 from triage.helpdesk import tokens as api_tokens
 from triage.helpdesk import users as accounts
-from triage.mail import inbound, outbox
+from triage.mail import channel_check, channel_health, channels, inbound, outbox
 from triage.mail.recipients import unanswerable
 from triage.orm import (
     ApiToken,
@@ -28,15 +28,17 @@ from triage.orm import (
     RoutingRule,
     Ticket,
     User,
+    utcnow,
 )
 from triage.states import OPEN_STATUSES, AuditAction, ModelStatus, OutboxStatus, Role
-from triage.web import charts, db, settings
+from triage.web import charts, db, session_factory, settings
 from triage.web.formatting import plural
 from triage.web.login import login_required
 from triage.web.params import required_int
 from triage.worker import jobs
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+CHECK_WAIT_SECONDS = 20  # the Test button waits this long for the test message to arrive
 
 
 @bp.before_request
@@ -338,6 +340,33 @@ def outbox_page() -> ResponseReturnValue:
         .order_by(OutboxItem.id.desc())
     ).all()
     return render_template("admin.html", section="outbox", rows=rows)
+
+
+@bp.route("/channels", methods=["GET", "POST"])
+def channels_page() -> ResponseReturnValue:
+    """Each mail channel's health, and a Test button running the end-to-end check."""
+    config = settings()
+    configured = channels.load(config)
+    report = None
+    if request.method == "POST":
+        name = request.form.get("channel", "")
+        if name not in configured.by_name:
+            abort(400, description=f"no channel named {name!r}")
+        db().commit()  # hold no transaction (SQLite: the write lock) while the check runs
+        report = channel_check.check(
+            session_factory(), config, configured.get(name), wait_seconds=CHECK_WAIT_SECONDS
+        )
+        _audit(AuditAction.CHANNEL_CHECKED, channel=name, ok=report.ok)
+        db().commit()
+    statuses = channel_health.overview(db(), configured)
+    return render_template(
+        "admin.html",
+        section="channels",
+        statuses=statuses,
+        report=report,
+        alert_minutes=config.channel_alert_minutes,
+        now=utcnow(),
+    )
 
 
 @bp.route("/inbound", methods=["GET", "POST"])

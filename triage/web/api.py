@@ -7,6 +7,7 @@ import re
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from triage.mail import channels
 from triage.mail.contact_form import message_from_form
 from triage.mail.inbound import InboundContext, Received, accept, receive
 from triage.mail.parse import UnparseableEmail
@@ -45,14 +46,19 @@ def inbound() -> ResponseReturnValue:
     mimetype = request.mimetype
     if mimetype not in {"message/rfc822", "application/octet-stream", "text/plain"}:
         raise ApiError(415, "send the raw email with Content-Type: message/rfc822")
-    return store_webhook_mail(read_body(settings().inbound_max_bytes))
+    channel = request.args.get("channel") or None
+    if channel is not None and channel not in channels.load(settings()).by_name:
+        raise ApiError(400, f"no channel named {channel[:64]!r}")
+    return store_webhook_mail(read_body(settings().inbound_max_bytes), channel)
 
 
-def store_webhook_mail(raw: bytes) -> ResponseReturnValue:
+def store_webhook_mail(raw: bytes, channel: str | None = None) -> ResponseReturnValue:
     """Store one raw email taken by a webhook (ours or a mail provider's) and answer 202 with its
-    id; a worker makes the ticket."""
+    id; a worker makes the ticket. `channel` names the mail channel it came in on (None: the
+    default)."""
     try:
-        result = accept(statement_db(), raw, InboundSource.WEBHOOK)
+        stored_as = None if channel == channels.DEFAULT else channel
+        result = accept(statement_db(), raw, InboundSource.WEBHOOK, channel=stored_as)
     except UnparseableEmail as exc:
         raise ApiError(400, f"not a parseable email: {exc}") from None
     return _accepted(

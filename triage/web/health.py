@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from triage import health
+from triage.mail import channels
 from triage.web import db, settings
 from triage.web.auth import bearer_token
 
@@ -25,7 +26,10 @@ def healthz() -> ResponseReturnValue:
     if detailed:
         bearer_token("metrics")
     try:
-        report = health.check(db(), settings().models_dir)
+        config = settings()
+        report = health.check(
+            db(), config.models_dir, channels.load(config), config.channel_alert_minutes
+        )
     except SQLAlchemyError as exc:
         db().rollback()
         body = {

@@ -242,6 +242,16 @@ SPEC: dict[str, Any] = {
                 "(status pending, with its id): a worker classifies it and makes the ticket "
                 "moments later (GET /api/v1/inbound/{id} for the reference). The same "
                 "Message-ID again is answered with the stored email (duplicate true).",
+                "parameters": [
+                    {
+                        "name": "channel",
+                        "in": "query",
+                        "required": False,
+                        "description": "the mail channel it came in on (CHANNELS_FILE); "
+                        "replies go out through it. Default: the default channel",
+                        "schema": {"type": "string", "maxLength": 64},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -252,7 +262,7 @@ SPEC: dict[str, Any] = {
                     "202": _json(
                         "Accepted", "stored; processing is pending (or done, for a duplicate)"
                     ),
-                    "400": _error("not a parseable email"),
+                    "400": _error("not a parseable email, or no such channel"),
                     "413": _error("larger than the size cap"),
                     "415": _error("wrong content type"),
                     "503": _error("database unavailable; retry"),

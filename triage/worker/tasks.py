@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.classifier.registry import ModelProvider
 from triage.config import Settings
-from triage.helpdesk import notifications
-from triage.mail import imap
+from triage.helpdesk import channel_alerts, notifications
+from triage.mail import channel_polling, channels
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.mail.outbox import deliver_due
 from triage.states import InboundSource
@@ -27,6 +27,7 @@ from triage.worker.loop import Nudge, Task
 
 # while mail streams in, staff notifications are looked for once a second
 NOTIFY_EVERY_SECONDS = 1.0
+CHANNEL_ALERT_EVERY_SECONDS = 60.0  # how often failing mail channels are looked at
 
 
 class Role(StrEnum):
@@ -88,7 +89,11 @@ def _always(_settings: Settings) -> bool:
 
 
 def _imap_configured(settings: Settings) -> bool:
-    return bool(settings.imap_host)
+    return bool(channels.load(settings).polled())
+
+
+def _mail_servers_configured(settings: Settings) -> bool:
+    return any(c.imap is not None or c.smtp is not None for c in channels.load(settings))
 
 
 @dataclass(frozen=True)
@@ -105,13 +110,17 @@ class TaskSpec:
 
 
 def poll_imap(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
-    """Store and process the new mail in the IMAP inbox."""
-    return imap.poll(
+    """Store and process the new mail in every channel's IMAP inbox (failures are recorded as
+    the channel's health, and alert the admins when they last)."""
+    count, _failures = channel_polling.poll_all(
         sessions,
         settings,
-        lambda raw: receive(sessions, ctx.inbound, raw, InboundSource.IMAP, keep_unparseable=True),
+        lambda raw, channel: receive(
+            sessions, ctx.inbound, raw, InboundSource.IMAP, keep_unparseable=True, channel=channel
+        ),
         should_stop=ctx.stopping.is_set,
     )
+    return count
 
 
 def process_inbound(ctx: TaskContext, sessions: sessionmaker[Session], _settings: Settings) -> int:
@@ -133,6 +142,11 @@ def deliver_outbox(ctx: TaskContext, sessions: sessionmaker[Session], settings: 
     return deliver_due(sessions, settings, ctx.worker_id, ctx.stopping.is_set)
 
 
+def alert_channels(_ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Tell the admins of mail channels failing too long (once, then daily)."""
+    return channel_alerts.run(sessions, settings)
+
+
 def run_jobs(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
     """Run one queued job (retraining)."""
     return run_queued(sessions, settings, ctx.worker_id)
@@ -146,6 +160,13 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("notify-staff", notify_staff, RunsIn.EVERY_PROCESS, interval=NOTIFY_EVERY_SECONDS),
     TaskSpec("deliver-outbox", deliver_outbox, RunsIn.DELIVERY_LOOP),
     TaskSpec("run-jobs", run_jobs, RunsIn.MAIN_ONLY),
+    TaskSpec(
+        "alert-channels",
+        alert_channels,
+        RunsIn.MAIN_ONLY,
+        interval=CHANNEL_ALERT_EVERY_SECONDS,
+        enabled=_mail_servers_configured,
+    ),
 )
 
 

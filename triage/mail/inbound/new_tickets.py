@@ -14,7 +14,7 @@ from triage.bulk_insert import insert_rows
 from triage.classifier.cleaning import clean_body, is_forward
 from triage.classifier.decision import Decision
 from triage.config import Settings
-from triage.mail import compose
+from triage.mail import channels, compose
 from triage.mail.feedback_links import feedback_links
 from triage.mail.inbound.policy import NO_ACTION_NEEDED, NewTicketPlan
 from triage.mail.outbox import outbound_message
@@ -229,4 +229,5 @@ def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
         reply_to=(new.message["message_id"], new.message["references"]),
         auto_submitted=compose.AUTO_REPLIED,
         message_id=message_id,
+        sender=channels.sender(settings, new.ticket["channel"], new.ticket["reply_from"]),
     )

@@ -71,6 +71,7 @@ def receive(
     raw: bytes,
     source: InboundSource,
     keep_unparseable: bool = False,
+    channel: str | None = None,
 ) -> Received:
     """Store then process one raw email now (JSON API, IMAP, ingest); a failure leaves it pending
     for the worker."""
@@ -81,7 +82,7 @@ def receive(
             raise
         parsed = None
     with statement_session(sessions) as session:
-        row, duplicate = store(session, raw, source, keep_unparseable, parsed)
+        row, duplicate = store(session, raw, source, keep_unparseable, parsed, channel)
     status, ticket_id = row.status, row.ticket_id
     if status == InboundStatus.PENDING:
         given = {row.id: parsed} if parsed else None
@@ -262,7 +263,8 @@ def _write(
         # a Message-ID we already hold (our own outbound mail copied back in) adds nothing new
         ticket = known.get(item.parsed.message_id)
         if ticket is None:
-            ticket = known[item.parsed.message_id] = writer.handle(item.parsed, item.decision)
+            ticket = writer.handle(item.parsed, item.decision, row.channel)
+            known[item.parsed.message_id] = ticket
         handled.append((row, ticket))
     writer.write_new_tickets()
     now = utcnow()

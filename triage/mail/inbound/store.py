@@ -19,7 +19,7 @@ from triage.states import InboundSource, InboundStatus
 
 # after this many failures the worker stops retrying; staff see the email under Admin > Inbound
 MAX_PROCESS_ATTEMPTS = 20
-_STORED_COLUMNS = ("message_id", "raw", "source", "status", "last_error")
+_STORED_COLUMNS = ("message_id", "raw", "source", "status", "last_error", "channel")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def store(
     source: InboundSource,
     keep_unparseable: bool,
     parsed: ParsedEmail | None = None,
+    channel: str | None = None,
 ) -> tuple[Stored, bool]:
     """Commit the raw email once per Message-ID (or raw bytes without one): (row, was_duplicate).
 
@@ -61,7 +62,8 @@ def store(
     are not an email raise UnparseableEmail, unless `keep_unparseable`, when the bytes are kept as
     `rejected`. New mail is one statement (in a `statement_session` on PostgreSQL: one round trip),
     then on PostgreSQL a second wakes idle workers (`notify_workers`); only a duplicate takes a
-    second, to read what is held. The session is committed.
+    second, to read what is held. The session is committed. `channel`: the channel it came in on
+    (None: the default).
     """
     error = None
     try:
@@ -77,6 +79,7 @@ def store(
         "new_source": source,
         "new_status": status,
         "new_last_error": error,
+        "new_channel": channel,
     }
     new_id = session.connection().scalar(_insert_new(session.get_bind().dialect.name), values)
     if new_id is not None:
@@ -119,14 +122,18 @@ def _insert_new(dialect: str) -> Executable:
 
 
 def accept(
-    session: Session, raw: bytes, source: InboundSource, keep_unparseable: bool = False
+    session: Session,
+    raw: bytes,
+    source: InboundSource,
+    keep_unparseable: bool = False,
+    channel: str | None = None,
 ) -> Received:
     """Store one raw email for the workers (the webhook's whole job); a duplicate answers as before.
 
     Best in a `statement_session`: then storing is one round trip on PostgreSQL (and one more to
     wake workers).
     """
-    row, duplicate = store(session, raw, source, keep_unparseable)
+    row, duplicate = store(session, raw, source, keep_unparseable, channel=channel)
     return Received(row.id, row.message_id, row.ticket_id, duplicate, row.status)
 
 

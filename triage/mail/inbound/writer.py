@@ -6,8 +6,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from triage.catalogue import TRIAGE_QUEUE
 from triage.classifier.decision import Decision
 from triage.config import Settings
+from triage.mail import channels
 from triage.mail.inbound.caps import ReplyCaps
 from triage.mail.inbound.follow_up import add_follow_up
 from triage.mail.inbound.new_tickets import (
@@ -54,14 +56,18 @@ class BatchWriter:
         self.queues = {queue.slug: queue for queue in session.scalars(select(Queue))}
         self.caps = ReplyCaps.load(session, settings, senders)
         self.waiting: list[NewTicket] = []
-        self._own_addresses = {settings.support_address.lower()}
+        self.channels = channels.load(settings)
+        self._own_addresses = {settings.support_address.lower(), *self.channels.own_addresses()}
 
-    def handle(self, parsed: ParsedEmail, decision: Decision | None) -> Ticket | NewTicket:
-        """Add the email to the ticket it continues, or open a new ticket for it."""
+    def handle(
+        self, parsed: ParsedEmail, decision: Decision | None, channel: str | None = None
+    ) -> Ticket | NewTicket:
+        """Add the email to the ticket it continues, or open a new ticket for it (`channel`: the
+        one it came in on, None for the default)."""
         reason = no_reply_reason(parsed, self._own_addresses, self.settings.mail_domain)
         ticket = self.continued_ticket(parsed)
         if ticket is None:
-            return self.open_ticket(parsed, decision, reason)
+            return self.open_ticket(parsed, decision, reason, channel)
         add_follow_up(
             self.session, self.settings, ticket, parsed, reason, self.routing, self.queues
         )
@@ -76,7 +82,11 @@ class BatchWriter:
         return find_thread(self.session, parsed, self.settings.secret_key, keys)
 
     def open_ticket(
-        self, parsed: ParsedEmail, decision: Decision | None, automatic_reason: str | None
+        self,
+        parsed: ParsedEmail,
+        decision: Decision | None,
+        automatic_reason: str | None,
+        channel: str | None = None,
     ) -> NewTicket:
         """Decide a new ticket and its message; they wait to be written with the batch's others."""
         recipient = choose_recipient(parsed)
@@ -93,8 +103,16 @@ class BatchWriter:
         )
         plan = plan_new_ticket(facts, self.routing)
         message, attachments = message_values(self.settings, parsed, automatic_reason)
-        queue_id = self.queues[plan.queue].id
+        came_in_on = self.channels.get(channel)
+        queue = plan.queue
+        if queue == TRIAGE_QUEUE and came_in_on.default_queue in self.queues:
+            queue = (
+                came_in_on.default_queue
+            )  # the channel's own queue for mail the model cannot place
+        queue_id = self.queues[queue].id
         ticket = ticket_values(recipient, domain, parsed, decision, plan, queue_id, utcnow())
+        ticket["channel"] = came_in_on.name if came_in_on.name != channels.DEFAULT else None
+        ticket["reply_from"] = channels.answer_from(came_in_on, parsed.to_addresses)
         if plan.reply is not None:  # counted now: the caps of the batch's next emails include it
             self.caps.note(recipient.address, domain, plan.reply, ticket["predicted_category"])
         new = NewTicket(
