@@ -1,0 +1,358 @@
+"""A delivery round: claim due outbox rows, send them over a few SMTP connections at once, record
+each outcome as it happens.
+
+While a round runs, a heartbeat renews the lease of every row the process holds, so no other
+worker takes back a row that a live worker is sending, however slow the server; a worker that dies
+stops renewing and its rows are taken back once the lease runs out. When the database drops during
+a round, the process remembers what it sent and what it did not attempt, stops sending, and settles
+both (records the sends, hands the rest back) as soon as the database answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from triage.config import Settings
+from triage.database import statement_session
+from triage.mail.outbox import CLAIM_BATCH, claim, record, release, renew_leases
+from triage.mail.transport import DeliveryOutcome, Transport
+from triage.orm import Message, OutboxItem
+from triage.outage import Outage, watch
+from triage.states import OutboxStatus
+
+log = logging.getLogger(__name__)
+
+CLAIM_PER_CONNECTION = 4  # a round claims this many rows per connection at a time
+SETTLE_TRIES = 3  # after losing the database, tries to settle before the round ends
+SETTLE_PAUSE_SECONDS = 0.5
+
+
+@dataclass
+class Unsettled:
+    """What a process owes the database after losing it mid-round (kept across rounds)."""
+
+    outcomes: dict[int, DeliveryOutcome] = field(default_factory=dict)  # attempted, not recorded
+    unsent: set[int] = field(default_factory=set)  # claimed, never attempted
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __bool__(self) -> bool:
+        return bool(self.outcomes or self.unsent)
+
+
+_UNSETTLED: dict[str, Unsettled] = {}  # by worker id
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed row, ready to send."""
+
+    item_id: int
+    raw: bytes
+    recipient: str
+    name: str  # the file name without SMTP
+
+
+class Round:
+    """The shared state of one delivery round."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        worker_id: str,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.sessions, self.settings, self.worker_id = sessions, settings, worker_id
+        self.should_stop = should_stop
+        self.unsettled = _UNSETTLED.setdefault(worker_id, Unsettled())
+        self.database = database_watch(settings)
+        self.transport = watch(
+            "mail transport", settings.outage_warn_seconds, settings.outage_remind_seconds
+        )
+        self.lost = threading.Event()  # the database failed: stop sending, settle later
+        self.counts = {"sent": 0, "retry": 0, "failed": 0}
+        self._counts_lock = threading.Lock()
+
+    def stopped(self) -> bool:
+        """Whether no more messages are to be sent this round."""
+        return self.lost.is_set() or self.should_stop()
+
+    def database_failed(self, exc: SQLAlchemyError) -> None:
+        """Note a lost database: stop sending; what is in hand is settled later."""
+        self.lost.set()
+        self.database.failed(describe_database_error(exc))
+
+    def count(self, outcome: DeliveryOutcome) -> None:
+        """Tally an outcome for the round's summary."""
+        key = "sent" if outcome.sent else "failed" if outcome.permanent else "retry"
+        with self._counts_lock:
+            self.counts[key] += 1
+
+
+def database_watch(settings: Settings) -> Outage:
+    """This process's watch on the database."""
+    return watch("database", settings.outage_warn_seconds, settings.outage_remind_seconds)
+
+
+def describe_database_error(exc: SQLAlchemyError) -> str:
+    """A database error in one line without SQL or parameters (safe to log)."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else type(exc).__name__).strip()
+    first_line = text.splitlines()[0] if text else ""
+    return f"{type(original or exc).__name__}: {first_line}"[:300]
+
+
+def deliver_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    worker_id: str,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now).
+
+    When `should_stop` turns true (SIGTERM), each connection finishes the message in hand and the
+    rest of the claim is handed back, so another worker sends it at once instead of after the lease.
+    Database failures do not escape: they are logged by the database's outage watch.
+    """
+    state = Round(sessions, settings, worker_id, should_stop)
+    if state.unsettled and not settle(state):
+        return 0
+    started = time.monotonic()
+    with _heartbeat(state):
+        handled = _claim_and_send(state)
+    if state.lost.is_set():
+        for _ in range(SETTLE_TRIES):  # a dropped connection is often replaced at once
+            time.sleep(SETTLE_PAUSE_SECONDS)
+            if settle(state):
+                break
+    elif state.unsettled:  # stopping: hand back what was not attempted
+        settle(state)
+    if handled:
+        counts = state.counts
+        log.info(
+            "outbox: %d sent, %d to retry, %d failed in %.1f s",
+            counts["sent"],
+            counts["retry"],
+            counts["failed"],
+            time.monotonic() - started,
+        )
+    return handled
+
+
+def settle(state: Round) -> bool:
+    """Record the outcomes a lost database missed and hand back unattempted rows; True when done."""
+    owed = state.unsettled
+    with owed.lock:
+        outcomes, unsent = dict(owed.outcomes), set(owed.unsent)
+    try:
+        with statement_session(state.sessions) as recorder:
+            for item_id, outcome in outcomes.items():
+                record(state.sessions, recorder, state.settings, item_id, state.worker_id, outcome)
+                with owed.lock:
+                    owed.outcomes.pop(item_id, None)
+        if unsent:
+            release(state.sessions, unsent, state.worker_id, "claimed, not attempted this round")
+            with owed.lock:
+                owed.unsent -= unsent
+    except SQLAlchemyError as exc:
+        state.database.failed(describe_database_error(exc))
+        return False
+    if outcomes:
+        log.warning(
+            "outbox: recorded %d outcomes after the database came back (%d sent)",
+            len(outcomes),
+            sum(outcome.sent for outcome in outcomes.values()),
+        )
+    state.database.succeeded()
+    return True
+
+
+def _claim_and_send(state: Round) -> int:
+    """Claim batches and send them until nothing is due, the database fails, or a stop."""
+    connections = max(1, state.settings.outbox_connections if state.settings.smtp_host else 1)
+    limit = min(CLAIM_BATCH, connections * CLAIM_PER_CONNECTION)
+    lease = timedelta(seconds=state.settings.outbox_lease_seconds)
+    handled = 0
+    with _Senders(state, connections) as senders:
+        while not state.stopped():
+            try:
+                ids = claim(
+                    state.sessions,
+                    state.worker_id,
+                    limit,
+                    max_attempts=state.settings.outbox_max_attempts,
+                    lease=lease,
+                )
+                batch = _read_claimed(state.sessions, ids, state.worker_id) if ids else []
+            except SQLAlchemyError as exc:
+                state.database_failed(exc)
+                break
+            state.database.succeeded()
+            if not batch:
+                break
+            handled += senders.send_all(batch)
+    return handled
+
+
+def _read_claimed(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> list[Claimed]:
+    """The claimed rows' bytes and recipients, in claim order."""
+    with sessions() as session:
+        found = {
+            item_id: Claimed(item_id, raw or b"", recipient, f"{item_id:08d}-{ticket_id}")
+            for item_id, raw, recipient, ticket_id in session.execute(
+                select(OutboxItem.id, Message.raw, OutboxItem.recipient, OutboxItem.ticket_id)
+                .join(Message, Message.id == OutboxItem.message_id)
+                .where(
+                    OutboxItem.id.in_(ids),
+                    OutboxItem.status == OutboxStatus.SENDING,
+                    OutboxItem.claimed_by == worker_id,
+                )
+            )
+        }
+    return [found[item_id] for item_id in ids if item_id in found]
+
+
+class _Sender:
+    """One SMTP connection and one recording connection, used by one thread."""
+
+    def __init__(self, state: Round) -> None:
+        self.state = state
+        self.transport = Transport(state.settings)
+        self._recorder: contextlib.ExitStack | None = None
+        self._session: Session | None = None
+
+    def handle(self, item: Claimed) -> bool:
+        """Send one claimed row and record the outcome; False when it was not attempted."""
+        state = self.state
+        if state.stopped():
+            with state.unsettled.lock:
+                state.unsettled.unsent.add(item.item_id)
+            return False
+        outcome = self.transport.send(
+            state.settings.support_address, item.recipient, item.raw, item.name
+        )
+        state.count(outcome)
+        if outcome.sent or outcome.permanent:
+            state.transport.succeeded()
+        else:
+            state.transport.failed(outcome.error)
+        try:
+            record(
+                state.sessions,
+                self._recorder_session(),
+                state.settings,
+                item.item_id,
+                state.worker_id,
+                outcome,
+            )
+        except SQLAlchemyError as exc:
+            self.close_recorder()
+            with state.unsettled.lock:
+                state.unsettled.outcomes[item.item_id] = outcome
+            state.database_failed(exc)
+        return True
+
+    def _recorder_session(self) -> Session:
+        if self._session is None:
+            self._recorder = contextlib.ExitStack()
+            self._session = self._recorder.enter_context(statement_session(self.state.sessions))
+        return self._session
+
+    def close_recorder(self) -> None:
+        """Give the recording connection back (a broken one is discarded by the pool)."""
+        stack, self._recorder, self._session = self._recorder, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                stack.close()
+
+    def close(self) -> None:
+        """End the SMTP session and the recording connection."""
+        self.transport.close()
+        self.close_recorder()
+
+
+class _Senders:
+    """`connections` senders: one inline, or each in a thread of its own fed from a queue."""
+
+    def __init__(self, state: Round, connections: int) -> None:
+        self.senders = [_Sender(state) for _ in range(connections)]
+        self._queue: queue.Queue[Claimed | None] = queue.Queue()
+        self._done = 0
+        self._done_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> _Senders:
+        if len(self.senders) > 1:
+            self._threads = [
+                threading.Thread(target=self._run, args=(sender,), name=f"outbox-{n}", daemon=True)
+                for n, sender in enumerate(self.senders)
+            ]
+            for thread in self._threads:
+                thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        for sender in self.senders:
+            sender.close()
+
+    def send_all(self, batch: list[Claimed]) -> int:
+        """Send a batch; returns how many were attempted once every sender is done with it."""
+        if not self._threads:
+            return sum(self.senders[0].handle(item) for item in batch)
+        with self._done_lock:
+            self._done = 0
+        for item in batch:
+            self._queue.put(item)
+        self._queue.join()
+        return self._done
+
+    def _run(self, sender: _Sender) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                attempted = sender.handle(item)
+                with self._done_lock:
+                    self._done += attempted
+            except Exception:  # a bug, not a failure of the database or the server
+                log.exception("outbox: a sender failed; its row is handed back")
+                with sender.state.unsettled.lock:
+                    sender.state.unsettled.unsent.add(item.item_id)
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+
+@contextlib.contextmanager
+def _heartbeat(state: Round) -> Iterator[None]:
+    """Renew this worker's leases every third of the lease while the round runs."""
+    done = threading.Event()
+    every = max(0.05, state.settings.outbox_lease_seconds / 3)
+
+    def beat() -> None:
+        while not done.wait(every):
+            try:
+                renew_leases(state.sessions, state.worker_id)
+            except SQLAlchemyError as exc:
+                state.database.failed(describe_database_error(exc))
+
+    thread = threading.Thread(target=beat, name="outbox-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
