@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 log = logging.getLogger(__name__)
 
 
@@ -78,3 +80,11 @@ def watch(what: str, warn_after: float, remind_every: float) -> Outage:
             outage = _WATCHES[what] = Outage(what, warn_after, remind_every)
         outage.warn_after, outage.remind_every = warn_after, remind_every
         return outage
+
+
+def describe_database_error(exc: SQLAlchemyError) -> str:
+    """A database error in one line without SQL or parameters (safe to log)."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else type(exc).__name__).strip()
+    first_line = text.splitlines()[0] if text else ""
+    return f"{type(original or exc).__name__}: {first_line}"[:300]

@@ -28,7 +28,7 @@ from triage.database import statement_session
 from triage.mail.outbox import CLAIM_BATCH, claim, record, release, renew_leases
 from triage.mail.transport import DeliveryOutcome, Transport
 from triage.orm import Message, OutboxItem
-from triage.outage import Outage, watch
+from triage.outage import Outage, describe_database_error, watch
 from triage.states import OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,6 @@ class Round:
 def database_watch(settings: Settings) -> Outage:
     """This process's watch on the database."""
     return watch("database", settings.outage_warn_seconds, settings.outage_remind_seconds)
-
-
-def describe_database_error(exc: SQLAlchemyError) -> str:
-    """A database error in one line without SQL or parameters (safe to log)."""
-    original = getattr(exc, "orig", None)
-    text = str(original if original is not None else type(exc).__name__).strip()
-    first_line = text.splitlines()[0] if text else ""
-    return f"{type(original or exc).__name__}: {first_line}"[:300]
 
 
 def deliver_due(
