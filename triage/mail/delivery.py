@@ -25,7 +25,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
 from triage.database import statement_session
-from triage.mail.outbox import CLAIM_BATCH, claim, record, release, renew_leases
+from triage.mail.outbox import (
+    CLAIM_BATCH,
+    claim,
+    hold_for_send,
+    record,
+    release,
+    renew_leases,
+)
 from triage.mail.transport import DeliveryOutcome, Transport
 from triage.orm import Message, OutboxItem
 from triage.outage import Outage, describe_database_error, watch
@@ -33,7 +40,7 @@ from triage.states import OutboxStatus
 
 log = logging.getLogger(__name__)
 
-CLAIM_PER_CONNECTION = 4  # a round claims this many rows per connection at a time
+CLAIM_PER_CONNECTION = 2  # rows in hand per SMTP connection: the one being sent and the next
 SETTLE_TRIES = 3  # after losing the database, tries to settle before the round ends
 SETTLE_PAUSE_SECONDS = 0.5
 
@@ -171,30 +178,55 @@ def settle(state: Round) -> bool:
 
 
 def _claim_and_send(state: Round) -> int:
-    """Claim batches and send them until nothing is due, the database fails, or a stop."""
-    connections = max(1, state.settings.outbox_connections if state.settings.smtp_host else 1)
-    limit = min(CLAIM_BATCH, connections * CLAIM_PER_CONNECTION)
-    lease = timedelta(seconds=state.settings.outbox_lease_seconds)
-    handled = 0
+    """Claim and send until nothing is due, the database fails, or a stop; returns how many
+    messages were attempted.
+
+    Without SMTP (files) one thread takes batches of CLAIM_BATCH. Over SMTP, OUTBOX_CONNECTIONS
+    threads each send over a connection of their own, and rows are claimed as room frees up, at
+    most CLAIM_PER_CONNECTION per connection in hand, so a slow server holds few rows back from
+    other workers.
+    """
+    if not state.settings.smtp_host:
+        sender = _Sender(state)
+        try:
+            handled = 0
+            while not state.stopped() and (batch := _claim_batch(state, CLAIM_BATCH)):
+                handled += sum(sender.handle(item) for item in batch)
+            return handled
+        finally:
+            sender.close()
+    connections = max(1, state.settings.outbox_connections)
+    window = connections * CLAIM_PER_CONNECTION
     with _Senders(state, connections) as senders:
         while not state.stopped():
-            try:
-                ids = claim(
-                    state.sessions,
-                    state.worker_id,
-                    limit,
-                    max_attempts=state.settings.outbox_max_attempts,
-                    lease=lease,
-                )
-                batch = _read_claimed(state.sessions, ids, state.worker_id) if ids else []
-            except SQLAlchemyError as exc:
-                state.database_failed(exc)
+            room = senders.wait_for_room(window, connections)
+            batch = _claim_batch(state, room) if room else []
+            if batch:
+                senders.put_all(batch)
+            elif not senders.wait_until_idle():  # nothing due: done once nothing is in hand
                 break
-            state.database.succeeded()
-            if not batch:
-                break
-            handled += senders.send_all(batch)
-    return handled
+        senders.wait_until_idle()
+        return senders.attempted
+
+
+def _claim_batch(state: Round, limit: int) -> list[Claimed]:
+    """Claim up to `limit` due rows and read them; none when the database fails."""
+    if state.stopped():
+        return []
+    try:
+        ids = claim(
+            state.sessions,
+            state.worker_id,
+            limit,
+            max_attempts=state.settings.outbox_max_attempts,
+            lease=timedelta(seconds=state.settings.outbox_lease_seconds),
+        )
+        batch = _read_claimed(state.sessions, ids, state.worker_id) if ids else []
+    except SQLAlchemyError as exc:
+        state.database_failed(exc)
+        return []
+    state.database.succeeded()
+    return batch
 
 
 def _read_claimed(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> list[Claimed]:
@@ -230,6 +262,16 @@ class _Sender:
         if state.stopped():
             with state.unsettled.lock:
                 state.unsettled.unsent.add(item.item_id)
+            return False
+        try:
+            if not hold_for_send(self._recorder_session(), item.item_id, state.worker_id):
+                log.warning("outbox %s: no longer this worker's; not sent", item.item_id)
+                return False
+        except SQLAlchemyError as exc:
+            self.close_recorder()
+            with state.unsettled.lock:
+                state.unsettled.unsent.add(item.item_id)
+            state.database_failed(exc)
             return False
         outcome = self.transport.send(
             state.settings.support_address, item.recipient, item.raw, item.name
@@ -275,23 +317,23 @@ class _Sender:
 
 
 class _Senders:
-    """`connections` senders: one inline, or each in a thread of its own fed from a queue."""
+    """`connections` senders, each in a thread of its own, fed from one queue."""
 
     def __init__(self, state: Round, connections: int) -> None:
+        self.state = state
         self.senders = [_Sender(state) for _ in range(connections)]
         self._queue: queue.Queue[Claimed | None] = queue.Queue()
-        self._done = 0
-        self._done_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._changed = threading.Condition()
+        self.in_hand = 0  # claimed rows queued or being sent
+        self.attempted = 0
+        self._threads = [
+            threading.Thread(target=self._run, args=(sender,), name=f"outbox-{n}", daemon=True)
+            for n, sender in enumerate(self.senders)
+        ]
 
     def __enter__(self) -> _Senders:
-        if len(self.senders) > 1:
-            self._threads = [
-                threading.Thread(target=self._run, args=(sender,), name=f"outbox-{n}", daemon=True)
-                for n, sender in enumerate(self.senders)
-            ]
-            for thread in self._threads:
-                thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -302,30 +344,41 @@ class _Senders:
         for sender in self.senders:
             sender.close()
 
-    def send_all(self, batch: list[Claimed]) -> int:
-        """Send a batch; returns how many were attempted once every sender is done with it."""
-        if not self._threads:
-            return sum(self.senders[0].handle(item) for item in batch)
-        with self._done_lock:
-            self._done = 0
+    def put_all(self, batch: list[Claimed]) -> None:
+        """Queue claimed rows for the senders."""
+        with self._changed:
+            self.in_hand += len(batch)
         for item in batch:
             self._queue.put(item)
-        self._queue.join()
-        return self._done
+
+    def wait_for_room(self, window: int, at_least: int) -> int:
+        """Wait until `at_least` more rows fit in a `window` (or a stop); how many more fit."""
+        with self._changed:
+            while self.in_hand > window - at_least and not self.state.stopped():
+                self._changed.wait(timeout=1.0)
+            return 0 if self.state.stopped() else window - self.in_hand
+
+    def wait_until_idle(self) -> bool:
+        """Wait until every row in hand is done; True if any was in hand."""
+        with self._changed:
+            busy = self.in_hand > 0
+            while self.in_hand:
+                self._changed.wait(timeout=1.0)
+            return busy
 
     def _run(self, sender: _Sender) -> None:
         while (item := self._queue.get()) is not None:
+            attempted = False
             try:
                 attempted = sender.handle(item)
-                with self._done_lock:
-                    self._done += attempted
             except Exception:  # a bug, not a failure of the database or the server
                 log.exception("outbox: a sender failed; its row is handed back")
-                with sender.state.unsettled.lock:
-                    sender.state.unsettled.unsent.add(item.item_id)
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                with self.state.unsettled.lock:
+                    self.state.unsettled.unsent.add(item.item_id)
+            with self._changed:
+                self.in_hand -= 1
+                self.attempted += attempted
+                self._changed.notify_all()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Dialect, Select, bindparam, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
@@ -249,15 +250,20 @@ def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
     PostgreSQL (`recorder` is an autocommit `statement_session`): the prepared UPDATE goes straight
     to the driver's cursor, a third of the CPU of the same statement through SQLAlchemy's execution
     layer, which has nothing to add to one fixed statement (no result rows, no ORM state). SQLite:
-    through the session, then committed."""
+    through the session, then committed. A driver error is raised as SQLAlchemy's, the connection
+    thrown away."""
     connection = recorder.connection()
     if connection.dialect.name == "postgresql":
         sql, fixed = _record_sent_sql(connection.dialect)
         driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
-        with driver.cursor() as cursor:
-            cursor.execute(sql, {**fixed, **params}, prepare=True)
-            changed: int = cursor.rowcount
-            return changed
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(sql, {**fixed, **params}, prepare=True)
+                changed: int = cursor.rowcount
+                return changed
+        except connection.dialect.loaded_dbapi.Error as exc:
+            connection.invalidate(exc)
+            raise OperationalError(sql, None, exc, hide_parameters=True) from exc
     changed = connection.execute(_RECORD_SENT, params).rowcount
     recorder.commit()
     return changed
@@ -300,6 +306,26 @@ def retry_failed(session: Session, item_id: int) -> OutboxItem | None:
     if item is not None and item.status == OutboxStatus.FAILED:
         item.status, item.next_attempt_at, item.attempts = OutboxStatus.PENDING, utcnow(), 0
     return item
+
+
+def hold_for_send(recorder: Session, item_id: int, worker_id: str) -> bool:
+    """Renew one row's lease just before its send; False when the row is no longer this worker's
+    (another took it back after a stall longer than the lease), so it must not be sent."""
+    held = (
+        recorder.connection()
+        .execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == item_id,
+                OutboxItem.claimed_by == worker_id,
+                OutboxItem.status == OutboxStatus.SENDING,
+            )
+            .values(claimed_at=utcnow())
+        )
+        .rowcount
+    )
+    recorder.commit()
+    return bool(held)
 
 
 def troubled(session: Session, lease: timedelta, limit: int = 200) -> list[OutboxItem]:
