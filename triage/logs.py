@@ -42,11 +42,11 @@ _OURS = "_triage_handler"
 
 
 def configure_text_logging(level: int = logging.INFO) -> None:
-    """Send log records at `level` and above to stderr as scrubbed text lines (the default)."""
+    """Send the service's log records at `level` and above, and other libraries' warnings, to
+    stderr as scrubbed text lines (the default)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ScrubbingFormatter(TEXT_FORMAT))
     setattr(handler, _OURS, True)
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not getattr(h, _OURS, False)] + [handler]
-    root.setLevel(min(level, root.level) if root.level != logging.NOTSET else level)
     logging.getLogger("triage").setLevel(level)

@@ -81,7 +81,14 @@ def init_app(app: Flask) -> None:
         }
         if reference:
             extra["reference"] = reference
-        log.info("request", extra=extra)
+        log.info(
+            "%s %s %s %.1f ms",
+            request.method,
+            request.path,
+            response.status_code,
+            extra["duration_ms"],
+            extra=extra,
+        )
         return response
 
     app.register_blueprint(bp)
