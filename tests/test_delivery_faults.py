@@ -281,15 +281,15 @@ def test_healthz_answers_a_known_metrics_token_while_the_database_is_down(
 # --- a file transport on a small filesystem that fills up ----------------------------------------------
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs (needs root and mount); skipped with the reason when it cannot be mounted."""
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def _tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` at `mount` (needs root and mount); skips the test with the reason when it
+    cannot be mounted."""
     mount.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command: cannot make a small filesystem")
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
     )
@@ -301,6 +301,23 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def _fill(filesystem: Path, leave: int) -> Path:
+    """Fill a filesystem with one file, then free `leave` bytes of it; returns the file."""
+    filler = filesystem / "filler"
+    with filler.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"x" * 1024)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs."""
+    with _tmpfs(tmp_path / "small", "64k") as mount:
+        yield mount
+
+
 def test_a_full_disk_under_the_file_transport_is_retried_and_shown(
     app_config: dict[str, Any], small_filesystem: Path
 ) -> None:
@@ -308,12 +325,7 @@ def test_a_full_disk_under_the_file_transport_is_retried_and_shown(
     app = create_app({**app_config, "OUTBOX_DIR": outbox})
     expected = _replies(app, 6)
     metrics = _metrics_token(app)
-    filler = small_filesystem / "filler"
-    # fill it up, then leave room for two replies
-    with filler.open("wb", buffering=0) as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"x" * 1024)
-    os.truncate(filler, filler.stat().st_size - 8 * 1024)
+    filler = _fill(small_filesystem, 8 * 1024)  # room for about two replies
     deliver(app)
     _make_due(app)
     deliver(app)  # still full: a second failure
@@ -337,6 +349,24 @@ def test_a_full_disk_under_the_file_transport_is_retried_and_shown(
     assert written == Counter(expected)  # each reply exactly once
     assert _health(app, metrics)["delivery"]["retrying"] == 0
     app.extensions["triage.engine"].dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_full_database_disk_is_reported_as_such(
+    app_config: dict[str, Any], database_url: str, tmp_path: Path
+) -> None:
+    with _tmpfs(tmp_path / "dbdisk", "8m") as disk:
+        database = disk / "triage.db"
+        shutil.copy(database_url.removeprefix("sqlite:///"), database)
+        app = create_app({**app_config, "DATABASE_URL": f"sqlite:///{database}"})
+        with factories.session_of(app) as s:
+            token = factories.api_token(s)
+        _fill(disk, 0)
+        big = make_email(body="x" * 200_000)
+        response = post_email(app.test_client(), token, big, process=False)
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert "disk is full" in response.get_json()["error"]
+        app.extensions["triage.engine"].dispose()
 
 
 # --- logs: readable, and never a secret -----------------------------------------------------------------
@@ -381,6 +411,10 @@ def test_logs_of_a_failing_run_carry_no_token_hash_address_or_mail(
         _replies(app, 1)
         smtp_server[0].answers = ["550 5.1.1 <c0@centre0.example>: no such user jo@college.example"]
         deliver(app)
+        [refused] = outbox_rows(app)
+        assert refused.last_error == (  # readable text, not 550 b'5.1.1 ...'
+            "550 5.1.1 <c0@centre0.example>: no such user jo@college.example"
+        )
         settings.smtp_port = free_port()  # the relay is down
         with factories.session_of(app) as s:
             row = s.query(OutboxItem).one()
