@@ -26,6 +26,12 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "~1.5 min",
         "~5 min",
     ),
+    "delivery": (
+        "outbox delivery to a slow SMTP relay (aiosmtpd): OUTBOX_CONNECTIONS connections against one, "
+        "every reply exactly once",
+        "~30 s",
+        "~1.5 min",
+    ),
     "load": (
         "emails POSTed to the webhook under gunicorn on SQLite (and PostgreSQL with BENCH_DATABASE_URL): accept "
         "latency, processing rate, lost and doubled mail, against bare floors; ends with a RESULT line",

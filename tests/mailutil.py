@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from triage.mail.delivery import deliver_due
 from triage.mail.inbound import InboundContext, process_pending
-from triage.mail.outbox import deliver_due
 from triage.orm import Message, OutboxItem, Ticket
 
 

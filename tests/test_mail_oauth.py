@@ -34,7 +34,7 @@ from tests.oauth_server import (  # noqa: F401 (fixtures)
     trust_token_server,
 )
 from triage import create_app
-from triage.mail import outbox, token_cache
+from triage.mail import delivery, token_cache
 from triage.mail.oauth import AccessToken
 from triage.orm import InboundEmail, MailChannel, OAuthToken, OutboxItem, Ticket, utcnow
 from triage.states import OutboxStatus
@@ -243,7 +243,7 @@ def test_microsoft_mailbox_read_and_answered_over_xoauth2(
 
     recorder = oauth_smtp[0]
     before = len(recorder.messages)
-    assert outbox.deliver_due(sessions, settings, "w1") == 1
+    assert delivery.deliver_due(sessions, settings, "w1") == 1
     sent = recorder.parsed()[before:]
     assert [m["From"].addresses[0].addr_spec for m in sent] == [exams]
     assert recorder.messages[-1].mail_from == exams and recorder.logins[-1] == exams
@@ -363,7 +363,7 @@ def test_smtp_refusing_the_token_keeps_the_reply_queued_with_the_reason(
         session.execute(update(OAuthToken).values(expires_at=utcnow() - timedelta(minutes=1)))
     setup.server.clients[next(reversed(setup.server.clients))].mailbox = "other@" + DOMAIN
     before = len(oauth_smtp[0].messages)
-    outbox.deliver_due(sessions, settings, "w1")
+    delivery.deliver_due(sessions, settings, "w1")
     assert len(oauth_smtp[0].messages) == before
     with sessions() as session:
         row = session.scalars(select(OutboxItem)).one()

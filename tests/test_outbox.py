@@ -138,6 +138,7 @@ def test_each_send_is_recorded_before_the_next_message_goes_out(
             )
 
     smtp_server[0].on_data = count_recorded
+    mail_app.extensions["triage.settings"].outbox_connections = 1  # one connection: in order
     assert deliver(mail_app) == 4
     assert recorded_before == [0, 1, 2, 3]
     assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 4
@@ -159,6 +160,7 @@ def test_one_smtp_connection_serves_a_delivery_round_and_a_dropped_one_is_opened
         )
     recorder = smtp_server[0]
     recorder.drop_after = 3  # the server hangs up between the third and fourth message
+    mail_app.extensions["triage.settings"].outbox_connections = 1
     assert deliver(mail_app) == 6
     assert [row.status for row in outbox_rows(mail_app)] == ["sent"] * 6 and len(
         recorder.messages

@@ -20,6 +20,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         from triage.web.observability import configure_json_logging
 
         configure_json_logging()
+    else:
+        from triage.logs import configure_text_logging
+
+        configure_text_logging()
     app = Flask(__name__, instance_path=str(settings.instance_path))
     # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
     if settings.trusted_proxies:

@@ -58,6 +58,11 @@ class Settings:
     smtp_timeout: int = 30
     outbox_dir: Path | None = None
     outbox_max_attempts: int = 8
+    outbox_connections: int = 4  # SMTP connections each worker process sends over at once
+    outbox_lease_seconds: float = 600.0  # a claim not renewed this long was left by a dead worker
+    outbox_backlog_alert_seconds: int = 900  # /healthz degraded when due mail waits longer
+    outage_warn_seconds: int = 120  # a warning once the database or a transport fails this long
+    outage_remind_seconds: int = 300  # then a reminder at most this often
     imap_host: str = ""
     imap_port: int = 993
     imap_user: str = ""
@@ -136,6 +141,22 @@ class Settings:
         outbox_dir = env("OUTBOX_DIR")
         s.outbox_dir = Path(outbox_dir).resolve() if outbox_dir else None
         s.outbox_max_attempts = _env_int("OUTBOX_MAX_ATTEMPTS", 8)
+        s.outbox_connections = _env_int("OUTBOX_CONNECTIONS", s.outbox_connections)
+        if not 1 <= s.outbox_connections <= 32:
+            raise ConfigError("OUTBOX_CONNECTIONS must be from 1 to 32")
+        s.outbox_lease_seconds = _env_int("OUTBOX_LEASE_SECONDS", int(s.outbox_lease_seconds))
+        if s.outbox_lease_seconds < 30:
+            raise ConfigError("OUTBOX_LEASE_SECONDS must be 30 or more")
+        s.outbox_backlog_alert_seconds = _env_int(
+            "OUTBOX_BACKLOG_ALERT_SECONDS", s.outbox_backlog_alert_seconds
+        )
+        s.outage_warn_seconds = _env_int("OUTAGE_WARN_SECONDS", s.outage_warn_seconds)
+        s.outage_remind_seconds = _env_int("OUTAGE_REMIND_SECONDS", s.outage_remind_seconds)
+        if min(s.outbox_backlog_alert_seconds, s.outage_warn_seconds, s.outage_remind_seconds) < 1:
+            raise ConfigError(
+                "OUTBOX_BACKLOG_ALERT_SECONDS, OUTAGE_WARN_SECONDS and OUTAGE_REMIND_SECONDS must "
+                "be 1 or more"
+            )
         s.imap_host = env("IMAP_HOST") or ""
         s.imap_port = _env_int("IMAP_PORT", 993)
         s.imap_user = env("IMAP_USER") or ""

@@ -28,6 +28,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {url!r}") from None
+    kwargs.setdefault("hide_parameters", True)  # no SQL parameters (tokens, mail) in errors or logs
     if parsed.get_backend_name() == "sqlite":
         # how long a writer waits for the lock: 30 s, or ?timeout=SECONDS in the URL
         connect_args: dict[str, Any] = {} if "timeout" in parsed.query else {"timeout": 30}
@@ -247,3 +248,17 @@ def check_connection(engine: Engine) -> None:
         )
         url = engine.url.render_as_string(hide_password=True)
         raise ConfigError(f"cannot reach the database at {url}: {reason}") from None
+
+
+_DISK_FULL_SQLSTATE = "53100"  # PostgreSQL disk_full
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a database error means its disk is full (PostgreSQL or SQLite)."""
+    original = getattr(exc, "orig", None) or exc
+    if getattr(original, "sqlstate", None) == _DISK_FULL_SQLSTATE:
+        return True
+    if getattr(original, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return True
+    return "No space left on device" in str(original)

@@ -13,9 +13,10 @@ from dataclasses import replace
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
-from triage.mail import channel_health, channels, outbox
+from triage.mail import channel_health, channels
 from triage.mail.mail_login import LoginError, smtp_login
 from triage.mail.oauth import TokenError
+from triage.mail.transport import DeliveryOutcome, Login, Transport
 
 
 class ChannelTransport:
@@ -24,7 +25,7 @@ class ChannelTransport:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
         self.sessions, self.settings = sessions, settings
         self.channels = channels.load(settings)
-        self._transports: dict[str, outbox.Transport] = {}
+        self._transports: dict[str, Transport] = {}
         self._noted: set[str] = set()  # channels whose health this round has recorded
 
     def __enter__(self) -> ChannelTransport:
@@ -33,7 +34,7 @@ class ChannelTransport:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def send(self, sender: str, recipient: str, raw: bytes, name: str) -> outbox.DeliveryOutcome:
+    def send(self, sender: str, recipient: str, raw: bytes, name: str) -> DeliveryOutcome:
         """Deliver one message through its channel; a refused login is a temporary failure."""
         channel = self.channels.owner(sender) or self.channels.get(channels.DEFAULT)
         if channel.smtp is None:
@@ -42,7 +43,7 @@ class ChannelTransport:
             outcome = self._transport(channel).send(sender, recipient, raw, name)
         except (LoginError, TokenError) as exc:
             self._note(channel.name, str(exc))
-            return outbox.DeliveryOutcome(False, False, str(exc))
+            return DeliveryOutcome(False, False, str(exc))
         if outcome.sent and channel.smtp is not None:
             self._note(channel.name, None)
         return outcome
@@ -63,7 +64,7 @@ class ChannelTransport:
             transport.close()
         self._transports.clear()
 
-    def _transport(self, channel: channels.Channel) -> outbox.Transport:
+    def _transport(self, channel: channels.Channel) -> Transport:
         """The channel's transport, made on first use."""
         if channel.name not in self._transports:
             settings, login = self.settings, None
@@ -77,10 +78,10 @@ class ChannelTransport:
                     smtp_timeout=smtp.timeout,
                 )
                 login = self._login(channel)
-            self._transports[channel.name] = outbox.Transport(settings, login)
+            self._transports[channel.name] = Transport(settings, login)
         return self._transports[channel.name]
 
-    def _login(self, channel: channels.Channel) -> outbox.Login | None:
+    def _login(self, channel: channels.Channel) -> Login | None:
         """The login step of the channel's SMTP sessions (None: the server takes mail without)."""
         credentials, smtp = channel.smtp_credentials, channel.smtp
         if credentials is None or smtp is None:

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import smtplib
-import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Dialect, Select, bindparam, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
-from triage.database import statement_session
-from triage.mail import channel_delivery, channels
+from triage.mail import channels
 from triage.mail.compose import build, new_message_id, to_bytes
+from triage.mail.transport import DeliveryOutcome
 from triage.orm import Message, OutboxItem, Ticket, utcnow
 from triage.states import MessageDirection, MessageKind, OutboxStatus
 
@@ -34,7 +29,6 @@ LEASE = timedelta(minutes=10)  # a row claimed longer ago than this was left by 
 CRASHED = "the worker sending it stopped before recording the outcome"
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
-Login = Callable[[smtplib.SMTP], None]  # logs an open SMTP session in (a channel's credentials)
 
 
 def enqueue(
@@ -124,124 +118,34 @@ def outbound_message(
     }
 
 
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    """What happened to one delivery attempt."""
-
-    sent: bool
-    permanent: bool = False
-    error: str = ""
-
-
-class Transport:
-    """Sends raw bytes to one recipient: over SMTP, or into a folder of .eml files when no SMTP is
-    set.
-
-    One SMTP connection (connect, STARTTLS, login) serves every message of a delivery round: it is
-    checked with NOOP before each reuse and opened again when the server has dropped it. Close it
-    when the round ends (`with Transport(settings) as transport:`).
-    """
-
-    def __init__(self, settings: Settings, login: Login | None = None) -> None:
-        self.settings = settings
-        self.login = login  # a channel's login (password or OAuth 2.0); else SMTP_USER's
-        self._folder_made: Path | None = None
-        self._smtp: smtplib.SMTP | None = None
-
-    def __enter__(self) -> Transport:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def send(self, sender: str, recipient: str, raw: bytes, name: str) -> DeliveryOutcome:
-        """Deliver one message; temporary failures are not permanent, 5xx answers are."""
-        if not self.settings.smtp_host:
-            return self._write_file(raw, name)
-        try:
-            self._connected().sendmail(sender, [recipient], raw)
-        except (
-            smtplib.SMTPRecipientsRefused
-        ) as exc:  # the session is still good (smtplib has reset it)
-            code, text = next(iter(exc.recipients.values()))
-            return DeliveryOutcome(False, code >= 500, f"{code} {text!r}")
-        except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code == 421:  # the server is closing the connection
-                self.close()
-            return DeliveryOutcome(
-                False, exc.smtp_code >= 500, f"{exc.smtp_code} {exc.smtp_error!r}"
-            )
-        except (TimeoutError, OSError, smtplib.SMTPException) as exc:
-            self.close()  # in an unknown state: the next message starts on a new connection
-            return DeliveryOutcome(False, False, f"{type(exc).__name__}: {exc}")
-        return DeliveryOutcome(True)
-
-    def close(self) -> None:
-        """End the SMTP session, if one is open."""
-        smtp, self._smtp = self._smtp, None
-        if smtp is not None:
-            try:
-                smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                smtp.close()
-
-    def _connected(self) -> smtplib.SMTP:
-        """The open SMTP session if the server still answers it, else a new one (STARTTLS and login
-        as set)."""
-        if self._smtp is not None:
-            try:
-                if self._smtp.noop()[0] == 250:
-                    return self._smtp
-            except (OSError, smtplib.SMTPException):
-                pass
-            self.close()
-        s = self.settings
-        smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
-        try:
-            if s.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if self.login is not None:
-                self.login(smtp)
-            elif s.smtp_user:
-                smtp.login(s.smtp_user, s.smtp_password)
-        except BaseException:
-            smtp.close()
-            raise
-        self._smtp = smtp
-        return smtp
-
-    def _write_file(self, raw: bytes, name: str) -> DeliveryOutcome:
-        folder: Path = self.settings.outbox_dir or self.settings.instance_path / "outbox"
-        if folder != self._folder_made:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._folder_made = folder
-        target = folder / f"{name}.eml"
-        partial = target.with_suffix(".eml.part")
-        # centres' mail: owner only
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        partial.replace(target)
-        return DeliveryOutcome(True)
-
-
 def claim(
-    sessions: sessionmaker[Session], worker_id: str, limit: int = CLAIM_BATCH, max_attempts: int = 8
+    sessions: sessionmaker[Session],
+    worker_id: str,
+    limit: int = CLAIM_BATCH,
+    max_attempts: int = 8,
+    lease: timedelta = LEASE,
 ) -> list[int]:
     """Claim due rows for this worker; on PostgreSQL, SKIP LOCKED keeps two workers off the same
     row.
 
-    A row whose lease expired was being sent by a worker that died: that counts as a failed attempt,
-    so a message that crashes every worker ends as `failed` after `max_attempts` instead of looping
-    forever.
+    A row whose lease expired was being sent by a worker that died (a live one renews its leases):
+    that counts as a failed attempt, so a message that crashes every worker ends as `failed` after
+    `max_attempts` instead of looping forever. It is sent again with the same Message-ID.
     """
     now = utcnow()
     with sessions() as session, session.begin():
         ids = []
-        for item_id, status, attempts in session.execute(_due(now, limit)).all():
+        for item_id, status, attempts in session.execute(_due(now, limit, lease)).all():
             crashed = status == OutboxStatus.SENDING  # its lease expired: the worker died
             if not crashed or _count_crash(session, item_id, attempts + 1, max_attempts):
                 ids.append(item_id)
+                if crashed:
+                    log.warning(
+                        "outbox %s: taken back from a worker that stopped (no lease renewal for "
+                        "%d s); sending it again with the same Message-ID",
+                        item_id,
+                        lease.total_seconds(),
+                    )
         if ids:
             session.execute(
                 update(OutboxItem)
@@ -251,20 +155,37 @@ def claim(
     return ids
 
 
-def _due(now: datetime, limit: int) -> Select[int, OutboxStatus, int]:
+def _due(now: datetime, limit: int, lease: timedelta) -> Select[int, OutboxStatus, int]:
     """The rows to claim: pending and due, or sending with an expired lease; oldest due first."""
     return (
         select(OutboxItem.id, OutboxItem.status, OutboxItem.attempts)
         .where(
             or_(
                 (OutboxItem.status == OutboxStatus.PENDING) & (OutboxItem.next_attempt_at <= now),
-                (OutboxItem.status == OutboxStatus.SENDING) & (OutboxItem.claimed_at < now - LEASE),
+                (OutboxItem.status == OutboxStatus.SENDING) & (OutboxItem.claimed_at < now - lease),
             )
         )
         .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+
+
+def renew_leases(sessions: sessionmaker[Session], worker_id: str) -> int:
+    """Renew the lease of every row this worker holds in `sending`; returns how many it holds."""
+    with sessions() as session, session.begin():
+        renewed: int = (
+            session.connection()
+            .execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.claimed_by == worker_id, OutboxItem.status == OutboxStatus.SENDING
+                )
+                .values(claimed_at=utcnow())
+            )
+            .rowcount
+        )
+    return renewed
 
 
 def _count_crash(session: Session, item_id: int, attempts: int, max_attempts: int) -> bool:
@@ -285,69 +206,9 @@ def backoff(attempts: int) -> timedelta:
     )
 
 
-def deliver_due(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    worker_id: str,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> int:
-    """Claim and deliver due outbox rows; returns how many were handled (sent or failed for now).
-
-    When `should_stop` turns true (SIGTERM), it finishes the message in hand and hands the rest of
-    its claim back, so another worker sends them at once instead of after the lease.
-    """
-    # one SMTP connection per channel for the whole round
-    with channel_delivery.ChannelTransport(sessions, settings) as transport:
-        return _deliver_claims(sessions, settings, worker_id, transport, should_stop)
-
-
-def _deliver_claims(
-    sessions: sessionmaker[Session],
-    settings: Settings,
-    worker_id: str,
-    transport: channel_delivery.ChannelTransport,
-    should_stop: Callable[[], bool],
-) -> int:
-    handled = 0
-    while True:
-        ids = claim(sessions, worker_id, max_attempts=settings.outbox_max_attempts)
-        if not ids:
-            return handled
-        with statement_session(
-            sessions
-        ) as session:  # reads the whole claim in one query, then records each send
-            claimed = {
-                item_id: (raw or b"", recipient, f"{item_id:08d}-{ticket_id}", sender)
-                for item_id, raw, recipient, ticket_id, sender in session.execute(
-                    select(
-                        OutboxItem.id,
-                        Message.raw,
-                        OutboxItem.recipient,
-                        OutboxItem.ticket_id,
-                        Message.from_address,
-                    )
-                    .join(Message, Message.id == OutboxItem.message_id)
-                    .where(
-                        OutboxItem.id.in_(ids),
-                        OutboxItem.status == OutboxStatus.SENDING,
-                        OutboxItem.claimed_by == worker_id,
-                    )
-                )
-            }
-            session.commit()  # nothing is held while sending (SQLite: the writer lock)
-            for position, item_id in enumerate(ids):
-                if should_stop():
-                    release(sessions, ids[position:], worker_id)
-                    return handled
-                if item_id not in claimed:
-                    continue
-                raw, recipient, name, sender = claimed[item_id]
-                outcome = transport.send(sender or settings.support_address, recipient, raw, name)
-                _record(sessions, session, settings, item_id, worker_id, outcome)
-                handled += 1
-
-
-def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> None:
+def release(
+    sessions: sessionmaker[Session], ids: list[int] | set[int], worker_id: str, why: str
+) -> None:
     """Hand claimed rows that were not attempted back to the queue, due now."""
     with sessions() as session, session.begin():
         session.execute(
@@ -359,7 +220,7 @@ def release(sessions: sessionmaker[Session], ids: list[int], worker_id: str) -> 
             )
             .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_at=None)
         )
-    log.info("outbox: handed %s claimed rows back on shutdown", len(ids))
+    log.info("outbox: handed %s claimed rows back (%s)", len(ids), why)
 
 
 _OUTBOX = OutboxItem.__table__
@@ -397,21 +258,26 @@ def _record_sent(recorder: Session, params: dict[str, Any]) -> int:
     PostgreSQL (`recorder` is an autocommit `statement_session`): the prepared UPDATE goes straight
     to the driver's cursor, a third of the CPU of the same statement through SQLAlchemy's execution
     layer, which has nothing to add to one fixed statement (no result rows, no ORM state). SQLite:
-    through the session, then committed."""
+    through the session, then committed. A driver error is raised as SQLAlchemy's, the connection
+    thrown away."""
     connection = recorder.connection()
     if connection.dialect.name == "postgresql":
         sql, fixed = _record_sent_sql(connection.dialect)
         driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
-        with driver.cursor() as cursor:
-            cursor.execute(sql, {**fixed, **params}, prepare=True)
-            changed: int = cursor.rowcount
-            return changed
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(sql, {**fixed, **params}, prepare=True)
+                changed: int = cursor.rowcount
+                return changed
+        except connection.dialect.loaded_dbapi.Error as exc:
+            connection.invalidate(exc)
+            raise OperationalError(sql, None, exc, hide_parameters=True) from exc
     changed = connection.execute(_RECORD_SENT, params).rowcount
     recorder.commit()
     return changed
 
 
-def _record(
+def record(
     sessions: sessionmaker[Session],
     recorder: Session,
     settings: Settings,
@@ -424,7 +290,7 @@ def _record(
     now = utcnow()
     if outcome.sent:  # the common case: recorded the moment the server took the message
         if _record_sent(recorder, {"item_id": item_id, "worker_id": worker_id, "now": now}):
-            log.info("outbox %s sent", item_id)
+            log.debug("outbox %s sent", item_id)
         return
     with sessions() as session, session.begin():
         item = session.get(OutboxItem, item_id)
@@ -438,7 +304,8 @@ def _record(
         else:
             item.status, item.last_error = OutboxStatus.PENDING, outcome.error
             item.next_attempt_at = now + backoff(item.attempts)
-            log.info("outbox %s will be retried: %s", item.id, outcome.error)
+            # one line per row only at DEBUG: the delivery round's outage watch tells operators
+            log.debug("outbox %s will be retried: %s", item.id, outcome.error)
 
 
 def retry_failed(session: Session, item_id: int) -> OutboxItem | None:
@@ -447,3 +314,43 @@ def retry_failed(session: Session, item_id: int) -> OutboxItem | None:
     if item is not None and item.status == OutboxStatus.FAILED:
         item.status, item.next_attempt_at, item.attempts = OutboxStatus.PENDING, utcnow(), 0
     return item
+
+
+def hold_for_send(recorder: Session, item_id: int, worker_id: str) -> bool:
+    """Renew one row's lease just before its send; False when the row is no longer this worker's
+    (another took it back after a stall longer than the lease), so it must not be sent."""
+    held = (
+        recorder.connection()
+        .execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == item_id,
+                OutboxItem.claimed_by == worker_id,
+                OutboxItem.status == OutboxStatus.SENDING,
+            )
+            .values(claimed_at=utcnow())
+        )
+        .rowcount
+    )
+    recorder.commit()
+    return bool(held)
+
+
+def troubled(session: Session, lease: timedelta, limit: int = 200) -> list[OutboxItem]:
+    """Rows in trouble, for Admin: `sending` past their lease (their worker stopped, or cannot
+    reach the database), or waiting for a retry after a failed attempt; longest waiting first."""
+    now = utcnow()
+    return list(
+        session.scalars(
+            select(OutboxItem)
+            .where(
+                or_(
+                    (OutboxItem.status == OutboxStatus.SENDING)
+                    & (OutboxItem.claimed_at < now - lease),
+                    (OutboxItem.status == OutboxStatus.PENDING) & (OutboxItem.attempts > 0),
+                )
+            )
+            .order_by(OutboxItem.created_at, OutboxItem.id)
+            .limit(limit)
+        )
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -325,7 +327,8 @@ def tokens() -> ResponseReturnValue:
 
 @bp.route("/outbox", methods=["GET", "POST"])
 def outbox_page() -> ResponseReturnValue:
-    """Outgoing mail that failed permanently, with a retry button."""
+    """Outgoing mail in trouble: stuck in sending or waiting for a retry, with the reason, and
+    mail that failed permanently, with a retry button."""
     session = db()
     if request.method == "POST":
         item = outbox.retry_failed(session, required_int(request.form.get("item_id"), "item_id"))
@@ -339,7 +342,14 @@ def outbox_page() -> ResponseReturnValue:
         .where(OutboxItem.status == OutboxStatus.FAILED)
         .order_by(OutboxItem.id.desc())
     ).all()
-    return render_template("admin.html", section="outbox", rows=rows)
+    lease = timedelta(seconds=settings().outbox_lease_seconds)
+    return render_template(
+        "admin.html",
+        section="outbox",
+        rows=rows,
+        troubled=outbox.troubled(session, lease),
+        OutboxStatus=OutboxStatus,
+    )
 
 
 @bp.route("/channels", methods=["GET", "POST"])

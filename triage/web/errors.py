@@ -7,9 +7,12 @@ import logging
 
 from flask import Flask, flash, jsonify, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from triage.database import disk_full
+from triage.outage import describe_database_error
 
 log = logging.getLogger(__name__)
 
@@ -121,5 +124,11 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(PoolTimeout)
     def database_down(exc: Exception) -> ResponseReturnValue:
-        log.error("database unavailable: %s", exc)
+        reason = describe_database_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+        if disk_full(exc):
+            log.error("database disk full: %s", reason)
+            return _json_error(
+                503, "the database's disk is full: nothing can be stored; retry later"
+            )
+        log.error("database unavailable: %s", reason)
         return _json_error(503, "database unavailable; retry later")

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, g, request
 from flask.typing import ResponseReturnValue
 
 from triage import metrics
+from triage.logs import scrub
 from triage.web import session_factory
 from triage.web.auth import token_required
 
@@ -31,13 +32,13 @@ class JsonLines(logging.Formatter):
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": scrub(record.getMessage()),
         }
         for key in ("request_id", "reference", "method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 data[key] = getattr(record, key)
         if record.exc_info:
-            data["error"] = self.formatException(record.exc_info)
+            data["error"] = scrub(self.formatException(record.exc_info))
         return json.dumps(data, ensure_ascii=False)
 
 
@@ -80,7 +81,14 @@ def init_app(app: Flask) -> None:
         }
         if reference:
             extra["reference"] = reference
-        log.info("request", extra=extra)
+        log.info(
+            "%s %s %s %.1f ms",
+            request.method,
+            request.path,
+            response.status_code,
+            extra["duration_ms"],
+            extra=extra,
+        )
         return response
 
     app.register_blueprint(bp)

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from triage.config import Settings
+from triage.outage import Outage, describe_database_error, watch
 
 log = logging.getLogger(__name__)
 # a young-generation collection after this many new container objects, not 700: a batch makes and
@@ -65,10 +67,21 @@ class Worker:
                 break
             try:
                 done[task.name] = task.run(self.sessions, self.settings)
+            except DBAPIError as exc:  # the database's outage watch logs it, not every round
+                if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+                    log.exception("worker task %s failed; it will be retried", task.name)
+                else:
+                    self._database().failed(f"{task.name}: {describe_database_error(exc)}")
+                done[task.name] = -1
             except Exception:
                 log.exception("worker task %s failed; it will be retried", task.name)
                 done[task.name] = -1
-        return done
+        return done  # the delivery round notes when the database works again
+
+    def _database(self) -> Outage:
+        return watch(
+            "database", self.settings.outage_warn_seconds, self.settings.outage_remind_seconds
+        )
 
     def run_until_stopped(self) -> None:
         """Loop over the tasks, sleeping between idle rounds (until woken), until `stopping`."""

@@ -19,8 +19,8 @@ from triage.classifier.registry import ModelProvider
 from triage.config import Settings
 from triage.helpdesk import channel_alerts, notifications
 from triage.mail import channel_polling, channels
+from triage.mail.delivery import deliver_due
 from triage.mail.inbound import InboundContext, process_pending, receive
-from triage.mail.outbox import deliver_due
 from triage.states import InboundSource
 from triage.worker.jobs import run_queued
 from triage.worker.loop import Nudge, Task
