@@ -322,7 +322,9 @@ def identify(raw: bytes) -> str:
     return found[0] if found else _hashed_message_id(raw)
 
 
-def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:
+def _message(
+    raw: bytes, start: int = 0, end: int | None = None, depth: int = 0, headers_only: bool = False
+) -> EmailMessage:
     """The message in raw[start:end], built without handing the standard parser any body.
 
     The standard parser reads bodies a line at a time in Python (millions of short lines cost
@@ -338,6 +340,8 @@ def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0)
     leftover = (
         msg.get_payload()
     )  # a line that was no header starts the body, as in the standard parser
+    if headers_only:
+        return msg
     boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
     if boundary and depth < MAX_DEPTH:
         delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
@@ -632,12 +636,11 @@ class _Contents:
         data = _payload_bytes(part)
         if not data.strip():
             return
-        inner = None
-        if self.attached_depth < MAX_ATTACHED_DEPTH:
-            try:  # some clients put a blank line before the attached message's headers
-                inner = _message(data.lstrip(b"\r\n"))
-            except Exception:  # an attached message we cannot read is still kept as a file
-                inner = None
+        readable = self.attached_depth < MAX_ATTACHED_DEPTH
+        try:  # some clients put a blank line before the attached message's headers
+            inner = _message(data.lstrip(b"\r\n"), headers_only=not readable)
+        except Exception:  # an attached message we cannot read is still kept as a file
+            inner = None
         fallback = _body_charset(inner) if inner is not None else None
         headers = {
             name: _readable_header(inner, name.lower(), fallback)
@@ -647,7 +650,7 @@ class _Contents:
         name = part.get_filename() or shown_parts.eml_name(headers.get("Subject", ""))
         name = single_line(name, 255)
         self.attachments.append(ParsedAttachment(name, "message/rfc822", data))
-        if inner is None or not inner.keys():
+        if inner is None or not inner.keys() or not readable:
             return
         contents = _Contents.of(inner, self.budget, self.attached_depth + 1)
         self.attachments += contents.attachments

@@ -35,7 +35,7 @@ _EXTRA_EXTENSIONS = {
     "text/vcard": ".vcf",
 }
 UU_ENCODINGS = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
-_UU_BEGIN = re.compile(rb"^begin(?:-base64)?[ \t]+[0-7]{3,4}[ \t]+([^\r\n]{0,255})$", re.MULTILINE)
+_UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]{0,255})\r?$", re.MULTILINE)
 _UU_BEGIN_TEXT = re.compile(r"^begin[ \t]+[0-7]{3,4}[ \t]+([^\r\n]{1,255})\r?\n", re.MULTILINE)
 _UU_END_TEXT = re.compile(r"^end[ \t]*\r?$", re.MULTILINE)
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
