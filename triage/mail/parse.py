@@ -465,11 +465,24 @@ def _headers(msg: EmailMessage) -> dict[str, str]:
 
 
 def _readable_header(msg: Message, name: str, fallback: str | None = None) -> str:
-    """A header people read, decoded as mail clients do (charsets.decode_header_text)."""
+    """A header people read, decoded as mail clients do (charsets.decode_header_text).
+
+    Address headers keep the standard reading (it quotes a decoded name holding a comma) unless
+    that reading is garbled.
+    """
+    if name in _ADDRESS_HEADERS:
+        standard = _header(msg, name)
+        if not has_garbling(standard):
+            return standard
+    return _header_as_written(msg, name, fallback)
+
+
+def _header_as_written(msg: Message, name: str, fallback: str | None = None) -> str:
+    """A header's text as written (comments kept), its encoded words and 8-bit bytes decoded."""
     raw = _raw_header(msg, name)
     try:
         return single_line(decode_header_text(raw[: 2 * MAX_HEADER_FIELD], fallback))
-    except Exception:  # the standard reading below never fails
+    except Exception:  # the standard reading never fails
         return _header(msg, name)
 
 
@@ -643,7 +656,7 @@ class _Contents:
             inner = None
         fallback = _body_charset(inner) if inner is not None else None
         headers = {
-            name: _readable_header(inner, name.lower(), fallback)
+            name: _header_as_written(inner, name.lower(), fallback)
             for name in ("From", "Date", "Subject", "To", "Cc")
             if inner is not None
         }
