@@ -323,3 +323,15 @@ def test_staff_see_the_attached_message_and_download_it(mail_app: Flask, api_tok
     download = client.get(f"/attachments/{files['Résultats missing.eml'].id}")
     assert download.status_code == 200 and download.data == LEARNER_MAIL
     assert ".eml" in download.headers["Content-Disposition"]
+
+
+def test_named_text_parts_not_marked_as_attachments_are_read_when_nothing_else_is() -> None:
+    part = (
+        b'Content-Type: text/plain; name="booking.txt"\r\n\r\n'
+        b"Please book two learners onto the MOT exam on Friday.\r\n"
+    )
+    email = parse(_forward(part, note=b""))
+    assert "book two learners" in email.text
+    assert [a.filename for a in email.attachments] == ["booking.txt"]
+    with_note = parse(_forward(part, note=b"Booking attached."))
+    assert with_note.text.strip() == "Booking attached."

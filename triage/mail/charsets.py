@@ -9,6 +9,7 @@ import base64
 import binascii
 import codecs
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from charset_normalizer import from_bytes
@@ -135,7 +136,15 @@ def codec_for(label: str | None) -> str | None:
     return mapped or info.name
 
 
-def decode_text(data: bytes, label: str | None = None) -> str:
+@dataclass
+class DecodeBudget:
+    """How many bytes an email may still send through the slow path (retries with other codecs,
+    detection): past it, text that does not decode is read leniently in one pass."""
+
+    fallback_bytes: int = 2_000_000
+
+
+def decode_text(data: bytes, label: str | None = None, budget: DecodeBudget | None = None) -> str:
     """Text as a mail client shows it: the label's superset, verified; else detected; never fails.
 
     A declared charset is used when the bytes decode with it (a single-byte label on bytes that
@@ -150,10 +159,18 @@ def decode_text(data: bytes, label: str | None = None) -> str:
     candidates = [codec, *_FAMILY.get(codec, ())] if codec else []
     if codec and not stateful and not _multibyte(codec) and _is_utf8(data):
         return data.decode("utf-8").removeprefix("\ufeff")
-    for candidate in candidates:
+    for index, candidate in enumerate(candidates):
         text = _strict(data, candidate)
         if text is not None:
             return text
+        if index == 0 and budget is not None:
+            if budget.fallback_bytes < len(data):
+                return _lenient(data, candidate)
+            budget.fallback_bytes -= len(data)
+    if not candidates and budget is not None:
+        if budget.fallback_bytes < len(data):
+            return _lenient(data, "utf-8")
+        budget.fallback_bytes -= len(data)
     text = _strict(data, "utf-8")
     if text is not None:
         return text
@@ -161,7 +178,7 @@ def decode_text(data: bytes, label: str | None = None) -> str:
     text = _strict(data, guess) if guess else None
     if text is not None:
         return text
-    options = [*candidates, guess or "cp1252", "utf-8"]
+    options = [codec or "utf-8", guess or "cp1252", "utf-8"]
     return min((_lenient(data, option) for option in options), key=lambda t: t.count("\ufffd"))
 
 

@@ -26,7 +26,7 @@ from triage.classifier.cleaning import (
     visible_html_to_text,
 )
 from triage.mail import parts as shown_parts
-from triage.mail.charsets import decode_header_text, decode_text, has_garbling
+from triage.mail.charsets import DecodeBudget, decode_header_text, decode_text, has_garbling
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -201,14 +201,16 @@ def _charset(part: Message) -> str | None:
     return single_line(label, 64) if label else None
 
 
-def _decode_part(part: Message, payload: bytes | None = None) -> str:
+def _decode_part(
+    part: Message, payload: bytes | None = None, budget: DecodeBudget | None = None
+) -> str:
     """A text part's body as a mail client reads it (see charsets.decode_text)."""
     data = _payload_bytes(part) if payload is None else payload
     label = _charset(part)
     if label is None and part.get_content_subtype() == "html":
         meta = _META_CHARSET.search(data[:4096])
         label = meta.group(1).decode("ascii") if meta else None
-    return decode_text(data, label)
+    return decode_text(data, label, budget)
 
 
 def _body_charset(msg: Message) -> str | None:
@@ -416,7 +418,7 @@ def _parse(raw: bytes) -> ParsedEmail:
     reply_name, reply_address, reply_problem = (
         _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
     )
-    text = _text(contents.shown, html)
+    text = _text(contents.readable(), html)
     return ParsedEmail(
         message_id=message_id,
         from_address=address,
@@ -530,6 +532,7 @@ class _Budget:
     parts: int = MAX_PARTS
     html: int = MAX_SHOWN_HTML
     html_tags: int = MAX_SHOWN_HTML_TAGS
+    decoding: DecodeBudget = field(default_factory=DecodeBudget)
 
     def html_cut(self, visible: str) -> int:
         """How much of some visible HTML the budget converts (all of it: len), spending that."""
@@ -549,6 +552,8 @@ class _Contents:
 
     html_parts: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)  # what staff read, in the order of the parts
+    # named text parts not marked as attachments: shown when no other part shows text
+    inline_files: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
     bounced: list[str] = field(default_factory=list)  # Message-IDs a report or bounce is about
     is_report: bool = False  # a delivery status report (bounce)
@@ -593,6 +598,10 @@ class _Contents:
         else:
             self._add_leaf(part, ctype, show)
 
+    def readable(self) -> list[str]:
+        """The text pieces staff read: the shown parts, else the named inline text parts."""
+        return self.shown if any(piece.strip() for piece in self.shown) else self.inline_files
+
     def _note_report(self, part: Message, ctype: str) -> None:
         """Note a delivery status report, and the first report-type of a multipart/report."""
         if ctype == "message/delivery-status":
@@ -611,12 +620,14 @@ class _Contents:
         if part.get_content_disposition() == "attachment" or filename or ctype not in _SHOWN_TEXT:
             name = single_line(filename or shown_parts.unnamed_part_name(ctype), 255)
             self.attachments.append(ParsedAttachment(name, ctype, data))
+            if ctype == "text/plain" and part.get_content_disposition() != "attachment" and show:
+                self.inline_files.append(_decode_part(part, data, self.budget.decoding))
         else:
             self._add_text(part, ctype, show, data)
 
     def _add_text(self, part: Message, ctype: str, show: bool, data: bytes | None = None) -> None:
         """A text or HTML body: kept, and shown (HTML as its text) when its alternative is."""
-        text = _decode_part(part, data)
+        text = _decode_part(part, data, self.budget.decoding)
         if ctype == "text/html" or (ctype != "text/plain" and looks_like_html(text)):
             if self.attached_depth == 0:
                 self.html_parts.append(text)
@@ -668,7 +679,7 @@ class _Contents:
         contents = _Contents.of(inner, self.budget, self.attached_depth + 1)
         self.attachments += contents.attachments
         if show:
-            text = "\n".join(piece for piece in contents.shown if piece.strip())
+            text = "\n".join(piece for piece in contents.readable() if piece.strip())
             self.shown.append(shown_parts.attached_block(headers, text))
 
 
