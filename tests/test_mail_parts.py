@@ -130,19 +130,20 @@ def test_a_groupwise_forward_with_no_note_shows_the_attached_message() -> None:
     assert email.attachments[0].data == b"\r\n" + LEARNER_MAIL
 
 
-def test_a_message_attached_as_an_eml_file_is_read_too() -> None:
+@pytest.mark.parametrize("name", ["fw.eml", "Mime.822"])
+def test_a_message_attached_as_an_eml_file_is_read_too(name: str) -> None:
     email = parse(
         _forward(
             _attached(
                 base64.encodebytes(LEARNER_MAIL),
-                b'Content-Type: application/octet-stream; name="fw.eml"\r\n'
-                b'Content-Disposition: attachment; filename="fw.eml"\r\n'
-                b"Content-Transfer-Encoding: base64\r\n",
+                f'Content-Type: application/octet-stream; name="{name}"\r\n'.encode()
+                + f'Content-Disposition: attachment; filename="{name}"\r\n'.encode()
+                + b"Content-Transfer-Encoding: base64\r\n",
             )
         )
     )
     assert "not showing on the portal" in email.text
-    assert [a.filename for a in email.attachments] == ["fw.eml", "certificate.pdf"]
+    assert [a.filename for a in email.attachments] == [name, "certificate.pdf"]
 
 
 def test_attached_messages_nest_a_bounded_depth_and_stay_files_below_it() -> None:

@@ -687,10 +687,10 @@ _EML_FILE_TYPES = frozenset({"application/octet-stream", "text/plain", "applicat
 
 
 def _is_eml_file(part: Message, ctype: str) -> bool:
-    """True for a message attached as a file ("name.eml" sent as octet-stream or text)."""
+    """True for a message attached as a file ("name.eml" or "Mime.822" as octet-stream or text)."""
     if ctype not in _EML_FILE_TYPES or part.is_multipart():
         return False
-    return str(part.get_filename() or "").lower().endswith(".eml")
+    return str(part.get_filename() or "").lower().endswith((".eml", ".822"))  # GroupWise: Mime.822
 
 
 def _children(part: Message) -> list[Message]:
