@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import urllib.parse
 
 import pytest
 
@@ -147,3 +148,27 @@ def test_a_garbled_subject_is_never_echoed_to_a_centre() -> None:
     assert reply_subject(7, "Exam \ufffd\ufffd booking") == "[IMI-000007] Re: Your enquiry"
     assert reply_subject(7, "Exam \udce9 booking") == "[IMI-000007] Re: Your enquiry"
     assert reply_subject(7, "Re: Exam booking") == "[IMI-000007] Re: Exam booking"
+
+
+def _file(disposition: bytes) -> bytes:
+    return (
+        b"From: a@centre.example\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; "
+        + disposition
+        + b"\r\n\r\n%PDF-\r\n--b--\r\n"
+    )
+
+
+GBK_NAME = urllib.parse.quote("镕考试.pdf".encode("gbk")).encode()
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        b'filename="' + _encoded_word("gb2312", "镕考试.pdf".encode("gbk")) + b'"',
+        b"filename*=gb2312''" + GBK_NAME,
+        b"filename*0*=gb2312''" + GBK_NAME[:9] + b";\r\n filename*1*=" + GBK_NAME[9:],
+    ],
+)
+def test_file_names_decode_like_a_mail_client(disposition: bytes) -> None:
+    assert [a.filename for a in parse(_file(disposition)).attachments] == ["镕考试.pdf"]

@@ -9,6 +9,7 @@ import base64
 import binascii
 import codecs
 import re
+import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -282,6 +283,36 @@ def _raw_text(text: str, fallback: str | None) -> str:
     if utf8 is not None:
         return utf8
     return decode_text(data, fallback)
+
+
+_EXTENDED_PARAM = re.compile(r"([^\s=;*]+)\*(?:(\d+)\*?|)=\s*\"?([^\";]*)")
+_PLAIN_PARAM = re.compile(r"([^\s=;*]+)=\s*(?:\"((?:[^\"\\\\]|\\\\.)*)\"|([^\s;]*))")
+
+
+def header_parameter(value: str, names: tuple[str, ...], fallback: str | None = None) -> str:
+    """A MIME parameter (the first of `names` present) of a raw header, decoded as mail clients
+    do: RFC 2231 (with continuations and its charset's superset), RFC 2047 encoded words inside a
+    quoted value, or raw 8-bit bytes ('' if absent)."""
+    value = _FOLD.sub("", value or "")
+    for wanted in names:
+        pieces = [
+            (int(m.group(2) or 0), m.group(3))
+            for m in _EXTENDED_PARAM.finditer(value)
+            if m.group(1).lower() == wanted
+        ]
+        if pieces:
+            joined = "".join(piece for _n, piece in sorted(pieces, key=lambda p: p[0]))
+            charset, _lang, encoded = (
+                joined.split("'", 2) if joined.count("'") >= 2 else ("", "", joined)
+            )
+            data = urllib.parse.unquote_to_bytes(encoded)
+            return decode_text(data, charset or fallback)
+        for m in _PLAIN_PARAM.finditer(value):
+            if m.group(1).lower() == wanted:
+                return decode_header_text(
+                    m.group(2) if m.group(2) is not None else m.group(3), fallback
+                )
+    return ""
 
 
 def has_garbling(text: str) -> bool:

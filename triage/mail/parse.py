@@ -26,7 +26,13 @@ from triage.classifier.cleaning import (
     visible_html_to_text,
 )
 from triage.mail import parts as shown_parts
-from triage.mail.charsets import DecodeBudget, decode_header_text, decode_text, has_garbling
+from triage.mail.charsets import (
+    DecodeBudget,
+    decode_header_text,
+    decode_text,
+    has_garbling,
+    header_parameter,
+)
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -616,11 +622,12 @@ class _Contents:
     def _add_leaf(self, part: Message, ctype: str, show: bool) -> None:
         """An attachment (named, attached, or not plain text or HTML), else the text it shows."""
         data, uu_name = _leaf_bytes(part)
-        filename = part.get_filename() or uu_name
+        filename = _filename(part) or uu_name
         if part.get_content_disposition() == "attachment" or filename or ctype not in _SHOWN_TEXT:
             name = single_line(filename or shown_parts.unnamed_part_name(ctype), 255)
             self.attachments.append(ParsedAttachment(name, ctype, data))
-            if ctype == "text/plain" and part.get_content_disposition() != "attachment" and show:
+            inline = part.get_content_disposition() != "attachment" and not uu_name
+            if ctype == "text/plain" and inline and show:
                 self.inline_files.append(_decode_part(part, data, self.budget.decoding))
         else:
             self._add_text(part, ctype, show, data)
@@ -671,7 +678,7 @@ class _Contents:
             for name in ("From", "Date", "Subject", "To", "Cc")
             if inner is not None
         }
-        name = part.get_filename() or shown_parts.eml_name(headers.get("Subject", ""))
+        name = _filename(part) or shown_parts.eml_name(headers.get("Subject", ""))
         name = single_line(name, 255)
         self.attachments.append(ParsedAttachment(name, "message/rfc822", data))
         if inner is None or not inner.keys() or not readable:
@@ -691,6 +698,23 @@ def _is_eml_file(part: Message, ctype: str) -> bool:
     if ctype not in _EML_FILE_TYPES or part.is_multipart():
         return False
     return str(part.get_filename() or "").lower().endswith((".eml", ".822"))  # GroupWise: Mime.822
+
+
+def _filename(part: Message) -> str:
+    """A part's file name; re-read from the raw headers (charset supersets, encoded words, 8-bit
+    bytes) when the standard reading is garbled."""
+    try:
+        name = part.get_filename() or ""
+    except Exception:  # a parameter the standard library cannot read
+        name = ""
+    if not has_garbling(name) and "=?" not in name:
+        return name
+    fallback = _charset(part)
+    for header, params in (("content-disposition", ("filename",)), ("content-type", ("name",))):
+        found = header_parameter(_raw_header(part, header), params, fallback)
+        if found and not has_garbling(found):
+            return found
+    return storable(name)
 
 
 def _children(part: Message) -> list[Message]:
