@@ -6,7 +6,9 @@ import base64
 import urllib.parse
 
 import pytest
+from flask import Flask
 
+from tests.mailutil import deliver, make_email, post_email, ticket
 from triage.mail.charsets import codec_for, decode_text
 from triage.mail.compose import reply_subject
 from triage.mail.parse import parse
@@ -172,3 +174,17 @@ GBK_NAME = urllib.parse.quote("镕考试.pdf".encode("gbk")).encode()
 )
 def test_file_names_decode_like_a_mail_client(disposition: bytes) -> None:
     assert [a.filename for a in parse(_file(disposition)).attachments] == ["镕考试.pdf"]
+
+
+def test_a_garbled_subject_is_not_echoed_in_the_acknowledgement(
+    mail_app: Flask, api_token: str, smtp_server
+) -> None:  # type: ignore[no-untyped-def]
+    subject = _encoded_word("utf-8", b"Exam \xff\xfe\xfd booking")
+    raw = make_email(subject="placeholder", message_id="<garbled-1@college.example>")
+    raw = raw.replace(b"Subject: placeholder", b"Subject: " + subject)
+    posted = post_email(mail_app.test_client(), api_token, raw)
+    reference = posted.get_json()["reference"]
+    assert "\ufffd" in ticket(mail_app, reference).subject  # staff see what came
+    assert deliver(mail_app) == 1
+    [sent] = smtp_server[0].parsed()
+    assert sent["Subject"] == f"[{reference}] Re: Your enquiry"

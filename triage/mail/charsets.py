@@ -175,12 +175,23 @@ def decode_text(data: bytes, label: str | None = None, budget: DecodeBudget | No
     text = _strict(data, "utf-8")
     if text is not None:
         return text
+    if codec is None:
+        utf8 = _lenient(data, "utf-8")
+        bad = utf8.count("\ufffd")
+        good = _non_ascii(utf8) - bad
+        if good and bad <= max(1, good // 20):
+            return utf8  # UTF-8 with a stray byte or two, shown as a mail client shows it
     guess = detected_codec(data, declared=bool(codec))
     text = _strict(data, guess) if guess else None
     if text is not None:
         return text
-    options = [codec or "utf-8", guess or "cp1252", "utf-8"]
+    options = [codec or guess or "cp1252", *([guess] if guess and codec else [])]
+    # a declared charset's few replacement characters beat another charset's mojibake
     return min((_lenient(data, option) for option in options), key=lambda t: t.count("\ufffd"))
+
+
+def _non_ascii(text: str) -> int:
+    return len(text) - len(text.encode("ascii", "ignore"))
 
 
 def detected_codec(data: bytes, declared: bool = False) -> str | None:
