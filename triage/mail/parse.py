@@ -126,6 +126,12 @@ class ParsedEmail:
 
 def storable(value: str) -> str:
     """Text any database can hold: undecodable bytes (surrogate escapes) as U+FFFD, and no NUL."""
+    try:  # decoded text (the usual case) has no surrogates, so strict UTF-8 takes it as it is
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return value.replace("\x00", "") if "\x00" in value else value
     try:
         valid = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate that is not an escaped byte
