@@ -188,3 +188,16 @@ def test_a_garbled_subject_is_not_echoed_in_the_acknowledgement(
     assert deliver(mail_app) == 1
     [sent] = smtp_server[0].parsed()
     assert sent["Subject"] == f"[{reference}] Re: Your enquiry"
+
+
+@pytest.mark.parametrize(
+    ("name", "body_label"),
+    [("Zoë Müller".encode(), None), ("Zoë Müller".encode("latin-1"), "iso-8859-1")],
+)
+def test_a_raw_8bit_sender_name_is_read_as_utf8_then_the_body_charset(
+    name: bytes, body_label: str | None
+) -> None:
+    raw = _body(body_label, "café".encode(codec_for(body_label) or "utf-8"))
+    raw = raw.replace(b"From: Jo <jo@college.example>", b"From: " + name + b" <zm@college.example>")
+    email = parse(raw)
+    assert (email.from_name, email.from_address) == ("Zoë Müller", "zm@college.example")
