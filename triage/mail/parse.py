@@ -38,8 +38,8 @@ MAX_PARTS = 200
 MAX_DEPTH = 20
 MAX_ATTACHED_DEPTH = 3  # attached messages read inside attached messages; deeper ones kept as .eml
 # visible HTML converted to text per email: its cost grows with its tags (~8 us each) and, far
-# less, its characters; 20,000 tags take ~0.15 s of CPU
-MAX_SHOWN_HTML_TAGS = 20_000
+# less, its characters; 10,000 tags take ~0.08 s of CPU
+MAX_SHOWN_HTML_TAGS = 10_000
 MAX_SHOWN_HTML = 1_000_000  # characters
 # Caps applied before the standard parser sees the bytes: its header parser is slow on long values
 # (an 80 KB From display name took 10 s, a 9 MB folded Subject minutes), so no header it parses is
