@@ -134,6 +134,40 @@ def hostile_emails(size: int = MAX_BYTES) -> dict[str, bytes]:
         "signature-like lines": _fill(
             _text_mail(b"hello\r\n"), b"Thanks,\r\n-- \r\nSent from my phone\r\n", size
         ),
+        **_attached_shapes(size),
+    }
+
+
+def _attached_shapes(size: int) -> dict[str, bytes]:
+    """Attached messages and charsets that make the parser work harder (issue 25)."""
+    head = b"From: jo@college.example\r\n" + _TO + b"Subject: fw\r\n"
+    inner = b"From: a@x.example\r\nSubject: s\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n"
+    nested = inner
+    for level in range(60):  # each level a multipart holding the level below as message/rfc822
+        nested = (
+            f"From: l{level}@x.example\r\nContent-Type: multipart/mixed; boundary=n{level}\r\n\r\n"
+            f"--n{level}\r\nContent-Type: message/rfc822\r\n\r\n".encode()
+            + nested
+            + f"\r\n--n{level}--\r\n".encode()
+        )
+    rng = random.Random(25)
+    mislabelled = b"".join(
+        b"--b\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n"
+        + rng.randbytes(size // 440).replace(b"--b", b"xxx")  # 5 MB of undecodable text in all
+        + b"\r\n"
+        for _ in range(200)
+    )
+    return {
+        "60 nested attached messages": head + nested,
+        "200 attached messages (10 MB)": _fill(
+            head + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"<p>" * 20_000 + b"\r\n",
+            size,
+        ),
+        "200 mislabelled charset parts (5 MB)": head
+        + b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+        + mislabelled
+        + b"--b--\r\n",
     }
 
 

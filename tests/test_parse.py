@@ -103,11 +103,13 @@ def test_parts_become_text_html_and_attachments() -> None:
         "--B--\r\n"
     )
     email = parse(_email("From: jo@c.example\r\n", body))
-    assert email.text == "first" and email.html == "<p>html part</p>"
+    # every inline text part is shown in order, an inline HTML part as its text
+    assert email.text == "first\nhtml part\n" and email.html == "<p>html part</p>"
+    # unnamed parts are named from their type
     assert [(a.filename, a.content_type, a.data) for a in email.attachments] == [
         ("notes.txt", "text/plain", b"notes"),
-        ("attachment", "application/pdf", b"%PDF-"),
-        ("attachment", "text/plain", b"log"),
+        ("attachment.pdf", "application/pdf", b"%PDF-"),
+        ("attachment.txt", "text/plain", b"log"),
     ]
 
 

@@ -40,7 +40,8 @@ MAX_FORWARDS = 3  # nested forwards read (FW: FW: FW: ...)
 # characters.
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]?)+")
 _FORWARD_MARK = re.compile(
-    r"-{2,}[ \t]*forwarded message[ \t]*-{2,}|begin forwarded message:|forwarded message:",
+    r"-{2,}[ \t]*(?:forwarded|attached) message[ \t]*-{2,}|begin forwarded message:"
+    r"|forwarded message:",
     re.IGNORECASE,
 )
 _ORIGINAL_MARK = re.compile(r"-{2,}[ \t]*original message[ \t]*-{2,}", re.IGNORECASE)
@@ -77,7 +78,17 @@ _DISCLAIMER = re.compile(
 def html_to_text(html: str) -> str:
     """Convert an HTML body to readable plain text (scripts and styles dropped), bounded in size and
     time."""
-    visible = _drop_invisible(html or "")[:MAX_HTML_CHARS]
+    return visible_html_to_text(visible_html(html)[:MAX_HTML_CHARS])
+
+
+def visible_html(html: str) -> str:
+    """HTML without what a reader never sees (<head>, <style>, <script>, comments)."""
+    return _drop_invisible(html or "")
+
+
+def visible_html_to_text(visible: str) -> str:
+    """Readable text of HTML that visible_html has already stripped (its cost grows with its
+    length: callers bound it)."""
     try:
         text: str = get_text(visible, _HTML_CONFIG)
         return text

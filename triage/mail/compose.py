@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import functools
 import hashlib
 import hmac
 import itertools
@@ -25,6 +24,8 @@ from markupsafe import Markup, escape
 
 from triage.catalogue import Category
 from triage.classifier.cleaning import clean_subject
+from triage.mail.bounded_cache import bounded_cache
+from triage.mail.charsets import has_garbling
 from triage.mail.feedback_links import FeedbackLinks
 from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
@@ -146,8 +147,12 @@ def render(template: str, **context: Any) -> str:
 
 
 def reply_subject(ticket_id: int, original: str) -> str:
-    """'[IMI-000123] Re: original subject', with reply prefixes and old references folded away."""
-    base = clean_subject(single_line(original, 300)) or "Your enquiry"
+    """'[IMI-000123] Re: original subject', with reply prefixes and old references folded away.
+
+    A subject that did not decode (replacement characters) is never echoed: "Your enquiry".
+    """
+    base = "" if has_garbling(original) else clean_subject(single_line(original, 300))
+    base = base or "Your enquiry"
     return f"[{format_reference(ticket_id)}] Re: {base}"
 
 
@@ -263,23 +268,35 @@ def _chunks(text: str) -> list[str]:
     return _CHUNK_BREAK.split(text.replace("\r\n", "\n").strip("\n"))
 
 
-def blocks(text: str) -> list[dict[str, Any]]:
-    """A plain-text body's paragraphs as blocks: paragraph, numbered or bullet list, quotation."""
+MAX_QUOTE_DEPTH = 8  # quotations nested deeper are shown flattened at this depth
+_QUOTE_MARK = re.compile(r"^\s*> ?")
+_QUOTE_MARKS = re.compile(r"^(?:\s*>)+ ?")
+
+
+def blocks(text: str, depth: int = 0) -> list[dict[str, Any]]:
+    """A plain-text body's paragraphs as blocks: paragraph, numbered or bullet list, quotation.
+
+    Quotations nest MAX_QUOTE_DEPTH deep at most: deeper lines lose their remaining '>' markers
+    (400 nested markers once made rendering fail with RecursionError).
+    """
     result: list[dict[str, Any]] = []
     for chunk in _chunks(text):
         lines = [ln.rstrip() for ln in chunk.split("\n") if ln.strip()]
         # a chunk may hold "On ... wrote:" and the quotation right under it: quoted runs are blocks
         # of their own
         for quoted, run in itertools.groupby(lines, key=lambda ln: ln.lstrip().startswith(">")):
-            result.append(_block(list(run), quoted))
+            result.append(_block(list(run), quoted, depth))
     return result
 
 
-def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
+def _block(lines: list[str], quoted: bool, depth: int = 0) -> dict[str, Any]:
+    if quoted and depth >= MAX_QUOTE_DEPTH:
+        lines = [text for text in (_QUOTE_MARKS.sub("", ln) for ln in lines) if text.strip()]
+        quoted = False
     if quoted:
         return {
             "kind": "quote",
-            "blocks": blocks("\n".join(re.sub(r"^\s*> ?", "", ln) for ln in lines)),
+            "blocks": blocks("\n".join(_QUOTE_MARK.sub("", ln) for ln in lines), depth + 1),
         }
     numbered = [m for m in map(_NUMBERED.match, lines) if m]
     if len(numbered) == len(lines):
@@ -294,7 +311,13 @@ def _block(lines: list[str], quoted: bool) -> dict[str, Any]:
     return {"kind": "p", "lines": lines}
 
 
-@functools.lru_cache(maxsize=4096)  # the answers' lines recur in every reply
+# the answers' lines and paragraphs recur in every reply; a centre's long quoted text does not, so
+# long keys are not kept and each cache holds at most ~2 MB of text
+MAX_CACHED_CHARS = 1_000_000
+MAX_CACHED_KEY = 4_000
+
+
+@bounded_cache(MAX_CACHED_CHARS, MAX_CACHED_KEY)
 def _linked(text: str) -> Markup:
     """Escape a line of text and make its web addresses links."""
     out, last = [], 0
@@ -316,7 +339,7 @@ def html_body(text: str, title: str) -> str:
     return _HTML_ENV.get_template("layout.html").render(body=body, title=title)
 
 
-@functools.lru_cache(maxsize=1024)  # an answer's paragraphs recur in every reply that gives it
+@bounded_cache(MAX_CACHED_CHARS, MAX_CACHED_KEY)
 def _chunk_html(chunk: str) -> Markup:
     """One paragraph-separated chunk of a body as HTML blocks."""
     macros = _HTML_ENV.get_template("blocks.html").module

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 _MARKER = re.compile(
     r"^[ \t>]*(?:"
     r"-{2,}[ \t]*"
-    r"(?:original message|forwarded message|message transféré|weitergeleitete nachricht)"
+    r"(?:original message|forwarded message|attached message|message transféré"
+    r"|weitergeleitete nachricht)"
     r"[ \t]*-{2,}[ \t]*$"
     r"|begin forwarded message:[ \t]*$"
     r"|_{10,}[ \t]*\n[ \t>]*(?:from|de|von):"

@@ -19,10 +19,28 @@ from email.utils import getaddresses, parseaddr
 from functools import lru_cache
 from typing import Any, cast
 
-from triage.classifier.cleaning import html_to_text
+from triage.classifier.cleaning import (
+    html_to_text,
+    looks_like_html,
+    visible_html,
+    visible_html_to_text,
+)
+from triage.mail import parts as shown_parts
+from triage.mail.charsets import (
+    DecodeBudget,
+    decode_header_text,
+    decode_text,
+    has_garbling,
+    header_parameter,
+)
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
+MAX_ATTACHED_DEPTH = 3  # attached messages read inside attached messages; deeper ones kept as .eml
+# visible HTML converted to text per email: its cost grows with its tags (~8 us each) and, far
+# less, its characters; 10,000 tags take ~0.08 s of CPU
+MAX_SHOWN_HTML_TAGS = 10_000
+MAX_SHOWN_HTML = 1_000_000  # characters
 # Caps applied before the standard parser sees the bytes: its header parser is slow on long values
 # (an 80 KB From display name took 10 s, a 9 MB folded Subject minutes), so no header it parses is
 # long.
@@ -108,6 +126,12 @@ class ParsedEmail:
 
 def storable(value: str) -> str:
     """Text any database can hold: undecodable bytes (surrogate escapes) as U+FFFD, and no NUL."""
+    try:  # decoded text (the usual case) has no surrogates, so strict UTF-8 takes it as it is
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return value.replace("\x00", "") if "\x00" in value else value
     try:
         valid = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate that is not an escaped byte
@@ -177,19 +201,36 @@ def _payload_bytes(part: Message) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def _decode_part(part: Message) -> str:
+_META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?([A-Za-z0-9._:-]{1,40})", re.I)
+
+
+def _charset(part: Message) -> str | None:
+    """The charset label a part declares (an HTML part may declare it in a <meta> tag)."""
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        if isinstance(content, str):
-            return content
-    except Exception:  # noqa: S110 — unknown charsets and broken encodings: decode the bytes below
-        pass
-    payload = _payload_bytes(part)
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except (LookupError, ValueError):  # unknown, or a codec that refuses (idna, a NUL in the name)
-        return payload.decode("utf-8", errors="replace")
+        label = part.get_content_charset()
+    except Exception:  # a parameter the standard library cannot read
+        label = None
+    return single_line(label, 64) if label else None
+
+
+def _decode_part(
+    part: Message, payload: bytes | None = None, budget: DecodeBudget | None = None
+) -> str:
+    """A text part's body as a mail client reads it (see charsets.decode_text)."""
+    data = _payload_bytes(part) if payload is None else payload
+    label = _charset(part)
+    if label is None and part.get_content_subtype() == "html":
+        meta = _META_CHARSET.search(data[:4096])
+        label = meta.group(1).decode("ascii") if meta else None
+    return decode_text(data, label, budget)
+
+
+def _body_charset(msg: Message) -> str | None:
+    """The charset of the first text part that declares one: raw 8-bit headers may use it too."""
+    for part in itertools.islice(_walk(msg), 20):
+        if part.get_content_maintype() == "text" and (label := _charset(part)):
+            return label
+    return None
 
 
 def _walk(msg: Message, depth: int = 0) -> Iterator[Message]:
@@ -295,7 +336,9 @@ def identify(raw: bytes) -> str:
     return found[0] if found else _hashed_message_id(raw)
 
 
-def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0) -> EmailMessage:
+def _message(
+    raw: bytes, start: int = 0, end: int | None = None, depth: int = 0, headers_only: bool = False
+) -> EmailMessage:
     """The message in raw[start:end], built without handing the standard parser any body.
 
     The standard parser reads bodies a line at a time in Python (millions of short lines cost
@@ -311,14 +354,21 @@ def _message(raw: bytes, start: int = 0, end: int | None = None, depth: int = 0)
     leftover = (
         msg.get_payload()
     )  # a line that was no header starts the body, as in the standard parser
+    if headers_only:
+        return msg
     boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
     if boundary and depth < MAX_DEPTH:
         delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
         parts = _split_parts(raw, body_start, end, delimiter)
-        msg.set_payload(
-            [_message(raw, part_start, part_end, depth + 1) for part_start, part_end in parts]
-        )
-        return msg
+        if parts:  # else the boundary never appears: the body stays one payload, read as text
+            children = [
+                _message(raw, part_start, part_end, depth + 1) for part_start, part_end in parts
+            ]
+            if msg.get_content_subtype() == "digest":
+                for child in children:  # RFC 2046 5.1.5: a digest's parts are messages by default
+                    child.set_default_type("message/rfc822")
+            msg.set_payload(list[Message | str](children))
+            return msg
     text = raw[body_start:end].decode("ascii", "surrogateescape")
     if isinstance(leftover, str) and leftover:
         text = leftover + ("\r\n" + text if text else "")
@@ -380,11 +430,11 @@ def _parse(raw: bytes) -> ParsedEmail:
     reply_name, reply_address, reply_problem = (
         _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
     )
-    text = _text(contents.text_parts, html)
+    text = _text(contents.readable(), html)
     return ParsedEmail(
         message_id=message_id,
         from_address=address,
-        from_name=single_line(name, 200),
+        from_name=single_line(_readable_name(msg, name, address), 200),
         to_addresses=_addresses(headers),
         subject=headers.get("subject", ""),
         # some senders (Python's email package among them) RFC 2047-encode long msg-ids
@@ -421,10 +471,44 @@ def _headers(msg: EmailMessage) -> dict[str, str]:
     for key, value in msg.raw_items():
         # raw (still encoded) values are enough for the loop checks
         headers.setdefault(key.lower(), single_line(value[: 2 * MAX_HEADER_FIELD]))
+    fallback = _body_charset(msg) if any(not v.isascii() for _k, v in msg.raw_items()) else None
     for key in _DECODED:
         if key in headers:
-            headers[key] = _header(msg, key)
+            headers[key] = _readable_header(msg, key, fallback)
     return headers
+
+
+def _readable_header(msg: Message, name: str, fallback: str | None = None) -> str:
+    """A header people read, decoded as mail clients do (charsets.decode_header_text).
+
+    Address headers keep the standard reading (it quotes a decoded name holding a comma) unless
+    that reading is garbled.
+    """
+    if name in _ADDRESS_HEADERS:
+        standard = _header(msg, name)
+        if not has_garbling(standard):
+            return standard
+    return _header_as_written(msg, name, fallback)
+
+
+def _header_as_written(msg: Message, name: str, fallback: str | None = None) -> str:
+    """A header's text as written (comments kept), its encoded words and 8-bit bytes decoded."""
+    raw = _raw_header(msg, name)
+    try:
+        return single_line(decode_header_text(raw[: 2 * MAX_HEADER_FIELD], fallback))
+    except Exception:  # the standard reading never fails
+        return _header(msg, name)
+
+
+def _readable_name(msg: Message, name: str, address: str) -> str:
+    """The sender's display name, re-read when the standard decoder garbled it, or taken from a
+    comment ("marc@example.com (Marc Smith)") when the address has no name."""
+    if name and not has_garbling(name) and "=?" not in name:
+        return name
+    raw_name, raw_address = parseaddr(re.sub(r"\r?\n[ \t]", " ", _raw_header(msg, "from")))
+    if not raw_name or raw_address.lower() != address:
+        return name
+    return decode_header_text(raw_name, _body_charset(msg))
 
 
 def _message_id(raw: bytes, headers: dict[str, str]) -> tuple[str, bool]:
@@ -440,46 +524,95 @@ def _hashed_message_id(raw: bytes) -> str:
     return f"<sha256.{hashlib.sha256(raw).hexdigest()}@no-message-id.invalid>"
 
 
-def _text(text_parts: list[str], html: str | None) -> str:
-    """The text/plain parts that are not blank, or the HTML's text when there are none."""
-    text = storable("\n".join(part for part in text_parts if part.strip()))
+def _text(shown: list[str], html: str | None) -> str:
+    """What the parts show that is not blank, or the HTML's text when they show nothing."""
+    text = storable("\n".join(part for part in shown if part.strip()))
     if not text.strip() and html:
         return html_to_text(html)
     return text
 
 
-_EMBEDDED_MESSAGES = frozenset({"message/rfc822", "text/rfc822-headers"})
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
+_ATTACHED_MESSAGES = frozenset({"message/rfc822", "message/global"})
+_SHOWN_TEXT = frozenset({"text/plain", "text/html"})
+
+
+@dataclass
+class _Budget:
+    """What is left of an email's allowance of parts read and of HTML converted to text."""
+
+    parts: int = MAX_PARTS
+    html: int = MAX_SHOWN_HTML
+    html_tags: int = MAX_SHOWN_HTML_TAGS
+    decoding: DecodeBudget = field(default_factory=DecodeBudget)
+
+    def html_cut(self, visible: str) -> int:
+        """How much of some visible HTML the budget converts (all of it: len), spending that."""
+        cut = min(len(visible), self.html)
+        tags = itertools.islice(_TAG_START.finditer(visible, 0, cut), self.html_tags + 1)
+        starts = [match.start() for match in tags]
+        if len(starts) > self.html_tags:
+            cut = starts[-1]
+        self.html -= cut
+        self.html_tags -= min(len(starts), self.html_tags)
+        return cut
 
 
 @dataclass
 class _Contents:
     """What the parts of a message hold: text, HTML, attachments, and what reports say."""
 
-    text_parts: list[str] = field(default_factory=list)
     html_parts: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)  # what staff read, in the order of the parts
+    # named text parts not marked as attachments: shown when no other part shows text
+    inline_files: list[str] = field(default_factory=list)
     attachments: list[ParsedAttachment] = field(default_factory=list)
     bounced: list[str] = field(default_factory=list)  # Message-IDs a report or bounce is about
     is_report: bool = False  # a delivery status report (bounce)
     report_type: str = ""  # the first multipart/report's report-type
+    budget: _Budget = field(default_factory=_Budget)
+    attached_depth: int = 0  # how many attached messages this one is inside
 
     @classmethod
-    def of(cls, msg: Message) -> _Contents:
+    def of(cls, msg: Message, budget: _Budget | None = None, attached_depth: int = 0) -> _Contents:
         """The contents of a message's first MAX_PARTS parts, depth first."""
-        contents = cls()
-        for part in itertools.islice(_walk(msg), MAX_PARTS):
-            contents.add(part)
+        contents = cls(budget=budget or _Budget(), attached_depth=attached_depth)
+        contents.add(msg)
         return contents
 
-    def add(self, part: Message) -> None:
-        """Take in one part: what a report says, or a leaf part's text or attachment."""
+    def add(
+        self, part: Message, depth: int = 0, show: bool = True, in_report: bool = False
+    ) -> None:
+        """Take in one part: what a report says, an attached message, or a leaf's text or file.
+
+        `show` is False for the alternatives of a multipart/alternative that are not shown.
+        """
+        if self.budget.parts <= 0:
+            return
+        self.budget.parts -= 1
         ctype = part.get_content_type()
         self._note_report(part, ctype)
         if ctype in _REPORT_PARTS:  # an MDN or feedback report names the message it is about
             self.bounced += message_ids(_original_message_id(part))
-        elif ctype in _EMBEDDED_MESSAGES:
+        elif ctype == "text/rfc822-headers" or (in_report and ctype in _ATTACHED_MESSAGES):
             self.bounced += message_ids(_embedded_message_id(part))
-        elif not part.is_multipart():
-            self._add_leaf(part, ctype)
+        elif ctype in _ATTACHED_MESSAGES or _is_eml_file(part, ctype):
+            self.bounced += message_ids(_embedded_message_id(part))
+            self._add_attached(part, show)
+        elif part.is_multipart():
+            children = _children(part)
+            chosen = _alternative(children) if ctype == "multipart/alternative" else None
+            for child in children if depth < MAX_DEPTH else []:
+                visible = show and (chosen is None or child is chosen)
+                self.add(child, depth + 1, visible, in_report or ctype == "multipart/report")
+        elif part.get_content_maintype() == "multipart":  # its boundary never appears
+            self._add_text(part, ctype, show)
+        else:
+            self._add_leaf(part, ctype, show)
+
+    def readable(self) -> list[str]:
+        """The text pieces staff read: the shown parts, else the named inline text parts."""
+        return self.shown if any(piece.strip() for piece in self.shown) else self.inline_files
 
     def _note_report(self, part: Message, ctype: str) -> None:
         """Note a delivery status report, and the first report-type of a multipart/report."""
@@ -492,17 +625,135 @@ class _Contents:
             self.is_report = True
         self.report_type = self.report_type or single_line(report_type or "unknown", 64).lower()
 
-    def _add_leaf(self, part: Message, ctype: str) -> None:
-        """An attachment (named, attached, or not text), else the text or HTML body it holds."""
-        disposition = part.get_content_disposition()
-        filename = part.get_filename()
-        if disposition == "attachment" or filename or not ctype.startswith("text/"):
-            name = single_line(filename or "attachment", 255)
-            self.attachments.append(ParsedAttachment(name, ctype, _payload_bytes(part)))
-        elif ctype == "text/plain":
-            self.text_parts.append(_decode_part(part))
-        elif ctype == "text/html":
-            self.html_parts.append(_decode_part(part))
+    def _add_leaf(self, part: Message, ctype: str, show: bool) -> None:
+        """An attachment (named, attached, or not plain text or HTML), else the text it shows."""
+        data, uu_name = _leaf_bytes(part)
+        filename = _filename(part) or uu_name
+        if part.get_content_disposition() == "attachment" or filename or ctype not in _SHOWN_TEXT:
+            name = single_line(filename or shown_parts.unnamed_part_name(ctype), 255)
+            self.attachments.append(ParsedAttachment(name, ctype, data))
+            inline = part.get_content_disposition() != "attachment" and not uu_name
+            if ctype == "text/plain" and inline and show:
+                self.inline_files.append(_decode_part(part, data, self.budget.decoding))
+        else:
+            self._add_text(part, ctype, show, data)
+
+    def _add_text(self, part: Message, ctype: str, show: bool, data: bytes | None = None) -> None:
+        """A text or HTML body: kept, and shown (HTML as its text) when its alternative is."""
+        text = _decode_part(part, data, self.budget.decoding)
+        if ctype == "text/html" or (ctype != "text/plain" and looks_like_html(text)):
+            if self.attached_depth == 0:
+                self.html_parts.append(text)
+            if show:
+                self.shown.append(self._html_text(text, part, data))
+        elif show:
+            text, files = shown_parts.uu_blocks(text)
+            self.attachments += [
+                ParsedAttachment(single_line(f.name, 255), "application/octet-stream", f.data)
+                for f in files
+            ]
+            self.shown.append(text)
+
+    def _html_text(self, html: str, part: Message, data: bytes | None) -> str:
+        """An HTML part's text, whole up to the email's HTML budget; past it, cut, said so, and the
+        original kept as an attachment."""
+        visible = visible_html(html)
+        shown = self.budget.html_cut(visible)
+        if shown == len(visible):
+            return visible_html_to_text(visible)
+        name = f"message-{len(self.attachments) + 1}.html"
+        original = _payload_bytes(part) if data is None else data
+        self.attachments.append(ParsedAttachment(name, "text/html", original))
+        text = visible_html_to_text(visible[:shown]) if shown else ""
+        return text + shown_parts.html_cut_note(shown, len(visible), name)
+
+    def _add_attached(self, part: Message, show: bool) -> None:
+        """An attached message: kept as an .eml file, its text and files read as a part of this
+        one (up to MAX_ATTACHED_DEPTH messages deep)."""
+        data = _payload_bytes(part)
+        if not data.strip():
+            return
+        readable = self.attached_depth < MAX_ATTACHED_DEPTH
+        try:  # some clients put a blank line before the attached message's headers
+            inner = _message(data.lstrip(b"\r\n"), headers_only=not readable)
+        except Exception:  # an attached message we cannot read is still kept as a file
+            inner = None
+        fallback = _body_charset(inner) if inner is not None else None
+        headers = {
+            name: _header_as_written(inner, name.lower(), fallback)
+            for name in ("From", "Date", "Subject", "To", "Cc")
+            if inner is not None
+        }
+        name = _filename(part) or shown_parts.eml_name(headers.get("Subject", ""))
+        name = single_line(name, 255)
+        self.attachments.append(ParsedAttachment(name, "message/rfc822", data))
+        if inner is None or not inner.keys() or not readable:
+            return
+        contents = _Contents.of(inner, self.budget, self.attached_depth + 1)
+        self.attachments += contents.attachments
+        if show:
+            text = "\n".join(piece for piece in contents.readable() if piece.strip())
+            self.shown.append(shown_parts.attached_block(headers, text))
+
+
+_EML_FILE_TYPES = frozenset({"application/octet-stream", "text/plain", "application/eml"})
+
+
+def _is_eml_file(part: Message, ctype: str) -> bool:
+    """True for a message attached as a file ("name.eml" or "Mime.822" as octet-stream or text)."""
+    if ctype not in _EML_FILE_TYPES or part.is_multipart():
+        return False
+    return str(part.get_filename() or "").lower().endswith((".eml", ".822"))  # GroupWise: Mime.822
+
+
+def _filename(part: Message) -> str:
+    """A part's file name; re-read from the raw headers (charset supersets, encoded words, 8-bit
+    bytes) when the standard reading is garbled."""
+    try:
+        name = part.get_filename() or ""
+    except Exception:  # a parameter the standard library cannot read
+        name = ""
+    if not has_garbling(name) and "=?" not in name:
+        return name
+    fallback = _charset(part)
+    for header, params in (("content-disposition", ("filename",)), ("content-type", ("name",))):
+        found = header_parameter(_raw_header(part, header), params, fallback)
+        if found and not has_garbling(found):
+            return found
+    return storable(name)
+
+
+def _children(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    return [sub for sub in payload if isinstance(sub, Message)] if isinstance(payload, list) else []
+
+
+def _alternative(children: list[Message]) -> Message | None:
+    """The alternative shown: plain text with words, else the last HTML (or multipart) one."""
+    for child in children:
+        if (
+            child.get_content_type() == "text/plain"
+            and child.get_content_disposition() != "attachment"
+            and _payload_bytes(child).strip()
+        ):
+            return child
+    rich = [c for c in children if c.get_content_type() == "text/html" or c.is_multipart()]
+    return rich[-1] if rich else (children[0] if children else None)
+
+
+def _leaf_bytes(part: Message) -> tuple[bytes, str]:
+    """(a leaf's body with its transfer encoding undone, the name a uuencode begin line gives).
+
+    Uuencoded bodies are decoded with or without their begin line (the standard library keeps
+    them undecoded without one).
+    """
+    encoding = str(part.get("content-transfer-encoding", "") or "").strip().lower()
+    if encoding not in shown_parts.UU_ENCODINGS:
+        return _payload_bytes(part), ""
+    payload = part.get_payload()
+    raw = payload.encode("ascii", "surrogateescape") if isinstance(payload, str) else b""
+    decoded = shown_parts.uudecode(raw)
+    return decoded if decoded is not None else (raw, "")
 
 
 def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
