@@ -1,9 +1,10 @@
 """What makes two copies of an email the same email: a hash of what its author wrote.
 
 Relays add trace headers (Received, DKIM, Authentication-Results) and may change line endings, so
-the hash covers only the headers the author's mailer wrote and the body with line endings and
-trailing spaces made uniform: the same email through the webhook and through IMAP hashes alike,
-while a different email that reuses a Message-ID does not.
+the hash covers only the headers the author's mailer wrote and the body with its line endings
+made uniform: the same email through the webhook and through IMAP hashes alike,
+while a different email that reuses a Message-ID does not. Linear, with no regex over the body
+(a 10 MB body costs milliseconds).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ _AUTHOR_HEADERS = frozenset(
 )
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(rb"\r?\n[ \t]+")
-_LINE_END = re.compile(rb"[ \t\r]*\n")
 
 
 def content_hash(raw: bytes) -> str:
@@ -44,5 +44,5 @@ def content_hash(raw: bytes) -> str:
         if colon and name in _AUTHOR_HEADERS:
             digest.update(name + b":" + b" ".join(value.split()) + b"\n")
     digest.update(b"\n")
-    digest.update(_LINE_END.sub(b"\n", body).rstrip(b" \t\r\n"))
+    digest.update(body.replace(b"\r\n", b"\n").rstrip(b" \t\r\n"))
     return digest.hexdigest()

@@ -181,7 +181,7 @@ def _mailbox(pieces: _Pieces, label: str) -> Mailbox | None:
 def _lenient(pieces: _Pieces, label: str) -> Mailbox:
     """A mailbox with no angle brackets that is no addr-spec: one word that is one, else none."""
     words = pieces.phrase.split()
-    found = [(i, normal_address(word)) for i, word in enumerate(words)]
+    found = [(i, normal_address(word)) for i, word in enumerate(words[:50]) if "@" in word]
     addresses = [(i, address) for i, address in found if address]
     if len(addresses) != 1:
         why = "names several addresses" if addresses else "has no address that parses"
