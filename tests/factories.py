@@ -28,8 +28,8 @@ from triage.config import Settings
 from triage.database import transaction
 from triage.helpdesk import tokens, users
 from triage.mail import compose
+from triage.mail.domains import address_domain
 from triage.mail.outbox import outbound_message
-from triage.mail.recipients import address_domain
 from triage.orm import Attachment, Message, Queue, Ticket, User, utcnow
 
 PASSWORD = "correct horse battery"  # every factory user's password unless one is given

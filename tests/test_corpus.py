@@ -27,7 +27,9 @@ def test_every_corpus_and_sample_file_parses() -> None:
     assert len(files) >= 28
     for path in files:
         email = parse(path.read_bytes())
-        assert "@" in email.from_address and email.message_id.startswith("<"), path.name
+        assert email.message_id.startswith("<"), path.name
+        # a header injection in From leaves no address to record (a person handles the mail)
+        assert "@" in email.from_address or "line break" in email.address_problem, path.name
 
 
 def test_html_only_is_converted_without_script_or_style() -> None:

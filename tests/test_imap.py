@@ -177,11 +177,23 @@ def test_worker_polls_and_delivers_one_reply(imap_app: Flask, smtp_server) -> No
 def test_unparseable_mail_in_the_inbox_is_kept_not_lost(imap_app: Flask) -> None:
     from triage.orm import InboundEmail
 
-    _append(imap_app, b"Subject: no sender at all\r\n\r\nhello\r\n")
+    _append(imap_app, b"Note: no email header at all\r\n\r\nhello\r\n")
     assert _poll(imap_app) == 1
     with imap_app.extensions["triage.sessions"]() as s:
         row = s.scalars(select(InboundEmail)).one()
         assert row.status == "rejected" and "From" in (row.last_error or "")
+
+
+def test_mail_with_no_sender_in_the_inbox_goes_to_a_person(imap_app: Flask) -> None:
+    from triage.orm import InboundEmail, Ticket
+
+    _append(imap_app, b"Subject: no sender at all\r\n\r\nhello\r\n")
+    assert _poll(imap_app) == 1
+    with imap_app.extensions["triage.sessions"]() as s:
+        row = s.scalars(select(InboundEmail)).one()
+        ticket = s.get(Ticket, row.ticket_id)
+        assert row.status == "processed" and ticket is not None
+        assert ticket.centre_email == "" and ticket.queue.slug == "triage"
 
 
 def test_wrong_password_is_a_clear_cli_error(imap_app: Flask, tmp_path: Path) -> None:

@@ -131,3 +131,39 @@ def test_unexpected_values_stop_the_upgrade_and_change_nothing(empty_engine: Eng
         )
         searchable = conn.scalar(text("SELECT count(*) FROM ticket_search"))
     assert searchable == 4
+
+
+def test_0016_hashes_stored_mail_and_lets_a_message_id_be_reused(empty_engine: Engine) -> None:
+    from triage.mail.fingerprint import content_hash
+
+    schema.upgrade(empty_engine, "0015")
+    raw = b"From: jo@c.example\r\nMessage-ID: <m.1@c.example>\r\nSubject: a\r\n\r\nfirst\r\n"
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO inbound_emails (message_id, raw, source, status, attempts,"
+                " received_at) VALUES ('<m.1@c.example>', :raw, 'webhook', 'pending', 0,"
+                " CURRENT_TIMESTAMP)"
+            ),
+            {"raw": raw},
+        )
+    schema.upgrade(empty_engine)
+    other = raw.replace(b"first", b"second")
+    with empty_engine.begin() as conn:
+        assert conn.scalar(text("SELECT content_hash FROM inbound_emails")) == content_hash(raw)
+        conn.execute(
+            text(
+                "INSERT INTO inbound_emails (message_id, content_hash, raw, source, status,"
+                " attempts, received_at) VALUES ('<m.1@c.example>', :hash, :raw, 'webhook',"
+                " 'pending', 0, CURRENT_TIMESTAMP)"
+            ),
+            {"raw": other, "hash": content_hash(other)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO tickets (centre_email, centre_name, subject, status, created_at,"
+                " updated_at) VALUES ('jo@c.example', '', 'frozen screen', 'open',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        assert conn.scalar(text("SELECT count(*) FROM ticket_search")) == 1  # triggers kept

@@ -523,9 +523,8 @@ def test_crlf_in_an_encoded_from_name_never_reaches_a_recipient(
     ).encode()
     ref = post_email(mail_app.test_client(), api_token, raw).get_json()["reference"]
     t = ticket(mail_app, ref)
-    assert (
-        t.centre_email == "crlf@centre.example" and t.action == "none" and t.queue.slug == "triage"
-    )
+    # a From with an injected line break is not believed: no address is recorded at all
+    assert t.centre_email == "" and t.action == "none" and t.queue.slug == "triage"
     assert any(e.action == "recipient.flagged" for e in history(mail_app, t.id))
     assert count(mail_app, OutboxItem) == 0  # flagged: no automatic answer
     make_user(mail_app)
@@ -533,16 +532,11 @@ def test_crlf_in_an_encoded_from_name_never_reaches_a_recipient(
     login(client)
     page = f"/tickets/{t.id}"
     assert "From header held a line break" in client.get(page).get_data(as_text=True)
-    post_form(
-        client, page, f"{page}/reply", {"body": "We have looked into this."}
-    )  # a person may still answer
+    answer = post_form(client, page, f"{page}/reply", {"body": "We have looked into this."})
+    assert answer.status_code < 500  # refused: there is no address to answer
+    assert "cannot take a reply" in client.get(page).get_data(as_text=True)
     deliver(mail_app)
-    for envelope, sent in received(smtp_server):
-        assert envelope.rcpt_tos == ["crlf@centre.example"] and sent["To"] == "crlf@centre.example"
-        assert (
-            b"injected@evil.example" not in header_block(envelope.content) and sent["Bcc"] is None
-        )
-        assert "Dear colleague," in plain(sent)
+    assert received(smtp_server) == []
 
 
 def test_an_outgoing_recipient_must_be_one_parsed_address() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from triage.mail.parse import UnparseableEmail, identify, parse
+from triage.mail.parse import NotAnEmail, identify, parse
 
 LONG_LOCAL = "y" * 260
 
@@ -23,17 +23,18 @@ def _email(headers: str, body: str = "\r\nhello") -> bytes:
         ("Okafor, Chidi <c.okafor@x.example>", "Okafor, Chidi", "c.okafor@x.example", ""),
         # a real address before the first one that can be answered is not part of the name
         ("a@b.example\x01, Jo <jo@c.example>", "Jo", "jo@c.example", ""),
-        (
+        (  # a cut address would be an invented one: none is recorded
             f"Jo <{LONG_LOCAL}@example.com>",
             "Jo",
-            f"{LONG_LOCAL}@example.com"[:254],
-            "From address is longer than 254 characters",
+            "",
+            "From address is longer than 254 characters; no Sender or Reply-To address to use "
+            "instead",
         ),
         (
             "Jo\x01Bloggs <jo@c.example>",
             "Jo Bloggs",
             "jo@c.example",
-            "From header could only be read leniently",
+            "From display name held a control character",
         ),
     ],
 )
@@ -42,17 +43,25 @@ def test_sender(from_header: str, name: str, address: str, problem: str) -> None
     assert (email.from_name, email.from_address, email.address_problem) == (name, address, problem)
 
 
-def test_a_line_break_hidden_in_an_encoded_from_is_a_problem() -> None:
+def test_a_line_break_hidden_in_an_encoded_from_makes_from_unusable() -> None:
     email = parse(_email("From: =?utf-8?q?Jo=0D=0ABcc:_x@y?= <jo@c.example>\r\n"))
-    assert email.address_problem == "From header held a line break"
+    assert email.from_address == ""
+    assert email.address_problem.startswith("From header held a line break")
 
 
 @pytest.mark.parametrize("from_header", ["jo@", "", "no address here"])
-def test_no_usable_sender_is_refused_by_parse_and_identify(from_header: str) -> None:
+def test_no_usable_sender_is_kept_with_the_reason(from_header: str) -> None:
     raw = _email(f"From: {from_header}\r\n")
-    with pytest.raises(UnparseableEmail, match="no valid From address"):
+    email = parse(raw)
+    assert email.from_address == "" and "no Sender or Reply-To" in email.address_problem
+    assert identify(raw) == email.message_id
+
+
+@pytest.mark.parametrize("raw", [b"", b"  \r\n", b"hello world\r\nnot mail\r\n"])
+def test_what_has_no_header_block_is_not_an_email(raw: bytes) -> None:
+    with pytest.raises(NotAnEmail):
         parse(raw)
-    with pytest.raises(UnparseableEmail, match="no valid From address"):
+    with pytest.raises(NotAnEmail):
         identify(raw)
 
 
@@ -60,7 +69,12 @@ def test_no_usable_sender_is_refused_by_parse_and_identify(from_header: str) -> 
     ("reply_to", "name", "address", "problem"),
     [
         ("Desk <desk@centre.example>", "Desk", "desk@centre.example", ""),
-        ("not an address", '"not an address"', "", "Reply-To header has no address that parses"),
+        (
+            "not an address",
+            "not an address",
+            "",
+            "Reply-To header has no address",
+        ),
     ],
 )
 def test_reply_to(reply_to: str, name: str, address: str, problem: str) -> None:

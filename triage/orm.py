@@ -339,10 +339,19 @@ def format_reference(ticket_id: int) -> str:
     return f"{REFERENCE_PREFIX}{ticket_id:06d}"
 
 
+MAX_KEY = 2**31 - 1  # the largest id an Integer key holds (PostgreSQL int4)
+
+
 def parse_reference(text: str) -> int | None:
-    """Find the first IMI-000123 style reference in text and return its ticket id."""
-    match = _REFERENCE_RE.search(text or "")
-    return int(match.group(1)) if match else None
+    """Find the first IMI-000123 style reference in text and return its ticket id.
+
+    A number no ticket id can be (zero, or past MAX_KEY) is no reference: it is ignored.
+    """
+    for match in _REFERENCE_RE.finditer(text or ""):
+        digits = match.group(1).lstrip("0")
+        if digits and len(digits) <= 10 and int(digits) <= MAX_KEY:
+            return int(digits)
+    return None
 
 
 class Message(Base):
@@ -361,7 +370,8 @@ class Message(Base):
     kind: Mapped[MessageKind] = mapped_column(
         StrEnumType(MessageKind, 20), default=MessageKind.EMAIL
     )
-    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    # not unique: another email may reuse a Message-ID (broken mailers, ticket systems)
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str | None] = mapped_column(Text)
     from_address: Mapped[str] = mapped_column(String(254), default="")
@@ -387,12 +397,17 @@ class InboundEmail(Base):
     __tablename__ = "inbound_emails"
     __table_args__ = (
         Index("ix_inbound_emails_status_received", "status", "received_at"),
+        # one row per email: an exact copy is a duplicate, another email reusing its id is not
+        UniqueConstraint(
+            "message_id", "content_hash", name="uq_inbound_emails_message_id_content_hash"
+        ),
         one_of("source", InboundSource),
         one_of("status", InboundStatus),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    content_hash: Mapped[str] = mapped_column(String(64), default="")  # mail/fingerprint.py
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[InboundSource] = mapped_column(StrEnumType(InboundSource, 20))
     status: Mapped[InboundStatus] = mapped_column(
@@ -404,6 +419,11 @@ class InboundEmail(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
     channel: Mapped[str | None] = mapped_column(String(64))  # None: the default channel
+    next_attempt_at: Mapped[datetime | None]  # after a failed attempt: not claimed before then
+    # the token that posted it (the webhook): an inbound-only token sees only its own mail
+    api_token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="SET NULL")
+    )
 
 
 class Attachment(Base):

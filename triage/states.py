@@ -149,6 +149,7 @@ class AuditAction(StrEnum):
     MESSAGE_AUTOMATIC = "message.automatic"
     RECIPIENT_REPLY_TO_IGNORED = "recipient.reply_to_ignored"
     RECIPIENT_FLAGGED = "recipient.flagged"
+    THREAD_REFUSED = "thread.refused"  # answers another ticket's message, from a stranger to it
     NOTIFICATION_SENT = "notification.sent"
     MODEL_TRAINED = "model.trained"
     MODEL_ACTIVATED = "model.activated"

@@ -175,6 +175,10 @@ _SENTENCES: dict[str, Callable[[_Entry], str]] = {
     AuditAction.RECIPIENT_FLAGGED: lambda e: (
         f"No automatic answer, the sender's address needs a look: {e.details.get('reason')}."
     ),
+    AuditAction.THREAD_REFUSED: lambda e: (
+        f"This email answers or names {e.details.get('ticket')}, but its sender takes no part in "
+        "that ticket, so it opened this one instead (no automatic answer)."
+    ),
     AuditAction.TICKET_REOPENED: _reopened,
     AuditAction.TICKET_CENTRE_REPLIED: lambda e: f"{e.who} replied.",
     AuditAction.TICKET_URGENCY_CHANGED: _urgency_changed,

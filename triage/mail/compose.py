@@ -30,7 +30,7 @@ from triage.mail.feedback_links import FeedbackLinks
 from triage.mail.names import greeting_name
 from triage.mail.parse import single_line
 from triage.mail.recipients import ATEXT, valid_recipient
-from triage.orm import format_reference, utcnow
+from triage.orm import MAX_KEY, format_reference, utcnow
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "mail"
 # templates are read once (auto_reload off): no file check on every email
@@ -122,8 +122,8 @@ def new_message_id(secret: str, ticket_id: int, domain: str) -> str:
 def ticket_from_message_id(secret: str, message_id: str) -> int | None:
     """The ticket id in one of our Message-IDs, if its signature is valid."""
     match = _OUR_ID.match(message_id or "")
-    if not match:
-        return None
+    if not match or len(match.group(1)) > 10 or int(match.group(1)) > MAX_KEY:
+        return None  # no ticket has that id (and no column could hold it)
     ticket_id, nonce, signature = int(match.group(1)), match.group(2), match.group(3)
     return ticket_id if hmac.compare_digest(signature, _sign(secret, ticket_id, nonce)) else None
 

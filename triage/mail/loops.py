@@ -95,6 +95,61 @@ def _mailing_list(email: ParsedEmail) -> str | None:
     return f"mailing list ({list_headers[0]})" if list_headers else None
 
 
+# headers list managers write besides List-* (Mailman, ezmlm, LISTSERV, ListProc, Sympa...)
+_LIST_MANAGER_HEADERS = (
+    "x-mailman-version",
+    "x-beenthere",
+    "x-list-administrivia",
+    "mailing-list",
+    "x-mailing-list",
+    "x-ml-name",
+    "x-listprocessor-version",
+    "x-listserver",
+    "x-listname",
+    "x-loop",
+)
+_LIST_ROBOT_LOCAL = re.compile(
+    r"^(?:owner-.+|.+-(?:request|bounces|owner|confirm|join|leave|subscribe|unsubscribe)"
+    r"|listserv|majordomo|mailman|listproc|sympa|ecartis|lyris)(?:\+.*)?$"
+)
+_ADDRESS = re.compile(r"[^\s<>()\"',;:@]+@[A-Za-z0-9.-]+")
+_DIGEST_SUBJECT = re.compile(
+    r"\bdigest\b.{0,40}?\bvol(?:ume)?\b\.?\s*\d+.{0,10}?\b(?:issue|no\.?|number)\s*\d+"
+    r"|\bdigest\s*-\s*.{0,60}\(#\d{4}-\d+\)",  # LISTSERV: "X Digest - 1 Jan to 2 Jan (#2026-3)"
+    re.IGNORECASE,
+)
+_DIGEST_BODY = re.compile(
+    r"Today's Topics:|mailing list submissions to|digest of .{0,60}mailing list",
+    re.IGNORECASE,
+)
+
+
+def _list_manager(email: ParsedEmail) -> str | None:
+    """A mailing list without List-* headers: a list manager's header, sender or digest."""
+    found = next((name for name in _LIST_MANAGER_HEADERS if name in email.headers), None)
+    if found:
+        return f"mailing list ({found} header)"
+    for name in ("from", "sender", "reply-to", "return-path", "errors-to"):
+        for address in _ADDRESS.findall(email.header(name)):
+            local, _, domain = address.lower().rpartition("@")
+            if _LIST_ROBOT_LOCAL.match(local) or domain.startswith("listserv."):
+                return f"mailing list ({name} {address[:100]} is a list address)"
+    if "listserv" in email.header("received").lower() or "listserv" in email.message_id.lower():
+        return "mailing list (sent by LISTSERV)"
+    return _digest(email)
+
+
+def _digest(email: ParsedEmail) -> str | None:
+    """A list digest, known by its MIME type, its subject or the words digests begin with."""
+    if "multipart/digest" in email.header("content-type").lower():
+        return "mailing list digest (multipart/digest)"
+    if _DIGEST_SUBJECT.search(email.subject or ""):
+        return "mailing list digest (subject)"
+    if _DIGEST_BODY.search(email.text[:5000]):
+        return "mailing list digest (its table of contents)"
+    return None
+
+
 def _suppressed_responses(email: ParsedEmail) -> str | None:
     """Exchange's X-Auto-Response-Suppress asking for no automatic answer."""
     value = email.header("x-auto-response-suppress")
@@ -124,6 +179,7 @@ _MACHINE_MARKS: tuple[Callable[[ParsedEmail], str | None], ...] = (
     _auto_submitted,
     _bulk_precedence,
     _mailing_list,
+    _list_manager,
     _suppressed_responses,
     _autoresponder_header,
     _empty_return_path,

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
-from email.headerregistry import Address, AddressHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
@@ -33,6 +32,8 @@ from triage.mail.charsets import (
     has_garbling,
     header_parameter,
 )
+from triage.mail.domains import address_domain
+from triage.mail.mailbox import Mailbox, address_like, decode_words, read_mailboxes
 
 MAX_PARTS = 200
 MAX_DEPTH = 20
@@ -72,7 +73,26 @@ _DECODED = ("subject", "from", "to", "cc")  # headers whose encoded words are de
 
 
 class UnparseableEmail(ValueError):
-    """Bytes that are not an email the service can store (no headers, no sender)."""
+    """Bytes that cannot become a ticket (they are kept, as rejected, when they have headers)."""
+
+
+class NotAnEmail(UnparseableEmail):
+    """Bytes that are not an email at all: empty, or with no header block."""
+
+
+# headers that make a header block an email's (RFC 5322, 2045, 5321 trace)
+_EMAIL_HEADERS = _ADDRESS_HEADERS | {
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "received",
+    "mime-version",
+    "content-type",
+    "delivered-to",
+    "resent-date",
+}
 
 
 @dataclass(frozen=True)
@@ -274,6 +294,19 @@ def _split_head(raw: bytes, start: int, end: int) -> tuple[bytes, int]:
     return raw[start : blank.start() + 1], blank.end()
 
 
+_STRAY_LINE = re.compile(rb"\n(?![ \t]|[!-9;-~]+[ \t]*:|\r?\n|\r?$)")  # no field, no fold
+_FIELD_LINE = re.compile(rb"\n[!-9;-~]+[ \t]*:")
+
+
+def mend_unfolded(head: bytes) -> bytes:
+    """A header block whose stray lines (neither a field nor folded) before its last field are
+    read as folded: a header line a mailer broke without folding does not end the headers."""
+    if not _STRAY_LINE.search(head):
+        return head
+    last_field = max((m.start() for m in _FIELD_LINE.finditer(head)), default=-1)
+    return _STRAY_LINE.sub(lambda m: b"\n " if m.start() < last_field else m.group(0), head)
+
+
 def bounded_head(head: bytes) -> bytes:
     """A header block within MAX_HEADER_BLOCK, MAX_HEADERS and MAX_HEADER_FIELD, else unchanged.
 
@@ -312,21 +345,18 @@ def bounded_head(head: bytes) -> bytes:
 def identify(raw: bytes) -> str:
     """The Message-ID raw mail is stored under, from its header block alone (the webhook's check).
 
-    Raises UnparseableEmail for headers `parse` would refuse (empty, no headers, no usable From);
-    the body is not read, so this costs a fraction of `parse`, and gives the Message-ID `parse`
-    gives.
+    Raises NotAnEmail for bytes with no header block, UnparseableEmail for a header block with no
+    email header in it (such mail is kept, as rejected); the sender is not checked (mail with no
+    usable sender still becomes a ticket, for a person). The body is not read.
     """
     if not raw or not raw.strip():
-        raise UnparseableEmail("empty message")
+        raise NotAnEmail("empty message")
     try:
         head, _body_start = _split_head(raw, 0, len(raw))
-        msg = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
-        if not msg.keys():
-            raise UnparseableEmail("no headers found: not an RFC 822 message")
-        # an address the lenient reading finds is one `_sender` finds too (it falls back to that
-        # reading), so only a From that reading refuses costs the full header parse
-        if not _lenient_address(_raw_header(msg, "from"))[1] and not _sender(msg)[1]:
-            raise UnparseableEmail("message has no valid From address")
+        msg = BytesParser(policy=BOUNDED).parsebytes(
+            bounded_head(mend_unfolded(head)), headersonly=True
+        )
+        _check_headers(msg)
         value = _raw_header(msg, "message-id")
     except UnparseableEmail:
         raise
@@ -334,6 +364,15 @@ def identify(raw: bytes) -> str:
         raise UnparseableEmail(f"cannot parse: {type(exc).__name__}: {exc}") from exc
     found = message_ids(single_line(value[: 2 * MAX_HEADER_FIELD]))
     return found[0] if found else _hashed_message_id(raw)
+
+
+def _check_headers(msg: Message) -> None:
+    """NotAnEmail when no header was found; UnparseableEmail when none is an email's."""
+    names = {key.lower() for key in msg}
+    if not names:
+        raise NotAnEmail("no headers found: not an RFC 822 message")
+    if not names & _EMAIL_HEADERS and not any(n.startswith(("x-", "list-")) for n in names):
+        raise UnparseableEmail("no email header (From, To, Subject, Date, Message-ID...) found")
 
 
 def _message(
@@ -349,7 +388,9 @@ def _message(
     """
     end = len(raw) if end is None else end
     head, body_start = _split_head(raw, start, end)
-    parsed = BytesParser(policy=BOUNDED).parsebytes(bounded_head(head), headersonly=True)
+    parsed = BytesParser(policy=BOUNDED).parsebytes(
+        bounded_head(mend_unfolded(head)), headersonly=True
+    )
     msg = cast(EmailMessage, parsed)  # what the policy's message_factory makes
     leftover = (
         msg.get_payload()
@@ -420,26 +461,22 @@ def _parse(raw: bytes) -> ParsedEmail:
     """The parsed email in raw bytes (UnparseableEmail when there is none)."""
     msg = _message_with_headers(raw)
     headers = _headers(msg)
-    name, address, problem = _sender(msg)
-    if not address:
-        raise UnparseableEmail("message has no valid From address")
+    sender = _identity(msg)
     message_id, generated = _message_id(raw, headers)
     contents = _Contents.of(msg)
     # NUL and undecodable bytes are legal in a MIME body, but no PostgreSQL text column holds them
     html = storable("\n".join(contents.html_parts)) if contents.html_parts else None
-    reply_name, reply_address, reply_problem = (
-        _sender(msg, "reply-to") if "reply-to" in headers else ("", "", "")
-    )
+    reply_to = _reply_to(msg)
     text = _text(contents.readable(), html)
     return ParsedEmail(
         message_id=message_id,
-        from_address=address,
-        from_name=single_line(_readable_name(msg, name, address), 200),
+        from_address=sender.address,
+        from_name=single_line(_readable_name(msg, sender.name, sender.address), 200),
         to_addresses=_addresses(headers),
         subject=headers.get("subject", ""),
         # some senders (Python's email package among them) RFC 2047-encode long msg-ids
-        in_reply_to=next(iter(message_ids(_decoded_words(headers.get("in-reply-to", "")))), None),
-        references=message_ids(_decoded_words(headers.get("references", ""))),
+        in_reply_to=next(iter(message_ids(decode_words(headers.get("in-reply-to", "")))), None),
+        references=message_ids(decode_words(headers.get("references", ""))),
         text=text,
         html=html,
         headers=headers,
@@ -447,21 +484,20 @@ def _parse(raw: bytes) -> ParsedEmail:
         is_delivery_report=contents.is_report,
         bounced_message_ids=contents.bounced,
         generated_message_id=generated,
-        reply_to_address=reply_address,
-        reply_to_name=single_line(reply_name, 200),
+        reply_to_address=reply_to.address,
+        reply_to_name=single_line(reply_to.name, 200),
         report_type=contents.report_type,
         authentication_results=_all_values(msg, "authentication-results")[:20],
-        address_problem=problem or reply_problem,
+        address_problem=single_line(sender.problem or reply_to.problem, 500),
     )
 
 
 def _message_with_headers(raw: bytes) -> EmailMessage:
     """The message in raw bytes; UnparseableEmail when they are empty or start with no header."""
     if not raw or not raw.strip():
-        raise UnparseableEmail("empty message")
+        raise NotAnEmail("empty message")
     msg = _message(raw)
-    if not msg.keys():
-        raise UnparseableEmail("no headers found: not an RFC 822 message")
+    _check_headers(msg)
     return msg
 
 
@@ -756,81 +792,87 @@ def _leaf_bytes(part: Message) -> tuple[bytes, str]:
     return decoded if decoded is not None else (raw, "")
 
 
-def _sender(msg: Message, header: str = "from") -> tuple[str, str, str]:
-    """(display name, lower-cased address, problem) of the first usable address in a header.
+def _identity(msg: Message) -> Mailbox:
+    """Who sent the mail, as a mail server reads it: From, else Sender, else Reply-To.
 
-    The address always comes from parsing the header, never from its decoded text: when the
-    strict parser refuses the header (a line break hidden in an encoded word, say), the raw header
-    is parsed with its encoded words left as they are, and the problem is returned so that nothing
-    answers it automatically.
+    The address is the angle-addr (or the bare addr-spec), never a word of the display name. When
+    From names no single usable address (missing, repeated, broken), Sender is used, then a
+    Reply-To in the From's registrable domain (any, when From names no domain); the problem is
+    kept so that a person, not an automatic answer, deals with the mail.
     """
-    label = "From" if header == "from" else "Reply-To"
-    try:
-        parsed = _parsed_sender(msg, header, label)
-    except Exception:  # the strict parser refused the header: read it leniently below
-        parsed = None
-    return parsed if parsed is not None else _lenient_sender(msg, header, label)
-
-
-def _parsed_sender(msg: Message, header: str, label: str) -> tuple[str, str, str] | None:
-    """The sender from the parsed header: the first of ten addresses that can be answered.
-
-    None when there is none, or when that address or its name holds a control character.
-    """
-    value = msg[header]
-    addresses: tuple[Address, ...] = value.addresses if isinstance(value, AddressHeader) else ()
-    for index, found in enumerate(addresses[:10]):
-        address = found.addr_spec.lower()
-        if not _can_answer(address):
+    author, problem = _author(msg)
+    if author.address:
+        return author
+    claimed = {address_domain(a) for a in address_like(_raw_all(msg, "from"))}
+    for header, label in (("sender", "Sender"), ("reply-to", "Reply-To")):
+        found = _first_usable(msg, header, label)
+        if found is None or (
+            label == "Reply-To" and claimed - {""} and address_domain(found.address) not in claimed
+        ):
             continue
-        if _CONTROL.search(address + found.display_name):
-            return None
-        too_long = f"{label} address is longer than 254 characters" if len(address) > 254 else ""
-        return _display_name(addresses, index), address[:254], too_long
-    return None
-
-
-def _display_name(addresses: tuple[Address, ...], index: int) -> str:
-    """The display name of addresses[index], with the bare words parsed as addresses before it.
-
-    An unquoted directory name, "Okafor, Chidi <c.okafor@...>", reads as a bare word then a mailbox.
-    """
-    before = [address.addr_spec for address in addresses[:index]]
-    if all("@" not in word for word in before):
-        return ", ".join([*before, addresses[index].display_name])
-    return addresses[index].display_name
-
-
-def _lenient_sender(msg: Message, header: str, label: str) -> tuple[str, str, str]:
-    """The sender read from the raw header, encoded words left as they are, and why it was so."""
-    raw = _raw_header(msg, header)
-    decoded = _header(msg, header) if raw else ""
-    broken = re.search(r"[\r\n]", _decoded_words(raw).strip())
-    problem = f"{label} header held a line break" if broken else ""
-    name, address = _lenient_address(raw)
-    if address:
-        return (
-            _decoded_words(name),
-            address,
-            problem or f"{label} header could only be read leniently",
+        return Mailbox(
+            found.name or author.name, found.address, f"{problem}; address taken from {label}"
         )
-    unparsed = f"{label} header has no address that parses" if raw.strip() else ""
-    return decoded or name, "", problem or unparsed
+    return Mailbox(author.name, "", f"{problem}; no Sender or Reply-To address to use instead")
+
+
+def _author(msg: Message) -> tuple[Mailbox, str]:
+    """The From mailbox (its address '' when unusable) and why it is unusable."""
+    values = {" ".join(v.split()) for v in _raw_values(msg, "from")}
+    if not values:
+        return Mailbox("", ""), "no From header"
+    if len(values) > 1:
+        return Mailbox("", ""), f"{len(values)} different From headers"
+    mailboxes = read_mailboxes(values.pop(), "From")
+    usable = [m for m in mailboxes if m.usable]
+    if len(usable) > 1:  # RFC 5322 3.6.2: then Sender names who sent it
+        sender = _first_usable(msg, "sender", "Sender")
+        if sender is not None:
+            return sender, ""
+        first = usable[0]
+        why = f"From names {len(usable)} addresses and there is no Sender"
+        return Mailbox(first.name, first.address, first.problem or why), ""
+    if usable:
+        return usable[0], ""
+    first = mailboxes[0] if mailboxes else Mailbox("", "", "From header is empty")
+    return Mailbox(first.name, ""), first.problem or "From header has no address that parses"
+
+
+def _first_usable(msg: Message, header: str, label: str) -> Mailbox | None:
+    """The first mailbox with a usable address in the (one) header, or None."""
+    values = {" ".join(v.split()) for v in _raw_values(msg, header)}
+    if len(values) != 1:
+        return None
+    return next((m for m in read_mailboxes(values.pop(), label) if m.usable), None)
+
+
+def _reply_to(msg: Message) -> Mailbox:
+    """The first usable Reply-To mailbox; else its name and why it cannot be used."""
+    raw = _raw_header(msg, "reply-to")
+    if not raw.strip():
+        return Mailbox("", "")
+    mailboxes = read_mailboxes(raw, "Reply-To")
+    usable = next((m for m in mailboxes if m.usable), None)
+    if usable is not None:
+        return usable
+    first = mailboxes[0] if mailboxes else Mailbox("", "")
+    why = first.problem or "Reply-To header has no address that parses"
+    return Mailbox(first.name, "", why)
+
+
+def _raw_values(msg: Message, header: str) -> list[str]:
+    """Every value of a header (any case) as it came, unparsed."""
+    name = header.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == name]
+
+
+def _raw_all(msg: Message, header: str) -> str:
+    return " ".join(_raw_values(msg, header))
 
 
 def _raw_header(msg: Message, header: str) -> str:
     """The first such header (any case) as it came, unparsed ("" if none)."""
-    name = header.lower()
-    return next((str(v) for k, v in msg.raw_items() if k.lower() == name), "")
-
-
-def _lenient_address(raw: str) -> tuple[str, str]:
-    """(name, lower-cased address) of a raw address header read leniently; "" if none answerable."""
-    name, address = parseaddr(re.sub(r"\r?\n[ \t]", " ", raw))
-    address = address.lower()[:254]
-    if "=?" in address or _CONTROL.search(address) or not _can_answer(address):
-        return name, ""
-    return name, address
+    return next(iter(_raw_values(msg, header)), "")
 
 
 def _all_values(msg: Message, name: str) -> list[str]:
@@ -838,29 +880,10 @@ def _all_values(msg: Message, name: str) -> list[str]:
     return [single_line(v[: 2 * MAX_HEADER_FIELD]) for k, v in msg.raw_items() if k.lower() == name]
 
 
-def _decoded_words(value: str) -> str:
-    """A header fragment with its encoded words decoded (as it came, when they do not decode)."""
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:
-        return value
-
-
 def _addresses(headers: dict[str, str]) -> list[str]:
     """The To and Cc addresses, each a clean single line."""
     pairs = getaddresses([headers.get("to", ""), headers.get("cc", "")])
     return [single_line(address, 254) for _name, address in pairs if "@" in address]
-
-
-def _can_answer(address: str) -> bool:
-    """True if an answer could go to it: a local part and a domain our own mail headers accept."""
-    local, at, domain = address.rpartition("@")
-    if not (local and at and domain):
-        return False
-    try:
-        return Address(addr_spec=address).addr_spec != ""
-    except Exception:  # the header parser refuses it: no reply could carry it in To
-        return False
 
 
 _REPORT_PARTS = frozenset(

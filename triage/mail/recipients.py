@@ -6,37 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.headerregistry import Address
-from functools import lru_cache
 
-from publicsuffixlist import PublicSuffixList
-
+from triage.mail.domains import registrable_domain
 from triage.mail.parse import ParsedEmail
 
 _COMMENT = re.compile(r"\([^()]*\)")
 _DMARC = re.compile(r"(?:^|;)\s*dmarc\s*=\s*([a-z]+)", re.IGNORECASE)
-
-
-@lru_cache(maxsize=1)
-def _suffixes() -> PublicSuffixList:
-    return PublicSuffixList()  # the snapshot bundled with the package: no network
-
-
-@lru_cache(maxsize=4096)
-def registrable_domain(domain: str) -> str:
-    """The domain an organisation registered ('mail.college.ac.uk' -> 'college.ac.uk'), by the
-    Public Suffix List.
-
-    A bare public suffix, or a name the list does not know, is its own registrable domain.
-    """
-    name = (domain or "").strip().strip(".").lower()
-    if not name:
-        return ""
-    return _suffixes().privatesuffix(name) or name
-
-
-def address_domain(address: str) -> str:
-    """The registrable domain of an email address ('' if it has none)."""
-    return registrable_domain(address.rpartition("@")[2]) if "@" in (address or "") else ""
 
 
 @dataclass(frozen=True)

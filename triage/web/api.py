@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import defer
 
+from triage.helpdesk import tokens
 from triage.mail import channels
 from triage.mail.contact_form import message_from_form
 from triage.mail.inbound import InboundContext, Received, accept, receive
-from triage.mail.parse import UnparseableEmail
+from triage.mail.parse import NotAnEmail, UnparseableEmail
 from triage.orm import InboundEmail, format_reference
 from triage.states import InboundSource, InboundStatus
 from triage.web import db, session_factory, settings, statement_db
@@ -30,13 +32,21 @@ def _accepted(result: Received, pending_note: str) -> ResponseReturnValue:
     body = {
         "id": result.inbound_id,
         "status": result.status,
+        "state": result.status,
         "reference": result.reference,
         "message_id": result.message_id,
         "duplicate": result.duplicate,
     }
     if result.status == InboundStatus.PENDING:
         body["note"] = pending_note
+    if result.status == InboundStatus.REJECTED:
+        body["reason"] = _reason(result.reason)
     return jsonify(body), 202
+
+
+def _reason(error: str | None) -> str:
+    """Why stored mail could not become a ticket, as the sender may read it (one line, bounded)."""
+    return " ".join((error or "it could not be read as an email").split())[:300]
 
 
 @bp.post("/inbound")
@@ -54,13 +64,19 @@ def inbound() -> ResponseReturnValue:
 
 def store_webhook_mail(raw: bytes, channel: str | None = None) -> ResponseReturnValue:
     """Store one raw email taken by a webhook (ours or a mail provider's) and answer 202 with its
-    id; a worker makes the ticket. `channel` names the mail channel it came in on (None: the
-    default)."""
+    id; a worker makes the ticket. Anything with a header block is kept (as rejected, with the
+    reason, if it must be). `channel` names the mail channel it came in on (None: the default)."""
     try:
         stored_as = None if channel == channels.DEFAULT else channel
-        result = accept(statement_db(), raw, InboundSource.WEBHOOK, channel=stored_as)
-    except UnparseableEmail as exc:
-        raise ApiError(400, f"not a parseable email: {exc}") from None
+        result = accept(
+            statement_db(),
+            raw,
+            InboundSource.WEBHOOK,
+            channel=stored_as,
+            token_id=g.api_token.id if "api_token" in g else None,
+        )
+    except NotAnEmail as exc:
+        raise ApiError(400, f"not an email: {exc}") from None
     return _accepted(
         result, f"stored; a worker processes it shortly (GET /api/v1/inbound/{result.inbound_id})"
     )
@@ -69,23 +85,29 @@ def store_webhook_mail(raw: bytes, channel: str | None = None) -> ResponseReturn
 @bp.get("/inbound/<int:inbound_id>")
 @token_required(scope=("inbound", "read"))  # the gateway that posted it may ask
 def inbound_status(inbound_id: int) -> ResponseReturnValue:
-    """Where one stored email is: pending, processed (with its ticket reference) or rejected."""
-    row = db().get(InboundEmail, inbound_id)
-    if row is None:
+    """Where one stored email is: pending, processed (with its ticket reference) or rejected.
+
+    A token with only the inbound scope sees only the mail it posted; no internal error text is
+    ever shown (a rejected email's reason is the service's own words).
+    """
+    row = db().get(InboundEmail, inbound_id, options=[defer(InboundEmail.raw)])
+    token = g.api_token
+    if row is None or (not tokens.has_scope(token, "read") and row.api_token_id != token.id):
         raise ApiError(404, "no inbound email with this id")
-    return jsonify(
-        {
-            "id": row.id,
-            "status": row.status,
-            "reference": format_reference(row.ticket_id) if row.ticket_id else None,
-            "message_id": row.message_id,
-            "source": row.source,
-            "attempts": row.attempts,
-            "last_error": row.last_error,
-            "received_at": row.received_at.isoformat(),
-            "processed_at": row.processed_at.isoformat() if row.processed_at else None,
-        }
-    )
+    body = {
+        "id": row.id,
+        "status": row.status,
+        "state": row.status,
+        "reference": format_reference(row.ticket_id) if row.ticket_id else None,
+        "message_id": row.message_id,
+        "source": row.source,
+        "attempts": row.attempts,
+        "received_at": row.received_at.isoformat(),
+        "processed_at": row.processed_at.isoformat() if row.processed_at else None,
+    }
+    if row.status == InboundStatus.REJECTED:
+        body["reason"] = _reason(row.last_error)
+    return jsonify(body)
 
 
 def _text_field(data: dict[str, object], name: str, required: bool, limit: int) -> str:

@@ -115,8 +115,10 @@ SPEC: dict[str, Any] = {
                     "status": {"enum": list(InboundStatus)},
                     "reference": {"type": ["string", "null"]},
                     "message_id": {"type": "string"},
+                    "state": {"enum": list(InboundStatus)},
                     "duplicate": {"type": "boolean"},
                     "note": {"type": "string"},
+                    "reason": {"type": "string"},
                 },
             },
             "InboundStatus": {
@@ -128,8 +130,9 @@ SPEC: dict[str, Any] = {
                     "reference": {"type": ["string", "null"]},
                     "message_id": {"type": "string"},
                     "source": {"enum": list(InboundSource)},
+                    "state": {"enum": list(InboundStatus)},
                     "attempts": {"type": "integer"},
-                    "last_error": {"type": ["string", "null"]},
+                    "reason": {"type": "string"},
                     "received_at": {"type": "string"},
                     "processed_at": {"type": ["string", "null"]},
                 },
@@ -240,8 +243,10 @@ SPEC: dict[str, Any] = {
                 "summary": "Submit one raw RFC 822 email",
                 "description": "Answers as soon as the email is stored "
                 "(status pending, with its id): a worker classifies it and makes the ticket "
-                "moments later (GET /api/v1/inbound/{id} for the reference). The same "
-                "Message-ID again is answered with the stored email (duplicate true).",
+                "moments later (GET /api/v1/inbound/{id} for the reference). Anything with a "
+                "header block is stored: what cannot become a ticket is answered with state "
+                "rejected and the reason. An exact copy of a stored email is answered with it "
+                "(duplicate true); a different email reusing a Message-ID is an email of its own.",
                 "parameters": [
                     {
                         "name": "channel",
@@ -262,7 +267,7 @@ SPEC: dict[str, Any] = {
                     "202": _json(
                         "Accepted", "stored; processing is pending (or done, for a duplicate)"
                     ),
-                    "400": _error("not a parseable email, or no such channel"),
+                    "400": _error("not an email (empty, or no header block), or no such channel"),
                     "413": _error("larger than the size cap"),
                     "415": _error("wrong content type"),
                     "503": _error("database unavailable; retry"),
@@ -284,7 +289,7 @@ SPEC: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": _json("InboundStatus", "the stored email's state"),
-                    "404": _error("no such inbound email"),
+                    "404": _error("no such inbound email (or posted by another token)"),
                     **_AUTH,
                 },
             }

@@ -540,8 +540,14 @@ def raw_source(message_id: int) -> ResponseReturnValue:
         abort(404)
     raw = message.raw
     if raw is None:
-        raw = session.scalar(
-            select(InboundEmail.raw).where(InboundEmail.message_id == message.message_id)
+        raw = session.scalar(  # a Message-ID may be reused: the email of this ticket, first
+            select(InboundEmail.raw)
+            .where(
+                InboundEmail.message_id == message.message_id,
+                InboundEmail.ticket_id == message.ticket_id,
+            )
+            .order_by(InboundEmail.id)
+            .limit(1)
         )
     if raw is None:
         abort(404)

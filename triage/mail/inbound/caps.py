@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, literal_column, or_, select, text, t
 from sqlalchemy.orm import Session
 
 from triage.config import Settings
-from triage.mail.recipients import address_domain
+from triage.mail.domains import address_domain
 from triage.orm import Message, Ticket, utcnow
 from triage.states import MessageDirection, MessageKind
 

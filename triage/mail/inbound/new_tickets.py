@@ -40,6 +40,7 @@ class NewTicket:
     plan: NewTicketPlan
     automatic_reason: str | None  # why a machine wrote it (no_reply_reason)
     model_version: str
+    mentioned: int | None = None  # a ticket it answers, not continued: a stranger to it wrote
 
     @property
     def id(self) -> int:
@@ -143,6 +144,9 @@ class FollowingRows:
             self.classifications.append(_classification(new, new.decision))
         self._event(f"model:{new.model_version}", new.id, AuditAction.TICKET_CREATED, _created(new))
         self._recipient_notes(new)
+        if new.mentioned is not None:
+            details = {"ticket": format_reference(new.mentioned)}
+            self._event("system", new.id, AuditAction.THREAD_REFUSED, details)
         if new.automatic_reason is not None:
             details = {"resolution": NO_ACTION_NEEDED, "reason": new.automatic_reason}
             self._event("system", new.id, AuditAction.TICKET_RESOLVED, details)

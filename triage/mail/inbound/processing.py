@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from triage.classifier.decision import Decision
@@ -20,15 +20,15 @@ from triage.mail.inbound.new_tickets import NewTicket, clean_text
 from triage.mail.inbound.store import (
     MAX_PROCESS_ATTEMPTS,
     Received,
-    describe_error,
+    count_failure,
     note_failure,
     store,
 )
 from triage.mail.inbound.writer import BatchWriter
-from triage.mail.parse import ParsedEmail, UnparseableEmail, parse
+from triage.mail.parse import NotAnEmail, ParsedEmail, UnparseableEmail, parse
 from triage.mail.recipients import choose_recipient
 from triage.orm import InboundEmail, Message, Ticket, utcnow
-from triage.states import InboundSource, InboundStatus
+from triage.states import InboundSource, InboundStatus, MessageDirection
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 50  # emails a worker claims, classifies and writes together
@@ -77,8 +77,8 @@ def receive(
     for the worker."""
     try:
         parsed: ParsedEmail | None = parse(raw)
-    except UnparseableEmail:
-        if not keep_unparseable:
+    except UnparseableEmail as exc:
+        if isinstance(exc, NotAnEmail) and not keep_unparseable:
             raise
         parsed = None
     with statement_session(sessions) as session:
@@ -89,7 +89,7 @@ def receive(
         outcome = process_batch(sessions, ctx, ids=[row.id], parsed=given)
         if row.id in outcome.tickets:
             status, ticket_id = InboundStatus.PROCESSED, outcome.tickets[row.id]
-    return Received(row.id, row.message_id, ticket_id, duplicate, status)
+    return Received(row.id, row.message_id, ticket_id, duplicate, status, reason=row.last_error)
 
 
 def process_pending(
@@ -139,8 +139,10 @@ def process_batch(
 
 
 def _claim(session: Session, limit: int, ids: list[int] | None) -> Sequence[Any]:
-    """The (id, raw) of up to `limit` pending emails still worth trying, oldest first.
+    """The (id, raw) of up to `limit` pending emails still worth trying and due.
 
+    Mail never tried comes first, oldest first; mail that failed waits out its backoff and then
+    comes after it (fewest failures first), so failing mail never holds up the mail behind it.
     PostgreSQL keeps the transaction (and its row locks) open; SQLite ends it at once.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -149,8 +151,9 @@ def _claim(session: Session, limit: int, ids: list[int] | None) -> Sequence[Any]
         .where(
             InboundEmail.status == InboundStatus.PENDING,
             InboundEmail.attempts < MAX_PROCESS_ATTEMPTS,
+            or_(InboundEmail.next_attempt_at.is_(None), InboundEmail.next_attempt_at <= utcnow()),
         )
-        .order_by(InboundEmail.id)
+        .order_by(InboundEmail.attempts, InboundEmail.id)
         .limit(limit)
     )
     if ids is not None:
@@ -176,11 +179,13 @@ def _write_all_or_each(
         _write(session, settings, model, items, outcome)
         session.commit()
         return outcome
-    except Exception:
+    except Exception as exc:
         session.rollback()
-        if len(items) > 1:
+        if len(items) > 1:  # one bounded line: each failing email logs its own failure below
             log.warning(
-                "writing a batch of %s failed; writing them one by one", len(items), exc_info=True
+                "writing a batch of %s failed (%s); writing them one by one",
+                len(items),
+                type(exc).__name__,
             )
     outcome = BatchOutcome(timings=outcome.timings)
     for item in items:
@@ -189,7 +194,6 @@ def _write_all_or_each(
             session.commit()
         except Exception as exc:
             session.rollback()
-            log.exception("processing inbound %s failed; it stays pending", item.inbound_id)
             note_failure(sessions, item.inbound_id, exc)
             outcome.failed.append(item.inbound_id)
     return outcome
@@ -260,11 +264,11 @@ def _write(
         if item.parsed is None:
             _note_unprepared(row, item.error, outcome)
             continue
-        # a Message-ID we already hold (our own outbound mail copied back in) adds nothing new
+        # our own outbound mail copied back in adds nothing new; another email reusing an
+        # inbound Message-ID is an email of its own
         ticket = known.get(item.parsed.message_id)
         if ticket is None:
             ticket = writer.handle(item.parsed, item.decision, row.channel)
-            known[item.parsed.message_id] = ticket
         handled.append((row, ticket))
     writer.write_new_tickets()
     now = utcnow()
@@ -289,9 +293,11 @@ def _locked_rows(session: Session, ids: list[int]) -> dict[int, InboundEmail]:
 def _known_message_ids(
     session: Session, items: list[Prepared]
 ) -> dict[str, int | Ticket | NewTicket]:
-    """The ticket of each of the batch's Message-IDs already stored as a message."""
+    """The ticket of each of the batch's Message-IDs we sent ourselves (stored as outbound)."""
     message_ids = [item.parsed.message_id for item in items if item.parsed is not None]
-    query = select(Message.message_id, Message.ticket_id).where(Message.message_id.in_(message_ids))
+    query = select(Message.message_id, Message.ticket_id).where(
+        Message.message_id.in_(message_ids), Message.direction == MessageDirection.OUTBOUND
+    )
     return {row.message_id: row.ticket_id for row in session.execute(query)}
 
 
@@ -301,9 +307,7 @@ def _note_unprepared(row: InboundEmail, error: Exception | None, outcome: BatchO
         row.status, row.last_error = InboundStatus.REJECTED, str(error)[:2000]
         outcome.rejected.append(row.id)
         return
-    log.error("processing inbound %s failed; it stays pending: %r", row.id, error)
-    row.attempts += 1
-    row.last_error = describe_error(error)
+    count_failure(row, error)
     outcome.failed.append(row.id)
 
 

@@ -37,24 +37,49 @@ def find_thread(
 ) -> Ticket | None:
     """The ticket this email continues, or None.
 
-    By the Message-IDs it answers (our signed ones first, then those stored), then by the reference
-    in its subject when the sender takes part in that ticket.
+    By our own signed Message-IDs it answers (whoever writes), then by other stored Message-IDs
+    and by the reference in its subject, both only when the sender takes part in that ticket: a
+    stranger quoting another centre's Message-ID or reference opens a ticket of its own.
     """
     for message_id in keys.answered:
         ticket_id = compose.ticket_from_message_id(secret, message_id)
         if ticket_id is not None and (ticket := session.get(Ticket, ticket_id)) is not None:
             return ticket
-    if keys.answered:
-        known = session.scalars(
-            select(Message.ticket_id).where(Message.message_id.in_(keys.answered))
-        ).first()
-        if known is not None:
-            return session.get(Ticket, known)
+    addresses = sender_addresses(parsed)
+    if not addresses:
+        return None
+    for ticket_id in _tickets_answered(session, keys):
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is not None and is_participant(session, ticket, addresses):
+            return ticket
     ticket = session.get(Ticket, keys.reference) if keys.reference is not None else None
-    addresses = {parsed.from_address, choose_recipient(parsed).address}
     if ticket is not None and is_participant(session, ticket, addresses):
         return ticket
     return None
+
+
+def mentioned_ticket(session: Session, keys: ThreadKeys) -> int | None:
+    """A ticket holding a message the email answers, though it did not continue it."""
+    return next(iter(_tickets_answered(session, keys)), None)
+
+
+def _tickets_answered(session: Session, keys: ThreadKeys) -> list[int]:
+    """The tickets holding a stored message whose Message-ID the email answers (at most 20)."""
+    if not keys.answered:
+        return []
+    query = (
+        select(Message.ticket_id)
+        .where(Message.message_id.in_(keys.answered))
+        .group_by(Message.ticket_id)
+        .order_by(Message.ticket_id)
+        .limit(20)
+    )
+    return list(session.scalars(query))
+
+
+def sender_addresses(parsed: ParsedEmail) -> set[str]:
+    """The addresses the email's writer is known by: the sender and where answers go."""
+    return {parsed.from_address, choose_recipient(parsed).address} - {""}
 
 
 def is_participant(session: Session, ticket: Ticket, addresses: set[str]) -> bool:

@@ -10,6 +10,7 @@ from triage.catalogue import TRIAGE_QUEUE
 from triage.classifier.decision import Decision
 from triage.config import Settings
 from triage.mail import channels
+from triage.mail.domains import address_domain
 from triage.mail.inbound.caps import ReplyCaps
 from triage.mail.inbound.follow_up import add_follow_up
 from triage.mail.inbound.new_tickets import (
@@ -21,17 +22,11 @@ from triage.mail.inbound.new_tickets import (
 )
 from triage.mail.inbound.policy import Circumstances, answer_category, plan_new_ticket
 from triage.mail.inbound.rows import insert_tables, number_new
-from triage.mail.inbound.threads import ThreadKeys, find_thread
+from triage.mail.inbound.threads import ThreadKeys, find_thread, mentioned_ticket
 from triage.mail.loops import no_reply_reason
 from triage.mail.parse import ParsedEmail
-from triage.mail.recipients import (
-    Recipient,
-    address_domain,
-    choose_recipient,
-    dmarc_failure,
-    unanswerable,
-)
-from triage.orm import Attachment, Message, OutboxItem, Queue, Ticket, utcnow
+from triage.mail.recipients import Recipient, choose_recipient, dmarc_failure, unanswerable
+from triage.orm import Attachment, Message, OutboxItem, Queue, Ticket, format_reference, utcnow
 from triage.routing import routing_map
 
 
@@ -67,7 +62,9 @@ class BatchWriter:
         reason = no_reply_reason(parsed, self._own_addresses, self.settings.mail_domain)
         ticket = self.continued_ticket(parsed)
         if ticket is None:
-            return self.open_ticket(parsed, decision, reason, channel)
+            keys = ThreadKeys.of(parsed)
+            mentioned = mentioned_ticket(self.session, keys) if keys.present else None
+            return self.open_ticket(parsed, decision, reason, channel, mentioned)
         add_follow_up(
             self.session, self.settings, ticket, parsed, reason, self.routing, self.queues
         )
@@ -87,14 +84,24 @@ class BatchWriter:
         decision: Decision | None,
         automatic_reason: str | None,
         channel: str | None = None,
+        mentioned: int | None = None,
     ) -> NewTicket:
-        """Decide a new ticket and its message; they wait to be written with the batch's others."""
+        """Decide a new ticket and its message; they wait to be written with the batch's others.
+
+        `mentioned`: a ticket the email answers though its sender takes no part in it (then a
+        person looks at it, and its history names that ticket).
+        """
         recipient = choose_recipient(parsed)
         domain = address_domain(recipient.address)
+        stranger = (
+            f"it answers {format_reference(mentioned)}, whose centre is someone else"
+            if mentioned
+            else None
+        )
         facts = Circumstances(
             decision=decision,
             automatic=automatic_reason,
-            held=self._held(parsed, recipient),
+            held=self._held(parsed, recipient) or stranger,
             rate_limited=self.caps.limit_reason(
                 recipient.address, domain, answer_category(decision)
             ),
@@ -125,6 +132,7 @@ class BatchWriter:
             plan=plan,
             automatic_reason=automatic_reason,
             model_version=self.model_version,
+            mentioned=mentioned,
         )
         self.waiting.append(new)
         return new
