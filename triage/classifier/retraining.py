@@ -27,7 +27,83 @@ RECENT_SHARE = (
     0.2  # the newest fifth of confirmed tickets is held out for evaluation, never trained on
 )
 RECENT_MAX = 2000
+COVERAGE_TOLERANCE = 0.005  # coverage closer than this to the champion's is a tie: macro-F1 decides
 MACRO_F1_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """Whether the challenger replaces the champion, which rule decided, and why."""
+
+    promoted: bool
+    decided_by: str  # "precision", "coverage", "macro-F1", or "no champion"
+    reasons: list[str]  # why the challenger was refused (empty when promoted)
+    explanation: str  # one sentence for the retrain report
+
+    def report(self) -> str:
+        """Which rule decided and why, as the registry and the Models page show it."""
+        return f"decided by {self.decided_by}: {self.explanation}"
+
+
+def _figures(report: dict[str, Any]) -> tuple[float, float, float]:
+    auto = report["auto_reply"]
+    return auto["precision"], auto["coverage"], report["macro_f1"]
+
+
+def _unsafe(report: dict[str, Any], targets: QualityTargets) -> str | None:
+    """Why a model's automatic answers on the frozen set are below the floor, or None."""
+    auto = report["auto_reply"]
+    if auto["precision"] < targets.auto_reply_precision:
+        return (
+            f"auto-reply precision {auto['precision']:.3f} is below the floor "
+            f"{targets.auto_reply_precision}"
+        )
+    if auto["other_auto_replied"] > targets.other_auto_replied:
+        return f"{auto['other_auto_replied']:.3f} of 'other' emails auto-replied"
+    if auto["staff_only_auto_replied"] > targets.staff_only_auto_replied:
+        return f"{auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied"
+    return None
+
+
+def judge(
+    challenger: dict[str, Any], champion: dict[str, Any] | None, targets: QualityTargets
+) -> GateVerdict:
+    """Compare two reports on the same frozen evaluation set: auto-reply precision first (never
+    below the target, nor the caps on `other` and staff-only answers), then coverage, then
+    macro-F1."""
+    unsafe = _unsafe(challenger, targets)
+    if unsafe:
+        return GateVerdict(False, "precision", [unsafe], f"refused: {unsafe}")
+    if champion is None:
+        return GateVerdict(True, "no champion", [], "no champion to compare with; above the floor")
+    precision, coverage, macro_f1 = _figures(challenger)
+    old_precision, old_coverage, old_macro_f1 = _figures(champion)
+    if _unsafe(champion, targets):
+        return GateVerdict(
+            True,
+            "precision",
+            [],
+            f"auto-reply precision {precision:.3f} meets the target and the champion's "
+            f"{old_precision:.3f} does not",
+        )
+    gain = coverage - old_coverage
+    if abs(gain) > COVERAGE_TOLERANCE:
+        said = f"coverage {coverage:.3f} against the champion's {old_coverage:.3f}"
+        if gain > 0:
+            return GateVerdict(True, "coverage", [], f"promoted: {said}, precision on target")
+        return GateVerdict(False, "coverage", [f"{said} (lower)"], f"refused: {said}")
+    drop = old_macro_f1 - macro_f1
+    said = (
+        f"coverage level with the champion's ({coverage:.3f} against {old_coverage:.3f}); "
+        f"macro-F1 {macro_f1:.3f} against {old_macro_f1:.3f}"
+    )
+    if drop > MACRO_F1_TOLERANCE:
+        reason = (
+            f"macro-F1 {macro_f1:.3f} is {drop:.3f} below the champion's {old_macro_f1:.3f} "
+            f"(allowed: {MACRO_F1_TOLERANCE})"
+        )
+        return GateVerdict(False, "macro-F1", [reason], f"refused: {said}")
+    return GateVerdict(True, "macro-F1", [], f"promoted: {said} (allowed: {MACRO_F1_TOLERANCE})")
 
 
 @dataclass
@@ -45,6 +121,8 @@ class RetrainResult:
     n_eval: int
     data_sha256: str
     details: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = ""  # the gate's rule that decided (see judge)
+    explanation: str = ""
 
 
 def _normalise(text: str) -> str:
@@ -159,21 +237,8 @@ def retrain(
                 champion_version,
                 exc,
             )
-    reasons = []
-    precision = challenger_report["auto_reply"]["precision"]
-    if precision < targets.auto_reply_precision:
-        reasons.append(
-            f"auto-reply precision {precision:.3f} is below the floor "
-            f"{targets.auto_reply_precision}"
-        )
-    if champion_report is not None:
-        drop = champion_report["macro_f1"] - challenger_report["macro_f1"]
-        if drop > MACRO_F1_TOLERANCE:
-            reasons.append(
-                f"macro-F1 {challenger_report['macro_f1']:.3f} is {drop:.3f} below the champion's "
-                f"{champion_report['macro_f1']:.3f} (allowed: {MACRO_F1_TOLERANCE})"
-            )
-    promoted = not reasons
+    verdict = judge(challenger_report, champion_report, targets)
+    promoted, reasons = verdict.promoted, verdict.reasons
     challenger.metadata["metrics"]["test"] = challenger_report
     challenger.metadata.update(
         {
@@ -186,26 +251,30 @@ def retrain(
             },
         }
     )
-    challenger.metadata["gate"] = {"passed": promoted, "reasons": reasons}
+    challenger.metadata["gate"] = {
+        "passed": promoted,
+        "reasons": reasons,
+        "decided_by": verdict.decided_by,
+        "explanation": verdict.explanation,
+    }
     registry.save(challenger, settings.models_dir)
     with sessions() as session, session.begin():
-        registry.register(session, challenger, by, promoted, "; ".join(reasons))
+        registry.register(session, challenger, by, promoted, verdict.report())
         if promoted:
             registry.activate(session, version, by)
         details = {
             "version": version,
             "promoted": promoted,
             "reasons": reasons,
+            "decided_by": verdict.decided_by,
+            "explanation": verdict.explanation,
             "champion": champion_version,
             "n_train": len(training),
             "n_tickets": n_tickets,
             "n_eval": len(evaluation),
         }
         session.add(AuditEvent(actor=by, action=AuditAction.MODEL_RETRAINED, details=details))
-    progress(
-        ("promoted " if promoted else "kept the champion: ")
-        + (version if promoted else "; ".join(reasons))
-    )
+    progress(f"gate {verdict.report()}")
     return RetrainResult(
         version,
         promoted,
@@ -217,4 +286,6 @@ def retrain(
         n_tickets,
         len(evaluation),
         data_hash,
+        decided_by=verdict.decided_by,
+        explanation=verdict.explanation,
     )

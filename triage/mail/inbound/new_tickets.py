@@ -200,6 +200,11 @@ def _created(new: NewTicket) -> dict[str, Any]:
         "queue": new.plan.queue,
         "reply_suppressed": new.plan.suppressed,
         **({"reason": decision.reason} if decision and decision.reason else {}),
+        **(
+            {"family": new.plan.family.value, "family_reason": decision.explanation()}
+            if decision and new.plan.family
+            else {}
+        ),
     }
 
 
@@ -208,7 +213,9 @@ def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
     reference, recipient = format_reference(new.id), new.recipient
     if new.plan.answering:
         category = catalogue.get(new.plan.category)
-        body = compose.auto_reply_text(category, reference, recipient.name, recipient.address)
+        body = compose.auto_reply_text(
+            category, reference, recipient.name, recipient.address, new.plan.family
+        )
     else:
         response_time = settings.response_time_text
         body = compose.acknowledgement_text(
