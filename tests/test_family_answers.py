@@ -36,7 +36,8 @@ def family_app(
     for slug in catalogue.SELF_SERVE_SLUGS | catalogue.STAFF_ONLY_SLUGS:
         model.thresholds.per_category[slug] = dict(NEVER)
     model.thresholds.family_answer = 0.5
-    registry.save(model, models_dir)
+    if not registry.version_dir(models_dir, "vfamily").exists():  # saved once per session
+        registry.save(model, models_dir)
     registry.register(session, model, "test", True, "")
     registry.activate(session, "vfamily", "test")
     session.commit()

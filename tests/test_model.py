@@ -161,11 +161,21 @@ def test_classify_contract(model_app: Flask) -> None:
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["id"] for o in out] == ["a1", 7, "c3"]
     for o in out:
-        assert set(o) == {"id", "category", "confidence", "action", "queue", "alternatives"}
+        assert set(o) == {
+            "id",
+            "category",
+            "confidence",
+            "action",
+            "queue",
+            "alternatives",
+            "answer_covers",
+        }
+        assert o["answer_covers"] == ([o["category"]] if o["action"] == "auto_reply" else [])
         assert o["category"] in SLUGS and 0 <= o["confidence"] <= 1
         assert o["action"] in {"auto_reply", "route", "triage"}
         assert all(isinstance(a[0], str) and isinstance(a[1], float) for a in o["alternatives"])
     assert out[0]["category"] == "exam_frozen" and out[0]["action"] == "auto_reply"
+    assert out[0]["answer_covers"] == ["exam_frozen"]
     assert out[1]["category"] == "candidate_absent"
     assert out[2]["action"] == "triage" and out[2]["queue"] == "triage"
 
