@@ -207,8 +207,10 @@ def _report(
         (_report(0.99, 0.95, 0.99, other=0.05), _report(0.99, 0.80, 0.95), False, "precision"),
         # a champion below the target loses to any challenger above it
         (_report(0.985, 0.70, 0.90), _report(0.96, 0.90, 0.97), True, "precision"),
-        # then coverage, even at a lower macro-F1
-        (_report(0.985, 0.88, 0.93), _report(0.995, 0.85, 0.96), True, "coverage"),
+        # then coverage, with macro-F1 within its tolerance; more coverage never excuses a
+        # macro-F1 drop (poisoned labels)
+        (_report(0.985, 0.88, 0.955), _report(0.995, 0.85, 0.96), True, "coverage"),
+        (_report(0.985, 0.88, 0.93), _report(0.995, 0.85, 0.96), False, "macro-F1"),
         (_report(0.999, 0.84, 0.99), _report(0.985, 0.86, 0.90), False, "coverage"),
         # coverage level (within half a point): macro-F1, with its tolerance
         (_report(0.99, 0.853, 0.945), _report(0.99, 0.850, 0.95), True, "macro-F1"),

@@ -69,8 +69,9 @@ def judge(
     challenger: dict[str, Any], champion: dict[str, Any] | None, targets: QualityTargets
 ) -> GateVerdict:
     """Compare two reports on the same frozen evaluation set: auto-reply precision first (never
-    below the target, nor the caps on `other` and staff-only answers), then coverage, then
-    macro-F1."""
+    below the target, nor the caps on `other` and staff-only answers), then coverage (never more
+    than half a point lower), then macro-F1 (never more than 0.01 lower); the first rule that
+    refuses, or else the one that shows the gain, decides."""
     unsafe = _unsafe(challenger, targets)
     if unsafe:
         return GateVerdict(False, "precision", [unsafe], f"refused: {unsafe}")
@@ -87,23 +88,25 @@ def judge(
             f"{old_precision:.3f} does not",
         )
     gain = coverage - old_coverage
-    if abs(gain) > COVERAGE_TOLERANCE:
-        said = f"coverage {coverage:.3f} against the champion's {old_coverage:.3f}"
-        if gain > 0:
-            return GateVerdict(True, "coverage", [], f"promoted: {said}, precision on target")
-        return GateVerdict(False, "coverage", [f"{said} (lower)"], f"refused: {said}")
+    covered = f"coverage {coverage:.3f} against the champion's {old_coverage:.3f}"
+    if gain < -COVERAGE_TOLERANCE:
+        return GateVerdict(False, "coverage", [f"{covered} (lower)"], f"refused: {covered}")
     drop = old_macro_f1 - macro_f1
-    said = (
-        f"coverage level with the champion's ({coverage:.3f} against {old_coverage:.3f}); "
-        f"macro-F1 {macro_f1:.3f} against {old_macro_f1:.3f}"
-    )
+    scored = f"macro-F1 {macro_f1:.3f} against the champion's {old_macro_f1:.3f}"
     if drop > MACRO_F1_TOLERANCE:
-        reason = (
-            f"macro-F1 {macro_f1:.3f} is {drop:.3f} below the champion's {old_macro_f1:.3f} "
-            f"(allowed: {MACRO_F1_TOLERANCE})"
+        # more answers never excuse worse categories (poisoned labels can buy coverage)
+        reason = f"{scored}: more than {MACRO_F1_TOLERANCE} lower"
+        return GateVerdict(False, "macro-F1", [reason], f"refused: {covered}; {reason}")
+    if gain > COVERAGE_TOLERANCE:
+        return GateVerdict(
+            True, "coverage", [], f"promoted: {covered}, precision on target, {scored}"
         )
-        return GateVerdict(False, "macro-F1", [reason], f"refused: {said}")
-    return GateVerdict(True, "macro-F1", [], f"promoted: {said} (allowed: {MACRO_F1_TOLERANCE})")
+    return GateVerdict(
+        True,
+        "macro-F1",
+        [],
+        f"promoted: coverage level ({covered}); {scored} (allowed: {MACRO_F1_TOLERANCE})",
+    )
 
 
 @dataclass
