@@ -138,7 +138,7 @@ def test_poisoned_labels_are_refused_and_the_champion_stays(retrain_app: Flask) 
         retrain_app, [(r["subject"], r["body"], y) for r, y in zip(rows, labels, strict=True)]
     )
     result = retrain_app.test_cli_runner().invoke(args=["triage", "retrain"])
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert "kept the champion" in result.output and "gate decided by " in result.output
     with retrain_app.extensions["triage.sessions"]() as s:
         assert registry.active_version(s) == "vchampion"
@@ -205,8 +205,9 @@ def _report(
         # precision first: never below the target, whatever the coverage gained
         (_report(0.97, 0.95, 0.99), _report(0.99, 0.80, 0.95), False, "precision"),
         (_report(0.99, 0.95, 0.99, other=0.05), _report(0.99, 0.80, 0.95), False, "precision"),
-        # a champion below the target loses to any challenger above it
-        (_report(0.985, 0.70, 0.90), _report(0.96, 0.90, 0.97), True, "precision"),
+        # a champion below the target on this set is not replaced by one that answers less: the
+        # set's newest tickets may be what is wrong (poisoned labels)
+        (_report(1.0, 0.0, 0.66), _report(0.83, 0.05, 0.80), False, "coverage"),
         # then coverage, with macro-F1 within its tolerance; more coverage never excuses a
         # macro-F1 drop (poisoned labels)
         (_report(0.985, 0.88, 0.955), _report(0.995, 0.85, 0.96), True, "coverage"),

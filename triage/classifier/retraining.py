@@ -77,16 +77,8 @@ def judge(
         return GateVerdict(False, "precision", [unsafe], f"refused: {unsafe}")
     if champion is None:
         return GateVerdict(True, "no champion", [], "no champion to compare with; above the floor")
-    precision, coverage, macro_f1 = _figures(challenger)
-    old_precision, old_coverage, old_macro_f1 = _figures(champion)
-    if _unsafe(champion, targets):
-        return GateVerdict(
-            True,
-            "precision",
-            [],
-            f"auto-reply precision {precision:.3f} meets the target and the champion's "
-            f"{old_precision:.3f} does not",
-        )
+    _precision, coverage, macro_f1 = _figures(challenger)
+    _old_precision, old_coverage, old_macro_f1 = _figures(champion)
     gain = coverage - old_coverage
     covered = f"coverage {coverage:.3f} against the champion's {old_coverage:.3f}"
     if gain < -COVERAGE_TOLERANCE:
