@@ -32,6 +32,12 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "~30 s",
         "~1.5 min",
     ),
+    "size_curve": (
+        "training time (wall and CPU) and held-out quality (test, hard and fresh files) against the "
+        "number of training examples: 1k, the training file, 20k (full: also 50k and 100k)",
+        "~5 min",
+        "~25 min",
+    ),
     "load": (
         "emails POSTed to the webhook under gunicorn on SQLite (and PostgreSQL with BENCH_DATABASE_URL): accept "
         "latency, processing rate, lost and doubled mail, against bare floors; ends with a RESULT line",

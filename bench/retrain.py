@@ -15,9 +15,8 @@ from bench.common import REPO, full_profile, row, shared_model, timed
 from triage import schema
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE
-from triage.classifier.model import build_pipeline, build_scalable_pipeline
+from triage.classifier.model import build_pipeline
 from triage.classifier.retraining import build_datasets, retrain
-from triage.classifier.training import SCALABLE_FROM
 from triage.config import Settings
 from triage.database import make_engine, make_session_factory
 from triage.orm import Message, Ticket, utcnow
@@ -86,7 +85,7 @@ def main() -> None:
             s.commit()
         with sessions() as s:
             training, _evaluation, _n = build_datasets(s, settings)
-        make = build_scalable_pipeline if len(training) >= SCALABLE_FROM else build_pipeline
+        make = build_pipeline
         bare_s, _ = timed(
             lambda: make().fit([e.pair for e in training], [e.label for e in training])
         )

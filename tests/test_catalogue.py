@@ -93,7 +93,8 @@ def test_exactly_the_self_serve_categories_have_an_answer_template() -> None:
     folder = compose.TEMPLATES / catalogue.ANSWERS_FOLDER
     files = {path.relative_to(compose.TEMPLATES).as_posix() for path in folder.iterdir()}
     templates = {c.answer_template for c in catalogue.CATEGORIES}
-    assert files == templates - {None}
+    families = {f.answer_template for f in catalogue.Family}
+    assert files == (templates | families) - {None}
     assert {c.slug for c in catalogue.CATEGORIES if c.answer_template} == catalogue.SELF_SERVE_SLUGS
     with pytest.raises(ValueError, match="no automatic answer"):
         compose.answer_text(catalogue.get("errors_within_exam"))

@@ -132,3 +132,24 @@ def test_lists_and_external_sender_banners() -> None:
         "These learners are missing:\n- Liam Brennan\n- Jade Oduya\n\nThanks\nJo"
     )
     assert latest_reply(body) == "These learners are missing:\n- Liam Brennan\n- Jade Oduya"
+
+
+def test_a_forward_quoted_with_markers_keeps_the_forwarded_question() -> None:
+    """Clients that forward inline with '>' markers: on a FW: subject the quoted lines are the
+    forwarded message, read without their markers (also after the forwarder's sign-off)."""
+    body = (
+        "Can someone help with this please?\nThanks,\nMo\n\n"
+        "> From: Sandra (invigilator)\n> I can't get the exam to unlock for the learner on PC 3."
+    )
+    assert model_text("Fwd: exam", body) == (
+        "exam\nCan someone help with this please?\n\n"
+        "I can't get the exam to unlock for the learner on PC 3."
+    )
+    assert model_text("Re: exam", body) == "exam\nCan someone help with this please?"
+    dashes = (
+        "See below\n\n---- Forwarded ----\nFrom: Kyle\nSubject: room prep\n\nWhat needs installing?"
+    )
+    assert (
+        model_text("FW: room prep", dashes)
+        == "room prep\nSee below\n\nroom prep\nWhat needs installing?"
+    )

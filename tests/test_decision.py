@@ -9,6 +9,7 @@ from triage.classifier.decision import (
     NEVER,
     ROUTE,
     TRIAGE,
+    Decision,
     Thresholds,
     action_for,
     choose_thresholds,
@@ -157,3 +158,81 @@ def test_held_for_staff_is_other_in_triage_with_the_reason() -> None:
         "candidate_absent",
         "errors_within_exam",
     ]
+
+
+FAMILY_CLASSES = [
+    "cannot_unlock_exam",
+    "exam_locked_after_keycode",
+    "unlock_with_pin",
+    "candidate_absent",
+    "reschedule_missed_exam",
+    "qualification_not_showing",
+    "candidate_not_on_schedule_list",
+    "other",
+]
+
+
+def _family_thresholds() -> Thresholds:
+    per_category = {slug: {"prob": 0.9, "margin": 0.0} for slug in FAMILY_CLASSES}
+    return Thresholds(per_category, family_answer=0.85)
+
+
+def _row(**probs: float) -> np.ndarray:
+    row = np.zeros((1, len(FAMILY_CLASSES)))
+    for slug, p in probs.items():
+        row[0, FAMILY_CLASSES.index(slug)] = p
+    row[0, FAMILY_CLASSES.index("other")] += 1 - row.sum()
+    return row
+
+
+def _decide(*rows: np.ndarray) -> list[Decision]:
+    return decide_rows(np.vstack(rows), FAMILY_CLASSES, _family_thresholds())
+
+
+def test_a_sure_family_of_self_serve_members_gets_the_combined_answer() -> None:
+    """Unsure which of FAQ 2/3/4, sure it is one of them: one answer covering all three, in order."""
+    (d,) = _decide(_row(cannot_unlock_exam=0.5, exam_locked_after_keycode=0.3, unlock_with_pin=0.1))
+    assert (d.category, d.action) == ("cannot_unlock_exam", AUTO_REPLY)
+    assert d.answer_covers == (
+        "cannot_unlock_exam",
+        "exam_locked_after_keycode",
+        "unlock_with_pin",
+    )
+    assert d.as_json()["answer_covers"] == list(d.answer_covers)
+    assert "unlocking an exam (FAQ 2, 3, 4)" in d.explanation()
+    assert "90%" in d.explanation() and "combined answer" in d.explanation()
+
+
+def test_a_sure_member_gets_its_own_answer_and_an_unsure_family_goes_to_triage() -> None:
+    sure, unsure = _decide(
+        _row(exam_locked_after_keycode=0.95, cannot_unlock_exam=0.03),
+        _row(cannot_unlock_exam=0.45, exam_locked_after_keycode=0.3),
+    )
+    assert sure.answer_covers == ("exam_locked_after_keycode",) and sure.family is None
+    assert sure.explanation() == ""
+    assert (unsure.action, unsure.answer_covers, unsure.family) == (TRIAGE, (), None)
+
+
+def test_a_sure_mixed_family_goes_to_its_staff_members_queue_unanswered() -> None:
+    """16/17 and 6/7/8 mix self-serve and staff-only members: no answer, the staff queue."""
+    absent, missing = _decide(
+        _row(candidate_absent=0.6, reschedule_missed_exam=0.35),
+        _row(candidate_not_on_schedule_list=0.5, qualification_not_showing=0.4),
+    )
+    assert (absent.category, absent.action, absent.queue) == (
+        "candidate_absent",
+        ROUTE,
+        "scheduling",
+    )
+    assert absent.answer_covers == () and "staff queue" in absent.explanation()
+    assert (missing.action, missing.queue_category, missing.queue) == (
+        ROUTE,
+        "qualification_not_showing",
+        "centre-admin",
+    )
+
+
+def test_thresholds_without_family_answers_never_give_one() -> None:
+    t = Thresholds.from_dict({"per_category": {}, "auto_reply_target": 0.98, "route_target": 0.9})
+    assert t.family_answer > 1
+    assert Thresholds.from_dict(_family_thresholds().to_dict()).family_answer == 0.85

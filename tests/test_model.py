@@ -161,11 +161,21 @@ def test_classify_contract(model_app: Flask) -> None:
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert [o["id"] for o in out] == ["a1", 7, "c3"]
     for o in out:
-        assert set(o) == {"id", "category", "confidence", "action", "queue", "alternatives"}
+        assert set(o) == {
+            "id",
+            "category",
+            "confidence",
+            "action",
+            "queue",
+            "alternatives",
+            "answer_covers",
+        }
+        assert o["answer_covers"] == ([o["category"]] if o["action"] == "auto_reply" else [])
         assert o["category"] in SLUGS and 0 <= o["confidence"] <= 1
         assert o["action"] in {"auto_reply", "route", "triage"}
         assert all(isinstance(a[0], str) and isinstance(a[1], float) for a in o["alternatives"])
     assert out[0]["category"] == "exam_frozen" and out[0]["action"] == "auto_reply"
+    assert out[0]["answer_covers"] == ["exam_frozen"]
     assert out[1]["category"] == "candidate_absent"
     assert out[2]["action"] == "triage" and out[2]["queue"] == "triage"
 
@@ -255,21 +265,35 @@ def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type:
     )
 
 
-def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above SCALABLE_FROM examples, training hashes once, holds out 20 % by group and keeps that model."""
+def test_a_large_set_fits_thresholds_on_a_sample_and_keeps_the_model_fitted_on_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above THRESHOLD_SAMPLE examples (lowered here to keep the test fast), the thresholds come
+    from grouped cross-validation on a sample; the model kept is the same Pipeline, fitted on every
+    example of the generated large set (copies with word dropout, as the size curve's)."""
     import numpy as np
 
+    from bench.size_curve import grown
     from triage.classifier import training
     from triage.classifier.dataset import load_jsonl
 
     data = Path(__file__).resolve().parent.parent / "training_data"
-    monkeypatch.setattr(training, "SCALABLE_FROM", 1000)
-    result = training.train(
-        load_jsonl(data / "train.jsonl"), load_jsonl(data / "test.jsonl"), "vscale", n_jobs=2
-    )
+    base = load_jsonl(data / "train.jsonl")[::8]
+    large = grown(base, 3 * len(base))
+    assert len({ex.id for ex in large}) == len(large) == 3 * len(base)
+    monkeypatch.setattr(training, "THRESHOLD_SAMPLE", 600)
+    result = training.train(large, None, "vlarge", n_jobs=2)
     model = result.model
-    assert "holdout" in model.metadata["validation"]
-    assert result.test_report is not None and result.test_report["macro_f1"] > 0.9
+    assert model.metadata["validation"] == (
+        f"grouped cross-validation (out-of-fold) on a random sample of 600 of the {len(large)} emails"
+    )
+    assert result.cv_report["n"] == 600 and model.metadata["n_train"] == len(large)
+    assert (
+        model.pipeline.named_steps["classify"]
+        .calibrated_classifiers_[0]
+        .estimator.__class__.__name__
+        == "LinearSVC"
+    )
     pairs = [
         ("URGENT", "learners exam has frozen half way through, screen wont move"),
         ("invoice", "copy of invoice 4471 please"),
@@ -278,6 +302,18 @@ def test_scalable_path_for_large_data_sets(monkeypatch: pytest.MonkeyPatch) -> N
         model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9
     )
     assert model.decide_one(*pairs[0]).category == "exam_frozen"
+    small = training.train(base, None, "vsmall", n_jobs=2)
+    assert small.model.metadata["validation"] == "grouped cross-validation (out-of-fold)"
+
+
+def test_training_keeps_each_writer_together() -> None:
+    """Copies by one writer end up next to each other, groups in order of first appearance."""
+    from triage.classifier.dataset import Example
+    from triage.classifier.training import ordered_by_group
+
+    rows = [Example("s", str(i), "other", g, f"id{i}") for i, g in enumerate("abcabca")]
+    assert [ex.group for ex in ordered_by_group(rows)] == list("aaabbcc")
+    assert [ex.body for ex in ordered_by_group(rows)][:3] == ["0", "3", "6"]
 
 
 OLD_PICKLE = Path(__file__).parent / "data" / "pipeline-saved-by-716eb17-parent.joblib"

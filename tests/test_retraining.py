@@ -119,7 +119,7 @@ def test_a_new_phrasing_confirmed_by_staff_is_learned_and_promoted(retrain_app: 
     _resolved_tickets(retrain_app, _phrasing_tickets(300))
     result = retrain_app.test_cli_runner().invoke(args=["triage", "retrain"])
     assert result.exit_code == 0, result.output
-    assert "promoted" in result.output
+    assert "promoted" in result.output and "gate decided by " in result.output
     provider = retrain_app.extensions["triage.model_provider"]
     provider.refresh()
     after = provider.current().decide_one(*probe)
@@ -138,8 +138,8 @@ def test_poisoned_labels_are_refused_and_the_champion_stays(retrain_app: Flask) 
         retrain_app, [(r["subject"], r["body"], y) for r, y in zip(rows, labels, strict=True)]
     )
     result = retrain_app.test_cli_runner().invoke(args=["triage", "retrain"])
-    assert result.exit_code == 1
-    assert "kept the champion" in result.output
+    assert result.exit_code == 1, result.output
+    assert "kept the champion" in result.output and "gate decided by " in result.output
     with retrain_app.extensions["triage.sessions"]() as s:
         assert registry.active_version(s) == "vchampion"
 
@@ -183,3 +183,48 @@ def test_retrain_job_runs_in_the_worker(retrain_app: Flask) -> None:
     with sessions() as s:
         done = s.get(Job, job_id)
         assert done is not None and done.status == "done" and done.result["version"]
+
+
+def _report(
+    precision: float, coverage: float, macro_f1: float, other: float = 0.0
+) -> dict[str, Any]:
+    return {
+        "macro_f1": macro_f1,
+        "auto_reply": {
+            "precision": precision,
+            "coverage": coverage,
+            "other_auto_replied": other,
+            "staff_only_auto_replied": 0.0,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promoted", "rule"),
+    [
+        # precision first: never below the target, whatever the coverage gained
+        (_report(0.97, 0.95, 0.99), _report(0.99, 0.80, 0.95), False, "precision"),
+        (_report(0.99, 0.95, 0.99, other=0.05), _report(0.99, 0.80, 0.95), False, "precision"),
+        # a champion below the target on this set is not replaced by one that answers less: the
+        # set's newest tickets may be what is wrong (poisoned labels)
+        (_report(1.0, 0.0, 0.66), _report(0.83, 0.05, 0.80), False, "coverage"),
+        # then coverage, with macro-F1 within its tolerance; more coverage never excuses a
+        # macro-F1 drop (poisoned labels)
+        (_report(0.985, 0.88, 0.955), _report(0.995, 0.85, 0.96), True, "coverage"),
+        (_report(0.985, 0.88, 0.93), _report(0.995, 0.85, 0.96), False, "macro-F1"),
+        (_report(0.999, 0.84, 0.99), _report(0.985, 0.86, 0.90), False, "coverage"),
+        # coverage level (within half a point): macro-F1, with its tolerance
+        (_report(0.99, 0.853, 0.945), _report(0.99, 0.850, 0.95), True, "macro-F1"),
+        (_report(0.99, 0.850, 0.93), _report(0.99, 0.852, 0.95), False, "macro-F1"),
+        (_report(0.99, 0.50, 0.50), None, True, "no champion"),
+    ],
+)
+def test_the_gate_compares_precision_then_coverage_then_macro_f1(
+    challenger: dict[str, Any], champion: dict[str, Any] | None, promoted: bool, rule: str
+) -> None:
+    from triage.classifier.evaluation import QualityTargets
+    from triage.classifier.retraining import judge
+
+    verdict = judge(challenger, champion, QualityTargets())
+    assert (verdict.promoted, verdict.decided_by) == (promoted, rule)
+    assert bool(verdict.reasons) != promoted and verdict.explanation

@@ -9,6 +9,7 @@ import pytest
 
 from triage.catalogue import SLUGS
 from triage.classifier.dataset import (
+    FRESH_FILE,
     HARD_FILE,
     TEST_FILE,
     TRAIN_FILE,
@@ -21,6 +22,7 @@ DATA = Path(__file__).resolve().parent.parent / "training_data"
 TRAIN = load_jsonl(DATA / TRAIN_FILE)
 TEST = load_jsonl(DATA / TEST_FILE)
 HARD = load_jsonl(DATA / HARD_FILE)
+FRESH = load_jsonl(DATA / FRESH_FILE)
 
 
 def _text(ex) -> str:  # type: ignore[no-untyped-def]
@@ -51,6 +53,14 @@ def test_hard_set_is_held_out_from_training_and_test() -> None:
     assert not {ex.group for ex in HARD} & {ex.group for ex in TRAIN + TEST}
     pairs = near_duplicates([_text(e) for e in HARD], [_text(e) for e in TRAIN + TEST])
     assert pairs == [], [(HARD[i].id, (TRAIN + TEST)[j].id, round(s, 2)) for i, j, s in pairs]
+
+
+def test_fresh_check_set_is_held_out_from_every_other_file() -> None:
+    assert set(Counter(ex.label for ex in FRESH)) == set(SLUGS)
+    others = TRAIN + TEST + HARD
+    assert not {ex.group for ex in FRESH} & {ex.group for ex in others}
+    pairs = near_duplicates([_text(e) for e in FRESH], [_text(e) for e in others])
+    assert pairs == [], [(FRESH[i].id, others[j].id, round(s, 2)) for i, j, s in pairs]
 
 
 def test_no_near_duplicates_within_training() -> None:

@@ -29,6 +29,36 @@ class Family(StrEnum):
     RESULTS = "results"
     ABSENCE = "absence"
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The family's category slugs in FAQ order."""
+        return tuple(c.slug for c in CATEGORIES if c.family is self)
+
+    @property
+    def self_serve(self) -> bool:
+        """True when every member is answered automatically: the family can get one combined
+        answer."""
+        return all(BY_SLUG[slug].self_serve for slug in self.members)
+
+    @property
+    def answer_template(self) -> str | None:
+        """The template (under templates/mail) of the combined answer, for a self-serve family."""
+        return f"{ANSWERS_FOLDER}/family_{self.value}.txt" if self.self_serve else None
+
+    @property
+    def summary(self) -> str:
+        """The family as staff read it: its members' FAQ numbers and what they share."""
+        numbers = ", ".join(str(BY_SLUG[slug].number) for slug in self.members)
+        return f"{FAMILY_TOPICS[self]} (FAQ {numbers})"
+
+
+FAMILY_TOPICS: dict[Family, str] = {
+    Family.UNLOCKING: "unlocking an exam",
+    Family.NOT_SHOWING: "something missing when scheduling",
+    Family.RESULTS: "exam results",
+    Family.ABSENCE: "an absent candidate",
+}
+
 
 @dataclass(frozen=True)
 class Category:
@@ -239,6 +269,7 @@ LIVE_EXAM_SLUGS: frozenset[str] = frozenset(c.slug for c in CATEGORIES if c.live
 FAMILIES: tuple[frozenset[str], ...] = tuple(
     frozenset(c.slug for c in CATEGORIES if c.family is family) for family in Family
 )
+FAMILY_OF: dict[str, Family] = {c.slug: c.family for c in CATEGORIES if c.family is not None}
 SIBLINGS: dict[str, frozenset[str]] = {
     slug: family - {slug} for family in FAMILIES for slug in family
 }

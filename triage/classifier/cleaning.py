@@ -40,7 +40,7 @@ MAX_FORWARDS = 3  # nested forwards read (FW: FW: FW: ...)
 # characters.
 _QUOTE_PREFIX = re.compile(r"(?:>[ \t]?)+")
 _FORWARD_MARK = re.compile(
-    r"-{2,}[ \t]*(?:forwarded|attached) message[ \t]*-{2,}|begin forwarded message:"
+    r"-{2,}[ \t]*(?:forwarded|attached)( message)?[ \t]*-{2,}|begin forwarded message:"
     r"|forwarded message:",
     re.IGNORECASE,
 )
@@ -181,8 +181,9 @@ def _marker(lines: list[str], i: int, original_is_forward: bool) -> tuple[str, i
         return "forward", 1
     if len(line) <= PROBE_CHARS and _ORIGINAL_MARK.fullmatch(probe):
         return ("forward" if original_is_forward else "reply"), 1
+    history = "forward" if original_is_forward else "reply"
     if len(line) <= PROBE_CHARS and _SEPARATOR.fullmatch(probe):
-        return "reply", 1
+        return history, 1
     if _WROTE.fullmatch(line[: PROBE_CHARS * 2]) and len(line) <= PROBE_CHARS * 2:
         if line.endswith("wrote:"):
             return "reply", 1
@@ -198,7 +199,7 @@ def _marker(lines: list[str], i: int, original_is_forward: bool) -> tuple[str, i
             else (following[1] if len(following) > 1 else "")
         )
         if _is_header_field(nxt):
-            return "reply", 0
+            return history, 0
     return "", 0
 
 
@@ -230,29 +231,36 @@ def _segments(lines: list[str], original_is_forward: bool) -> list[_Segment]:
     return segments
 
 
-def _own_text(lines: list[str]) -> list[str]:
+def _own_text(lines: list[str], keep_quoted: bool = False) -> list[str]:
     """A segment's own words: no quoted lines, cut at the signature or a mobile footer, disclaimers
-    dropped."""
+    dropped.
+
+    With `keep_quoted` (a forward, whose '>' lines are the forwarded message, not our history),
+    quoted lines are kept without their markers, also after the forwarder's signature.
+    """
     out: list[str] = []
-    in_disclaimer = False
+    in_disclaimer = signed = False
     for line in lines:
         if not line:
             in_disclaimer = False
             if out and out[-1]:
                 out.append("")
             continue
-        quoted, _text = _unquoted(line)
-        if quoted or in_disclaimer:
+        quoted, text = _unquoted(line)
+        if quoted and keep_quoted and text.strip() and not _is_header_field(text.lstrip()):
+            out.append(text)
+        if quoted or in_disclaimer or signed:
             continue
         probe = line[:PROBE_CHARS]
-        if _MOBILE_FOOTER.fullmatch(probe) and len(line) <= PROBE_CHARS:
-            break
         if (
             any(out)
             and len(line) <= SIGN_OFF_CHARS
             and (_SIGN_OFF.match(line) or _SIGNATURE_DELIMITER.fullmatch(line))
-        ):
-            break
+        ) or (_MOBILE_FOOTER.fullmatch(probe) and len(line) <= PROBE_CHARS):
+            if not keep_quoted:
+                break
+            signed = True
+            continue
         if _DISCLAIMER.match(probe):
             in_disclaimer = True
             continue
@@ -274,7 +282,7 @@ def latest_reply(body: str, forwarded: bool = False) -> str:
     kept: list[str] = []
     forwards = 0
     for segment in segments:
-        words = _own_text(segment.lines)
+        words = _own_text(segment.lines, keep_quoted=forwarded and segment.kind != "reply")
         if segment.kind == "forward" and forwards < MAX_FORWARDS:
             forwards += 1
             kept += ["", segment.subject, *words] if segment.subject else ["", *words]

@@ -18,6 +18,7 @@ TRAIN_FILE = "train.jsonl"
 TEST_FILE = "test.jsonl"
 # scored only, never trained on or tuned with: hard mail from a writer who saw no training data
 HARD_FILE = "hard.jsonl"
+FRESH_FILE = "fresh.jsonl"  # a check set by writers the model never read (never trained on)
 
 
 class DatasetError(ValueError):

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from triage.catalogue import (
     BY_SLUG,
+    FAMILY_OF,
     OTHER,
     SELF_SERVE_SLUGS,
     SIBLINGS,
     STAFF_ONLY_SLUGS,
     TRIAGE_QUEUE,
+    Family,
 )
 from triage.states import Action
 
@@ -31,8 +33,10 @@ class Thresholds:
     """Minimum top probability and margin per category before acting without a human.
 
     `family_margin`: an auto-reply also needs the top category's probability to beat its best
-    sibling in a confusable family (catalogue.FAMILIES) by this much. `policy` names how the
-    thresholds were chosen.
+    sibling in a confusable family (catalogue.FAMILIES) by this much. `family_answer`: when no
+    single answer may go, a family whose members together reach this probability gets its combined
+    answer (a family of self-serve members) or goes to its staff queue (a mixed family). `policy`
+    names how the thresholds were chosen.
     """
 
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -40,6 +44,7 @@ class Thresholds:
     route_target: float = 0.9
     family_margin: float = 0.0
     policy: str = "per_category"
+    family_answer: float = NEVER["prob"]
 
     def for_category(self, slug: str) -> dict[str, float]:
         """The (prob, margin) pair for a category; unknown categories never pass."""
@@ -53,18 +58,20 @@ class Thresholds:
             "per_category": self.per_category,
             "family_margin": self.family_margin,
             "policy": self.policy,
+            "family_answer": self.family_answer,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
-        """Inverse of to_dict (metadata written before families and policies had neither: 0 and
-        per_category)."""
+        """Inverse of to_dict (metadata written before families, policies and family answers had
+        none: 0, per_category and never)."""
         return cls(
             dict(data["per_category"]),
             float(data["auto_reply_target"]),
             float(data["route_target"]),
             float(data.get("family_margin", 0.0)),
             str(data.get("policy", "per_category")),
+            float(data.get("family_answer", NEVER["prob"])),
         )
 
 
@@ -79,6 +86,45 @@ class Decision:
     queue: str
     alternatives: list[tuple[str, float]]
     reason: str = ""  # why the action is not the model's own (e.g. a thank-you forced to triage)
+    family: Family | None = None  # set when the family, not the category alone, decided the action
+    family_probability: float = 0.0  # the family members' summed probability, when `family` is set
+
+    @property
+    def answer_covers(self) -> tuple[str, ...]:
+        """The categories the automatic answer covers: the family's members for a combined answer,
+        the category alone for a single one, none when no answer goes."""
+        if self.action != Action.AUTO_REPLY:
+            return ()
+        return self.family.members if self.family is not None else (self.category,)
+
+    @property
+    def queue_category(self) -> str:
+        """The category whose queue the ticket goes to: for a mixed family sent to staff, its most
+        probable staff-only member."""
+        if (
+            self.family is None
+            or self.action != Action.ROUTE
+            or self.category not in SELF_SERVE_SLUGS
+        ):
+            return self.category
+        ranked = [self.category, *(slug for slug, _p in self.alternatives)]
+        members = self.family.members
+        return next((s for s in ranked if s in members and s in STAFF_ONLY_SLUGS), self.category)
+
+    def explanation(self) -> str:
+        """Why the family decided, for the ticket's "Why it is here" ("" when it did not)."""
+        if self.family is None:
+            return ""
+        what = (
+            "sent the combined answer for all of them"
+            if self.action == Action.AUTO_REPLY
+            else "sent it to the staff queue for that family"
+        )
+        return (
+            f"The email is about {self.family.summary}: together those categories have "
+            f"{self.family_probability:.0%}, but the model was not sure enough which one it is "
+            f"({BY_SLUG[self.category].title}: {self.confidence:.0%}), so it {what}."
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The classify contract's fields (without id)."""
@@ -88,6 +134,7 @@ class Decision:
             "action": self.action,
             "queue": self.queue,
             "alternatives": [[s, round(p, 4)] for s, p in self.alternatives],
+            "answer_covers": list(self.answer_covers),
         }
 
 
@@ -113,6 +160,27 @@ def family_gaps(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> 
     sibling_best = np.where(siblings[best], probs, -np.inf).max(axis=1, initial=-np.inf)
     gap = probs[rows, best] - sibling_best
     return np.where(np.isfinite(gap), gap, 1.0)
+
+
+def family_probabilities(probs: np.ndarray, classes: Sequence[str], best: np.ndarray) -> np.ndarray:
+    """Row by row, the summed probability of the top class's family (0.0 for a class with no
+    family)."""
+    columns = np.zeros((len(classes), len(classes)), dtype=bool)
+    for i, slug in enumerate(classes):
+        family = FAMILY_OF.get(slug)
+        if family is not None:
+            columns[i] = [c in family.members for c in classes]
+    total: np.ndarray = np.where(columns[best], probs, 0.0).sum(axis=1)
+    return total
+
+
+def family_action(slug: str, family_probability: float, thresholds: Thresholds) -> Action | None:
+    """For mail no category may answer or route alone: the combined answer for a confident family
+    of self-serve members, its staff queue for a confident mixed family, else None."""
+    family = FAMILY_OF.get(slug)
+    if family is None or family_probability < thresholds.family_answer:
+        return None
+    return Action.AUTO_REPLY if family.self_serve else Action.ROUTE
 
 
 def action_for(
@@ -143,18 +211,32 @@ def decide_rows(
     routing = routing or {}
     best, top, margin = top_two(probs)
     gaps = family_gaps(probs, classes, best)
+    together = family_probabilities(probs, classes, best)
     order = np.argsort(-probs, axis=1)[:, 1 : 1 + n_alternatives]
     decisions = []
     for i in range(probs.shape[0]):
         slug = classes[best[i]]
         action = action_for(slug, float(top[i]), float(margin[i]), thresholds, float(gaps[i]))
-        queue = (
-            TRIAGE_QUEUE
-            if action == Action.TRIAGE
-            else routing.get(slug, BY_SLUG[slug].default_queue)
-        )
+        by_family = None
+        if action == Action.TRIAGE:
+            by_family = family_action(slug, float(together[i]), thresholds)
+            action = by_family or action
         alts = [(classes[j], float(probs[i, j])) for j in order[i]]
-        decisions.append(Decision(slug, float(top[i]), float(margin[i]), action, queue, alts))
+        decision = Decision(
+            slug,
+            float(top[i]),
+            float(margin[i]),
+            action,
+            TRIAGE_QUEUE,
+            alts,
+            family=FAMILY_OF[slug] if by_family else None,
+            family_probability=float(together[i]) if by_family else 0.0,
+        )
+        if action != Action.TRIAGE:
+            target = decision.queue_category
+            queue = routing.get(target, BY_SLUG[target].default_queue)
+            decision = replace(decision, queue=queue)
+        decisions.append(decision)
     return decisions
 
 

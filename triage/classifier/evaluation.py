@@ -71,17 +71,26 @@ def risk_coverage(y_true: Sequence[str], decisions: Sequence[Decision]) -> list[
     ]
 
 
+def answered_right(y_true: Sequence[str], decisions: Sequence[Decision]) -> np.ndarray:
+    """Row by row, whether an automatic answer went and covers the true category (a combined
+    family answer covers each of its members)."""
+    return np.fromiter(
+        (y in d.answer_covers for d, y in zip(decisions, y_true, strict=True)), bool, len(y_true)
+    )
+
+
 def per_writer(
     y_true: Sequence[str], decisions: Sequence[Decision], groups: Sequence[str]
 ) -> dict[str, Any]:
     """Auto-reply precision and coverage for each writer (group) separately."""
     out = {}
     truth = np.asarray(y_true, dtype=object)
+    covered = answered_right(y_true, decisions)
     group_arr = np.asarray(groups, dtype=object)
     for group in sorted(set(group_arr.tolist())):
         rows = np.flatnonzero(group_arr == group)
         auto = np.asarray([decisions[int(i)].action == AUTO_REPLY for i in rows], dtype=np.bool_)
-        right = np.asarray([decisions[int(i)].category == truth[i] for i in rows], dtype=np.bool_)
+        right = covered[rows]
         self_serve = np.isin(truth[rows], list(SELF_SERVE_SLUGS))
         out[str(group)] = {
             "n": int(rows.size),
@@ -106,7 +115,9 @@ def evaluate(
         truth, predicted, labels=labels, zero_division=0
     )
     correct = truth == predicted
+    covered = answered_right(y_true, decisions)  # an automatic answer that covers the question
     auto = actions == AUTO_REPLY
+    family = np.asarray([d.family is not None for d in decisions], dtype=np.bool_)
     routed = actions == ROUTE
     self_serve = np.isin(truth, list(SELF_SERVE_SLUGS))
     staff_only = np.isin(truth, list(STAFF_ONLY_SLUGS))
@@ -115,9 +126,9 @@ def evaluate(
         sent = auto & (predicted == slug)
         per_category_auto[slug] = {
             "auto_replied": int(sent.sum()),
-            "wrong": int((sent & ~correct).sum()),
-            "precision": float(correct[sent].mean()) if sent.any() else None,
-            "coverage": _share(auto[truth == slug] & correct[truth == slug]),
+            "wrong": int((sent & ~covered).sum()),
+            "precision": float(covered[sent].mean()) if sent.any() else None,
+            "coverage": _share(covered[truth == slug]),
         }
     return {
         "n": len(truth),
@@ -132,9 +143,10 @@ def evaluate(
         "labels": labels,
         "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
         "auto_reply": {
-            "precision": float(correct[auto].mean()) if auto.any() else 1.0,
+            "precision": float(covered[auto].mean()) if auto.any() else 1.0,
             "count": int(auto.sum()),
-            "coverage": _share(auto[self_serve] & correct[self_serve]),
+            "family_answers": int((auto & family).sum()),
+            "coverage": _share(covered[self_serve]),
             "other_auto_replied": _share(auto[truth == OTHER]),
             "staff_only_auto_replied": _share(auto[staff_only]),
             "per_category": per_category_auto,
@@ -142,6 +154,7 @@ def evaluate(
         "route": {
             "count": int(routed.sum()),
             "precision": float(correct[routed].mean()) if routed.any() else 1.0,
+            "by_family": int((routed & family).sum()),
         },
         "triage_share": _share(actions == TRIAGE),
         "held_for_staff": int(sum(bool(d.reason) for d in decisions)),
@@ -194,7 +207,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"emails: {report['n']}   accuracy: {report['accuracy']:.3f}   "
         f"macro-F1: {report['macro_f1']:.3f}",
-        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies, "
+        f"auto-reply: precision {auto['precision']:.3f} on {auto['count']} replies "
+        f"({auto.get('family_answers', 0)} combined family answers), "
         f"coverage of self-serve {auto['coverage']:.3f}, "
         f"'other' auto-replied {auto['other_auto_replied']:.3f}, "
         f"staff-only auto-replied {auto['staff_only_auto_replied']:.3f}",

@@ -10,7 +10,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn import config_context
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -117,42 +117,6 @@ def build_pipeline(seed: int = SEED, subject_weight: float | None = None) -> Pip
             ("clean", FunctionTransformer(clean_fields)),
             ("features", features),
             ("classify", classify),
-        ]
-    )
-
-
-def build_scalable_pipeline(seed: int = SEED, n_jobs: int = 2) -> Pipeline:
-    """The same steps for large data sets (retraining on tens of thousands of tickets).
-
-    Hashing vectorisers have no vocabulary to learn, so the text work is done once and in parallel;
-    a linear SVM trained by SGD, calibrated the same way, fits in seconds where liblinear takes
-    minutes.
-    """
-    hashing = {
-        "alternate_sign": False,
-        "norm": None,
-        "n_features": 2**20,
-        "strip_accents": "unicode",
-        "dtype": np.float32,
-    }
-    features = FeatureUnion(
-        [
-            (
-                "word",
-                HashingVectorizer(ngram_range=(1, 2), token_pattern=WORD_TOKENS, **hashing),
-            ),
-            ("char", HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **hashing)),
-        ]
-    )
-    svm = SGDClassifier(
-        loss="hinge", alpha=1e-5, max_iter=6, tol=None, random_state=seed, n_jobs=n_jobs
-    )
-    return Pipeline(
-        [
-            ("clean", FunctionTransformer(clean_pairs)),
-            ("features", features),
-            ("tfidf", TfidfTransformer(sublinear_tf=True)),
-            ("classify", CalibratedClassifierCV(svm, method="sigmoid", cv=3, ensemble=False)),
         ]
     )
 

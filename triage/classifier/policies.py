@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from triage.catalogue import OTHER, SELF_SERVE_SLUGS, STAFF_ONLY_SLUGS
+from triage.catalogue import FAMILY_OF, OTHER, SELF_SERVE_SLUGS, STAFF_ONLY_SLUGS
 from triage.classifier.decision import (
     MAX_OTHER_SHARE,
     MAX_STAFF_ONLY_SHARE,
@@ -31,11 +31,15 @@ from triage.classifier.decision import (
     Thresholds,
     choose_thresholds,
     family_gaps,
+    family_probabilities,
     top_two,
 )
 
 POLICIES = ("global", "per_category", "shrunk", "margin")
 FAMILY_GRID = (0.0, 0.1, 0.2, 0.3, 0.4)
+# the summed family probability from which a family of self-serve members gets its combined answer
+# (first: never)
+FAMILY_ANSWER_GRID = (NEVER["prob"], 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
 MARGIN_RULE_GRID = tuple(round(x, 2) for x in np.arange(0.0, 1.0001, 0.02))
 SHRINK_EXAMPLES = (
     100  # a category with this many examples gets half its own threshold, half the global one
@@ -58,6 +62,9 @@ class Scored:
     acknowledgement: np.ndarray
     probs: np.ndarray
     classes: tuple[str, ...]
+    family_probability: np.ndarray  # the top category's family's summed probability
+    combinable: np.ndarray  # the top category's family may get one combined answer
+    in_family: np.ndarray  # the true category is in the top category's family
 
     @classmethod
     def build(
@@ -75,15 +82,23 @@ class Scored:
             if acknowledgement is None
             else np.asarray(acknowledgement, bool)
         )
+        predicted = np.asarray(classes, dtype=object)[best]
+        families = [FAMILY_OF.get(str(slug)) for slug in predicted]
         return cls(
             np.asarray(truth, dtype=object),
-            np.asarray(classes, dtype=object)[best],
+            predicted,
             top,
             margin,
             family_gaps(probs, classes, best),
             ack,
             probs,
             tuple(classes),
+            family_probabilities(probs, classes, best),
+            np.array([f is not None and f.self_serve for f in families], dtype=bool),
+            np.array(
+                [f is not None and y in f.members for f, y in zip(families, truth, strict=True)],
+                dtype=bool,
+            ),
         )
 
     def subset(self, mask: np.ndarray) -> Scored:
@@ -97,10 +112,33 @@ class Scored:
             self.acknowledgement[mask],
             self.probs[mask],
             self.classes,
+            self.family_probability[mask],
+            self.combinable[mask],
+            self.in_family[mask],
         )
 
     def auto_replied(self, thresholds: Thresholds) -> np.ndarray:
-        """Which rows the thresholds would answer automatically (as decision.action_for does)."""
+        """Which rows the thresholds would answer automatically, alone or by their family."""
+        answered: np.ndarray = self.single_answers(thresholds) | self.family_answers(thresholds)
+        return answered
+
+    def family_answers(self, thresholds: Thresholds) -> np.ndarray:
+        """Which rows would get a combined family answer (as decision.family_action decides)."""
+        combined: np.ndarray = (
+            self.combinable
+            & ~self.acknowledgement
+            & (self.family_probability >= thresholds.family_answer)
+            & ~self.single_answers(thresholds)
+        )
+        return combined
+
+    def outcome(self, thresholds: Thresholds) -> Outcome:
+        """What the thresholds' automatic answers would do on these rows."""
+        return Outcome.of(self, self.single_answers(thresholds), self.family_answers(thresholds))
+
+    def single_answers(self, thresholds: Thresholds) -> np.ndarray:
+        """Which rows the thresholds would answer with their category's own answer (as
+        decision.action_for does)."""
         index = np.searchsorted(self._sorted_classes, self.predicted.astype(str))
         prob = np.array([thresholds.for_category(c)["prob"] for c in self._sorted_classes])[index]
         margin = np.array([thresholds.for_category(c)["margin"] for c in self._sorted_classes])[
@@ -138,9 +176,13 @@ class Outcome:
     n_staff: int
 
     @classmethod
-    def of(cls, scored: Scored, auto: np.ndarray) -> Outcome:
-        """Count the outcome of auto-replying the rows in `auto`."""
+    def of(cls, scored: Scored, auto: np.ndarray, combined: np.ndarray | None = None) -> Outcome:
+        """Count the outcome of answering the rows in `auto` alone and those in `combined` with
+        their family's combined answer (right when the true category is in the family)."""
         right = scored.truth == scored.predicted
+        if combined is not None:
+            right = np.where(combined, scored.in_family, right)
+            auto = auto | combined
         is_other, is_staff = scored.truth == OTHER, np.isin(scored.truth, list(STAFF_ONLY_SLUGS))
         return cls(
             int(auto.sum()),
@@ -205,19 +247,24 @@ def _best_uniform(scored: Scored, target: float, policy: str, base: Thresholds) 
     """The (prob or margin, family margin) setting with most correct auto-replies within target."""
     best: tuple[int, Thresholds] | None = None
     values = PROB_GRID if policy == "global" else MARGIN_RULE_GRID
-    for family_margin in FAMILY_GRID:
-        for (
-            value
-        ) in values:  # loosest first: the first setting within target is the one with most replies
-            prob, margin = (value, 0.0) if policy == "global" else (0.0, value)
-            thresholds = Thresholds(
-                _uniform(prob, margin, base), target, base.route_target, family_margin, policy
-            )
-            outcome = Outcome.of(scored, scored.auto_replied(thresholds))
-            if outcome.within(target):
-                if best is None or outcome.correct > best[0]:
-                    best = (outcome.correct, thresholds)
-                break
+    for family_answer in FAMILY_ANSWER_GRID:
+        for family_margin in FAMILY_GRID:
+            # loosest first: the first setting within target is the one with most replies
+            for value in values:
+                prob, margin = (value, 0.0) if policy == "global" else (0.0, value)
+                thresholds = Thresholds(
+                    _uniform(prob, margin, base),
+                    target,
+                    base.route_target,
+                    family_margin,
+                    policy,
+                    family_answer,
+                )
+                outcome = scored.outcome(thresholds)
+                if outcome.within(target):
+                    if best is None or outcome.correct > best[0]:
+                        best = (outcome.correct, thresholds)
+                    break
     if best is None:
         return Thresholds(
             _uniform(NEVER["prob"], NEVER["margin"], base), target, base.route_target, 0.0, policy
@@ -239,7 +286,7 @@ def _best_per_category(scored: Scored, target: float) -> Thresholds:
             eligible=eligible,
         )
         thresholds.family_margin, thresholds.policy = family_margin, "per_category"
-        correct = Outcome.of(scored, scored.auto_replied(thresholds)).correct
+        correct = scored.outcome(thresholds).correct
         if best is None or correct > best[0]:
             best = (correct, thresholds)
     assert best is not None
@@ -271,7 +318,7 @@ def _shrunk(scored: Scored, target: float) -> Thresholds:
             for s, v in per_category.items()
         }
         thresholds = Thresholds(raised, target, own.route_target, family_margin, "shrunk")
-        if Outcome.of(scored, scored.auto_replied(thresholds)).within(target):
+        if scored.outcome(thresholds).within(target):
             return thresholds
     return Thresholds(
         _uniform(NEVER["prob"], NEVER["margin"], own), target, own.route_target, 0.0, "shrunk"
@@ -345,14 +392,16 @@ def nested_evaluation(
     """Fit `policy` without each writer in turn, score it on that writer: pooled and per writer."""
     groups_arr = np.asarray(groups, dtype=object)
     auto = np.zeros(len(groups_arr), dtype=bool)
+    combined = np.zeros(len(groups_arr), dtype=bool)
     per_writer = {}
     for writer in sorted(set(groups_arr.tolist())):
         held = groups_arr == writer
         thresholds = fit_policy(policy, scored.subset(~held), target)
         held_scored = scored.subset(held)
-        auto[held] = held_scored.auto_replied(thresholds)
-        per_writer[str(writer)] = Outcome.of(held_scored, auto[held])
-    return PolicyResult(policy, target, Outcome.of(scored, auto), per_writer)
+        auto[held] = held_scored.single_answers(thresholds)
+        combined[held] = held_scored.family_answers(thresholds)
+        per_writer[str(writer)] = Outcome.of(held_scored, auto[held], combined[held])
+    return PolicyResult(policy, target, Outcome.of(scored, auto, combined), per_writer)
 
 
 def compare_policies(

@@ -29,7 +29,78 @@ RECENT_SHARE = (
     0.2  # the newest fifth of confirmed tickets is held out for evaluation, never trained on
 )
 RECENT_MAX = 2000
+COVERAGE_TOLERANCE = 0.005  # coverage closer than this to the champion's is a tie: macro-F1 decides
 MACRO_F1_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """Whether the challenger replaces the champion, which rule decided, and why."""
+
+    promoted: bool
+    decided_by: str  # "precision", "coverage", "macro-F1", or "no champion"
+    reasons: list[str]  # why the challenger was refused (empty when promoted)
+    explanation: str  # one sentence for the retrain report
+
+    def report(self) -> str:
+        """Which rule decided and why, as the registry and the Models page show it."""
+        return f"decided by {self.decided_by}: {self.explanation}"
+
+
+def _figures(report: dict[str, Any]) -> tuple[float, float, float]:
+    auto = report["auto_reply"]
+    return auto["precision"], auto["coverage"], report["macro_f1"]
+
+
+def _unsafe(report: dict[str, Any], targets: QualityTargets) -> str | None:
+    """Why a model's automatic answers on the frozen set are below the floor, or None."""
+    auto = report["auto_reply"]
+    if auto["precision"] < targets.auto_reply_precision:
+        return (
+            f"auto-reply precision {auto['precision']:.3f} is below the floor "
+            f"{targets.auto_reply_precision}"
+        )
+    if auto["other_auto_replied"] > targets.other_auto_replied:
+        return f"{auto['other_auto_replied']:.3f} of 'other' emails auto-replied"
+    if auto["staff_only_auto_replied"] > targets.staff_only_auto_replied:
+        return f"{auto['staff_only_auto_replied']:.3f} of staff-only emails auto-replied"
+    return None
+
+
+def judge(
+    challenger: dict[str, Any], champion: dict[str, Any] | None, targets: QualityTargets
+) -> GateVerdict:
+    """Compare two reports on the same frozen evaluation set: auto-reply precision first (never
+    below the target, nor the caps on `other` and staff-only answers), then coverage (never more
+    than half a point lower), then macro-F1 (never more than 0.01 lower); the first rule that
+    refuses, or else the one that shows the gain, decides."""
+    unsafe = _unsafe(challenger, targets)
+    if unsafe:
+        return GateVerdict(False, "precision", [unsafe], f"refused: {unsafe}")
+    if champion is None:
+        return GateVerdict(True, "no champion", [], "no champion to compare with; above the floor")
+    _precision, coverage, macro_f1 = _figures(challenger)
+    _old_precision, old_coverage, old_macro_f1 = _figures(champion)
+    gain = coverage - old_coverage
+    covered = f"coverage {coverage:.3f} against the champion's {old_coverage:.3f}"
+    if gain < -COVERAGE_TOLERANCE:
+        return GateVerdict(False, "coverage", [f"{covered} (lower)"], f"refused: {covered}")
+    drop = old_macro_f1 - macro_f1
+    scored = f"macro-F1 {macro_f1:.3f} against the champion's {old_macro_f1:.3f}"
+    if drop > MACRO_F1_TOLERANCE:
+        # more answers never excuse worse categories (poisoned labels can buy coverage)
+        reason = f"{scored}: more than {MACRO_F1_TOLERANCE} lower"
+        return GateVerdict(False, "macro-F1", [reason], f"refused: {covered}; {reason}")
+    if gain > COVERAGE_TOLERANCE:
+        return GateVerdict(
+            True, "coverage", [], f"promoted: {covered}, precision on target, {scored}"
+        )
+    return GateVerdict(
+        True,
+        "macro-F1",
+        [],
+        f"promoted: coverage level ({covered}); {scored} (allowed: {MACRO_F1_TOLERANCE})",
+    )
 
 
 @dataclass
@@ -47,6 +118,8 @@ class RetrainResult:
     n_eval: int
     data_sha256: str
     details: dict[str, Any] = field(default_factory=dict)
+    decided_by: str = ""  # the gate's rule that decided (see judge)
+    explanation: str = ""
 
 
 def _normalise(text: str) -> str:
@@ -229,21 +302,8 @@ def retrain(
                 champion_version,
                 exc,
             )
-    reasons = []
-    precision = challenger_report["auto_reply"]["precision"]
-    if precision < targets.auto_reply_precision:
-        reasons.append(
-            f"auto-reply precision {precision:.3f} is below the floor "
-            f"{targets.auto_reply_precision}"
-        )
-    if champion_report is not None:
-        drop = champion_report["macro_f1"] - challenger_report["macro_f1"]
-        if drop > MACRO_F1_TOLERANCE:
-            reasons.append(
-                f"macro-F1 {challenger_report['macro_f1']:.3f} is {drop:.3f} below the champion's "
-                f"{champion_report['macro_f1']:.3f} (allowed: {MACRO_F1_TOLERANCE})"
-            )
-    promoted = not reasons
+    verdict = judge(challenger_report, champion_report, targets)
+    promoted, reasons = verdict.promoted, verdict.reasons
     challenger.metadata["metrics"]["test"] = challenger_report
     challenger.metadata.update(
         {
@@ -256,26 +316,30 @@ def retrain(
             },
         }
     )
-    challenger.metadata["gate"] = {"passed": promoted, "reasons": reasons}
+    challenger.metadata["gate"] = {
+        "passed": promoted,
+        "reasons": reasons,
+        "decided_by": verdict.decided_by,
+        "explanation": verdict.explanation,
+    }
     registry.save(challenger, settings.models_dir)
     with sessions() as session, session.begin():
-        registry.register(session, challenger, by, promoted, "; ".join(reasons))
+        registry.register(session, challenger, by, promoted, verdict.report())
         if promoted:
             registry.activate(session, version, by)
         details = {
             "version": version,
             "promoted": promoted,
             "reasons": reasons,
+            "decided_by": verdict.decided_by,
+            "explanation": verdict.explanation,
             "champion": champion_version,
             "n_train": len(training),
             "n_tickets": n_tickets,
             "n_eval": len(evaluation),
         }
         session.add(AuditEvent(actor=by, action=AuditAction.MODEL_RETRAINED, details=details))
-    progress(
-        ("promoted " if promoted else "kept the champion: ")
-        + (version if promoted else "; ".join(reasons))
-    )
+    progress(f"gate {verdict.report()}")
     return RetrainResult(
         version,
         promoted,
@@ -287,4 +351,6 @@ def retrain(
         n_tickets,
         len(evaluation),
         data_hash,
+        decided_by=verdict.decided_by,
+        explanation=verdict.explanation,
     )

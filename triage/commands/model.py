@@ -251,6 +251,7 @@ def retrain_command(jobs: int) -> None:
                 ch["auto_reply"]["coverage"],
             )
         )
+    click.echo(f"gate decided by {outcome.decided_by}: {outcome.explanation}")
     if outcome.promoted:
         click.echo(f"promoted {outcome.version}")
     else:

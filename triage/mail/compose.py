@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from triage.catalogue import Category
+from triage.catalogue import BY_SLUG, Category, Family
 from triage.classifier.cleaning import clean_subject
 from triage.mail.bounded_cache import bounded_cache
 from triage.mail.charsets import has_garbling
@@ -163,19 +163,30 @@ def answer_text(category: Category) -> str:
     return render(category.answer_template).strip()
 
 
+def family_answer_text(family: Family) -> str:
+    """A self-serve family's combined answer, its members' answers as steps in FAQ order
+    (ValueError for a mixed family)."""
+    if family.answer_template is None:
+        raise ValueError(f"family {family.value!r} has no combined answer")
+    return render(family.answer_template).strip()
+
+
 def auto_reply_text(
     category: Category,
     reference: str,
     centre_name: str,
     sender_address: str = "",
+    family: Family | None = None,
     feedback: FeedbackLinks | None = None,
 ) -> str:
-    """The body of an automatic answer: greeting, the centre-facing answer, how to reach staff,
-    and the "Did this answer your question?" links when given."""
+    """The body of an automatic answer: greeting, the centre-facing answer (the family's combined
+    one when `family` is given), how to reach staff, and the "Did this answer your question?"
+    links when given."""
+    members = [BY_SLUG[slug] for slug in family.members] if family else [category]
     return render(
         "auto_reply.txt",
-        answer=answer_text(category),
-        invites_reply=category.invites_reply,
+        answer=family_answer_text(family) if family else answer_text(category),
+        invites_reply=any(member.invites_reply for member in members),
         reference=reference,
         name=greeting_name(centre_name, sender_address),
         feedback=feedback,

@@ -205,6 +205,11 @@ def _created(new: NewTicket) -> dict[str, Any]:
         "queue": new.plan.queue,
         "reply_suppressed": new.plan.suppressed,
         **({"reason": decision.reason} if decision and decision.reason else {}),
+        **(
+            {"family": new.plan.family.value, "family_reason": decision.explanation()}
+            if decision and new.plan.family
+            else {}
+        ),
     }
 
 
@@ -216,7 +221,12 @@ def _reply(settings: Settings, new: NewTicket, kind: MessageKind) -> Row:
         category = catalogue.get(new.plan.category)
         links = feedback_links(settings.external_url, settings.secret_key, new.id, message_id)
         body = compose.auto_reply_text(
-            category, reference, recipient.name, recipient.address, feedback=links
+            category,
+            reference,
+            recipient.name,
+            recipient.address,
+            new.plan.family,
+            feedback=links,
         )
     else:
         response_time = settings.response_time_text

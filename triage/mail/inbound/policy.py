@@ -38,6 +38,7 @@ class NewTicketPlan:
     automatic: bool
     urgent: bool
     urgent_reason: str | None
+    family: catalogue.Family | None = None  # the family whose combined answer or queue was chosen
 
     @property
     def answering(self) -> bool:
@@ -75,23 +76,32 @@ def plan_new_ticket(facts: Circumstances, routing: Mapping[str, str]) -> NewTick
     return NewTicketPlan(
         category=category,
         action=action,
-        queue=_queue(facts, routing, category, decision),
+        queue=_queue(facts, routing, decision),
         reply=None if suppressed else _reply_kind(action),
         suppressed=suppressed,
         automatic=automatic,
         urgent=urgent,
         urgent_reason=urgent_reason,
+        family=_family(facts, action),
     )
 
 
-def _queue(
-    facts: Circumstances, routing: Mapping[str, str], category: str, decision: Decision | None
-) -> str:
+def _queue(facts: Circumstances, routing: Mapping[str, str], decision: Decision | None) -> str:
     """Automatic mail and mail held for a person go to triage; confident mail to its category's."""
     confident = decision is not None and decision.action in {Action.AUTO_REPLY, Action.ROUTE}
     if facts.automatic is not None or facts.held or not confident:
         return catalogue.TRIAGE_QUEUE
-    return routing.get(category, catalogue.TRIAGE_QUEUE)
+    assert decision is not None  # confident
+    return routing.get(decision.queue_category, catalogue.TRIAGE_QUEUE)
+
+
+def _family(facts: Circumstances, action: Action) -> catalogue.Family | None:
+    """The family that decided the ticket's answer or queue, if it still does (None when a rule
+    sent the email to triage or held its answer back)."""
+    decision = facts.decision
+    if decision is None or action != decision.action or facts.automatic or facts.held:
+        return None
+    return decision.family
 
 
 def _reply_kind(action: Action) -> MessageKind:
