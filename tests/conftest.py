@@ -150,6 +150,9 @@ def app_config(database_url: str, instance_path: Path, tmp_path: Path) -> dict[s
         "INSTANCE_PATH": instance_path,
         "MODELS_DIR": models,
         "SECRET_KEY": "test-secret-" + uuid.uuid4().hex,
+        # one SMTP connection, so a test reads the mail in the order it was queued; the delivery
+        # tests and the bench set more to test sending in parallel
+        "OUTBOX_CONNECTIONS": 1,
     }
 
 

@@ -99,11 +99,12 @@ def test_a_row_the_database_refuses_raises_as_sqlalchemy_does_and_writes_none(
         session, Ticket.__table__, [{"centre_email": "c@college.example", "queue_id": queue_id}]
     )
     ticket_id = session.scalar(select(Ticket.id))
-    twice = {"ticket_id": ticket_id, "direction": "inbound", "message_id": "<same@college.example>"}
+    good = {"ticket_id": ticket_id, "direction": "inbound", "message_id": "<one@college.example>"}
+    refused = {**good, "message_id": "<two@college.example>", "direction": "sideways"}  # CHECK
     with pytest.raises(
         IntegrityError
     ):  # not the driver's own exception: callers catch one kind on both databases
-        insert_rows(session, Message.__table__, [twice, {**twice}])
+        insert_rows(session, Message.__table__, [good, refused])
     session.rollback()
     assert session.scalar(select(func.count()).select_from(Message)) == 0
     assert (

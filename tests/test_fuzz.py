@@ -247,12 +247,13 @@ def test_inbound_endpoint_never_answers_500(mail_app: Flask, api_token: str) -> 
             body = response.get_json()
         process_all(mail_app)  # the webhook only stores; a worker makes the ticket
         with sessions() as s:
-            row = s.scalars(
-                select(InboundEmail).where(InboundEmail.message_id == body["message_id"])
-            ).one()
-            assert row.id == body["id"]
+            row = s.get(InboundEmail, body["id"])  # a Message-ID may be reused by another email
+            assert row is not None and row.message_id == body["message_id"]
             if not body["duplicate"]:
                 assert row.raw == raw  # kept whole, byte for byte
+            if row.status == "rejected":  # kept, with the reason, though it makes no ticket
+                assert row.ticket_id is None and body.get("reason")
+                return
             assert row.status == "processed" and row.ticket_id is not None
             assert s.get(Ticket, row.ticket_id) is not None
 
@@ -273,7 +274,7 @@ def test_inbound_endpoint_never_answers_500(mail_app: Flask, api_token: str) -> 
             s.scalar(
                 select(func.count())
                 .select_from(InboundEmail)
-                .where(InboundEmail.status != "processed")
+                .where(InboundEmail.status == "pending")
             )
             == 0
         )
@@ -302,9 +303,8 @@ def _many_parts(n: int) -> bytes:
 def test_pathological_shapes_are_cut_to_the_parser_limits() -> None:
     """Deep nesting, thousands of parts and megabyte headers parse, within the part and depth limits."""
     deep = parse(_nested(1000))
-    assert (
-        deep.subject == "nested" and deep.text == ""
-    )  # the text sits below the depth limit: not walked
+    # the parts below the depth limit are not walked: kept as one opaque, bounded block of text
+    assert deep.subject == "nested" and "hello" not in deep.text[:1000] and len(deep.text) < 200_000
     assert parse(_nested(MAX_DEPTH - 2)).text.strip() == "hello"
     many = parse(_many_parts(5000))
     assert len(many.attachments) < MAX_PARTS and many.text.strip() == "see attached"

@@ -221,5 +221,7 @@ def test_history_reads_as_sentences() -> None:
         details={"urgent": False, "reason": "exam is next week"},
     )
     assert describe(urgent) == "jo@imi.test marked it not urgent: exam is next week."
-    unknown = AuditEvent(actor="system", action="ticket.merged", details={"into": 5, "empty": None})
-    assert describe(unknown) == "The system: merged (into 5)."
+    unknown = AuditEvent(
+        actor="system", action="ticket.archived", details={"into": 5, "empty": None}
+    )
+    assert describe(unknown) == "The system: archived (into 5)."
