@@ -32,8 +32,10 @@ run: migrate
 	-$(FLASK) triage train --if-missing
 	$(FLASK) triage serve --host $(HOST) --port $(PORT)
 
+# Two test processes (pytest-xdist), a test file at a time each; TEST_WORKERS=1 runs them in one.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Quick profile by default (a few minutes on 2 cores); BENCH_FULL=1 make bench for the full sizes.
 bench: install

@@ -72,7 +72,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pg_seeded() -> Iterator[tuple[Engine, dict[str, list[dict[str, Any]]]]]:
     """PostgreSQL migrated to head once, with a snapshot of the seed rows to restore between tests."""
-    engine = make_engine(PG_URL)
+    engine = make_engine(PG_URL, pool_pre_ping=True)  # a fault test may kill its connections
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))

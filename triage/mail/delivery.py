@@ -31,7 +31,7 @@ from triage.mail.outbox import (
     claim,
     hold_for_send,
     record,
-    release,
+    release_held,
     renew_leases,
 )
 from triage.mail.transport import DeliveryOutcome
@@ -52,10 +52,12 @@ class Unsettled:
 
     outcomes: dict[int, DeliveryOutcome] = field(default_factory=dict)  # attempted, not recorded
     unsent: set[int] = field(default_factory=set)  # claimed, never attempted
+    # the database failed since the last settling: a claim's answer may have been lost with it
+    lost: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __bool__(self) -> bool:
-        return bool(self.outcomes or self.unsent)
+        return bool(self.outcomes or self.unsent or self.lost)
 
 
 _UNSETTLED: dict[str, Unsettled] = {}  # by worker id
@@ -100,6 +102,8 @@ class Round:
     def database_failed(self, exc: SQLAlchemyError) -> None:
         """Note a lost database: stop sending; what is in hand is settled later."""
         self.lost.set()
+        with self.unsettled.lock:
+            self.unsettled.lost = True
         self.database.failed(describe_database_error(exc))
 
     def count(self, outcome: DeliveryOutcome) -> None:
@@ -162,10 +166,12 @@ def settle(state: Round) -> bool:
                 record(state.sessions, recorder, state.settings, item_id, state.worker_id, outcome)
                 with owed.lock:
                     owed.outcomes.pop(item_id, None)
-        if unsent:
-            release(state.sessions, unsent, state.worker_id, "claimed, not attempted this round")
-            with owed.lock:
-                owed.unsent -= unsent
+        # no thread of this process is sending now: every row it still holds was claimed and not
+        # attempted, including rows of a claim whose answer the lost database never gave
+        release_held(state.sessions, state.worker_id, "claimed, not attempted this round")
+        with owed.lock:
+            owed.unsent -= unsent
+            owed.lost = False
     except SQLAlchemyError as exc:
         state.database.failed(describe_database_error(exc))
         return False

@@ -223,6 +223,26 @@ def release(
     log.info("outbox: handed %s claimed rows back (%s)", len(ids), why)
 
 
+def release_held(sessions: sessionmaker[Session], worker_id: str, why: str) -> int:
+    """Hand back every row this worker still holds in `sending` (after a lost database, when none
+    of them is being sent: a claim whose answer was lost leaves rows the worker never learnt of)."""
+    with sessions() as session, session.begin():
+        count: int = (
+            session.connection()
+            .execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.claimed_by == worker_id, OutboxItem.status == OutboxStatus.SENDING
+                )
+                .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_at=None)
+            )
+            .rowcount
+        )
+    if count:
+        log.info("outbox: handed %s claimed rows back (%s)", count, why)
+    return count
+
+
 _OUTBOX = OutboxItem.__table__
 # built once (no statement building per send): a send is recorded with one UPDATE, committed on its
 # own
