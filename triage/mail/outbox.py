@@ -8,7 +8,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Dialect, Select, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Dialect, Select, and_, bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -171,18 +171,17 @@ def _due(now: datetime, limit: int, lease: timedelta) -> Select[int, OutboxStatu
     )
 
 
+def _held_by(worker_id: str) -> ColumnElement[bool]:
+    """Rows this worker has claimed and not yet settled."""
+    return and_(OutboxItem.claimed_by == worker_id, OutboxItem.status == OutboxStatus.SENDING)
+
+
 def renew_leases(sessions: sessionmaker[Session], worker_id: str) -> int:
     """Renew the lease of every row this worker holds in `sending`; returns how many it holds."""
     with sessions() as session, session.begin():
         renewed: int = (
             session.connection()
-            .execute(
-                update(OutboxItem)
-                .where(
-                    OutboxItem.claimed_by == worker_id, OutboxItem.status == OutboxStatus.SENDING
-                )
-                .values(claimed_at=utcnow())
-            )
+            .execute(update(OutboxItem).where(_held_by(worker_id)).values(claimed_at=utcnow()))
             .rowcount
         )
     return renewed
@@ -206,23 +205,6 @@ def backoff(attempts: int) -> timedelta:
     )
 
 
-def release(
-    sessions: sessionmaker[Session], ids: list[int] | set[int], worker_id: str, why: str
-) -> None:
-    """Hand claimed rows that were not attempted back to the queue, due now."""
-    with sessions() as session, session.begin():
-        session.execute(
-            update(OutboxItem)
-            .where(
-                OutboxItem.id.in_(ids),
-                OutboxItem.claimed_by == worker_id,
-                OutboxItem.status == OutboxStatus.SENDING,
-            )
-            .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_at=None)
-        )
-    log.info("outbox: handed %s claimed rows back (%s)", len(ids), why)
-
-
 def release_held(sessions: sessionmaker[Session], worker_id: str, why: str) -> int:
     """Hand back every row this worker still holds in `sending` (after a lost database, when none
     of them is being sent: a claim whose answer was lost leaves rows the worker never learnt of)."""
@@ -231,9 +213,7 @@ def release_held(sessions: sessionmaker[Session], worker_id: str, why: str) -> i
             session.connection()
             .execute(
                 update(OutboxItem)
-                .where(
-                    OutboxItem.claimed_by == worker_id, OutboxItem.status == OutboxStatus.SENDING
-                )
+                .where(_held_by(worker_id))
                 .values(status=OutboxStatus.PENDING, claimed_by=None, claimed_at=None)
             )
             .rowcount
@@ -343,11 +323,7 @@ def hold_for_send(recorder: Session, item_id: int, worker_id: str) -> bool:
         recorder.connection()
         .execute(
             update(OutboxItem)
-            .where(
-                OutboxItem.id == item_id,
-                OutboxItem.claimed_by == worker_id,
-                OutboxItem.status == OutboxStatus.SENDING,
-            )
+            .where(OutboxItem.id == item_id, _held_by(worker_id))
             .values(claimed_at=utcnow())
         )
         .rowcount

@@ -12,6 +12,7 @@ from triage.orm import Incident
 from triage.states import LinkKind
 from triage.web import db, settings
 from triage.web.api import bp
+from triage.web.api_tickets import ticket_or_404
 from triage.web.auth import token_required
 from triage.web.body import json_body
 from triage.web.errors import ApiError
@@ -157,13 +158,6 @@ def resolve_incident(incident_id: int) -> ResponseReturnValue:
     return jsonify({**incident_json(_incident(incident_id)), **_outcome_json(outcome)})
 
 
-def _ticket(ticket_id: int) -> Any:
-    try:
-        return tickets.get_ticket(db(), ticket_id)
-    except tickets.TicketError:
-        raise ApiError(404, f"no ticket {ticket_id}") from None
-
-
 @bp.post("/tickets/<int:ticket_id>/links")
 @token_required
 def link_tickets(ticket_id: int) -> ResponseReturnValue:
@@ -172,7 +166,7 @@ def link_tickets(ticket_id: int) -> ResponseReturnValue:
     kind = data.get("kind", LinkKind.RELATED)
     if kind not in set(LinkKind):
         raise ApiError(400, "kind must be related or duplicate", field="kind")
-    one, other = _ticket(ticket_id), _ticket(_id(data["ticket_id"], "ticket_id"))
+    one, other = ticket_or_404(ticket_id), ticket_or_404(_id(data["ticket_id"], "ticket_id"))
     _commit_or_conflict(lambda: incidents.link(db(), _actor(), one, other, LinkKind(kind)))
     links = incidents.links_of(db(), one)
     return jsonify({"links": [{"ticket": t.reference, "kind": k} for t, k in links]}), 201
@@ -183,6 +177,6 @@ def link_tickets(ticket_id: int) -> ResponseReturnValue:
 def merge_ticket(ticket_id: int) -> ResponseReturnValue:
     """Merge this ticket (a centre's duplicate) into another of the same centre: {"into": 12}."""
     data = _object({"into"}, frozenset({"into"}))
-    duplicate, into = _ticket(ticket_id), _ticket(_id(data["into"], "into"))
+    duplicate, into = ticket_or_404(ticket_id), ticket_or_404(_id(data["into"], "into"))
     _commit_or_conflict(lambda: incidents.merge(db(), _actor(), duplicate, into))
     return jsonify({"merged": duplicate.reference, "into": into.reference, "id": into.id})

@@ -116,7 +116,8 @@ def list_tickets() -> ResponseReturnValue:
     )
 
 
-def _ticket_or_404(ticket_id: int) -> Ticket:
+def ticket_or_404(ticket_id: int) -> Ticket:
+    """The ticket with this id, or a 404 API error."""
     try:
         return tickets.get_ticket(db(), ticket_id)
     except tickets.TicketError:
@@ -127,7 +128,7 @@ def _ticket_or_404(ticket_id: int) -> Ticket:
 @token_required
 def get_ticket(ticket_id: int) -> ResponseReturnValue:
     """One ticket with its messages; its ETag is its reply version (for If-Match on a reply)."""
-    body = ticket_json(_ticket_or_404(ticket_id), with_messages=True)
+    body = ticket_json(ticket_or_404(ticket_id), with_messages=True)
     response = jsonify(body)
     response.headers["ETag"] = f'"reply-{body["reply_version"]}"'
     return response
@@ -152,7 +153,7 @@ def update_ticket(ticket_id: int) -> ResponseReturnValue:
         if value is not None and not isinstance(value, str):
             raise ApiError(400, f"{name} must be a string", field=name)
     session = db()
-    t = _ticket_or_404(ticket_id)
+    t = ticket_or_404(ticket_id)
     actor = _actor()
     for name in ("category", "queue", "assignee", "status"):
         if name not in data:
@@ -207,7 +208,7 @@ def post_reply(ticket_id: int) -> ResponseReturnValue:
         raise ApiError(400, "body is longer than 100000 characters", field="body")
     seen = _seen_version(data)
     session = db()
-    t = _ticket_or_404(ticket_id)
+    t = ticket_or_404(ticket_id)
     try:
         message = tickets.reply(session, settings(), _actor(), t, data["body"], seen_version=seen)
     except tickets.ReplyConflict as exc:
