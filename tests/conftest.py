@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -177,9 +179,21 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
     from triage.classifier.dataset import TRAIN_FILE, load_jsonl
     from triage.classifier.training import train
 
+    # Test processes (pytest-xdist) share one training: the first trains while the others wait.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    with (shared / "trained-model.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cached = shared / "trained-model.joblib"
+        if cached.exists():
+            result = joblib.load(cached)
+        else:
+            train_file = Path(__file__).resolve().parent.parent / "training_data" / TRAIN_FILE
+            result = train(load_jsonl(train_file), None, "vtest-1", n_jobs=2)
+            joblib.dump(result, cached.with_suffix(".part"))
+            cached.with_suffix(".part").rename(cached)
     models_dir = tmp_path_factory.mktemp("models")
-    train_set = load_jsonl(Path(__file__).resolve().parent.parent / "training_data" / TRAIN_FILE)
-    result = train(train_set, None, "vtest-1", n_jobs=2)
     registry.save(result.model, models_dir)
     return result, models_dir
 

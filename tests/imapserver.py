@@ -21,6 +21,9 @@ log_path = {dir}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# a refused login is answered at once and never slows the next (no anvil penalty per IP): tests
+# refuse logins on purpose, one after another, from 127.0.0.1
+auth_failure_delay = 0
 mail_location = maildir:{dir}/mail/%u
 default_internal_user = dovecot
 default_login_user = dovenull
@@ -32,6 +35,11 @@ passdb {{
 userdb {{
   driver = static
   args = uid=vmail gid=vmail home={dir}/mail/%u
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -46,7 +54,7 @@ service imap-login {{
 
 OAUTH_CONFIG = CONFIG.replace(
     "auth_mechanisms = plain login",
-    "auth_failure_delay = 0\nauth_mechanisms = plain login xoauth2 oauthbearer",
+    "auth_mechanisms = plain login xoauth2 oauthbearer",
 ).replace(
     """passdb {{
   driver = static""",

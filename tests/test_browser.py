@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -60,6 +61,13 @@ def browser_page() -> Iterator[object]:
         page = browser.new_page()
         yield page
         browser.close()
+
+
+def press(page: Any, key: str) -> None:
+    """Press a key once the page's shortcuts are bound (a key pressed while the page is still
+    loading would be lost)."""
+    page.wait_for_selector("html[data-workspace=ready]", state="attached")
+    page.keyboard.press(key)
 
 
 def test_agent_finds_understands_answers_and_resolves_a_routed_ticket(

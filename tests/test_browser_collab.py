@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests import factories
-from tests.test_browser import CHROMIUM, FLAGS, serving
+from tests.test_browser import CHROMIUM, FLAGS, press, serving
 from tests.webutil import PASSWORD
 from tests.workspace_util import reload
 from triage import create_app
@@ -224,16 +224,16 @@ def test_resolve_offers_undo_and_taking_a_colleagues_ticket_asks(
         dialog.accept() if accept else dialog.dismiss()
 
     alex.once("dialog", lambda d: answer(d, False))
-    alex.keyboard.press("a")
+    press(alex, "a")
     alex.wait_for_timeout(300)
     assert asked and "Bea Agent has this ticket" in asked[0]
     assert reload(shared_app, t.id).assignee_id == bea_user.id
     alex.once("dialog", lambda d: answer(d, True))
-    alex.keyboard.press("a")
+    press(alex, "a")
     alex.wait_for_selector("text=Saved.")
     assert reload(shared_app, t.id).assignee_id == _user(shared_app, "alex@imi.test").id
     # `e` resolves, and Undo is offered for a few seconds
-    alex.keyboard.press("e")
+    press(alex, "e")
     alex.wait_for_selector("#undo-button")
     assert reload(shared_app, t.id).status == "resolved"
     alex.click("#undo-button")
@@ -278,7 +278,7 @@ def test_bulk_assign_needs_a_target_and_deactivating_asks_where_tickets_go(
     boss.goto(f"{server}/search?q=undo-bulk.example")
     boss.check("#tick-all")
     boss.click("h1")
-    boss.keyboard.press("e")
+    press(boss, "e")
     boss.wait_for_selector("#undo-button")
     assert all(reload(shared_app, t.id).status == "resolved" for t in done)
     boss.click("#undo-button")

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from tests import factories
-from tests.test_browser import browser_page, serving  # noqa: F401 (fixture)
+from tests.test_browser import browser_page, press, serving  # noqa: F401 (fixture)
 from tests.webutil import PASSWORD, make_user
 from tests.workspace_util import reload
 
@@ -69,32 +69,32 @@ def test_urgent_first_and_keyboard_shortcuts(app: Flask, live_server: str, brows
     assert rows.count() == 3
     assert "urgent" in (rows.nth(0).get_attribute("class") or "")  # urgent sorts first
     assert rows.nth(0).locator("text=urgent").count() >= 1 and "due in" in rows.nth(0).inner_text()
-    page.keyboard.press("?")
+    press(page, "?")
     assert page.is_visible("#shortcuts") and page.is_visible("text=Keyboard shortcuts")
-    page.keyboard.press("Escape")
+    press(page, "Escape")
     assert not page.is_visible("#shortcuts")
-    page.keyboard.press("j")
-    page.keyboard.press("j")
+    press(page, "j")
+    press(page, "j")
     assert "selected" in (rows.nth(1).get_attribute("class") or "")
-    page.keyboard.press("k")
+    press(page, "k")
     assert "selected" in (rows.nth(0).get_attribute("class") or "")
-    page.keyboard.press("o")
+    press(page, "o")
     page.wait_for_url(f"{live_server}/tickets/{live.id}")
     assert page.is_visible("text=happening now")
-    page.keyboard.press("a")  # assign to me
+    press(page, "a")  # assign to me
     page.wait_for_selector("text=Saved.")
     assert reload(app, live.id).assignee is not None
     assert page.locator("button:text-is('Claim')").count() == 0  # not offered on my own ticket
-    page.keyboard.press("r")
+    press(page, "r")
     assert page.evaluate("document.activeElement.id") == "reply-body"
     page.keyboard.type("jjj")  # typing in the reply box is text, not shortcuts
     assert page.url.endswith(f"/tickets/{live.id}") and page.input_value("#reply-body") == "jjj"
     page.click("h1")  # leave the text box
-    page.keyboard.press("e")  # resolve: refused until the category is confirmed
+    press(page, "e")  # resolve: refused until the category is confirmed
     page.wait_for_selector("text=confirm the category before resolving")
     page.click("text=Confirm category")
     page.wait_for_selector("text=Saved.")
-    page.keyboard.press("e")
+    press(page, "e")
     page.wait_for_selector("text=Ticket resolved.")
     assert reload(app, live.id).status == "resolved"
     assert (
@@ -128,10 +128,10 @@ def test_bulk_actions_with_checkboxes_and_keys(app: Flask, live_server: str, bro
     page.wait_for_selector("text=3 tickets changed.")
     assert {reload(app, t.id).queue.slug for t in tickets} == {"technical"}
     # keyboard: select the first row, tick it with x, assign the ticked to me with a
-    page.keyboard.press("j")
-    page.keyboard.press("x")
+    press(page, "j")
+    press(page, "x")
     assert page.inner_text("#ticked") == "1"
-    page.keyboard.press("a")
+    press(page, "a")
     page.wait_for_selector("text=1 ticket changed.")
     assigned = [t for t in tickets if reload(app, t.id).assignee is not None]
     assert len(assigned) == 1
@@ -142,7 +142,7 @@ def test_bulk_actions_with_checkboxes_and_keys(app: Flask, live_server: str, bro
         page.click("button[name=op][value=confirm]")
     page.check("#tick-all")
     with page.expect_navigation():
-        page.keyboard.press("e")  # resolve the ticked (focus on a checkbox still takes shortcuts)
+        press(page, "e")  # resolve the ticked (focus on a checkbox still takes shortcuts)
     assert page.is_visible("text=1 ticket changed.")
     assert reload(app, assigned[0].id).status == "resolved"
 
@@ -168,9 +168,9 @@ def test_search_from_the_header_and_send_and_next(
         )
     page = browser_page
     _login(page, live_server)
-    page.keyboard.press("/")
+    press(page, "/")
     page.keyboard.type("armadillo")
-    page.keyboard.press("Enter")
+    press(page, "Enter")
     page.wait_for_url("**/search?q=armadillo")
     assert page.locator("tr[data-href]").count() == 1 and page.is_visible(f"text={first.reference}")
     page.click(f"text={first.reference}")

@@ -185,4 +185,6 @@
     window.setInterval(report, parseInt(presence.getAttribute('data-interval'), 10) || 3000);
     window.addEventListener('pagehide', function () { post({leaving: true}, true).catch(function () {}); });
   }
+  // Every handler above is bound: keys pressed from now on are shortcuts (browser tests wait for this).
+  document.documentElement.setAttribute('data-workspace', 'ready');
 }());
