@@ -4,7 +4,9 @@ The large sets are the training file copied with 10 % of each copy's words dropp
 its writer, so grouped cross-validation still never splits a writer); 1k is every fourth email.
 Each model is scored on the held-out test file and the hard set, which it never saw.
 `python -m bench size_curve`: 1k, the training file and 20k; with BENCH_FULL=1 also 50k and 100k
-(BENCH_SIZES="n,n,..." overrides). Thresholds above training.THRESHOLD_SAMPLE come from a sample.
+(BENCH_SIZES="n,n,..." overrides). The thresholds come from the distinct emails (the copies are
+near-copies: near_copies.py), and from a sample of them above training.THRESHOLD_SAMPLE; the model
+is fitted on every example, copies included.
 """
 
 from __future__ import annotations

@@ -265,29 +265,39 @@ def test_fast_probabilities_equal_scikit_learns(trained_model) -> None:  # type:
     )
 
 
-def test_a_large_set_fits_thresholds_on_a_sample_and_keeps_the_model_fitted_on_all(
+def test_a_large_set_fits_thresholds_on_distinct_emails_and_keeps_the_model_fitted_on_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Above THRESHOLD_SAMPLE examples (lowered here to keep the test fast), the thresholds come
-    from grouped cross-validation on a sample; the model kept is the same Pipeline, fitted on every
-    example of the generated large set (copies with word dropout, as the size curve's)."""
+    """The generated large set of the size curve (the training file, then copies with word
+    dropout): the thresholds come from grouped cross-validation on the distinct emails only (the
+    copies left out), on a sample of them above THRESHOLD_SAMPLE (lowered here to keep the test
+    fast); the model kept is the same Pipeline, fitted on every example, copies included."""
     import numpy as np
 
     from bench.size_curve import grown
     from triage.classifier import training
     from triage.classifier.dataset import load_jsonl
+    from triage.classifier.near_copies import copy_of
 
     data = Path(__file__).resolve().parent.parent / "training_data"
     base = load_jsonl(data / "train.jsonl")[::8]
     large = grown(base, 3 * len(base))
     assert len({ex.id for ex in large}) == len(large) == 3 * len(base)
-    monkeypatch.setattr(training, "THRESHOLD_SAMPLE", 600)
+    firsts = copy_of(large)
+    unique = [ex for i, ex in enumerate(large) if firsts[i] == i]
+    copies = len(large) - len(unique)
+    assert copies >= 0.9 * 2 * len(base)  # nearly every copy is found ...
+    assert all(large[firsts[i]].label == ex.label for i, ex in enumerate(large))
+    assert sum("~" not in ex.id for ex in unique) >= len(base) - 3  # ... and the originals stay
+
+    monkeypatch.setattr(training, "THRESHOLD_SAMPLE", 400)
     result = training.train(large, None, "vlarge", n_jobs=2)
     model = result.model
     assert model.metadata["validation"] == (
-        f"grouped cross-validation (out-of-fold) on a random sample of 600 of the {len(large)} emails"
+        "grouped cross-validation (out-of-fold) on a random sample of 400 of the "
+        f"{len(unique)} distinct emails ({copies} near-copies left out)"
     )
-    assert result.cv_report["n"] == 600 and model.metadata["n_train"] == len(large)
+    assert result.cv_report["n"] == 400 and model.metadata["n_train"] == len(large)
     assert (
         model.pipeline.named_steps["classify"]
         .calibrated_classifiers_[0]
@@ -302,8 +312,13 @@ def test_a_large_set_fits_thresholds_on_a_sample_and_keeps_the_model_fitted_on_a
         model.probabilities(pairs), model.pipeline.predict_proba(pairs), rtol=1e-6, atol=1e-9
     )
     assert model.decide_one(*pairs[0]).category == "exam_frozen"
-    small = training.train(base, None, "vsmall", n_jobs=2)
-    assert small.model.metadata["validation"] == "grouped cross-validation (out-of-fold)"
+    monkeypatch.setattr(training, "THRESHOLD_SAMPLE", 8_000)
+    everything = training.train(large, None, "vall", n_jobs=2)
+    assert everything.model.metadata["validation"] == (
+        f"grouped cross-validation (out-of-fold) on the {len(unique)} distinct emails "
+        f"({copies} near-copies left out)"
+    )
+    assert everything.cv_report["n"] == len(unique)
 
 
 def test_training_keeps_each_writer_together() -> None:

@@ -147,3 +147,36 @@ def test_gunicorn_workers_share_one_latency_histogram(
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert not (tmp_path / "prom" / "counter_999.db").exists()
+
+
+def test_no_model_is_logged_when_it_starts_and_again_when_one_is_active(
+    model_app_config: dict[str, Any],
+    trained_model: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from triage import create_app
+    from triage.classifier import registry
+    from triage.outage import _WATCHES
+
+    _WATCHES.clear()  # this process's watches start afresh
+    app = create_app({**model_app_config, "MODEL_CHECK_INTERVAL": 0.0})
+    with factories.session_of(app) as s:
+        token = factories.api_token(s)
+    client = app.test_client()
+    with caplog.at_level(logging.INFO, logger="triage"):
+        for n in range(4):  # four batches, no model: one line when it starts, one warning after
+            raw = make_email(subject=f"Question {n}", message_id=f"<nomodel{n}@centre.example>")
+            assert post_email(client, token, raw).status_code == 202
+        with factories.session_of(app) as s:
+            registry.register(s, trained_model[0].model, "test", True, "")
+            registry.activate(s, trained_model[0].model.version, "test")
+        assert (
+            post_email(client, token, make_email(message_id="<m@centre.example>")).status_code
+            == 202
+        )
+    lines = [r for r in caplog.records if "no usable model" in r.getMessage()]
+    assert [r.levelname for r in lines] == ["INFO", "WARNING", "WARNING"], [
+        r.getMessage() for r in lines
+    ]
+    assert "no active model; run: flask --app app triage train" in lines[0].getMessage()
+    assert "works again" in lines[2].getMessage()

@@ -852,3 +852,40 @@ def test_a_helper_worker_run_once_leaves_the_jobs_to_the_main_process(app: Flask
         "deliver-outbox=0",
         "run-jobs=0",
     ]
+
+
+def test_a_retrain_runs_beside_the_worker_and_is_handed_back_when_it_stops(
+    mail_app: Flask, api_token: str, engine: Engine, workers: Workers
+) -> None:
+    """The real `flask triage worker`: a queued retrain runs in a process of its own while mail
+    keeps being processed; SIGTERM to the worker ends that process and queues the job again."""
+    import re
+
+    from triage.orm import Job
+    from triage.worker.jobs import request_retrain
+
+    with mail_app.extensions["triage.sessions"]() as s:
+        job_id = request_retrain(s, "user:boss@imi.test").id
+        s.commit()
+
+    def status() -> tuple[str, str]:
+        with engine.connect() as conn:
+            row = conn.execute(select(Job.status, Job.progress).where(Job.id == job_id)).one()
+            return row[0], row[1]
+
+    worker = workers.start()
+    _wait(lambda: "job 1 started in process" in workers.output(), "the job to start", workers)
+    found = re.search(r"job 1 started in process (\d+)", workers.output())
+    assert found is not None
+    child = int(found.group(1))
+    assert child != worker.pid and status()[0] == "running"
+
+    post_email(mail_app.test_client(), api_token, make_email(), process=False)
+    _wait(lambda: _processed(engine) == 1, "the email to be processed", workers)
+    assert status()[0] == "running"  # processed while the model trains (the full training file)
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, workers.output()[-3000:]
+    assert status() == ("queued", "queued again: the worker running it was stopped")
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # the job's process ended with the worker

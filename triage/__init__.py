@@ -9,13 +9,8 @@ from flask import Flask
 from triage.config import Settings
 
 
-def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the Flask app from environment settings, with optional overrides (tests pass these)."""
-    settings = Settings.from_env()
-    if config:
-        settings.update(config)
-    settings.prepare_instance()
-
+def configure_logging(settings: Settings) -> None:
+    """Log as the settings say: JSON lines (LOG_FORMAT=json) or scrubbed text lines."""
     if settings.log_format == "json":
         from triage.web.observability import configure_json_logging
 
@@ -24,6 +19,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         from triage.logs import configure_text_logging
 
         configure_text_logging()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app from environment settings, with optional overrides (tests pass these)."""
+    settings = Settings.from_env()
+    if config:
+        settings.update(config)
+    settings.prepare_instance()
+    configure_logging(settings)
     app = Flask(__name__, instance_path=str(settings.instance_path))
     # believe X-Forwarded-For/-Proto/-Host from exactly that many proxies
     if settings.trusted_proxies:

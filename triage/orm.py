@@ -563,6 +563,8 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]  # beaten by the worker while the job runs
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # times started
 
 
 class ImapCheckpoint(Base):

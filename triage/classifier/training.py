@@ -18,6 +18,7 @@ from triage.classifier.dataset import Example, fit_weights, sha256_of
 from triage.classifier.decision import Decision, Thresholds, decide_rows, hold_for_staff
 from triage.classifier.evaluation import QualityTargets, evaluate, gate_failures
 from triage.classifier.model import SEED, TrainedModel, build_pipeline
+from triage.classifier.near_copies import distinct
 from triage.classifier.policies import Scored, fit_policy
 from triage.orm import utcnow
 
@@ -91,9 +92,10 @@ def decisions_for(
     return decisions
 
 
-# Above this many examples, the thresholds are fitted on the out-of-fold predictions of a sample of
-# this size (grouped cross-validation, as below it); the model kept is still the same Pipeline
-# fitted on every example. Cross-validating the whole set would cost five more fits of it: at 50,000
+# The thresholds are fitted on the out-of-fold predictions of distinct emails (near-copies of an
+# earlier one left out: near_copies.py), and above this many of them on a random sample of this
+# size (grouped cross-validation, as below it); the model kept is still the same Pipeline fitted on
+# every example. Cross-validating the whole set would cost five more fits of it: at 50,000
 # examples, over 10 minutes on 2 cores. The size curve is in training_data/README.md.
 THRESHOLD_SAMPLE = 8_000
 
@@ -142,7 +144,8 @@ def train(
     targets = targets or QualityTargets()
     given, train_set = train_set, ordered_by_group(train_set)
     labels = [ex.label for ex in train_set]
-    sample = threshold_sample(train_set, THRESHOLD_SAMPLE, seed)
+    unique = ordered_by_group(distinct(given))
+    sample = threshold_sample(unique, THRESHOLD_SAMPLE, seed)
     sample_labels = [ex.label for ex in sample]
     probs, classes = out_of_fold_probabilities(sample, seed, n_jobs)
     held = acknowledgements(sample)
@@ -155,8 +158,12 @@ def train(
     )
     model = TrainedModel(fit_final(train_set, seed, n_jobs), thresholds)
     validation = "grouped cross-validation (out-of-fold)"
-    if len(sample) < len(train_set):
-        validation += f" on a random sample of {len(sample)} of the {len(train_set)} emails"
+    if len(sample) < len(unique):
+        validation += f" on a random sample of {len(sample)} of the {len(unique)} distinct emails"
+    elif len(unique) < len(train_set):
+        validation += f" on the {len(unique)} distinct emails"
+    if len(unique) < len(train_set):
+        validation += f" ({len(train_set) - len(unique)} near-copies left out)"
     test_report = None
     reasons = gate_failures(cv_report, targets, "cross-validation")
     if test_set:

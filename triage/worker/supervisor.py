@@ -184,7 +184,11 @@ class Supervisor:
         self.processes = processes
         self.waker = Waker(engine)
         nudge = Nudge() if engine.dialect.name == "postgresql" else None
-        self.ctx = task_context(settings, sessions, delivery=nudge)  # loads the model
+        self.sessions = sessions
+        # loads the model; retraining runs in a process of its own, so mail keeps flowing
+        self.ctx = task_context(
+            settings, sessions, delivery=nudge, background_jobs=role is Role.MAIN
+        )
         self.stopping = self.ctx.stopping
         self.main = Worker(
             main_loop_tasks(self.ctx, role), sessions, settings, self.stopping, self.waker.wait
@@ -218,6 +222,8 @@ class Supervisor:
             self.ctx.delivery.wake()
             self.sender.join(timeout=DELIVERY_STOP_SECONDS)
         self.helpers.stop()
+        if self.ctx.jobs is not None:
+            self.ctx.jobs.stop(self.sessions)  # the job is queued again for the next worker
         self.waker.close()
 
     def _delivery_thread(self, sessions: sessionmaker[Session], nudge: Nudge) -> threading.Thread:

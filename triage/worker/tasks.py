@@ -22,7 +22,7 @@ from triage.mail import channel_polling, channels
 from triage.mail.delivery import deliver_due
 from triage.mail.inbound import InboundContext, process_pending, receive
 from triage.states import InboundSource
-from triage.worker.jobs import run_queued
+from triage.worker.jobs import JobRunner, run_queued
 from triage.worker.loop import Nudge, Task
 
 # while mail streams in, staff notifications are looked for once a second
@@ -74,6 +74,8 @@ class TaskContext:
     worker_id: str  # stored on the outbox rows and jobs this process claims
     delivery: Nudge | None  # wakes the delivery loop when it runs apart (None: delivery is a task)
     state: RoundState = field(default_factory=RoundState)
+    # runs jobs in a process of their own (a long-running worker); None: in this process, to the end
+    jobs: JobRunner | None = None
 
     @property
     def settings(self) -> Settings:
@@ -148,8 +150,11 @@ def alert_channels(_ctx: TaskContext, sessions: sessionmaker[Session], settings:
 
 
 def run_jobs(ctx: TaskContext, sessions: sessionmaker[Session], settings: Settings) -> int:
-    """Run one queued job (retraining)."""
-    return run_queued(sessions, settings, ctx.worker_id)
+    """Start, watch or finish a queued job (retraining) in a process of its own; a one-off round
+    runs one here instead."""
+    if ctx.jobs is None:
+        return run_queued(sessions, settings, ctx.worker_id)
+    return ctx.jobs.step(sessions, time.monotonic())
 
 
 # In the order a round runs them. Staff notifications are not looked for after every batch (three
@@ -180,18 +185,21 @@ def task_context(
     sessions: sessionmaker[Session],
     stopping: threading.Event | None = None,
     delivery: Nudge | None = None,
+    background_jobs: bool = False,
 ) -> TaskContext:
     """The context for one process's tasks, with the active model loaded now (none yet is fine).
 
     With `delivery`, the outbox is left to a loop of its own, which that nudge wakes whenever a
-    batch has been processed.
+    batch has been processed. With `background_jobs`, jobs run in a process of their own.
     """
     inbound = InboundContext(
         settings, ModelProvider(sessions, settings.models_dir, settings.model_check_interval)
     )
     with contextlib.suppress(Exception):  # load the model now, not with the first email
         inbound.models.current()
-    return TaskContext(inbound, stopping or threading.Event(), worker_id(), delivery)
+    name = worker_id()
+    jobs = JobRunner(settings, name) if background_jobs else None
+    return TaskContext(inbound, stopping or threading.Event(), name, delivery, jobs=jobs)
 
 
 def main_loop_specs(settings: Settings, role: Role, delivery_apart: bool) -> list[TaskSpec]:

@@ -28,6 +28,7 @@ from triage.mail.inbound.writer import BatchWriter
 from triage.mail.parse import NotAnEmail, ParsedEmail, UnparseableEmail, parse
 from triage.mail.recipients import choose_recipient
 from triage.orm import InboundEmail, Message, Ticket, utcnow
+from triage.outage import watch
 from triage.states import InboundSource, InboundStatus, MessageDirection
 
 log = logging.getLogger(__name__)
@@ -311,10 +312,17 @@ def _note_unprepared(row: InboundEmail, error: Exception | None, outcome: BatchO
     outcome.failed.append(row.id)
 
 
+MODEL_WATCH = "the classifier (no usable model, new mail goes to triage)"
+
+
 def _current_model(ctx: InboundContext) -> TrainedModel | None:
-    """The live model, or None (logged) when none is usable: then new mail goes to triage."""
+    """The live model, or None when none is usable: then new mail goes to triage (logged when it
+    starts, as a warning from the next batch on, then every OUTAGE_REMIND_SECONDS, not per batch)."""
+    outage = watch(MODEL_WATCH, 0, ctx.settings.outage_remind_seconds)
     try:
-        return ctx.models.current()
+        model = ctx.models.current()
     except ModelLoadError as exc:
-        log.error("no usable model, new mail goes to triage: %s", exc)
+        outage.failed(str(exc))
         return None
+    outage.succeeded()
+    return model
