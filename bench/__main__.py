@@ -35,8 +35,8 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "size_curve": (
         "training time (wall and CPU) and held-out quality (test, hard and fresh files) against the "
         "number of training examples: 1k, the training file, 20k (full: also 50k and 100k)",
-        "~5 min",
-        "~25 min",
+        "~3 min",
+        "~12 min",
     ),
     "load": (
         "emails POSTed to the webhook under gunicorn on SQLite (and PostgreSQL with BENCH_DATABASE_URL): accept "

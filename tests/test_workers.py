@@ -874,8 +874,9 @@ def test_a_retrain_runs_beside_the_worker_and_is_handed_back_when_it_stops(
             return row[0], row[1]
 
     worker = workers.start()
-    _wait(lambda: "job 1 started in process" in workers.output(), "the job to start", workers)
-    found = re.search(r"job 1 started in process (\d+)", workers.output())
+    started = f"job {job_id} started in process"
+    _wait(lambda: started in workers.output(), "the job to start", workers)
+    found = re.search(started + r" (\d+)", workers.output())
     assert found is not None
     child = int(found.group(1))
     assert child != worker.pid and status()[0] == "running"
