@@ -422,3 +422,80 @@ def test_weights_reach_the_pipelines_final_step() -> None:
         ]
         == 1
     )
+
+
+def _alerts(app: Flask, ticket_id: int) -> list[tuple[str, str, str]]:
+    """(recipient, subject, body) of the staff alerts queued for a ticket."""
+    from triage.orm import OutboxItem
+
+    with app.extensions["triage.sessions"]() as s:
+        rows = s.scalars(
+            select(OutboxItem).where(OutboxItem.ticket_id == ticket_id).order_by(OutboxItem.id)
+        ).all()
+        return [
+            (r.recipient, r.message.subject, r.message.body_text)
+            for r in rows
+            if r.message.kind == "notification"
+        ]
+
+
+@pytest.mark.parametrize("notify_address", ["exams-team@imi.test", None])
+def test_no_alerts_the_queue_since_nobody_is_assigned(
+    app: Flask, notify_address: str | None
+) -> None:
+    from triage.helpdesk import notifications
+    from triage.orm import Queue
+
+    make_user(app, "agent@imi.test", "agent", "Alex Agent")
+    make_user(app, "boss@imi.test", "admin", "Bo Boss")
+    ticket_id, token = answered_ticket(app)
+    comment = "Still frozen after the restart.\nThe candidate has been waiting 20 minutes."
+    assert (
+        app.test_client().post(f"/answer/{token}/no", data={"comment": comment}).status_code == 200
+    )
+    t = _get(app, ticket_id)
+    assert t.assignee_id is None and t.queue is not None
+    with factories.session_of(app) as s:
+        queue = s.scalars(select(Queue).where(Queue.slug == t.queue.slug)).one()
+        queue.notify_address = notify_address
+
+    sessions, settings = app.extensions["triage.sessions"], app.extensions["triage.settings"]
+    assert notifications.run(sessions, settings) >= 1
+    alerts = _alerts(app, ticket_id)
+    expected = {notify_address} if notify_address else {"agent@imi.test", "boss@imi.test"}
+    assert {a[0] for a in alerts} == expected
+    _recipient, subject, body = alerts[0]
+    assert subject.startswith(f"[IMI-{ticket_id:06d}] Answer did not help:")
+    assert "the automatic answer did not help" in body
+    assert "> Still frozen after the restart.\n> The candidate has been waiting 20 minutes." in body
+    assert f"/tickets/{ticket_id}" in body
+    assert notifications.run(sessions, settings) == 0  # told once
+
+    # the centre writing again later is an ordinary reply: no queue alert for an unassigned ticket
+    with factories.session_of(app) as s:
+        row = s.get(Ticket, ticket_id)
+        assert row is not None
+        row.centre_replied_at = utcnow()
+    notifications.run(sessions, settings)
+    assert len(_alerts(app, ticket_id)) == len(alerts)
+
+
+def test_no_alerts_the_assignee_only_when_there_is_one(app: Flask) -> None:
+    from triage.helpdesk import notifications
+
+    agent = make_user(app, "agent@imi.test", "agent", "Alex Agent")
+    make_user(app, "boss@imi.test", "admin", "Bo Boss")
+    ticket_id, token = answered_ticket(app)
+    with factories.session_of(app) as s:
+        row = s.get(Ticket, ticket_id)
+        assert row is not None
+        row.assignee_id = agent
+    assert app.test_client().post(f"/answer/{token}/no", data={}).status_code == 200
+    sessions, settings = app.extensions["triage.sessions"], app.extensions["triage.settings"]
+    assert _get(app, ticket_id).assignee_id == agent
+    notifications.run(sessions, settings)
+    alerts = _alerts(app, ticket_id)
+    assert len(alerts) == 1, alerts
+    [(recipient, subject, body)] = alerts
+    assert recipient == "agent@imi.test" and "Answer did not help" in subject
+    assert "It left no comment." in body

@@ -6,7 +6,8 @@ the mail. Each event is recorded on the ticket when notified (urgent_notified_at
 overdue_notified_due), so it is told once however many workers run. The queue's notify address hears
 of urgent and overdue tickets (inbound processing already tells it of centre replies); a queue with no
 (valid) notify address alerts every active member of staff instead, so an alert always reaches
-someone; the assignee hears of all three. Each person can switch a kind off on their Preferences page.
+someone; the assignee hears of all three. A centre's "No, I still need help" to an automatic answer
+is told like a reply, to the assignee, or to the queue (or everyone) when nobody is assigned. Each person can switch a kind off on their Preferences page.
 Every alert links to the ticket (EXTERNAL_URL) and quotes the first lines of the centre's mail; an
 invalid address is skipped and recorded, never stopping the other alerts.
 """
@@ -26,7 +27,7 @@ from triage.helpdesk import due, tickets
 from triage.mail import compose
 from triage.mail.outbox import enqueue
 from triage.mail.recipients import unanswerable
-from triage.orm import AuditEvent, Queue, Ticket, User, utcnow
+from triage.orm import AnswerFeedback, AuditEvent, Queue, Ticket, User, utcnow
 from triage.states import AuditAction, MessageDirection, MessageKind, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -196,28 +197,45 @@ def urgent_arrivals(session: Session, settings: Settings, now: datetime) -> int:
 
 
 def centre_replies(session: Session, settings: Settings, now: datetime) -> int:
-    """Tell the assignee when the centre replies on their ticket (once per reply)."""
+    """Tell the assignee when the centre replies on their ticket (once per reply); when the centre
+    says an automatic answer did not help, tell the queue (or everyone) too, since such a ticket
+    usually has no assignee."""
     unseen = or_(
         Ticket.reply_notified_at.is_(None), Ticket.reply_notified_at < Ticket.centre_replied_at
     )
-    rows = _claim(
-        session,
-        [Ticket.centre_replied_at.is_not(None), Ticket.assignee_id.is_not(None), unseen],
-        [Ticket.id],
-    )
+    someone = or_(Ticket.assignee_id.is_not(None), Ticket.answer_rejected_at.is_not(None))
+    rows = _claim(session, [Ticket.centre_replied_at.is_not(None), someone, unseen], [Ticket.id])
     sent = 0
     for ticket in rows:
         ticket.reply_notified_at = ticket.centre_replied_at
-        if ticket.centre_replied_at is not None and ticket.centre_replied_at >= now - STALE:
-            sent += _send(
-                session,
-                settings,
-                ticket,
-                _assignee(ticket, "notify_centre_replies"),
-                "Centre replied",
-                _text(settings, ticket, "The centre has replied on a ticket assigned to you."),
-            )
+        if ticket.centre_replied_at is None or ticket.centre_replied_at < now - STALE:
+            continue
+        recipients = _assignee(ticket, "notify_centre_replies")
+        if ticket.answer_rejected_at == ticket.centre_replied_at:  # this "reply" is their "No"
+            if not recipients:
+                recipients = _queue_or_everyone(session, ticket, "notify_centre_replies")
+            what, headline = "Answer did not help", _rejected_headline(session, ticket)
+        else:
+            what, headline = "Centre replied", "The centre has replied on a ticket assigned to you."
+        sent += _send(
+            session, settings, ticket, recipients, what, _text(settings, ticket, headline)
+        )
     return sent
+
+
+def _rejected_headline(session: Session, ticket: Ticket) -> str:
+    """What the centre said when it answered "No, I still need help", with its comment."""
+    comment = session.scalar(
+        select(AnswerFeedback.comment)
+        .where(AnswerFeedback.ticket_id == ticket.id, AnswerFeedback.solved.is_(False))
+        .order_by(AnswerFeedback.id.desc())
+        .limit(1)
+    )
+    said = "The centre says the automatic answer did not help and still needs help."
+    if not comment:
+        return said + " It left no comment."
+    quoted = "\n".join(f"> {line}" for line in comment.splitlines()[:EXCERPT_LINES])
+    return f"{said} Its comment:\n{quoted[:EXCERPT_CHARS]}"
 
 
 def _shortest_targets(session: Session) -> tuple[int, int]:
