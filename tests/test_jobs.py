@@ -71,13 +71,11 @@ def test_mail_is_processed_while_a_retrain_runs_in_its_own_process(retrain_app: 
         headers={"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"},
     )
     assert response.status_code == 202
-    started = time.monotonic()
     done = worker.run_once()
     assert done["process-inbound"] == 1 and done["run-jobs"] == 0
     with sessions() as s:
         assert len(s.scalars(select(Ticket)).all()) == 1
     assert _job(app, job_id).status == "running", "the retrain ended before the email was processed"
-    assert time.monotonic() - started < 30  # not held behind the training
 
     # while the job runs, its heartbeat is kept up; then the outcome is recorded by the job itself
     with sessions() as s, s.begin():
