@@ -14,12 +14,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from triage.classifier.model import TrainedModel
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 _models: dict[int, TrainedModel] = {}
+
+
+def migrated_engine(url: str) -> Engine:
+    """An engine on a freshly migrated database (PostgreSQL: its public schema emptied first)."""
+    from sqlalchemy import text
+
+    from triage import schema
+    from triage.database import make_engine
+
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    schema.upgrade(engine)
+    return engine
 
 
 def shared_model(every: int = 1) -> TrainedModel:

@@ -18,9 +18,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from bench.common import full_profile
+from bench.common import full_profile, migrated_engine
 from triage import create_app
 from triage.catalogue import TRIAGE_QUEUE
 from triage.config import Settings
@@ -135,17 +135,8 @@ def _run(database_url: str, scratch: Path, connections: int, count: int, delay: 
 
 def _fresh_database(scratch: Path, name: str) -> str:
     """A migrated database: SQLite in `scratch`, or the emptied BENCH_DATABASE_URL."""
-    from triage import schema
-    from triage.database import make_engine
-
     url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{scratch / f'{name}.db'}"
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    schema.upgrade(engine)
-    engine.dispose()
+    migrated_engine(url).dispose()
     return url
 
 

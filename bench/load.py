@@ -55,8 +55,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import REPO, full_profile, percentile, shared_model
-from triage import schema
+from bench.common import REPO, full_profile, migrated_engine, percentile, shared_model
 from triage.classifier import registry
 from triage.classifier.dataset import TRAIN_FILE
 from triage.database import make_engine, make_session_factory, statement_session
@@ -481,12 +480,7 @@ def _drain_stored(
 
 def _database(url: str, model: Any) -> tuple[Engine, sessionmaker[Session]]:
     """A freshly migrated database (PostgreSQL: its public schema recreated) with `model` active."""
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    schema.upgrade(engine)
+    engine = migrated_engine(url)
     sessions = make_session_factory(engine)
     with sessions() as s:
         registry.register(s, model, "bench", True, "")

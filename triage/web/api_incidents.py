@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, jsonify
+from flask import jsonify
 from flask.typing import ResponseReturnValue
 
 from triage.helpdesk import incidents, tickets
@@ -12,7 +12,7 @@ from triage.orm import Incident
 from triage.states import LinkKind
 from triage.web import db, settings
 from triage.web.api import bp
-from triage.web.api_tickets import ticket_or_404
+from triage.web.api_tickets import ticket_or_404, token_actor
 from triage.web.auth import token_required
 from triage.web.body import json_body
 from triage.web.errors import ApiError
@@ -71,10 +71,6 @@ def _ids(data: dict[str, Any]) -> list[int]:
     return [_id(v, "ticket_ids") for v in value]
 
 
-def _actor() -> tickets.Actor:
-    return tickets.Actor.of_token(g.api_token.name)
-
-
 def _incident(incident_id: int) -> Incident:
     try:
         return incidents.get_incident(db(), incident_id)
@@ -115,7 +111,7 @@ def create_incident() -> ResponseReturnValue:
     if category is not None and not isinstance(category, str):
         raise ApiError(400, "category must be a string", field="category")
     incident, outcome = _commit_or_conflict(
-        lambda: incidents.create_incident(db(), _actor(), title, category, ids)
+        lambda: incidents.create_incident(db(), token_actor(), title, category, ids)
     )
     return jsonify({**incident_json(_incident(incident.id)), **_outcome_json(outcome)}), 201
 
@@ -133,7 +129,7 @@ def join_incident(incident_id: int) -> ResponseReturnValue:
     """Join tickets to the incident."""
     ids = _ids(_object({"ticket_ids"}, frozenset({"ticket_ids"})))
     incident = _incident(incident_id)
-    outcome = _commit_or_conflict(lambda: incidents.join(db(), _actor(), incident, ids))
+    outcome = _commit_or_conflict(lambda: incidents.join(db(), token_actor(), incident, ids))
     return jsonify({**incident_json(_incident(incident_id)), **_outcome_json(outcome)})
 
 
@@ -144,7 +140,7 @@ def reply_incident(incident_id: int) -> ResponseReturnValue:
     body = _text(_object({"body"}, frozenset({"body"})), "body", 100_000)
     incident = _incident(incident_id)
     outcome = _commit_or_conflict(
-        lambda: incidents.reply_all(db(), settings(), _actor(), incident, body)
+        lambda: incidents.reply_all(db(), settings(), token_actor(), incident, body)
     )
     return jsonify(_outcome_json(outcome)), 201
 
@@ -154,7 +150,7 @@ def reply_incident(incident_id: int) -> ResponseReturnValue:
 def resolve_incident(incident_id: int) -> ResponseReturnValue:
     """Resolve the incident and every ticket in it (409 naming any that cannot be)."""
     incident = _incident(incident_id)
-    outcome = _commit_or_conflict(lambda: incidents.resolve_incident(db(), _actor(), incident))
+    outcome = _commit_or_conflict(lambda: incidents.resolve_incident(db(), token_actor(), incident))
     return jsonify({**incident_json(_incident(incident_id)), **_outcome_json(outcome)})
 
 
@@ -167,7 +163,7 @@ def link_tickets(ticket_id: int) -> ResponseReturnValue:
     if kind not in set(LinkKind):
         raise ApiError(400, "kind must be related or duplicate", field="kind")
     one, other = ticket_or_404(ticket_id), ticket_or_404(_id(data["ticket_id"], "ticket_id"))
-    _commit_or_conflict(lambda: incidents.link(db(), _actor(), one, other, LinkKind(kind)))
+    _commit_or_conflict(lambda: incidents.link(db(), token_actor(), one, other, LinkKind(kind)))
     links = incidents.links_of(db(), one)
     return jsonify({"links": [{"ticket": t.reference, "kind": k} for t, k in links]}), 201
 
@@ -178,5 +174,5 @@ def merge_ticket(ticket_id: int) -> ResponseReturnValue:
     """Merge this ticket (a centre's duplicate) into another of the same centre: {"into": 12}."""
     data = _object({"into"}, frozenset({"into"}))
     duplicate, into = ticket_or_404(ticket_id), ticket_or_404(_id(data["into"], "into"))
-    _commit_or_conflict(lambda: incidents.merge(db(), _actor(), duplicate, into))
+    _commit_or_conflict(lambda: incidents.merge(db(), token_actor(), duplicate, into))
     return jsonify({"merged": duplicate.reference, "into": into.reference, "id": into.id})

@@ -134,7 +134,8 @@ def get_ticket(ticket_id: int) -> ResponseReturnValue:
     return response
 
 
-def _actor() -> tickets.Actor:
+def token_actor() -> tickets.Actor:
+    """The actor of this API call: its token."""
     return tickets.Actor.of_token(g.api_token.name)
 
 
@@ -154,7 +155,7 @@ def update_ticket(ticket_id: int) -> ResponseReturnValue:
             raise ApiError(400, f"{name} must be a string", field=name)
     session = db()
     t = ticket_or_404(ticket_id)
-    actor = _actor()
+    actor = token_actor()
     for name in ("category", "queue", "assignee", "status"):
         if name not in data:
             continue
@@ -210,7 +211,9 @@ def post_reply(ticket_id: int) -> ResponseReturnValue:
     session = db()
     t = ticket_or_404(ticket_id)
     try:
-        message = tickets.reply(session, settings(), _actor(), t, data["body"], seen_version=seen)
+        message = tickets.reply(
+            session, settings(), token_actor(), t, data["body"], seen_version=seen
+        )
     except tickets.ReplyConflict as exc:
         session.rollback()
         raise ApiError(

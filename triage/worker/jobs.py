@@ -202,6 +202,9 @@ class JobRunner:
         self.process: BaseProcess | None = None
         self.job_id: int | None = None
         self.last_beat = 0.0
+        self.last_sweep = (
+            -HEARTBEAT_SECONDS
+        )  # abandoned jobs are looked for this often, not each round
 
     @property
     def busy(self) -> bool:
@@ -223,7 +226,9 @@ class JobRunner:
             fail_if_unfinished(sessions, self.job_id, f"its process ended with exit code {code}")
             self.process, self.job_id = None, None
             return 1
-        requeue_abandoned(sessions)
+        if now - self.last_sweep >= HEARTBEAT_SECONDS:
+            requeue_abandoned(sessions)
+            self.last_sweep = now
         job_id = claim_next(sessions, self.worker)
         if job_id is None:
             return 0
